@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace ProxyGuard.Secrets;
+
+/// <summary>
+/// A real secret value. It renders itself as <c>[REDACTED]</c> everywhere (ToString, debugger,
+/// JSON); <see cref="Reveal"/> is the only way to read it. A value resolved from Vault is a live
+/// handle: <see cref="Reveal"/> returns the current cached value and throws
+/// <see cref="SecretUnavailableException"/> once the cache is past its TTL plus grace and Vault
+/// could not refresh it (fail closed).
+/// </summary>
+[DebuggerDisplay("[REDACTED]")]
+[DebuggerTypeProxy(typeof(RedactedDebugView))]
+[JsonConverter(typeof(SecretValueJsonConverter))]
+public sealed class SecretValue
+{
+    /// <summary>The text every secret-bearing type renders instead of a value.</summary>
+    public const string Redacted = "[REDACTED]";
+
+    [DebuggerBrowsable(DebuggerBrowsableState.Never)]
+    private readonly string? _value;
+
+    [DebuggerBrowsable(DebuggerBrowsableState.Never)]
+    private readonly ISecretSource? _source;
+
+    /// <summary>Wraps a value obtained elsewhere (tests, values the host already holds).</summary>
+    public SecretValue(string value)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(value);
+        _value = value;
+    }
+
+    internal SecretValue(ISecretSource source)
+    {
+        _source = source;
+    }
+
+    /// <summary>The real value. Call it only at the moment of use; never store or log the result.</summary>
+    /// <exception cref="SecretUnavailableException">A live (Vault) value expired and cannot be refreshed.</exception>
+    public string Reveal() => _value ?? _source!.Reveal();
+
+    /// <summary>True when <see cref="Reveal"/> would currently succeed.</summary>
+    public bool IsAvailable => _value is not null || _source!.IsAvailable;
+
+    /// <summary>
+    /// The last value known, even if expired (used for scanning and scrubbing, which must keep
+    /// catching a value the sandbox could still have seen). Null if never fetched.
+    /// </summary>
+    internal string? Peek() => _value ?? _source!.Peek();
+
+    /// <inheritdoc />
+    public override string ToString() => Redacted;
+
+    private sealed class RedactedDebugView
+    {
+        public RedactedDebugView(SecretValue value)
+        {
+            _ = value;
+        }
+
+        public string Value => Redacted;
+    }
+}
+
+/// <summary>Where a live <see cref="SecretValue"/> gets its value from.</summary>
+internal interface ISecretSource
+{
+    string Reveal();
+
+    bool IsAvailable { get; }
+
+    string? Peek();
+}
+
+/// <summary>Writes <c>"[REDACTED]"</c>; refuses to read (a secret is never deserialised).</summary>
+internal sealed class SecretValueJsonConverter : JsonConverter<SecretValue>
+{
+    public override SecretValue Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+        throw new JsonException("SecretValue cannot be deserialised.");
+
+    public override void Write(Utf8JsonWriter writer, SecretValue value, JsonSerializerOptions options) =>
+        writer.WriteStringValue(SecretValue.Redacted);
+}
