@@ -1,0 +1,320 @@
+using System.Threading.Channels;
+using Microsoft.Data.Sqlite;
+using ProxyGuard.Audit.Storage;
+
+namespace ProxyGuard.Audit;
+
+/// <summary>
+/// Durable audit event store: an embedded SQLite database (<c>events.db</c>, WAL, <c>synchronous=NORMAL</c>)
+/// in the data directory, fed through a bounded queue by one background writer that commits in batches.
+/// Allow events use <see cref="TryWrite"/> (dropped and counted when the queue is full or the store fails);
+/// deny events use <see cref="WriteAsync"/> (waits for room, throws when the store fails, so the caller fails
+/// the request closed). The last eighth of the queue is reserved for deny events.
+/// </summary>
+public sealed class EventStore : IAsyncDisposable
+{
+    private readonly Channel<QueueItem> _channel;
+    private readonly EventWriter _writer;
+    private readonly EventReader _reader;
+    private readonly StoreStatus _status;
+    private readonly EventStoreOptions _options;
+    private readonly int _allowLimit;
+    private readonly CancellationTokenSource _lifetime = new();
+    private Task _compactionLoop = Task.CompletedTask;
+    private int _disposed;
+
+    private EventStore(string databasePath, EventStoreOptions options)
+    {
+        _options = options;
+        DatabasePath = databasePath;
+        _status = new StoreStatus();
+        _channel = Channel.CreateBounded<QueueItem>(new BoundedChannelOptions(options.QueueCapacity)
+        {
+            SingleReader = true,
+            SingleWriter = false,
+            FullMode = BoundedChannelFullMode.Wait,
+            AllowSynchronousContinuations = false,
+        });
+        _allowLimit = options.QueueCapacity - (options.QueueCapacity / 8);
+        var writeConnection = new SqliteConnectionStringBuilder
+        {
+            DataSource = databasePath,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = false,
+            Cache = SqliteCacheMode.Private,
+        }.ToString();
+        var readConnection = new SqliteConnectionStringBuilder
+        {
+            DataSource = databasePath,
+            Mode = SqliteOpenMode.ReadOnly,
+            Pooling = true,
+            Cache = SqliteCacheMode.Private,
+            DefaultTimeout = 10,
+        }.ToString();
+        _writer = new EventWriter(writeConnection, _channel.Reader, options, _status);
+        _reader = new EventReader(readConnection);
+    }
+
+    /// <summary>Full path of the SQLite database file.</summary>
+    public string DatabasePath { get; }
+
+    /// <summary>Entries waiting in the queue (events and control markers).</summary>
+    public long QueueDepth => _channel.Reader.Count;
+
+    /// <summary>Allow events not stored: refused by <see cref="TryWrite"/> or lost when a failing store was disposed.</summary>
+    public long DroppedEvents => _status.Dropped;
+
+    /// <summary>Events committed since the store opened.</summary>
+    public long WrittenEvents => _status.Written;
+
+    /// <summary>Events deleted by retention since the store opened.</summary>
+    public long CompactedEvents => _status.Compacted;
+
+    /// <summary>False while commits fail (the writer retries) and after disposal.</summary>
+    public bool Healthy => !_status.Failing && Volatile.Read(ref _disposed) == 0;
+
+    /// <summary>One-line description of the last write or compaction failure, if any.</summary>
+    public string? LastError => _status.LastError;
+
+    /// <summary>Test hook: an exception returned here is thrown by the writer just before it commits a batch.</summary>
+    internal Func<Exception?>? FaultInjector
+    {
+        get => _status.FaultInjector;
+        set => _status.FaultInjector = value;
+    }
+
+    /// <summary>Test hook: caps the database at this many pages on the writer's next (re)open (a full disk).</summary>
+    internal long? MaxPageCount
+    {
+        get => _status.MaxPageCount;
+        set => _status.MaxPageCount = value;
+    }
+
+    /// <summary>
+    /// Opens (creating when needed) <c>events.db</c> in <paramref name="dataDirectory"/>, with WAL, the schema
+    /// and the filter indexes, and starts the writer and the retention compaction.
+    /// </summary>
+    /// <exception cref="EventStoreException">The directory or database cannot be created, opened or written.</exception>
+    public static EventStore Open(string dataDirectory, EventStoreOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(dataDirectory);
+        options ??= new EventStoreOptions();
+        Validate(options);
+        string directory;
+        try
+        {
+            directory = Path.GetFullPath(dataDirectory);
+            Directory.CreateDirectory(directory);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new EventStoreException($"cannot create data directory '{dataDirectory}': {EventWriter.OneLine(ex)}", ex);
+        }
+
+        var path = Path.Combine(directory, EventSchema.FileName);
+        var store = new EventStore(path, options);
+        try
+        {
+            store._writer.Open();
+        }
+        catch (Exception ex) when (ex is SqliteException or EventStoreException or IOException or UnauthorizedAccessException)
+        {
+            store._writer.Dispose();
+            store._reader.Dispose();
+            throw new EventStoreException($"cannot open event database '{path}': {EventWriter.OneLine(ex)}", ex);
+        }
+
+        store._writer.Start();
+        if (RetentionCompactor.HasRetention(options))
+        {
+            store._compactionLoop = store.RunCompactionLoopAsync();
+        }
+
+        return store;
+    }
+
+    /// <summary>For allow events: enqueues without waiting; false (counted in <see cref="DroppedEvents"/>) when the queue is full or the store is failing.</summary>
+    public bool TryWrite(AuditEvent e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        if (!_status.Failing && Volatile.Read(ref _disposed) == 0 && _channel.Reader.Count < _allowLimit)
+        {
+            var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), null);
+            if (_channel.Writer.TryWrite(item))
+            {
+                return true;
+            }
+        }
+
+        _status.AddDropped(1);
+        return false;
+    }
+
+    /// <summary>
+    /// For deny and audit-deny events: enqueues, waiting for room (bounded by <paramref name="ct"/>).
+    /// Throws <see cref="EventStoreException"/> when the store is failing or closed, so the caller fails closed.
+    /// </summary>
+    public ValueTask WriteAsync(AuditEvent e, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        ThrowIfUnavailable();
+        var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), null);
+        return _channel.Writer.TryWrite(item) ? ValueTask.CompletedTask : WaitForRoomAsync(item, ct);
+    }
+
+    /// <summary>
+    /// Enqueues like <see cref="WriteAsync"/> and returns once the event's batch is committed: true when committed,
+    /// false when the commit failed for good (the store was disposed while failing).
+    /// </summary>
+    public async ValueTask<bool> WriteAndWaitCommittedAsync(AuditEvent e, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        ThrowIfUnavailable();
+        var completion = QueueItem.NewCompletion();
+        var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), completion);
+        if (!_channel.Writer.TryWrite(item))
+        {
+            await WaitForRoomAsync(item, ct);
+        }
+
+        return await completion.Task.WaitAsync(ct);
+    }
+
+    /// <summary>Oldest first, ids greater than <see cref="EventQuery.After"/>, exact-match filters; safe under concurrent writes.</summary>
+    public EventPage Query(EventQuery q)
+    {
+        ArgumentNullException.ThrowIfNull(q);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return _reader.Query(q);
+    }
+
+    /// <summary>Returns once everything enqueued before the call is committed; throws <see cref="EventStoreException"/> if that cannot happen.</summary>
+    public async Task FlushAsync(CancellationToken ct = default)
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        ThrowIfUnavailable();
+        var completion = QueueItem.NewCompletion();
+        var item = new QueueItem(QueueItemKind.Flush, null, completion);
+        if (!_channel.Writer.TryWrite(item))
+        {
+            await WaitForRoomAsync(item, ct);
+        }
+
+        if (!await completion.Task.WaitAsync(ct))
+        {
+            throw Unavailable();
+        }
+    }
+
+    /// <summary>Runs a retention compaction now (it also runs every <see cref="EventStoreOptions.CompactionInterval"/>).</summary>
+    public async Task CompactAsync(CancellationToken ct = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var completion = QueueItem.NewCompletion();
+        await _channel.Writer.WriteAsync(new QueueItem(QueueItemKind.Compact, null, completion), ct);
+        if (!await completion.Task.WaitAsync(ct))
+        {
+            throw new EventStoreException(LastError ?? "audit compaction failed");
+        }
+    }
+
+    /// <summary>Stops accepting events, commits everything queued (giving up after a retry if the store is failing) and closes.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _lifetime.Cancel();
+        _channel.Writer.TryComplete();
+        if (_status.Failing)
+        {
+            _writer.BeginStop();
+        }
+
+        var drained = await Task.WhenAny(_writer.Completion, Task.Delay(TimeSpan.FromSeconds(30))) == _writer.Completion;
+        if (!drained)
+        {
+            _writer.BeginStop();
+            await _writer.Completion;
+        }
+
+        try
+        {
+            await _compactionLoop;
+        }
+        catch (OperationCanceledException)
+        {
+            // The loop ends by cancellation.
+        }
+
+        _writer.Dispose();
+        _reader.Dispose();
+        _lifetime.Dispose();
+    }
+
+    private async Task RunCompactionLoopAsync()
+    {
+        await Task.Yield();
+        _channel.Writer.TryWrite(new QueueItem(QueueItemKind.Compact, null, null));
+        using var timer = new PeriodicTimer(_options.CompactionInterval, _options.TimeProvider);
+        while (await timer.WaitForNextTickAsync(_lifetime.Token))
+        {
+            _channel.Writer.TryWrite(new QueueItem(QueueItemKind.Compact, null, null));
+        }
+    }
+
+    private async ValueTask WaitForRoomAsync(QueueItem item, CancellationToken ct)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _status.FailureToken, _lifetime.Token);
+        try
+        {
+            await _channel.Writer.WriteAsync(item, linked.Token);
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw Unavailable();
+        }
+        catch (ChannelClosedException)
+        {
+            throw Unavailable();
+        }
+    }
+
+    private void ThrowIfUnavailable()
+    {
+        if (_status.Failing || Volatile.Read(ref _disposed) != 0)
+        {
+            throw Unavailable();
+        }
+    }
+
+    private EventStoreException Unavailable() =>
+        Volatile.Read(ref _disposed) != 0
+            ? new EventStoreException("the event store is closed")
+            : new EventStoreException("the event store is failing: " + (LastError ?? "unknown error"));
+
+    private static void Validate(EventStoreOptions o)
+    {
+        string? problem =
+            o.QueueCapacity < 1 ? "QueueCapacity must be at least 1" :
+            o.MaxBatch < 1 ? "MaxBatch must be at least 1" :
+            o.BatchInterval < TimeSpan.Zero || o.BatchInterval > TimeSpan.FromMinutes(1) ? "BatchInterval must be between 0 and 1 minute" :
+            o.RetainFor <= TimeSpan.Zero ? "RetainFor must be positive" :
+            o.MaxEvents < 1 ? "MaxEvents must be at least 1" :
+            o.MaxBytes < 1 ? "MaxBytes must be positive" :
+            o.CompactionInterval <= TimeSpan.Zero ? "CompactionInterval must be positive" :
+            o.CompactionChunk < 1 ? "CompactionChunk must be at least 1" :
+            o.TimeProvider is null ? "TimeProvider is required" :
+            null;
+        if (problem is not null)
+        {
+            throw new EventStoreException("invalid event store options: " + problem);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace ProxyGuard.Audit.Storage;
+
+/// <summary>
+/// Queries on pooled read-only connections of their own. Each query is one statement, so it reads one WAL
+/// snapshot; since the writer commits ids in increasing order, a snapshot always holds a prefix of the ids.
+/// </summary>
+internal sealed class EventReader : IDisposable
+{
+    private readonly string _connectionString;
+
+    public EventReader(string connectionString)
+    {
+        _connectionString = connectionString;
+    }
+
+    public EventPage Query(EventQuery query)
+    {
+        var after = Math.Max(0, query.After);
+        var limit = Math.Clamp(query.Limit, 1, EventQuery.MaxLimit);
+        var events = new List<AuditEvent>(Math.Min(limit, 128));
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            var sql = new StringBuilder("SELECT ").Append(EventSchema.Columns).Append(" FROM events WHERE id > $after");
+            command.Parameters.AddWithValue("$after", after);
+            AddFilter(command, sql, "decision", query.Decision);
+            AddFilter(command, sql, "client", query.Client);
+            AddFilter(command, sql, "host", PreparedEvent.NormalizeHost(query.Host));
+            sql.Append(" ORDER BY id LIMIT $limit");
+            command.Parameters.AddWithValue("$limit", limit);
+            command.CommandText = sql.ToString();
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                events.Add(Map(reader));
+            }
+        }
+        catch (SqliteException ex)
+        {
+            throw new EventStoreException("cannot read audit events: " + EventWriter.OneLine(ex), ex);
+        }
+
+        return new EventPage(events, events.Count > 0 ? events[^1].Id : after);
+    }
+
+    public void Dispose()
+    {
+        using var connection = new SqliteConnection(_connectionString);
+        SqliteConnection.ClearPool(connection);
+    }
+
+    private static void AddFilter(SqliteCommand command, StringBuilder sql, string column, string? value)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return;
+        }
+
+        sql.Append(" AND ").Append(column).Append(" = $").Append(column);
+        command.Parameters.AddWithValue("$" + column, value);
+    }
+
+    private static AuditEvent Map(SqliteDataReader r) => new()
+    {
+        Id = r.GetInt64(0),
+        Time = PreparedEvent.FromMicros(r.GetInt64(1)),
+        Client = NullableString(r, 2),
+        ClientAddress = NullableString(r, 3),
+        Kind = r.GetString(4),
+        Method = NullableString(r, 5),
+        Scheme = NullableString(r, 6),
+        Host = r.GetString(7),
+        Port = r.GetInt32(8),
+        Path = NullableString(r, 9),
+        Decision = r.GetString(10),
+        Rule = NullableString(r, 11),
+        Reason = NullableString(r, 12),
+        Findings = NullableString(r, 13) is string findings
+            ? JsonSerializer.Deserialize(findings, AuditJsonContext.Default.IReadOnlyListAuditFinding) ?? []
+            : [],
+        SecretsInjected = NullableString(r, 14) is string secrets
+            ? JsonSerializer.Deserialize(secrets, AuditJsonContext.Default.IReadOnlyListString) ?? []
+            : [],
+        Status = r.IsDBNull(15) ? null : r.GetInt32(15),
+        RequestBytes = r.GetInt64(16),
+        ResponseBytes = r.GetInt64(17),
+        DurationMs = r.GetDouble(18),
+    };
+
+    private static string? NullableString(SqliteDataReader r, int ordinal) => r.IsDBNull(ordinal) ? null : r.GetString(ordinal);
+}

@@ -1,0 +1,127 @@
+using System.Text.Json;
+
+namespace ProxyGuard.Audit.Storage;
+
+/// <summary>
+/// An event as it will be stored: redacted, normalised, bounded, with its lists already serialised.
+/// Built on the producer's thread so the single writer only binds parameters.
+/// </summary>
+internal sealed class PreparedEvent
+{
+    private const int MaxShort = 64;
+    private const int MaxName = 256;
+    private const int MaxText = 1024;
+    private const int MaxHost = 300;
+    private const int MaxListEntries = 256;
+
+    public long TimeMicros { get; private init; }
+    public string? Client { get; private init; }
+    public string? ClientAddress { get; private init; }
+    public required string Kind { get; init; }
+    public string? Method { get; private init; }
+    public string? Scheme { get; private init; }
+    public required string Host { get; init; }
+    public int Port { get; private init; }
+    public string? Path { get; private init; }
+    public required string Decision { get; init; }
+    public string? Rule { get; private init; }
+    public string? Reason { get; private init; }
+    public string? FindingsJson { get; private init; }
+    public string? SecretsJson { get; private init; }
+    public int? Status { get; private init; }
+    public long RequestBytes { get; private init; }
+    public long ResponseBytes { get; private init; }
+    public double DurationMs { get; private init; }
+
+    public static PreparedEvent From(AuditEvent e, TimeProvider clock)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        var time = e.Time == default ? clock.GetUtcNow() : e.Time;
+        return new PreparedEvent
+        {
+            TimeMicros = ToMicros(time),
+            Client = Bound(e.Client, MaxName),
+            ClientAddress = Bound(e.ClientAddress, MaxShort),
+            Kind = Bound(e.Kind, MaxShort) ?? string.Empty,
+            Method = Bound(e.Method, MaxShort),
+            Scheme = Bound(e.Scheme, MaxShort),
+            Host = NormalizeHost(e.Host) ?? string.Empty,
+            Port = e.Port,
+            Path = e.Path is null ? null : PathRedaction.StripQueryValues(e.Path),
+            Decision = Bound(e.Decision, MaxShort) ?? string.Empty,
+            Rule = Bound(e.Rule, MaxName),
+            Reason = Bound(e.Reason, MaxText),
+            FindingsJson = SerializeFindings(e.Findings),
+            SecretsJson = SerializeSecrets(e.SecretsInjected),
+            Status = e.Status,
+            RequestBytes = e.RequestBytes,
+            ResponseBytes = e.ResponseBytes,
+            DurationMs = double.IsFinite(e.DurationMs) ? e.DurationMs : 0,
+        };
+    }
+
+    /// <summary>Lower case, trimmed, without a trailing dot, bounded: the form stored and matched by queries.</summary>
+    public static string? NormalizeHost(string? host)
+    {
+        if (host is null)
+        {
+            return null;
+        }
+
+        var trimmed = host.AsSpan().Trim().TrimEnd('.');
+        var normalized = trimmed.Length == host.Length ? host.ToLowerInvariant() : trimmed.ToString().ToLowerInvariant();
+        return Bound(normalized, MaxHost);
+    }
+
+    public static long ToMicros(DateTimeOffset time) => (time.UtcTicks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
+
+    public static DateTimeOffset FromMicros(long micros) =>
+        new(DateTime.UnixEpoch.Ticks + (micros * TimeSpan.TicksPerMicrosecond), TimeSpan.Zero);
+
+    private static string? Bound(string? value, int max)
+    {
+        if (value is null || value.Length <= max)
+        {
+            return value;
+        }
+
+        var keep = char.IsHighSurrogate(value[max - 1]) ? max - 1 : max;
+        return value[..keep];
+    }
+
+    private static string? SerializeFindings(IReadOnlyList<AuditFinding>? findings)
+    {
+        if (findings is null || findings.Count == 0)
+        {
+            return null;
+        }
+
+        var bounded = new AuditFinding[Math.Min(findings.Count, MaxListEntries)];
+        for (var i = 0; i < bounded.Length; i++)
+        {
+            var f = findings[i];
+            bounded[i] = new AuditFinding(
+                Bound(f?.Detector, MaxName) ?? string.Empty,
+                Bound(f?.Location, MaxName) ?? string.Empty,
+                Bound(f?.Action, MaxShort) ?? string.Empty);
+        }
+
+        return JsonSerializer.Serialize<IReadOnlyList<AuditFinding>>(bounded, AuditJsonContext.Default.IReadOnlyListAuditFinding);
+    }
+
+    private static string? SerializeSecrets(IReadOnlyList<string>? names)
+    {
+        if (names is null || names.Count == 0)
+        {
+            return null;
+        }
+
+        var bounded = new string[Math.Min(names.Count, MaxListEntries)];
+        for (var i = 0; i < bounded.Length; i++)
+        {
+            bounded[i] = Bound(names[i], MaxName) ?? string.Empty;
+        }
+
+        return JsonSerializer.Serialize<IReadOnlyList<string>>(bounded, AuditJsonContext.Default.IReadOnlyListString);
+    }
+}

@@ -1,0 +1,14 @@
+namespace ProxyGuard.Audit.Storage;
+
+internal enum QueueItemKind
+{
+    Event,
+    Flush,
+    Compact,
+}
+
+/// <summary>An entry of the writer's queue: an event (optionally awaited until committed) or a control marker.</summary>
+internal readonly record struct QueueItem(QueueItemKind Kind, PreparedEvent? Event, TaskCompletionSource<bool>? Completion)
+{
+    public static TaskCompletionSource<bool> NewCompletion() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+}
