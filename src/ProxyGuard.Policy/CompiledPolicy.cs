@@ -1,0 +1,214 @@
+namespace ProxyGuard.Policy;
+
+/// <summary>
+/// An immutable, validated policy snapshot. Thread-safe: one instance serves any number of concurrent decisions.
+/// </summary>
+public sealed class CompiledPolicy
+{
+    /// <summary>The rule name reported when no rule matched.</summary>
+    public const string DefaultRuleName = "default";
+
+    private readonly Dictionary<string, ClientSpec> _clientsById;
+
+    internal CompiledPolicy(
+        string filePath,
+        string sha256,
+        PolicyMode mode,
+        RuleAction defaultAction,
+        IReadOnlyList<ClientSpec> clients,
+        IReadOnlyList<RuleSpec> rules,
+        NetworkSpec network,
+        ContentSpec content,
+        IReadOnlyList<SecretSpec> secrets,
+        TlsSpec tls)
+    {
+        FilePath = filePath;
+        Sha256 = sha256;
+        LoadedAt = DateTimeOffset.UtcNow;
+        Mode = mode;
+        Default = defaultAction;
+        Clients = clients;
+        Rules = rules;
+        Network = network;
+        Content = content;
+        Secrets = secrets;
+        Tls = tls;
+        _clientsById = clients.ToDictionary(c => c.Id, StringComparer.Ordinal);
+    }
+
+    public string FilePath { get; }
+
+    /// <summary>Lower-case hex SHA-256 of the policy file's bytes.</summary>
+    public string Sha256 { get; }
+
+    public DateTimeOffset LoadedAt { get; }
+
+    public PolicyMode Mode { get; }
+
+    public RuleAction Default { get; }
+
+    /// <summary>Clients; when non-empty every connection must authenticate as one of them.</summary>
+    public IReadOnlyList<ClientSpec> Clients { get; }
+
+    public bool RequiresAuthentication => Clients.Count > 0;
+
+    public IReadOnlyList<RuleSpec> Rules { get; }
+
+    public NetworkSpec Network { get; }
+
+    public ContentSpec Content { get; }
+
+    public IReadOnlyList<SecretSpec> Secrets { get; }
+
+    public TlsSpec Tls { get; }
+
+    /// <summary>Finds a client by id (ordinal comparison).</summary>
+    public ClientSpec? FindClient(string id) => _clientsById.GetValueOrDefault(id);
+
+    /// <summary>
+    /// Decides a CONNECT to <paramref name="host"/>:<paramref name="port"/> before any TLS. Rules matching the client,
+    /// host and port (a rule without <c>ports</c> matches 443) are walked in order: the first without method/path
+    /// constraints decides; an allow rule with constraints allows the tunnel in <see cref="TunnelMode.Intercept"/>
+    /// mode (each request is decided later); a deny rule with constraints is skipped. Otherwise the default applies.
+    /// </summary>
+    public ConnectDecision DecideConnect(string? clientId, string host, int port)
+    {
+        if (!HostNormalizer.TryNormalize(host ?? string.Empty, out var normalized, out _))
+        {
+            return new ConnectDecision(false, DefaultRuleName, "invalid-host", TunnelMode.Intercept);
+        }
+
+        if (port is < 1 or > 65535)
+        {
+            return new ConnectDecision(false, DefaultRuleName, "invalid-port", TunnelMode.Intercept);
+        }
+
+        foreach (var rule in Rules)
+        {
+            if (!MatchesClient(rule, clientId) || !MatchesPort(rule, port, 443) || !rule.HostMatcher.Matches(normalized))
+            {
+                continue;
+            }
+
+            if (!rule.HasRequestConstraints)
+            {
+                return rule.Action == RuleAction.Allow
+                    ? new ConnectDecision(true, rule.Name, "rule-allow", rule.TunnelMode)
+                    : new ConnectDecision(false, rule.Name, "rule-deny", TunnelMode.Intercept);
+            }
+
+            if (rule.Action == RuleAction.Allow)
+            {
+                return new ConnectDecision(true, rule.Name, "rule-allow-some-requests", TunnelMode.Intercept);
+            }
+        }
+
+        return Default == RuleAction.Allow
+            ? new ConnectDecision(true, DefaultRuleName, "default-allow", TunnelMode.Intercept)
+            : new ConnectDecision(false, DefaultRuleName, "no-rule-allows-host-port", TunnelMode.Intercept);
+    }
+
+    /// <summary>
+    /// Decides one HTTP request (absolute-form, or inside an intercepted tunnel). First match wins over the rules that
+    /// can carry HTTP (tunnel-only rules, <c>inspect: false</c> and <c>protocol: tcp</c>, are skipped); then the default.
+    /// An ambiguous path never matches an allow rule that has <c>paths</c>, but does match a deny rule that has them.
+    /// </summary>
+    public RequestDecision DecideRequest(string? clientId, string scheme, string host, int port, string method, string rawPath)
+    {
+        if (!HostNormalizer.TryNormalize(host ?? string.Empty, out var normalized, out _))
+        {
+            return new RequestDecision(false, DefaultRuleName, "invalid-host", false);
+        }
+
+        var defaultPort = DefaultPort(scheme);
+        var upperMethod = (method ?? string.Empty).ToUpperInvariant();
+        var path = PathNormalizer.Normalize(rawPath ?? string.Empty);
+        var skippedForAmbiguity = false;
+        foreach (var rule in Rules)
+        {
+            if (rule.TunnelMode != TunnelMode.Intercept)
+            {
+                continue;
+            }
+
+            if (!MatchesClient(rule, clientId) || !MatchesPort(rule, port, defaultPort) || !rule.HostMatcher.Matches(normalized))
+            {
+                continue;
+            }
+
+            if (rule.MethodSet is not null && !rule.MethodSet.Contains(upperMethod))
+            {
+                continue;
+            }
+
+            if (rule.CompiledPaths.Count > 0)
+            {
+                if (path.Ambiguous)
+                {
+                    if (rule.Action == RuleAction.Allow)
+                    {
+                        skippedForAmbiguity = true;
+                        continue;
+                    }
+                }
+                else if (!MatchesAnyPath(rule, path.Path))
+                {
+                    continue;
+                }
+            }
+
+            return rule.Action == RuleAction.Allow
+                ? new RequestDecision(true, rule.Name, "rule-allow", rule.WebSocket)
+                : new RequestDecision(false, rule.Name, path.Ambiguous && rule.CompiledPaths.Count > 0 ? "ambiguous-path" : "rule-deny", false);
+        }
+
+        if (Default == RuleAction.Allow)
+        {
+            return new RequestDecision(true, DefaultRuleName, "default-allow", false);
+        }
+
+        return new RequestDecision(false, DefaultRuleName, skippedForAmbiguity ? "ambiguous-path" : "no-rule-matched", false);
+    }
+
+    /// <summary>The scheme's default port: 443 for https/wss, 80 for http/ws, otherwise 0 (no default).</summary>
+    public static int DefaultPort(string? scheme) => scheme?.ToLowerInvariant() switch
+    {
+        "https" or "wss" => 443,
+        "http" or "ws" => 80,
+        _ => 0,
+    };
+
+    private static bool MatchesClient(RuleSpec rule, string? clientId) =>
+        rule.ClientSet is null || (clientId is not null && rule.ClientSet.Contains(clientId));
+
+    private static bool MatchesPort(RuleSpec rule, int port, int defaultPort)
+    {
+        if (rule.Ports.Count == 0)
+        {
+            return port == defaultPort && defaultPort != 0;
+        }
+
+        foreach (var p in rule.Ports)
+        {
+            if (p == port)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool MatchesAnyPath(RuleSpec rule, string normalizedPath)
+    {
+        foreach (var glob in rule.CompiledPaths)
+        {
+            if (glob.IsMatch(normalizedPath))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

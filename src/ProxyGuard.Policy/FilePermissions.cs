@@ -1,0 +1,45 @@
+namespace ProxyGuard.Policy;
+
+/// <summary>
+/// StrictModes-style checks for configuration and secret files: refuse a file that group or others may write, or
+/// one in a directory that group or others may write (unless the directory is sticky, like /tmp).
+/// </summary>
+public static class FilePermissions
+{
+    /// <summary>Returns <c>null</c> when <paramref name="path"/> is acceptable, otherwise the reason it is refused. Always <c>null</c> on Windows.</summary>
+    public static string? Check(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        var fullPath = Path.GetFullPath(path);
+        if (!File.Exists(fullPath))
+        {
+            return null;
+        }
+
+        const UnixFileMode writableByOthers = UnixFileMode.GroupWrite | UnixFileMode.OtherWrite;
+        var mode = File.GetUnixFileMode(fullPath);
+        if ((mode & writableByOthers) != 0)
+        {
+            return $"refusing a file writable by group or others (mode {Octal(mode)}); run: chmod go-w {fullPath}";
+        }
+
+        var directory = Path.GetDirectoryName(fullPath);
+        if (directory is not null)
+        {
+            var directoryMode = File.GetUnixFileMode(directory);
+            if ((directoryMode & writableByOthers) != 0 && (directoryMode & UnixFileMode.StickyBit) == 0)
+            {
+                return $"refusing a file in a directory writable by group or others ({directory}, mode {Octal(directoryMode)}); run: chmod go-w {directory}";
+            }
+        }
+
+        return null;
+    }
+
+    private static string Octal(UnixFileMode mode) => "0" + Convert.ToString((int)mode & 0xFFF, 8);
+}

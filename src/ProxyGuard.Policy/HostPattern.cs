@@ -1,0 +1,213 @@
+using System.Net;
+
+namespace ProxyGuard.Policy;
+
+/// <summary>Parses and validates one host pattern from the policy file.</summary>
+internal static class HostPattern
+{
+    internal enum Kind
+    {
+        Any,
+        Exact,
+        Wildcard,
+        Network,
+    }
+
+    internal readonly record struct Parsed(Kind Kind, string Value, IPNetwork Network);
+
+    /// <summary>Parses <paramref name="raw"/>; on failure returns false with an error message.</summary>
+    public static bool TryParse(string raw, bool allowAny, out Parsed parsed, out string? error)
+    {
+        parsed = default;
+        error = null;
+        if (raw == "*")
+        {
+            if (!allowAny)
+            {
+                error = "'*' (any host) is not allowed here";
+                return false;
+            }
+
+            parsed = new Parsed(Kind.Any, "*", default);
+            return true;
+        }
+
+        if (raw.StartsWith("*.", StringComparison.Ordinal))
+        {
+            var rest = raw[2..];
+            if (rest.Contains('*', StringComparison.Ordinal))
+            {
+                error = "a wildcard is allowed only as the whole leading label ('*.example.com')";
+                return false;
+            }
+
+            if (!HostNormalizer.TryNormalize(rest, out var suffix, out var suffixError))
+            {
+                error = $"invalid host pattern '{raw}': {suffixError}";
+                return false;
+            }
+
+            if (HostNormalizer.TryGetAddress(suffix, out _))
+            {
+                error = $"invalid host pattern '{raw}': a wildcard cannot precede an IP address (use a CIDR)";
+                return false;
+            }
+
+            if (PublicSuffixList.IsPublicSuffix(suffix))
+            {
+                error = $"wildcard '{raw}' spans the public suffix '{suffix}'; name a registrable domain (e.g. '*.example.{suffix}')";
+                return false;
+            }
+
+            parsed = new Parsed(Kind.Wildcard, "." + suffix, default);
+            return true;
+        }
+
+        if (raw.Contains('*', StringComparison.Ordinal))
+        {
+            error = $"invalid host pattern '{raw}': a wildcard is allowed only as the whole leading label ('*.example.com')";
+            return false;
+        }
+
+        if (raw.Contains('/', StringComparison.Ordinal))
+        {
+            if (!TryParseCidr(raw, out var network, out error))
+            {
+                return false;
+            }
+
+            parsed = new Parsed(Kind.Network, network.ToString(), network);
+            return true;
+        }
+
+        if (!raw.StartsWith('[') && raw.Count(c => c == ':') == 1)
+        {
+            error = $"invalid host '{raw}': put ports in 'ports', not in the host";
+            return false;
+        }
+
+        if (!HostNormalizer.TryNormalize(raw, out var normalized, out var normalizeError))
+        {
+            error = $"invalid host '{raw}': {normalizeError}";
+            return false;
+        }
+
+        parsed = new Parsed(Kind.Exact, normalized, default);
+        return true;
+    }
+
+    /// <summary>Parses a CIDR (<c>10.0.0.0/8</c>, <c>fd00::/8</c>) or a single address (as /32 or /128). Host bits must be zero.</summary>
+    public static bool TryParseCidr(string raw, out IPNetwork network, out string? error)
+    {
+        network = default;
+        error = null;
+        var slash = raw.IndexOf('/', StringComparison.Ordinal);
+        var addressText = slash < 0 ? raw : raw[..slash];
+        if (addressText.Contains('%', StringComparison.Ordinal))
+        {
+            error = $"invalid CIDR '{raw}': zone ids are not allowed";
+            return false;
+        }
+
+        if (!IsStrictAddress(addressText, out var address))
+        {
+            error = $"invalid CIDR '{raw}': '{addressText}' is not an IP address";
+            return false;
+        }
+
+        var maxPrefix = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128;
+        var prefix = maxPrefix;
+        if (slash >= 0)
+        {
+            var prefixText = raw[(slash + 1)..];
+            if (prefixText.Length == 0 || prefixText.Length > 3 || !prefixText.All(char.IsAsciiDigit)
+                || !int.TryParse(prefixText, System.Globalization.CultureInfo.InvariantCulture, out prefix) || prefix > maxPrefix)
+            {
+                error = $"invalid CIDR '{raw}': prefix length must be 0..{maxPrefix}";
+                return false;
+            }
+        }
+
+        try
+        {
+            network = new IPNetwork(address, prefix);
+        }
+        catch (ArgumentException)
+        {
+            error = $"invalid CIDR '{raw}': host bits are set (did you mean '{IPNetwork.Parse(address + "/" + prefix.ToString(System.Globalization.CultureInfo.InvariantCulture)).BaseAddress}/{prefix}'?)";
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Only canonical dotted-quad IPv4 (four decimal parts) and IPv6 are accepted in policy addresses.</summary>
+    private static bool IsStrictAddress(string text, out IPAddress address)
+    {
+        address = IPAddress.None;
+        if (text.Contains(':', StringComparison.Ordinal))
+        {
+            if (!IPAddress.TryParse(text, out var v6) || v6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+            {
+                return false;
+            }
+
+            address = v6;
+            return true;
+        }
+
+        var parts = text.Split('.');
+        if (parts.Length != 4)
+        {
+            return false;
+        }
+
+        foreach (var part in parts)
+        {
+            if (part.Length is 0 or > 3 || !part.All(char.IsAsciiDigit) || (part.Length > 1 && part[0] == '0')
+                || int.Parse(part, System.Globalization.CultureInfo.InvariantCulture) > 255)
+            {
+                return false;
+            }
+        }
+
+        address = IPAddress.Parse(text);
+        return true;
+    }
+
+    public static HostMatcher Build(IEnumerable<Parsed> patterns)
+    {
+        var any = false;
+        var exact = new List<string>();
+        var suffixes = new List<string>();
+        var networks = new List<IPNetwork>();
+        foreach (var p in patterns)
+        {
+            switch (p.Kind)
+            {
+                case Kind.Any:
+                    any = true;
+                    break;
+                case Kind.Exact:
+                    if (HostNormalizer.TryGetAddress(p.Value, out var address))
+                    {
+                        networks.Add(new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128));
+                    }
+                    else
+                    {
+                        exact.Add(p.Value);
+                    }
+
+                    break;
+                case Kind.Wildcard:
+                    suffixes.Add(p.Value);
+                    break;
+                case Kind.Network:
+                    networks.Add(p.Network);
+                    break;
+            }
+        }
+
+        return any ? HostMatcher.Any : new HostMatcher(false, exact, suffixes, networks);
+    }
+}

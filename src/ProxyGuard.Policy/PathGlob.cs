@@ -1,0 +1,138 @@
+namespace ProxyGuard.Policy;
+
+/// <summary>
+/// A compiled path glob, matched segment by segment on a normalised path: <c>*</c> matches within one segment
+/// (never <c>/</c>), a whole-segment <c>**</c> matches any number of segments (including zero); everything else is
+/// literal and case-sensitive.
+/// </summary>
+internal sealed class PathGlob
+{
+    private readonly string[] _segments;
+
+    private PathGlob(string pattern, string[] segments)
+    {
+        Pattern = pattern;
+        _segments = segments;
+    }
+
+    public string Pattern { get; }
+
+    public static bool TryCompile(string pattern, out PathGlob? glob, out string? error)
+    {
+        glob = null;
+        error = null;
+        if (pattern.Length == 0 || pattern[0] != '/')
+        {
+            error = $"path glob '{pattern}' must start with '/'";
+            return false;
+        }
+
+        if (pattern.Contains('?', StringComparison.Ordinal) || pattern.Contains('#', StringComparison.Ordinal))
+        {
+            error = $"path glob '{pattern}' must not contain '?' or '#' (paths are matched without the query)";
+            return false;
+        }
+
+        if (pattern.Contains('[', StringComparison.Ordinal) || pattern.Contains('{', StringComparison.Ordinal))
+        {
+            error = $"path glob '{pattern}': only '*' and '**' are supported ('[' and '{{' are not glob syntax here)";
+            return false;
+        }
+
+        var normalized = PathNormalizer.Normalize(pattern);
+        if (normalized.Ambiguous)
+        {
+            error = $"path glob '{pattern}' is ambiguous (encoded '/', '\\', dot segments, '//', control characters or invalid escapes)";
+            return false;
+        }
+
+        var segments = normalized.Path[1..].Split('/');
+        foreach (var segment in segments)
+        {
+            if (segment.Contains("**", StringComparison.Ordinal) && segment != "**")
+            {
+                error = $"path glob '{pattern}': '**' must be a whole segment";
+                return false;
+            }
+        }
+
+        glob = new PathGlob(pattern, segments);
+        return true;
+    }
+
+    /// <summary>Matches a normalised, non-ambiguous path.</summary>
+    public bool IsMatch(string normalizedPath)
+    {
+        if (normalizedPath.Length == 0 || normalizedPath[0] != '/')
+        {
+            return false;
+        }
+
+        var path = normalizedPath[1..].Split('/');
+        // memo[p, s]: 0 unknown, 1 match, 2 no match
+        var memo = new byte[(_segments.Length + 1) * (path.Length + 1)];
+        return Match(0, 0, path, memo);
+    }
+
+    private bool Match(int p, int s, string[] path, byte[] memo)
+    {
+        var key = (p * (path.Length + 1)) + s;
+        if (memo[key] != 0)
+        {
+            return memo[key] == 1;
+        }
+
+        bool result;
+        if (p == _segments.Length)
+        {
+            result = s == path.Length;
+        }
+        else if (_segments[p] == "**")
+        {
+            // zero segments, or consume one and stay on '**'
+            result = Match(p + 1, s, path, memo) || (s < path.Length && Match(p, s + 1, path, memo));
+        }
+        else
+        {
+            result = s < path.Length && SegmentMatches(_segments[p], path[s]) && Match(p + 1, s + 1, path, memo);
+        }
+
+        memo[key] = result ? (byte)1 : (byte)2;
+        return result;
+    }
+
+    /// <summary>Wildcard match of one segment ('*' = any run of characters), linear two-pointer algorithm.</summary>
+    internal static bool SegmentMatches(string pattern, string text)
+    {
+        int p = 0, t = 0, star = -1, mark = 0;
+        while (t < text.Length)
+        {
+            if (p < pattern.Length && pattern[p] != '*' && pattern[p] == text[t])
+            {
+                p++;
+                t++;
+            }
+            else if (p < pattern.Length && pattern[p] == '*')
+            {
+                star = p++;
+                mark = t;
+            }
+            else if (star >= 0)
+            {
+                p = star + 1;
+                t = ++mark;
+            }
+            else
+            {
+                return false;
+            }
+        }
+
+        while (p < pattern.Length && pattern[p] == '*')
+        {
+            p++;
+        }
+
+        return p == pattern.Length;
+    }
+}

@@ -1,0 +1,179 @@
+using System.Text;
+
+namespace ProxyGuard.Policy;
+
+/// <summary>
+/// Normalises a raw request target path (SPEC 4.2): the query and fragment are dropped; percent-escapes of unreserved
+/// characters are decoded; other escapes are kept with upper-case hex; raw non-ASCII and other characters outside the
+/// RFC 3986 path set are percent-encoded; <c>.</c> and <c>..</c> segments are resolved. <c>//</c> is NOT collapsed.
+/// The path is flagged <see cref="PathNormalization.Ambiguous"/> when servers could read it differently:
+/// <c>%2F</c>, <c>%5C</c>, <c>\</c>, NUL or control characters (raw or encoded), double encoding (<c>%25</c> followed
+/// by two hex digits), invalid escapes, dot segments spelled with <c>%2E</c>, empty segments (<c>//</c>), <c>..</c>
+/// above the root, or a target that does not start with <c>/</c>.
+/// </summary>
+public static class PathNormalizer
+{
+    public static PathNormalization Normalize(string rawPath)
+    {
+        ArgumentNullException.ThrowIfNull(rawPath);
+        var end = rawPath.IndexOfAny(['?', '#']);
+        var path = end < 0 ? rawPath : rawPath[..end];
+        if (path.Length == 0)
+        {
+            return new PathNormalization("/", false);
+        }
+
+        var ambiguous = path[0] != '/';
+        if (ambiguous)
+        {
+            path = "/" + path;
+        }
+
+        // Pass 1: split into segments on raw '/', decoding per segment.
+        var segments = new List<(string Text, bool EncodedDot)>();
+        var current = new StringBuilder();
+        var encodedDot = false;
+        var i = 1;
+        while (i <= path.Length)
+        {
+            if (i == path.Length || path[i] == '/')
+            {
+                segments.Add((current.ToString(), encodedDot));
+                current.Clear();
+                encodedDot = false;
+                i++;
+                continue;
+            }
+
+            var c = path[i];
+            if (c == '%')
+            {
+                if (i + 2 < path.Length && IsHex(path[i + 1]) && IsHex(path[i + 2]))
+                {
+                    var b = (HexValue(path[i + 1]) << 4) | HexValue(path[i + 2]);
+                    i += 3;
+                    if (IsUnreserved((char)b))
+                    {
+                        current.Append((char)b);
+                        if (b == '.')
+                        {
+                            encodedDot = true;
+                        }
+
+                        continue;
+                    }
+
+                    if (b is 0x2F or 0x5C or < 0x20 or 0x7F)
+                    {
+                        ambiguous = true;
+                    }
+                    else if (b == 0x25 && i + 1 < path.Length && IsHex(path[i]) && IsHex(path[i + 1]))
+                    {
+                        ambiguous = true;
+                    }
+
+                    current.Append('%').Append(HexUpper(b >> 4)).Append(HexUpper(b & 0xF));
+                    continue;
+                }
+
+                ambiguous = true;
+                current.Append("%25");
+                i++;
+                continue;
+            }
+
+            if (c == '\\' || c < 0x20 || c == 0x7F)
+            {
+                ambiguous = true;
+                AppendEncoded(current, c.ToString());
+                i++;
+                continue;
+            }
+
+            if (c > 0x7E)
+            {
+                var start = i;
+                while (i < path.Length && path[i] > 0x7E)
+                {
+                    i++;
+                }
+
+                AppendEncoded(current, path[start..i]);
+                continue;
+            }
+
+            if (IsPathChar(c))
+            {
+                current.Append(c);
+            }
+            else
+            {
+                AppendEncoded(current, c.ToString());
+            }
+
+            i++;
+        }
+
+        // Pass 2: remove dot segments (RFC 3986 5.2.4), flag the ambiguous forms.
+        var output = new List<string>(segments.Count);
+        for (var s = 0; s < segments.Count; s++)
+        {
+            var (text, dotEncoded) = segments[s];
+            var isLast = s == segments.Count - 1;
+            if (text is "." or "..")
+            {
+                if (dotEncoded)
+                {
+                    ambiguous = true;
+                }
+
+                if (text == "..")
+                {
+                    if (output.Count == 0)
+                    {
+                        ambiguous = true;
+                    }
+                    else
+                    {
+                        output.RemoveAt(output.Count - 1);
+                    }
+                }
+
+                if (isLast)
+                {
+                    output.Add(string.Empty);
+                }
+
+                continue;
+            }
+
+            if (text.Length == 0 && !isLast)
+            {
+                ambiguous = true;
+            }
+
+            output.Add(text);
+        }
+
+        return new PathNormalization("/" + string.Join('/', output), ambiguous);
+    }
+
+    private static void AppendEncoded(StringBuilder builder, string text)
+    {
+        foreach (var b in Encoding.UTF8.GetBytes(text))
+        {
+            builder.Append('%').Append(HexUpper(b >> 4)).Append(HexUpper(b & 0xF));
+        }
+    }
+
+    private static bool IsHex(char c) => char.IsAsciiHexDigit(c);
+
+    private static int HexValue(char c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+
+    private static char HexUpper(int v) => (char)(v < 10 ? '0' + v : 'A' + v - 10);
+
+    private static bool IsUnreserved(char c) => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~';
+
+    /// <summary>RFC 3986 pchar minus '%': unreserved / sub-delims / ':' / '@'.</summary>
+    private static bool IsPathChar(char c) => IsUnreserved(c) || c is '!' or '$' or '&' or '\'' or '(' or ')' or '*' or '+' or ',' or ';' or '=' or ':' or '@';
+}

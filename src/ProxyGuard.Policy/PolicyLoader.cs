@@ -1,0 +1,92 @@
+using System.Security.Cryptography;
+using System.Text;
+using ProxyGuard.Policy.Validation;
+using ProxyGuard.Policy.Yaml;
+
+namespace ProxyGuard.Policy;
+
+/// <summary>Loads, validates and compiles policy files. Never throws for a bad policy: problems come back as diagnostics.</summary>
+public static class PolicyLoader
+{
+    /// <summary>Policy files larger than this are refused.</summary>
+    public const int MaxFileBytes = 4 * 1024 * 1024;
+
+    public static PolicyLoadResult LoadFile(string path, PolicyLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        options ??= new PolicyLoadOptions();
+        var fullPath = Path.GetFullPath(path);
+        byte[] bytes;
+        try
+        {
+            if (options.CheckFilePermissions && FilePermissions.Check(fullPath) is { } permissionError)
+            {
+                return Fail(path, 1, 1, permissionError);
+            }
+
+            var info = new FileInfo(fullPath);
+            if (!info.Exists)
+            {
+                return Fail(path, 1, 1, Directory.Exists(fullPath) ? "is a directory, not a policy file" : "file not found");
+            }
+
+            if (info.Length > MaxFileBytes)
+            {
+                return Fail(path, 1, 1, $"policy file is larger than {MaxFileBytes / (1024 * 1024)} MiB");
+            }
+
+            bytes = File.ReadAllBytes(fullPath);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return Fail(path, 1, 1, $"cannot read the policy file: {ex.Message}");
+        }
+
+        string text;
+        try
+        {
+            text = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true).GetString(bytes);
+        }
+        catch (DecoderFallbackException)
+        {
+            return Fail(path, 1, 1, "the policy file is not valid UTF-8");
+        }
+
+        if (text.Length > 0 && text[0] == '\uFEFF')
+        {
+            text = text[1..];
+        }
+
+        return Compile(text, path, fullPath, Convert.ToHexStringLower(SHA256.HashData(bytes)), Path.GetDirectoryName(fullPath) ?? Directory.GetCurrentDirectory(), options);
+    }
+
+    /// <summary>
+    /// Loads a policy from text. <paramref name="fileName"/> is used in diagnostics and as <see cref="CompiledPolicy.FilePath"/>;
+    /// relative paths inside the policy resolve against its directory (or the current directory).
+    /// </summary>
+    public static PolicyLoadResult LoadText(string yaml, string fileName, PolicyLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(yaml);
+        ArgumentNullException.ThrowIfNull(fileName);
+        var directory = Path.GetDirectoryName(Path.GetFullPath(fileName)) ?? Directory.GetCurrentDirectory();
+        return Compile(yaml, fileName, fileName, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(yaml))), directory, options ?? new PolicyLoadOptions());
+    }
+
+    private static PolicyLoadResult Compile(string text, string displayName, string filePath, string sha256, string baseDirectory, PolicyLoadOptions options)
+    {
+        var diagnostics = new List<PolicyDiagnostic>();
+        var root = YamlTreeReader.Read(text, displayName, diagnostics);
+        CompiledPolicy? policy = null;
+        if (root is not null)
+        {
+            var compiled = new PolicyCompiler(displayName, baseDirectory, options, diagnostics).Compile(root, filePath, sha256);
+            policy = diagnostics.Count == 0 ? compiled : null;
+        }
+
+        var sorted = diagnostics.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList();
+        return new PolicyLoadResult(policy, sorted);
+    }
+
+    private static PolicyLoadResult Fail(string file, int line, int column, string message) =>
+        new(null, [new PolicyDiagnostic(file, line, column, message)]);
+}

@@ -1,0 +1,8 @@
+namespace ProxyGuard.Policy;
+
+/// <summary>What a rule (or the policy default) does with a matching request.</summary>
+public enum RuleAction
+{
+    Allow,
+    Deny,
+}

@@ -1,0 +1,29 @@
+namespace ProxyGuard.Policy;
+
+/// <summary>A <c>secrets[]</c> entry. Holds the secret reference, never the value.</summary>
+public sealed class SecretSpec
+{
+    public required string Name { get; init; }
+
+    /// <summary>The secret reference (<c>env:</c>, <c>file:</c> or <c>vault:</c>).</summary>
+    public required string ValueReference { get; init; }
+
+    /// <summary>The explicit placeholder, or <c>null</c> when the policy leaves it to be derived from the name.</summary>
+    public string? Placeholder { get; init; }
+
+    /// <summary>The variable name under which <c>proxyguard env</c> prints the placeholder.</summary>
+    public string? SandboxEnv { get; init; }
+
+    /// <summary>Hosts the real value may be sent to.</summary>
+    public required HostMatcher Hosts { get; init; }
+
+    public required IReadOnlyList<string> HostPatterns { get; init; }
+
+    public bool InHeaders { get; init; } = true;
+
+    public bool InQuery { get; init; } = true;
+
+    public bool InBody { get; init; }
+
+    public int Line { get; init; }
+}

@@ -1,0 +1,180 @@
+using System.Text.RegularExpressions;
+using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
+
+namespace ProxyGuard.Policy.Yaml;
+
+/// <summary>
+/// Reads one YAML document into a <see cref="YNode"/> tree with positions, reporting syntax errors, duplicate keys,
+/// non-scalar keys, tags, multiple documents and alias bombs as diagnostics instead of throwing.
+/// </summary>
+internal static partial class YamlTreeReader
+{
+    private const long MaxExpandedNodes = 200_000;
+
+    public static YNode? Read(string text, string file, List<PolicyDiagnostic> diagnostics)
+    {
+        var parser = new Parser(new StringReader(text));
+        var state = new State(file, diagnostics);
+        try
+        {
+            parser.Consume<StreamStart>();
+            if (parser.Accept<StreamEnd>(out _))
+            {
+                diagnostics.Add(new PolicyDiagnostic(file, 1, 1, "the file is empty"));
+                return null;
+            }
+
+            parser.Consume<DocumentStart>();
+            var root = ReadNode(parser, state);
+            parser.Consume<DocumentEnd>();
+            if (parser.Accept<DocumentStart>(out var second))
+            {
+                diagnostics.Add(new PolicyDiagnostic(file, (int)second.Start.Line, (int)second.Start.Column, "only one YAML document is allowed"));
+                return null;
+            }
+
+            return root;
+        }
+        catch (YamlException ex)
+        {
+            diagnostics.Add(new PolicyDiagnostic(file, Math.Max(1, (int)ex.Start.Line), Math.Max(1, (int)ex.Start.Column), "YAML syntax error: " + CleanMessage(ex.Message)));
+            return null;
+        }
+    }
+
+    private static string CleanMessage(string message)
+    {
+        var cleaned = PositionPrefix().Replace(message, string.Empty).Trim();
+        return cleaned.Length == 0 ? message : char.ToLowerInvariant(cleaned[0]) + cleaned[1..];
+    }
+
+    [GeneratedRegex(@"^\(Line: \d+, Col: \d+, Idx: \d+\) - \(Line: \d+, Col: \d+, Idx: \d+\):\s*")]
+    private static partial Regex PositionPrefix();
+
+    private static YNode ReadNode(IParser parser, State state)
+    {
+        var ev = parser.Current ?? throw new YamlException("unexpected end of the document");
+        var line = (int)ev.Start.Line;
+        var column = (int)ev.Start.Column;
+        switch (ev)
+        {
+            case AnchorAlias alias:
+                parser.MoveNext();
+                if (state.Anchors.TryGetValue(alias.Value.Value, out var target))
+                {
+                    state.Count(state.Sizes[target]);
+                    return target;
+                }
+
+                state.Error(line, column, $"unknown alias '*{alias.Value.Value}'");
+                return new YScalar(string.Empty, ScalarStyle.Plain, line, column);
+
+            case Scalar scalar:
+                parser.MoveNext();
+                CheckTag(scalar.Tag, line, column, state);
+                var node = new YScalar(scalar.Value, scalar.Style, line, column);
+                Register(scalar.Anchor, node, 1, state);
+                state.Count(1);
+                return node;
+
+            case SequenceStart seq:
+            {
+                parser.MoveNext();
+                CheckTag(seq.Tag, line, column, state);
+                var before = state.Expanded;
+                var items = new List<YNode>();
+                while (!parser.Accept<SequenceEnd>(out _))
+                {
+                    items.Add(ReadNode(parser, state));
+                }
+
+                parser.MoveNext();
+                var result = new YSequence(items, line, column);
+                state.Count(1);
+                Register(seq.Anchor, result, state.Expanded - before, state);
+                return result;
+            }
+
+            case MappingStart map:
+            {
+                parser.MoveNext();
+                CheckTag(map.Tag, line, column, state);
+                var before = state.Expanded;
+                var entries = new List<KeyValuePair<YScalar, YNode>>();
+                var seen = new Dictionary<string, YScalar>(StringComparer.Ordinal);
+                while (!parser.Accept<MappingEnd>(out _))
+                {
+                    var keyNode = ReadNode(parser, state);
+                    var value = ReadNode(parser, state);
+                    if (keyNode is not YScalar key)
+                    {
+                        state.Error(keyNode.Line, keyNode.Column, "mapping keys must be plain strings");
+                        continue;
+                    }
+
+                    if (seen.TryGetValue(key.Value, out var first))
+                    {
+                        state.Error(key.Line, key.Column, $"duplicate key '{key.Value}' (first defined at line {first.Line})");
+                        continue;
+                    }
+
+                    seen[key.Value] = key;
+                    entries.Add(new KeyValuePair<YScalar, YNode>(key, value));
+                }
+
+                parser.MoveNext();
+                var result = new YMapping(entries, line, column);
+                state.Count(1);
+                Register(map.Anchor, result, state.Expanded - before, state);
+                return result;
+            }
+
+            default:
+                throw new YamlException(ev.Start, ev.End, $"unexpected YAML event {ev.GetType().Name}");
+        }
+    }
+
+    private static void CheckTag(TagName tag, int line, int column, State state)
+    {
+        if (!tag.IsEmpty && !tag.IsNonSpecific)
+        {
+            state.Error(line, column, $"YAML tags are not supported ('{tag.Value}')");
+        }
+    }
+
+    private static void Register(AnchorName anchor, YNode node, long size, State state)
+    {
+        if (!anchor.IsEmpty)
+        {
+            state.Anchors[anchor.Value] = node;
+            state.Sizes[node] = Math.Max(1, size);
+        }
+    }
+
+    private sealed class State(string file, List<PolicyDiagnostic> diagnostics)
+    {
+        public Dictionary<string, YNode> Anchors { get; } = new(StringComparer.Ordinal);
+
+        public Dictionary<YNode, long> Sizes { get; } = new(ReferenceEqualityComparer.Instance);
+
+        public long Expanded { get; private set; }
+
+        public bool Failed { get; private set; }
+
+        public void Count(long nodes)
+        {
+            Expanded += nodes;
+            if (Expanded > MaxExpandedNodes)
+            {
+                throw new YamlException($"the document expands to more than {MaxExpandedNodes} nodes (alias bomb?)");
+            }
+        }
+
+        public void Error(int line, int column, string message)
+        {
+            diagnostics.Add(new PolicyDiagnostic(file, line, column, message));
+            Failed = true;
+        }
+    }
+}
