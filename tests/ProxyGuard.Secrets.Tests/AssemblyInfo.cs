@@ -1,0 +1,2 @@
+// File modes (UnixFileMode) are part of what these tests check.
+[assembly: System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
