@@ -35,6 +35,7 @@ internal sealed class EventWriter : IDisposable
     private SqliteCommand? _commit;
     private SqliteParameter[] _parameters = [];
     private long _lastId;
+    private long? _appliedMaxPageCount;
     private volatile bool _stopping;
     private bool _abandoned;
 
@@ -239,6 +240,7 @@ internal sealed class EventWriter : IDisposable
 
     private void WriteBatch()
     {
+        ApplyPageLimit(_connection!);
         _begin!.ExecuteNonQuery();
         try
         {
@@ -326,10 +328,8 @@ internal sealed class EventWriter : IDisposable
             }
 
             Execute(connection, "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY");
-            if (_status.MaxPageCount is long maxPages)
-            {
-                Execute(connection, $"PRAGMA max_page_count = {maxPages}");
-            }
+            _appliedMaxPageCount = null;
+            ApplyPageLimit(connection);
 
             var version = Convert.ToInt64(Scalar(connection, "PRAGMA user_version"), CultureInfo.InvariantCulture);
             if (version > EventSchema.Version)
@@ -382,6 +382,16 @@ internal sealed class EventWriter : IDisposable
         _commit.Prepare();
         _updateLastId.Prepare();
         _insert.Prepare();
+    }
+
+    private void ApplyPageLimit(SqliteConnection connection)
+    {
+        var wanted = _status.MaxPageCount;
+        if (wanted != _appliedMaxPageCount)
+        {
+            Execute(connection, FormattableString.Invariant($"PRAGMA max_page_count = {wanted ?? 4294967294}"));
+            _appliedMaxPageCount = wanted;
+        }
     }
 
     private void TryRollback()

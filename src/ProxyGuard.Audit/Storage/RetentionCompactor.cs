@@ -14,6 +14,7 @@ internal sealed class RetentionCompactor
     private readonly EventStoreOptions _options;
     private Phase _phase = Phase.Idle;
     private long _deletedThisRun;
+    private bool _rerun;
 
     public RetentionCompactor(EventStoreOptions options)
     {
@@ -35,6 +36,7 @@ internal sealed class RetentionCompactor
     public static bool HasRetention(EventStoreOptions options) =>
         options.RetainFor is not null || options.MaxEvents is not null || options.MaxBytes is not null;
 
+    /// <summary>Starts a run; a request during a run schedules one more run right after it.</summary>
     public void Start()
     {
         if (_phase == Phase.Idle)
@@ -42,9 +44,17 @@ internal sealed class RetentionCompactor
             _phase = Phase.Age;
             _deletedThisRun = 0;
         }
+        else
+        {
+            _rerun = true;
+        }
     }
 
-    public void Abort() => _phase = Phase.Idle;
+    public void Abort()
+    {
+        _phase = Phase.Idle;
+        _rerun = false;
+    }
 
     /// <summary>Runs one bounded step; returns the rows deleted. <see cref="Active"/> turns false when the run is done.</summary>
     public long Step(SqliteConnection connection, long lastId)
@@ -112,14 +122,20 @@ internal sealed class RetentionCompactor
                     checkpoint.ExecuteNonQuery();
                 }
 
-                _phase = Phase.Idle;
+                _phase = _rerun ? Phase.Age : Phase.Idle;
+                _rerun = false;
+                _deletedThisRun = 0;
                 break;
 
             default:
                 break;
         }
 
-        _deletedThisRun += deleted;
+        if (_phase != Phase.Idle)
+        {
+            _deletedThisRun += deleted;
+        }
+
         return deleted;
     }
 
