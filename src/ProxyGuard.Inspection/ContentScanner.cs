@@ -1,0 +1,334 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using ProxyGuard.Inspection.Decoding;
+using ProxyGuard.Inspection.Detectors;
+using ProxyGuard.Inspection.Scanning;
+
+namespace ProxyGuard.Inspection;
+
+/// <summary>
+/// Scans what a sandbox sends for credentials: built-in detectors, vault secrets and policy rules, after undoing
+/// content-codings and text encodings. Immutable and thread-safe; build one per policy snapshot.
+/// </summary>
+public sealed class ContentScanner
+{
+    private const int MaxCodings = 8;
+
+    private static readonly SearchValues<char> _hex = SearchValues.Create("0123456789abcdefABCDEF");
+
+    private readonly ScannerCore _core;
+
+    public ContentScanner(ScannerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _core = new ScannerCore(options);
+    }
+
+    /// <summary>Every built-in detector id with a description (including <c>vault-secret</c>).</summary>
+    public static IReadOnlyList<DetectorInfo> Builtins => BuiltinCatalog.Infos;
+
+    /// <summary>
+    /// Scans one value: a header name or value, a host name (CONNECT target, Host, SNI: its DNS labels are also
+    /// scanned joined together and hex-decoded), a path.
+    /// </summary>
+    public ScanResult ScanText(string value, ScanLocation location, string host)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return ScanResult.Clean;
+        }
+
+        var session = new ScanSession(_core, host, location);
+        session.ScanLayer(value, 0, null);
+        if (location == ScanLocation.Host && session.Error is null)
+        {
+            ScanHostLabels(session, value);
+        }
+
+        return session.ToResult(r => (null, Redactor.Apply(value, r)));
+    }
+
+    /// <summary>Scans a raw query string: as sent, fully URL-decoded, and all values decoded and joined.</summary>
+    public ScanResult ScanQuery(string rawQuery, string host)
+    {
+        if (string.IsNullOrEmpty(rawQuery))
+        {
+            return ScanResult.Clean;
+        }
+
+        var session = new ScanSession(_core, host, ScanLocation.Query);
+        var raw = rawQuery.AsSpan();
+        session.ScanLayer(raw, 0, null);
+        if (session.Error is null)
+        {
+            session.ScanUnescaped(raw, 1, null, json: false, plusAsSpace: true);
+        }
+
+        if (session.Error is null)
+        {
+            ScanJoinedValues(session, raw);
+        }
+
+        return session.ToResult(r => (null, Redactor.Apply(rawQuery, r)));
+    }
+
+    /// <summary>
+    /// Scans a request body. <paramref name="contentEncoding"/> (e.g. <c>gzip, br</c>) is undone first; an unknown or
+    /// corrupt coding, or output past the limits, yields <see cref="ScanResult.Error"/>.
+    /// </summary>
+    public ScanResult ScanBody(ReadOnlyMemory<byte> body, string? contentEncoding, string? contentType, string host)
+    {
+        if (body.IsEmpty)
+        {
+            return ScanResult.Clean;
+        }
+
+        var codings = ParseCodings(contentEncoding, out var codingError);
+        if (codingError is not null)
+        {
+            return ScanResult.Failed(codingError);
+        }
+
+        var session = new ScanSession(_core, host, ScanLocation.Body);
+        PooledBytes decoded = default;
+        try
+        {
+            ReadOnlyMemory<byte> identity = body;
+            if (codings is not null)
+            {
+                byte[] array;
+                int offset;
+                int count;
+                if (MemoryMarshal.TryGetArray(body, out var segment) && segment.Array is not null)
+                {
+                    (array, offset, count) = (segment.Array, segment.Offset, segment.Count);
+                }
+                else
+                {
+                    array = body.ToArray();
+                    (offset, count) = (0, array.Length);
+                }
+
+                for (var i = codings.Count - 1; i >= 0; i--)
+                {
+                    if (!session.TryDecompress(array, offset, count, codings[i], out var next))
+                    {
+                        return session.ToResult(null);
+                    }
+
+                    decoded.Dispose();
+                    decoded = next;
+                    (array, offset, count) = (decoded.Array!, 0, decoded.Length);
+                    if (count == 0)
+                    {
+                        break;
+                    }
+                }
+
+                identity = new ReadOnlyMemory<byte>(array, offset, count);
+            }
+
+            session.ScanDocument(identity.Span, contentType, 0, null);
+            return session.ToResult(r => (Redactor.Apply(identity.Span, r), null));
+        }
+        finally
+        {
+            decoded.Dispose();
+        }
+    }
+
+    internal static string SafeCodingName(string coding)
+    {
+        if (coding.Length is > 0 and <= 24)
+        {
+            foreach (var c in coding)
+            {
+                if (!char.IsAsciiLetterOrDigit(c) && c != '-' && c != '.')
+                {
+                    return "(unrecognised)";
+                }
+            }
+
+            return coding;
+        }
+
+        return "(unrecognised)";
+    }
+
+    private static List<string>? ParseCodings(string? contentEncoding, out string? error)
+    {
+        error = null;
+        if (string.IsNullOrWhiteSpace(contentEncoding))
+        {
+            return null;
+        }
+
+        List<string>? codings = null;
+        foreach (var range in contentEncoding.AsSpan().Split(','))
+        {
+            var token = contentEncoding.AsSpan(range).Trim();
+            if (token.IsEmpty || token.Equals("identity", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            string coding;
+            if (token.Equals("gzip", StringComparison.OrdinalIgnoreCase) || token.Equals("x-gzip", StringComparison.OrdinalIgnoreCase))
+            {
+                coding = "gzip";
+            }
+            else if (token.Equals("deflate", StringComparison.OrdinalIgnoreCase))
+            {
+                coding = "deflate";
+            }
+            else if (token.Equals("br", StringComparison.OrdinalIgnoreCase))
+            {
+                coding = "br";
+            }
+            else
+            {
+                error = "undecodable content-encoding: " + SafeCodingName(token.ToString().ToLowerInvariant());
+                return null;
+            }
+
+            codings ??= [];
+            codings.Add(coding);
+            if (codings.Count > MaxCodings)
+            {
+                error = "undecodable content-encoding: too many codings";
+                return null;
+            }
+        }
+
+        return codings;
+    }
+
+    private static void ScanHostLabels(ScanSession session, string host)
+    {
+        // Labels joined without dots: a credential split across labels (AKIA….XXXX.evil.example).
+        if (host.Contains('.', StringComparison.Ordinal))
+        {
+            var chars = ArrayPool<char>.Shared.Rent(host.Length);
+            var offsets = ArrayPool<int>.Shared.Rent(host.Length + 1);
+            try
+            {
+                var n = 0;
+                for (var i = 0; i < host.Length; i++)
+                {
+                    if (host[i] != '.')
+                    {
+                        offsets[n] = i;
+                        chars[n++] = host[i];
+                    }
+                }
+
+                offsets[n] = host.Length;
+                session.ScanMapped(chars.AsSpan(0, n), offsets, 1);
+                if (session.Error is null)
+                {
+                    ScanHexRuns(session, chars.AsSpan(0, n));
+                }
+            }
+            finally
+            {
+                ArrayPool<char>.Shared.Return(chars);
+                ArrayPool<int>.Shared.Return(offsets);
+            }
+        }
+        else
+        {
+            ScanHexRuns(session, host);
+        }
+    }
+
+    /// <summary>Hex is the usual DNS exfiltration encoding (labels are case-insensitive, base64 does not survive).</summary>
+    private static void ScanHexRuns(ScanSession session, ReadOnlySpan<char> text)
+    {
+        var i = 0;
+        while (i < text.Length)
+        {
+            var start = text[i..].IndexOfAny(_hex);
+            if (start < 0)
+            {
+                return;
+            }
+
+            start += i;
+            var end = text[start..].IndexOfAnyExcept(_hex);
+            end = end < 0 ? text.Length : start + end;
+            var length = (end - start) & ~1;
+            if (length >= 16)
+            {
+                var bytes = new byte[length / 2];
+                for (var k = 0; k < bytes.Length; k++)
+                {
+                    bytes[k] = (byte)((TextUnescaper.HexValue(text[start + (2 * k)]) << 4) | TextUnescaper.HexValue(text[start + (2 * k) + 1]));
+                }
+
+                if (Base64.LooksLikeText(bytes))
+                {
+                    session.ScanDocument(bytes, null, 1, null);
+                }
+            }
+
+            i = end;
+        }
+    }
+
+    private static void ScanJoinedValues(ScanSession session, ReadOnlySpan<char> raw)
+    {
+        var chars = ArrayPool<char>.Shared.Rent(raw.Length);
+        var offsets = ArrayPool<int>.Shared.Rent(raw.Length + 1);
+        try
+        {
+            var n = 0;
+            var pairs = 0;
+            var position = 0;
+            var query = raw;
+            if (!query.IsEmpty && query[0] == '?')
+            {
+                position = 1;
+            }
+
+            while (position <= query.Length)
+            {
+                var rest = query[position..];
+                var amp = rest.IndexOfAny('&', ';');
+                var pair = amp < 0 ? rest : rest[..amp];
+                var eq = pair.IndexOf('=');
+                var valueStart = position + (eq < 0 ? 0 : eq + 1);
+                var value = query[valueStart..(position + pair.Length)];
+                if (!value.IsEmpty)
+                {
+                    var count = TextUnescaper.Unescape(value, chars.AsSpan(n), offsets.AsSpan(n), json: false, plusAsSpace: true);
+                    for (var k = n; k <= n + count; k++)
+                    {
+                        offsets[k] += valueStart;
+                    }
+
+                    n += count;
+                    pairs++;
+                }
+
+                if (amp < 0)
+                {
+                    break;
+                }
+
+                position += amp + 1;
+            }
+
+            if (pairs < 2)
+            {
+                return;
+            }
+
+            session.ScanMapped(chars.AsSpan(0, n), offsets, 1);
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(chars);
+            ArrayPool<int>.Shared.Return(offsets);
+        }
+    }
+}

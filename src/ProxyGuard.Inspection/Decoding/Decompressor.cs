@@ -1,0 +1,134 @@
+using System.Buffers;
+using System.IO.Compression;
+
+namespace ProxyGuard.Inspection.Decoding;
+
+internal enum DecompressStatus
+{
+    Ok,
+    Corrupt,
+    LimitExceeded,
+}
+
+/// <summary>
+/// Streams gzip / zlib / raw deflate / brotli into pooled segments and stops as soon as the output passes the limit,
+/// so a decompression bomb costs at most <c>limit</c> bytes of memory and the time to produce them.
+/// </summary>
+internal static class Decompressor
+{
+    private const int SegmentSize = 256 * 1024;
+
+    public static bool IsGzip(ReadOnlySpan<byte> data) => data.Length >= 3 && data[0] == 0x1F && data[1] == 0x8B && data[2] == 0x08;
+
+    public static bool IsZlib(ReadOnlySpan<byte> data) =>
+        data.Length >= 2 && (data[0] & 0x0F) == 8 && (data[0] >> 4) <= 7 && ((data[0] << 8) | data[1]) % 31 == 0;
+
+    /// <summary>Decompresses <paramref name="input"/> (array segment) with the given coding: gzip, deflate, br.</summary>
+    public static DecompressStatus Decompress(byte[] input, int offset, int count, string coding, long limit, out PooledBytes output)
+    {
+        output = default;
+        using var source = new MemoryStream(input, offset, count, writable: false);
+        Stream stream;
+        switch (coding)
+        {
+            case "gzip":
+                stream = new GZipStream(source, CompressionMode.Decompress);
+                break;
+            case "deflate":
+                stream = IsZlib(input.AsSpan(offset, count))
+                    ? new ZLibStream(source, CompressionMode.Decompress)
+                    : new DeflateStream(source, CompressionMode.Decompress);
+                break;
+            case "br":
+                stream = new BrotliStream(source, CompressionMode.Decompress);
+                break;
+            default:
+                return DecompressStatus.Corrupt;
+        }
+
+        using (stream)
+        {
+            return ReadAll(stream, limit, out output);
+        }
+    }
+
+    private static DecompressStatus ReadAll(Stream stream, long limit, out PooledBytes output)
+    {
+        output = default;
+        var pool = ArrayPool<byte>.Shared;
+        var segments = new List<byte[]>();
+        long total = 0;
+        var filled = 0;
+        byte[]? current = null;
+        try
+        {
+            while (true)
+            {
+                if (current is null || filled == current.Length)
+                {
+                    if (current is not null)
+                    {
+                        segments.Add(current);
+                    }
+
+                    current = pool.Rent(SegmentSize);
+                    filled = 0;
+                }
+
+                int read;
+                try
+                {
+                    read = stream.Read(current, filled, current.Length - filled);
+                }
+                catch (InvalidDataException)
+                {
+                    return DecompressStatus.Corrupt;
+                }
+                catch (IOException)
+                {
+                    return DecompressStatus.Corrupt;
+                }
+
+                if (read == 0)
+                {
+                    break;
+                }
+
+                filled += read;
+                total += read;
+                if (total > limit)
+                {
+                    return DecompressStatus.LimitExceeded;
+                }
+            }
+
+            var result = pool.Rent((int)Math.Max(total, 1));
+            var position = 0;
+            foreach (var segment in segments)
+            {
+                segment.AsSpan().CopyTo(result.AsSpan(position));
+                position += segment.Length;
+            }
+
+            if (current is not null)
+            {
+                current.AsSpan(0, filled).CopyTo(result.AsSpan(position));
+            }
+
+            output = new PooledBytes(result, (int)total);
+            return DecompressStatus.Ok;
+        }
+        finally
+        {
+            foreach (var segment in segments)
+            {
+                pool.Return(segment);
+            }
+
+            if (current is not null)
+            {
+                pool.Return(current);
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+namespace ProxyGuard.Inspection;
+
+/// <summary>Configuration of a <see cref="ContentScanner"/>.</summary>
+public sealed class ScannerOptions
+{
+    /// <summary>Built-in detector ids to enable: null = all, empty = none. Unknown ids make the scanner constructor throw.</summary>
+    public IReadOnlyList<string>? BuiltinDetectorIds { get; init; }
+
+    public IReadOnlyList<CustomRule> CustomRules { get; init; } = [];
+
+    public IReadOnlyList<Exemption> Exemptions { get; init; } = [];
+
+    public IReadOnlyList<KnownSecret> KnownSecrets { get; init; } = [];
+
+    /// <summary>Total bytes produced by decoding one body (all layers).</summary>
+    public long MaxDecodedBytes { get; init; } = 32 * 1024 * 1024;
+
+    /// <summary>Maximum decompressed/compressed ratio of one decompression step (outputs under 1 MiB are always allowed).</summary>
+    public int MaxExpansionRatio { get; init; } = 100;
+
+    /// <summary>Maximum nested decode depth.</summary>
+    public int MaxDepth { get; init; } = 4;
+}

@@ -1,0 +1,678 @@
+using System.Buffers;
+using System.Text;
+using ProxyGuard.Inspection.Decoding;
+using ProxyGuard.Inspection.Detectors;
+
+namespace ProxyGuard.Inspection.Scanning;
+
+/// <summary>The state of one scan: findings, redactions, decode budget. Not thread-safe; one per call.</summary>
+internal sealed class ScanSession
+{
+    public const string LimitError = "decompression limit exceeded";
+    public const string DepthError = "decode depth limit exceeded";
+
+    /// <summary>Characters decoded on each side of an interesting escape.</summary>
+    private const int EscapeWindow = 192;
+    private const int MaxWindowExtension = 64 * 1024;
+    private const int MinOutputForRatio = 1024 * 1024;
+    private const int SampleChars = 128;
+
+    private readonly ScannerCore _core;
+    private readonly ScanLocation _location;
+    private readonly bool _ignoreCase;
+    private readonly bool[]? _exempt;
+    private readonly bool _vaultExempt;
+    private readonly bool[]? _ruleActive;
+    private readonly int _maxDepth;
+    private List<Finding>? _findings;
+    private List<Redaction>? _redactions;
+    private long _decoded;
+
+    public ScanSession(ScannerCore core, string host, ScanLocation location)
+    {
+        _core = core;
+        _location = location;
+        _ignoreCase = location == ScanLocation.Host;
+        _maxDepth = Math.Max(0, core.Options.MaxDepth);
+        host ??= string.Empty;
+
+        foreach (var exemption in core.Options.Exemptions)
+        {
+            if (!exemption.AppliesToHost(host))
+            {
+                continue;
+            }
+
+            foreach (var id in exemption.DetectorIds)
+            {
+                if (id == KnownSecretDetector.DetectorId)
+                {
+                    _vaultExempt = true;
+                }
+                else if (core.DetectorIndexById.TryGetValue(id, out var index))
+                {
+                    _exempt ??= new bool[core.Enabled.Length];
+                    _exempt[index] = true;
+                }
+            }
+        }
+
+        if (core.Rules.Length > 0)
+        {
+            _ruleActive = new bool[core.Rules.Length];
+            foreach (var rule in core.Rules)
+            {
+                _ruleActive[rule.Index] = rule.Rule.AppliesToHost(host) && !IsNameExempt(core, host, rule.Rule.Name);
+            }
+        }
+    }
+
+    public string? Error { get; private set; }
+
+    public List<Redaction>? Redactions => _redactions;
+
+    public ScanResult ToResult(Func<List<Redaction>, (byte[]? Body, string? Text)>? rewrite)
+    {
+        if (Error is not null)
+        {
+            return new ScanResult(_findings, Error, null, null);
+        }
+
+        if (_findings is null)
+        {
+            return ScanResult.Clean;
+        }
+
+        byte[]? body = null;
+        string? text = null;
+        if (_redactions is { Count: > 0 } && rewrite is not null)
+        {
+            (body, text) = rewrite(_redactions);
+        }
+
+        return new ScanResult(_findings, null, body, text);
+    }
+
+    public void Fail(string error) => Error ??= error;
+
+    /// <summary>Counts decoded bytes against the per-scan budget; false (and an error) when it is exhausted.</summary>
+    public bool Charge(long bytes)
+    {
+        _decoded += bytes;
+        if (_decoded > _core.Options.MaxDecodedBytes)
+        {
+            Fail(LimitError);
+            return false;
+        }
+
+        return true;
+    }
+
+    public long DecompressLimit(int inputLength)
+    {
+        var ratioLimit = Math.Max((long)inputLength * Math.Max(1, _core.Options.MaxExpansionRatio), MinOutputForRatio);
+        return Math.Max(0, Math.Min(ratioLimit, _core.Options.MaxDecodedBytes - _decoded));
+    }
+
+    /// <summary>Decompresses one content-coding step, charging the budget. Sets <see cref="Error"/> on failure.</summary>
+    public bool TryDecompress(byte[] array, int offset, int count, string coding, out PooledBytes output)
+    {
+        var status = Decompressor.Decompress(array, offset, count, coding, DecompressLimit(count), out output);
+        switch (status)
+        {
+            case DecompressStatus.Ok:
+                if (!Charge(output.Length))
+                {
+                    output.Dispose();
+                    return false;
+                }
+
+                return true;
+            case DecompressStatus.LimitExceeded:
+                Fail(LimitError);
+                return false;
+            default:
+                Fail("undecodable content-encoding: " + coding);
+                return false;
+        }
+    }
+
+    /// <summary>Scans bytes as a document of the given content type (Latin-1 view, so char index = byte index).</summary>
+    public void ScanDocument(ReadOnlySpan<byte> bytes, string? contentType, int depth, LayerMap? map)
+    {
+        if (Error is not null || bytes.IsEmpty)
+        {
+            return;
+        }
+
+        var chars = ArrayPool<char>.Shared.Rent(bytes.Length);
+        try
+        {
+            var count = Encoding.Latin1.GetChars(bytes, chars);
+            var text = chars.AsSpan(0, count);
+            ScanLayer(text, depth, map);
+            if (Error is not null || depth >= _maxDepth)
+            {
+                return;
+            }
+
+            if (MediaType.IsForm(contentType))
+            {
+                ScanUnescaped(text, depth + 1, map, json: false, plusAsSpace: true);
+            }
+            else if (MediaType.IsMultipart(contentType) && MediaType.Parameter(contentType, "boundary") is { } boundary)
+            {
+                ScanMultipart(bytes, text, boundary, depth, map);
+            }
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(chars);
+        }
+    }
+
+    /// <summary>Runs every matcher over one layer of text, then the decoders that may reveal more layers.</summary>
+    public void ScanLayer(ReadOnlySpan<char> text, int depth, LayerMap? map)
+    {
+        if (Error is not null || text.IsEmpty)
+        {
+            return;
+        }
+
+        if (_ignoreCase)
+        {
+            RunAnchors(text, _core.HostTable, map);
+        }
+        else
+        {
+            RunAnchors(text, _core.CaseSensitive, map);
+            RunAnchors(text, _core.Keywords, map);
+        }
+
+        if (_core.UrlPasswordEnabled)
+        {
+            RunUrlPassword(text, map);
+        }
+
+        if (_ruleActive is not null)
+        {
+            RunRules(text, map);
+        }
+
+        RunEscapes(text, depth, map);
+        RunBase64(text, depth, map);
+    }
+
+    /// <summary>Decodes the whole text (percent escapes, optionally JSON escapes and + as space) and scans the result.</summary>
+    public void ScanUnescaped(ReadOnlySpan<char> text, int depth, LayerMap? map, bool json, bool plusAsSpace)
+    {
+        if (text.IndexOfAny('%', plusAsSpace ? '+' : '%', json ? '\\' : '%') < 0)
+        {
+            return;
+        }
+
+        DecodeWindow(text, 0, text.Length, depth, map, json, plusAsSpace);
+    }
+
+    /// <summary>Scans a layer built by the caller from pieces of the root, with an offsets map.</summary>
+    public void ScanMapped(ReadOnlySpan<char> text, int[] offsets, int depth)
+    {
+        ScanLayer(text, depth, LayerMap.Offsets(null, offsets, 0));
+    }
+
+    private bool IsActive(Detector detector)
+    {
+        if (detector is KnownSecretDetector)
+        {
+            return !_vaultExempt;
+        }
+
+        return _exempt is null || !_exempt[detector.Index];
+    }
+
+    private static bool IsNameExempt(ScannerCore core, string host, string name)
+    {
+        foreach (var exemption in core.Options.Exemptions)
+        {
+            foreach (var id in exemption.DetectorIds)
+            {
+                if (id == name && exemption.AppliesToHost(host))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
+    private bool AlreadyFound(string detector)
+    {
+        if (_findings is null)
+        {
+            return false;
+        }
+
+        foreach (var finding in _findings)
+        {
+            if (finding.Detector == detector)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private void AddFinding(string detector, ContentAction action)
+    {
+        _findings ??= [];
+        foreach (var finding in _findings)
+        {
+            if (finding.Detector == detector && finding.Action == action)
+            {
+                return;
+            }
+        }
+
+        _findings.Add(new Finding(detector, _location, action));
+    }
+
+    private void RunAnchors(ReadOnlySpan<char> text, AnchorTable? table, LayerMap? map)
+    {
+        if (table is null)
+        {
+            return;
+        }
+
+        var position = 0;
+        while (position < text.Length)
+        {
+            var index = text[position..].IndexOfAny(table.Values);
+            if (index < 0)
+            {
+                return;
+            }
+
+            var hit = position + index;
+            if (table.TryGetEntries(text[hit], out var entries))
+            {
+                var rest = text[hit..];
+                foreach (var entry in entries)
+                {
+                    if (!rest.StartsWith(entry.Anchor, table.Comparison))
+                    {
+                        continue;
+                    }
+
+                    foreach (var detector in entry.Detectors)
+                    {
+                        if (!IsActive(detector) || AlreadyFound(detector.Id))
+                        {
+                            continue;
+                        }
+
+                        if (detector.TryMatch(text, hit, entry.Anchor.Length, _ignoreCase, out _, out _))
+                        {
+                            AddFinding(detector.Id, ContentAction.Deny);
+                        }
+                    }
+                }
+            }
+
+            position = hit + 1;
+        }
+    }
+
+    private void RunUrlPassword(ReadOnlySpan<char> text, LayerMap? map)
+    {
+        var detector = BuiltinCatalog.UrlPassword;
+        if (!IsActive(detector))
+        {
+            return;
+        }
+
+        var position = 0;
+        while (position < text.Length)
+        {
+            var index = text[position..].IndexOf('@');
+            if (index < 0)
+            {
+                return;
+            }
+
+            var hit = position + index;
+            if (detector.TryMatch(text, hit, 1, _ignoreCase, out _, out _))
+            {
+                AddFinding(detector.Id, ContentAction.Deny);
+                return;
+            }
+
+            position = hit + 1;
+        }
+    }
+
+    private void RunRules(ReadOnlySpan<char> text, LayerMap? map)
+    {
+        foreach (var rule in _core.Rules)
+        {
+            if (!_ruleActive![rule.Index])
+            {
+                continue;
+            }
+
+            var action = rule.Rule.Action;
+            foreach (var match in rule.Regex.EnumerateMatches(text))
+            {
+                if (match.Length == 0)
+                {
+                    continue;
+                }
+
+                AddFinding(rule.Rule.Name, action);
+                if (action != ContentAction.Redact)
+                {
+                    break;
+                }
+
+                var (start, end) = LayerMap.ToRoot(map, match.Index, match.Index + match.Length);
+                _redactions ??= [];
+                _redactions.Add(new Redaction(start, end, rule.Rule.Name));
+            }
+        }
+    }
+
+    private void RunEscapes(ReadOnlySpan<char> text, int depth, LayerMap? map)
+    {
+        if (depth >= _maxDepth)
+        {
+            return;
+        }
+
+        var i = text.IndexOfAny('\\', '%');
+        var windowStart = -1;
+        var windowEnd = -1;
+        while (i >= 0 && Error is null)
+        {
+            var interesting = TextUnescaper.IsInterestingEscape(text, i, out var length);
+            if (interesting)
+            {
+                var start = Math.Max(0, i - EscapeWindow);
+                var end = Math.Min(text.Length, i + length + EscapeWindow);
+                var floor = Math.Max(0, start - MaxWindowExtension);
+                while (start > floor && TextUnescaper.IsWindowChar(text[start - 1]))
+                {
+                    start--;
+                }
+
+                var ceiling = Math.Min(text.Length, end + MaxWindowExtension);
+                while (end < ceiling && TextUnescaper.IsWindowChar(text[end]))
+                {
+                    end++;
+                }
+
+                if (windowStart >= 0 && start <= windowEnd)
+                {
+                    windowEnd = Math.Max(windowEnd, end);
+                }
+                else
+                {
+                    if (windowStart >= 0)
+                    {
+                        DecodeWindow(text, windowStart, windowEnd, depth + 1, map, json: true, plusAsSpace: false);
+                    }
+
+                    windowStart = start;
+                    windowEnd = end;
+                }
+            }
+
+            var next = i + length;
+            if (next >= text.Length)
+            {
+                break;
+            }
+
+            var found = text[next..].IndexOfAny('\\', '%');
+            i = found < 0 ? -1 : next + found;
+        }
+
+        if (windowStart >= 0)
+        {
+            DecodeWindow(text, windowStart, windowEnd, depth + 1, map, json: true, plusAsSpace: false);
+        }
+    }
+
+    private void DecodeWindow(ReadOnlySpan<char> text, int start, int end, int depth, LayerMap? map, bool json, bool plusAsSpace)
+    {
+        if (Error is not null || depth > _maxDepth)
+        {
+            return;
+        }
+
+        var source = text[start..end];
+        var chars = ArrayPool<char>.Shared.Rent(source.Length);
+        var offsets = ArrayPool<int>.Shared.Rent(source.Length + 1);
+        try
+        {
+            var count = TextUnescaper.Unescape(source, chars, offsets, json, plusAsSpace);
+            if (!Charge(count))
+            {
+                return;
+            }
+
+            ScanLayer(chars.AsSpan(0, count), depth, LayerMap.Offsets(map, offsets, start));
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(chars);
+            ArrayPool<int>.Shared.Return(offsets);
+        }
+    }
+
+    private void RunBase64(ReadOnlySpan<char> text, int depth, LayerMap? map)
+    {
+        var position = 0;
+        while (Error is null && Base64RunFinder.FindNext(text, position, out var runStart, out var runEnd))
+        {
+            HandleRun(text, runStart, runEnd, depth, map);
+            position = runEnd;
+        }
+    }
+
+    private void HandleRun(ReadOnlySpan<char> text, int runStart, int runEnd, int depth, LayerMap? map)
+    {
+        var run = text[runStart..runEnd];
+
+        // Base64 of text or of compressed data practically always mixes upper and lower case; identifiers,
+        // hex digests and UUIDs usually do not.
+        if (run.IndexOfAnyInRange('A', 'Z') < 0 || run.IndexOfAnyInRange('a', 'z') < 0)
+        {
+            return;
+        }
+
+        Span<byte> sample = stackalloc byte[(SampleChars * 3 / 4) + 3];
+        for (var align = 0; align < 4; align++)
+        {
+            var candidate = run[align..];
+            if (candidate.Length < Base64RunFinder.MinRun)
+            {
+                return;
+            }
+
+            var sampleLength = Base64.Decode(candidate[..Math.Min(candidate.Length, SampleChars)], sample);
+            var head = sample[..sampleLength];
+            var compressed = Decompressor.IsGzip(head) ? "gzip" : Decompressor.IsZlib(head) ? "deflate" : null;
+            if (compressed is null && !Base64.LooksLikeText(head))
+            {
+                continue;
+            }
+
+            if (depth >= _maxDepth)
+            {
+                Fail(DepthError);
+                return;
+            }
+
+            var buffer = ArrayPool<byte>.Shared.Rent(Base64.MaxDecodedLength(candidate.Length));
+            try
+            {
+                var count = Base64.Decode(candidate, buffer);
+                if (!Charge(count))
+                {
+                    return;
+                }
+
+                var childMap = LayerMap.Whole(map, runStart, runEnd);
+                if (compressed is null)
+                {
+                    ScanDocument(buffer.AsSpan(0, count), null, depth + 1, childMap);
+                    return;
+                }
+
+                var status = Decompressor.Decompress(buffer, 0, count, compressed, DecompressLimit(count), out var inflated);
+                using (inflated)
+                {
+                    if (status == DecompressStatus.LimitExceeded)
+                    {
+                        Fail(LimitError);
+                        return;
+                    }
+
+                    if (status == DecompressStatus.Ok && Charge(inflated.Length))
+                    {
+                        ScanDocument(inflated.Span, null, depth + 1, childMap);
+                        return;
+                    }
+                }
+
+                if (Error is not null)
+                {
+                    return;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+    }
+
+    private void ScanMultipart(ReadOnlySpan<byte> bytes, ReadOnlySpan<char> text, string boundary, int depth, LayerMap? map)
+    {
+        foreach (var part in Multipart.Parse(bytes, boundary))
+        {
+            if (Error is not null)
+            {
+                return;
+            }
+
+            var partBytes = bytes[part.BodyStart..part.BodyEnd];
+            if (partBytes.IsEmpty)
+            {
+                continue;
+            }
+
+            var wholeMap = LayerMap.Whole(map, part.BodyStart, part.BodyEnd);
+            switch (part.TransferEncoding)
+            {
+                case "base64":
+                {
+                    var buffer = ArrayPool<byte>.Shared.Rent(Base64.MaxDecodedLength(partBytes.Length));
+                    try
+                    {
+                        var count = DecodeBase64Lines(text[part.BodyStart..part.BodyEnd], buffer);
+                        if (Charge(count))
+                        {
+                            ScanPartContent(buffer, count, part, depth + 1, wholeMap);
+                        }
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
+
+                    break;
+                }
+
+                case "quoted-printable":
+                {
+                    var buffer = ArrayPool<byte>.Shared.Rent(partBytes.Length);
+                    try
+                    {
+                        var count = QuotedPrintable.Decode(partBytes, buffer);
+                        if (Charge(count))
+                        {
+                            ScanPartContent(buffer, count, part, depth + 1, wholeMap);
+                        }
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
+
+                    break;
+                }
+
+                default:
+                    if (part.ContentEncoding is not null || MediaType.IsMultipart(part.ContentType) || MediaType.IsForm(part.ContentType))
+                    {
+                        var copy = ArrayPool<byte>.Shared.Rent(partBytes.Length);
+                        try
+                        {
+                            partBytes.CopyTo(copy);
+                            ScanPartContent(copy, partBytes.Length, part, depth + 1, part.ContentEncoding is null ? LayerMap.Shift(map, part.BodyStart) : wholeMap);
+                        }
+                        finally
+                        {
+                            ArrayPool<byte>.Shared.Return(copy);
+                        }
+                    }
+
+                    break;
+            }
+        }
+    }
+
+    private void ScanPartContent(byte[] buffer, int count, MultipartPart part, int depth, LayerMap map)
+    {
+        var coding = part.ContentEncoding?.Trim().ToLowerInvariant();
+        if (coding is null or "" or "identity" || count == 0)
+        {
+            ScanDocument(buffer.AsSpan(0, count), part.ContentType, depth, map);
+            return;
+        }
+
+        coding = coding == "x-gzip" ? "gzip" : coding;
+        if (coding is not ("gzip" or "deflate" or "br"))
+        {
+            Fail("undecodable content-encoding: " + ContentScanner.SafeCodingName(coding));
+            return;
+        }
+
+        if (TryDecompress(buffer, 0, count, coding, out var inflated))
+        {
+            using (inflated)
+            {
+                ScanDocument(inflated.Span, part.ContentType, depth, map);
+            }
+        }
+    }
+
+    private static int DecodeBase64Lines(ReadOnlySpan<char> text, Span<byte> destination)
+    {
+        var written = 0;
+        foreach (var range in text.Split('\n'))
+        {
+            var line = text[range].Trim();
+            if (line.IsEmpty)
+            {
+                continue;
+            }
+
+            written += Base64.Decode(line, destination[written..]);
+        }
+
+        return written;
+    }
+}

@@ -1,0 +1,175 @@
+using System.Text;
+using ProxyGuard.Inspection.Detectors;
+
+namespace ProxyGuard.Inspection.Scanning;
+
+/// <summary>Everything compiled once per <see cref="ContentScanner"/>: prefilter tables, rules, limits.</summary>
+internal sealed class ScannerCore
+{
+    private readonly Lazy<AnchorTable?> _hostTable;
+
+    public ScannerCore(ScannerOptions options)
+    {
+        Options = options;
+        var all = BuiltinCatalog.All;
+        var enabled = new bool[all.Count];
+        var vaultEnabled = true;
+        if (options.BuiltinDetectorIds is null)
+        {
+            Array.Fill(enabled, true);
+        }
+        else
+        {
+            vaultEnabled = false;
+            foreach (var id in options.BuiltinDetectorIds)
+            {
+                if (id == KnownSecretDetector.DetectorId)
+                {
+                    vaultEnabled = true;
+                    continue;
+                }
+
+                var found = false;
+                foreach (var detector in all)
+                {
+                    if (detector.Id == id)
+                    {
+                        enabled[detector.Index] = true;
+                        found = true;
+                    }
+                }
+
+                if (!found)
+                {
+                    throw new ArgumentException($"unknown built-in detector id '{id}'", nameof(options));
+                }
+            }
+        }
+
+        Enabled = enabled;
+        UrlPasswordEnabled = enabled[BuiltinCatalog.UrlPassword.Index];
+
+        var rules = new CompiledRule[options.CustomRules.Count];
+        for (var i = 0; i < rules.Length; i++)
+        {
+            rules[i] = new CompiledRule(options.CustomRules[i], i);
+        }
+
+        Rules = rules;
+
+        var caseSensitive = new List<(string, Detector)>();
+        var keywords = new List<(string, Detector)>();
+        foreach (var detector in all)
+        {
+            if (!enabled[detector.Index])
+            {
+                continue;
+            }
+
+            foreach (var anchor in detector.Anchors)
+            {
+                caseSensitive.Add((anchor, detector));
+            }
+
+            foreach (var keyword in detector.Keywords)
+            {
+                keywords.Add((keyword, detector));
+            }
+        }
+
+        if (vaultEnabled)
+        {
+            var (raw, encoded) = BuildSecretAnchors(options.KnownSecrets);
+            if (raw.Length > 0)
+            {
+                var detector = new KnownSecretDetector(false, raw);
+                foreach (var anchor in raw)
+                {
+                    caseSensitive.Add((anchor, detector));
+                }
+            }
+
+            if (encoded.Length > 0)
+            {
+                var detector = new KnownSecretDetector(true, encoded);
+                foreach (var anchor in encoded)
+                {
+                    caseSensitive.Add((anchor, detector));
+                }
+            }
+        }
+
+        CaseSensitive = AnchorTable.Build(caseSensitive, ignoreCase: false);
+        Keywords = AnchorTable.Build(keywords, ignoreCase: true);
+        _hostTable = new Lazy<AnchorTable?>(() => AnchorTable.Build(caseSensitive.Concat(keywords), ignoreCase: true));
+
+        var ids = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var detector in all)
+        {
+            ids[detector.Id] = detector.Index;
+        }
+
+        DetectorIndexById = ids;
+    }
+
+    public ScannerOptions Options { get; }
+
+    public bool[] Enabled { get; }
+
+    public bool UrlPasswordEnabled { get; }
+
+    public CompiledRule[] Rules { get; }
+
+    public AnchorTable? CaseSensitive { get; }
+
+    public AnchorTable? Keywords { get; }
+
+    public AnchorTable? HostTable => _hostTable.Value;
+
+    public Dictionary<string, int> DetectorIndexById { get; }
+
+    /// <summary>
+    /// Literal anchors for each known secret: its raw form (UTF-8 bytes read as Latin-1, like bodies) and the stable
+    /// middle of its base64 / base64url encoding at each of the three byte alignments.
+    /// </summary>
+    internal static (string[] Raw, string[] Encoded) BuildSecretAnchors(IReadOnlyList<KnownSecret> secrets)
+    {
+        var raw = new HashSet<string>(StringComparer.Ordinal);
+        var encoded = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var secret in secrets)
+        {
+            if (string.IsNullOrEmpty(secret.Value))
+            {
+                continue;
+            }
+
+            var bytes = Encoding.UTF8.GetBytes(secret.Value);
+            if (bytes.Length < 4)
+            {
+                continue;
+            }
+
+            raw.Add(Encoding.Latin1.GetString(bytes));
+            for (var align = 0; align < 3; align++)
+            {
+                var padded = new byte[align + bytes.Length];
+                bytes.CopyTo(padded, align);
+                var b64 = Convert.ToBase64String(padded);
+                var firstBit = 8 * align;
+                var endBit = 8 * (align + bytes.Length);
+                var first = (firstBit + 5) / 6;
+                var last = (endBit / 6) - 1;
+                if (last - first + 1 < 8)
+                {
+                    continue;
+                }
+
+                var core = b64.Substring(first, last - first + 1);
+                encoded.Add(core);
+                encoded.Add(core.Replace('+', '-').Replace('/', '_'));
+            }
+        }
+
+        return ([.. raw], [.. encoded]);
+    }
+}
