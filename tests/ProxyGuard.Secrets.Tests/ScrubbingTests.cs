@@ -67,7 +67,6 @@ public sealed class ScrubbingTests
         var scrubbed = _substitutor.ScrubText(text);
         Assert.Equal($"a={GitHubPlaceholder} b={GitHubPlaceholder} c={AiPlaceholder} d={AiPlaceholder}", scrubbed);
         Assert.Null(_substitutor.FindRealValue(scrubbed));
-        Assert.Same(text, _substitutor.ScrubText(text) == text ? text : text);
         const string clean = "nothing to see";
         Assert.Same(clean, _substitutor.ScrubText(clean));
     }

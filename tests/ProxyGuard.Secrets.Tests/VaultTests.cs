@@ -184,6 +184,23 @@ public sealed class VaultTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ConcurrentFetchesAreSingleFlight()
+    {
+        using var resolver = Resolver();
+        var values = await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => resolver.GetAsync(Reference, CancellationToken.None).AsTask()));
+        Assert.All(values, v => Assert.Same(values[0], v));
+        Assert.Equal(1, _server.RequestCount);
+    }
+
+    [Fact]
+    public async Task FieldsOfOneSecretResolveSeparately()
+    {
+        using var resolver = Resolver();
+        Assert.Equal("ci-bot", (await resolver.GetAsync("vault:secret/data/ci/github#user", CancellationToken.None)).Reveal());
+        Assert.Equal(Value, (await resolver.GetAsync(Reference, CancellationToken.None)).Reveal());
+    }
+
+    [Fact]
     public async Task BackgroundRefreshStartsBeforeExpiry()
     {
         using var resolver = Resolver();

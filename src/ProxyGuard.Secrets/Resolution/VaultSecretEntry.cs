@@ -174,5 +174,16 @@ internal sealed class VaultSecretEntry : ISecretSource
         {
             throw new SecretUnavailableException(_reference.Text, "secret resolver is shut down");
         }
+        catch (Exception ex)
+        {
+            // Unexpected failure: report its type only (messages of arbitrary exceptions are not vetted).
+            var reason = $"vault request failed: {ex.GetType().Name}";
+            lock (_gate)
+            {
+                _lastError = reason;
+            }
+
+            throw new SecretUnavailableException(_reference.Text, reason);
+        }
     }
 }
