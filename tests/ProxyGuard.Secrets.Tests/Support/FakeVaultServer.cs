@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
 namespace ProxyGuard.Secrets.Tests.Support;
@@ -13,11 +15,15 @@ internal sealed class FakeVaultServer : IAsyncDisposable
     private readonly Task _loop;
     private int _disposed;
 
-    public FakeVaultServer()
+    private readonly X509Certificate2? _certificate;
+
+    public FakeVaultServer(X509Certificate2? certificate = null)
     {
+        _certificate = certificate;
         _listener = new TcpListener(IPAddress.Loopback, 0);
         _listener.Start();
-        Address = new Uri($"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}");
+        var scheme = certificate is null ? "http" : "https";
+        Address = new Uri($"{scheme}://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}");
         _loop = Task.Run(AcceptLoopAsync);
     }
 
@@ -84,7 +90,13 @@ internal sealed class FakeVaultServer : IAsyncDisposable
         {
             try
             {
-                var stream = client.GetStream();
+                Stream stream = client.GetStream();
+                if (_certificate is not null)
+                {
+                    var ssl = new SslStream(stream);
+                    await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, _stop.Token);
+                    stream = ssl;
+                }
                 var head = await ReadHeadAsync(stream);
                 if (head is null)
                 {
@@ -118,7 +130,8 @@ internal sealed class FakeVaultServer : IAsyncDisposable
                 await stream.WriteAsync(bytes);
                 await stream.FlushAsync();
             }
-            catch (Exception ex) when (ex is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+            catch (Exception ex) when (ex is IOException or SocketException or OperationCanceledException or ObjectDisposedException
+                or System.Security.Authentication.AuthenticationException)
             {
             }
         }
@@ -149,7 +162,7 @@ internal sealed class FakeVaultServer : IAsyncDisposable
         return (200, "{\"request_id\":\"r\",\"lease_duration\":0,\"data\":{\"data\":" + data + ",\"metadata\":{\"version\":1}}}");
     }
 
-    private static async Task<string?> ReadHeadAsync(NetworkStream stream)
+    private static async Task<string?> ReadHeadAsync(Stream stream)
     {
         var buffer = new List<byte>();
         var one = new byte[1];
