@@ -1,0 +1,103 @@
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Prometheus;
+using ProxyGuard.Audit;
+using ProxyGuard.Engine.Hosting;
+using ProxyGuard.Engine.Runtime;
+
+namespace ProxyGuard.Engine.Admin;
+
+/// <summary>The admin API (SPEC 5) on its own listener: health, metrics, events, policy.</summary>
+internal static class AdminEndpoints
+{
+    public static void Map(WebApplication app, ProxyServices services, AdminToken token)
+    {
+        app.MapGet("/healthz", () => Results.Text("ok\n", "text/plain"));
+
+        app.MapGet("/metrics", async (HttpContext context) =>
+        {
+            UpdateGauges(services);
+            context.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            await services.Metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
+        });
+
+        var api = app.MapGroup("/api").AddEndpointFilter(async (ctx, next) =>
+        {
+            if (!token.Verify(ctx.HttpContext.Request.Headers.Authorization.ToString()))
+            {
+                ctx.HttpContext.Response.Headers.WWWAuthenticate = "Bearer realm=\"proxyguard-admin\"";
+                return Results.Json(new { error = "missing or wrong admin token" }, statusCode: 401);
+            }
+
+            return await next(ctx);
+        });
+
+        api.MapGet("/events", (HttpContext context) =>
+        {
+            var q = context.Request.Query;
+            long after = 0;
+            var limit = 100;
+            if (q.TryGetValue("after", out var afterText) && !long.TryParse(afterText, NumberStyles.None, CultureInfo.InvariantCulture, out after))
+            {
+                return Results.Json(new { error = "after must be a non-negative integer" }, statusCode: 400);
+            }
+
+            if (q.TryGetValue("limit", out var limitText) && !int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit))
+            {
+                return Results.Json(new { error = "limit must be a positive integer" }, statusCode: 400);
+            }
+
+            var page = services.Audit.Store.Query(new EventQuery(
+                after, Math.Clamp(limit, 1, 1000), Empty(q["decision"]), Empty(q["client"]), Empty(q["host"])));
+            var events = JsonSerializer.Serialize(page.Events, AuditJson.Options);
+            return Results.Text($"{{\"events\":{events},\"next\":{page.Next.ToString(CultureInfo.InvariantCulture)}}}", "application/json");
+        });
+
+        api.MapGet("/policy", () =>
+        {
+            var policy = services.Runtime.Current.Policy;
+            return Results.Json(new
+            {
+                file = policy.FilePath,
+                sha256 = policy.Sha256,
+                loadedAt = policy.LoadedAt,
+                mode = policy.Mode.ToString().ToLowerInvariant(),
+                @default = policy.Default.ToString().ToLowerInvariant(),
+                rules = policy.Rules.Select(r => new
+                {
+                    name = r.Name,
+                    action = r.Action.ToString().ToLowerInvariant(),
+                    hosts = r.Hosts,
+                    ports = r.Ports,
+                    methods = r.Methods,
+                    paths = r.Paths,
+                    clients = r.Clients,
+                }),
+                clients = policy.Clients.Select(c => c.Id),
+                secrets = policy.Secrets.Select(s => s.Name),
+            });
+        });
+
+        api.MapPost("/policy/reload", async (HttpContext context) =>
+        {
+            var result = await services.Runtime.ReloadAsync(context.RequestAborted);
+            return Results.Json(new { ok = result.Success, sha256 = result.Sha256, errors = result.Errors },
+                statusCode: result.Success ? 200 : 422);
+        });
+    }
+
+    internal static void UpdateGauges(ProxyServices services)
+    {
+        var store = services.Audit.Store;
+        services.Metrics.EventQueueDepth.Set(store.QueueDepth);
+        services.Metrics.EventsDropped.Set(store.DroppedEvents);
+        services.Metrics.EventsWritten.Set(store.WrittenEvents);
+        services.Metrics.CertificatesMinted.Set(services.Certificates.Minted);
+        services.Metrics.CertificateCacheHits.Set(services.Certificates.Hits);
+        services.Metrics.CertificateCacheEntries.Set(services.Certificates.Count);
+    }
+
+    private static string? Empty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+}

@@ -1,0 +1,141 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace ProxyGuard.Engine.Certificates;
+
+/// <summary>
+/// The interception CA: an ECDSA P-256 key and a self-signed certificate stored as PEM files
+/// (<c>ca.pem</c>, <c>ca-key.pem</c> with mode 0600). The key never leaves the proxy host.
+/// </summary>
+public sealed class CertificateAuthority : IDisposable
+{
+    public const string CertificateFileName = "ca.pem";
+    public const string KeyFileName = "ca-key.pem";
+
+    private CertificateAuthority(X509Certificate2 certificate, ECDsa key, string directory)
+    {
+        Certificate = certificate;
+        Key = key;
+        Directory = directory;
+    }
+
+    public X509Certificate2 Certificate { get; }
+
+    internal ECDsa Key { get; }
+
+    public string Directory { get; }
+
+    public string CertificatePath => Path.Combine(Directory, CertificateFileName);
+
+    public static string CertificatePathIn(string directory) => Path.Combine(directory, CertificateFileName);
+
+    public static bool Exists(string directory) =>
+        File.Exists(Path.Combine(directory, CertificateFileName)) && File.Exists(Path.Combine(directory, KeyFileName));
+
+    /// <summary>Creates a new CA in <paramref name="directory"/>. Refuses to overwrite unless <paramref name="force"/>.</summary>
+    public static CertificateAuthority Create(string directory, bool force, string commonName = "ProxyGuard Interception CA")
+    {
+        System.IO.Directory.CreateDirectory(directory);
+        var certPath = Path.Combine(directory, CertificateFileName);
+        var keyPath = Path.Combine(directory, KeyFileName);
+        if (!force && (File.Exists(certPath) || File.Exists(keyPath)))
+        {
+            throw new CertificateAuthorityException($"a CA already exists in {directory} (use --force to replace it)");
+        }
+
+        var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(
+            new X500DistinguishedName($"CN={commonName}, O=ProxyGuard"), key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(
+            X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign | X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        var now = DateTimeOffset.UtcNow;
+        using var selfSigned = request.CreateSelfSigned(now.AddDays(-1), now.AddYears(5));
+        var certificate = X509CertificateLoader.LoadCertificate(selfSigned.RawData);
+
+        WritePrivateFile(keyPath, key.ExportPkcs8PrivateKeyPem());
+        File.WriteAllText(certPath, certificate.ExportCertificatePem() + "\n");
+        return new CertificateAuthority(certificate, key, directory);
+    }
+
+    /// <summary>Loads the CA from <paramref name="directory"/>; throws <see cref="CertificateAuthorityException"/> with a one-line reason.</summary>
+    public static CertificateAuthority Load(string directory)
+    {
+        var certPath = Path.Combine(directory, CertificateFileName);
+        var keyPath = Path.Combine(directory, KeyFileName);
+        try
+        {
+            var certificate = X509CertificateLoader.LoadCertificate(
+                Convert.FromBase64String(ExtractPemBody(File.ReadAllText(certPath), "CERTIFICATE", certPath)));
+            var key = ECDsa.Create();
+            key.ImportFromPem(File.ReadAllText(keyPath));
+            using var publicKey = certificate.GetECDsaPublicKey()
+                ?? throw new CertificateAuthorityException($"{certPath}: the CA certificate is not an ECDSA certificate");
+            if (!publicKey.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
+            {
+                throw new CertificateAuthorityException($"{keyPath}: the key does not belong to {certPath}");
+            }
+
+            return new CertificateAuthority(certificate, key, directory);
+        }
+        catch (CertificateAuthorityException)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or FormatException or ArgumentException)
+        {
+            throw new CertificateAuthorityException($"cannot load the CA from {directory}: {ex.Message}");
+        }
+    }
+
+    /// <summary>Loads the CA, creating it first when the directory holds none.</summary>
+    public static CertificateAuthority LoadOrCreate(string directory, out bool created)
+    {
+        created = !Exists(directory);
+        return created ? Create(directory, force: false) : Load(directory);
+    }
+
+    public string ExportCertificatePem() => Certificate.ExportCertificatePem() + "\n";
+
+    /// <summary>SHA-256 of the CA's SubjectPublicKeyInfo, base64: the value Chromium's
+    /// <c>--ignore-certificate-errors-spki-list</c> takes.</summary>
+    public string SpkiSha256Base64() =>
+        Convert.ToBase64String(SHA256.HashData(Certificate.PublicKey.ExportSubjectPublicKeyInfo()));
+
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        Key.Dispose();
+    }
+
+    private static string ExtractPemBody(string pem, string label, string path)
+    {
+        var fields = PemEncoding.Find(pem);
+        if (!pem.AsSpan()[fields.Label].SequenceEqual(label))
+        {
+            throw new CertificateAuthorityException($"{path}: expected a PEM {label}");
+        }
+
+        return pem[fields.Base64Data];
+    }
+
+    internal static void WritePrivateFile(string path, string content)
+    {
+        var tmp = path + ".tmp";
+        File.Delete(tmp);
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (var stream = new FileStream(tmp, options))
+        using (var writer = new StreamWriter(stream))
+        {
+            writer.Write(content);
+        }
+
+        File.Move(tmp, path, overwrite: true);
+    }
+}

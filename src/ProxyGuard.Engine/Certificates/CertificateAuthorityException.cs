@@ -1,0 +1,18 @@
+namespace ProxyGuard.Engine.Certificates;
+
+public sealed class CertificateAuthorityException : Exception
+{
+    public CertificateAuthorityException(string message)
+        : base(message)
+    {
+    }
+
+    public CertificateAuthorityException()
+    {
+    }
+
+    public CertificateAuthorityException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

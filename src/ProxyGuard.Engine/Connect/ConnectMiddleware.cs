@@ -1,0 +1,315 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using ProxyGuard.Audit;
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Network;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy;
+
+namespace ProxyGuard.Engine.Connect;
+
+/// <summary>
+/// First stage of every proxy-listener connection, before Kestrel's TLS and HTTP layers: it reads a
+/// <c>CONNECT</c> head (bounded in size and time), decides it, and either hands the connection on to
+/// TLS interception, runs a pass-through/TCP tunnel, or refuses it. Anything else is a plain-HTTP
+/// proxy connection and goes straight to Kestrel's HTTP layer (skipping TLS).
+/// </summary>
+public sealed class ConnectMiddleware
+{
+    private readonly ConnectionDelegate _next;
+    private readonly Func<ConnectionDelegate> _plainHttp;
+    private readonly ProxyServices _services;
+    private readonly ILogger _logger;
+
+    public ConnectMiddleware(ConnectionDelegate next, Func<ConnectionDelegate> plainHttp, ProxyServices services)
+    {
+        _next = next;
+        _plainHttp = plainHttp;
+        _services = services;
+        _logger = services.LoggerFactory.CreateLogger<ConnectMiddleware>();
+    }
+
+    public async Task OnConnectionAsync(ConnectionContext connection)
+    {
+        var remote = (connection.RemoteEndPoint as IPEndPoint)?.Address;
+        var feature = new ProxyConnectionFeature(remote);
+        connection.Features.Set(feature);
+        _services.Metrics.ActiveConnections.Inc();
+        try
+        {
+            await HandleAsync(connection, feature);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ConnectionResetException or SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            _logger.LogDebug("connection {Id} ended: {Error}", connection.ConnectionId, ex.Message);
+        }
+        finally
+        {
+            _services.Metrics.ActiveConnections.Dec();
+        }
+    }
+
+    private async Task HandleAsync(ConnectionContext connection, ProxyConnectionFeature feature)
+    {
+        var input = connection.Transport.Input;
+        using var headTimeout = new CancellationTokenSource(_services.Limits.ConnectHeadTimeout);
+        ReadResult result;
+        try
+        {
+            result = await input.ReadAsync(headTimeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return; // no bytes in time: close
+        }
+
+        var buffer = result.Buffer;
+        if (buffer.IsEmpty)
+        {
+            input.AdvanceTo(buffer.Start);
+            return;
+        }
+
+        if (!StartsLikeConnect(buffer))
+        {
+            input.AdvanceTo(buffer.Start);
+            using var slot = _services.Connections.TryAcquire(feature.RemoteAddress?.ToString() ?? "?");
+            if (slot is null)
+            {
+                await RefuseAsync(connection, new Denial(429, "limits", "too-many-connections",
+                    "this client has too many open connections"), null, null, 0, feature);
+                return;
+            }
+
+            await _plainHttp()(connection);
+            return;
+        }
+
+        // Read the whole head, bounded.
+        SequencePosition? end;
+        while (true)
+        {
+            end = FindHeadEnd(buffer);
+            if (end is not null)
+            {
+                break;
+            }
+
+            if (buffer.Length > _services.Limits.MaxConnectHeadBytes || result.IsCompleted)
+            {
+                input.AdvanceTo(buffer.End);
+                await RefuseAsync(connection, new Denial(431, "limits", "connect-head-too-large",
+                    "the CONNECT request head is too large or incomplete"), null, null, 0, feature);
+                return;
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+            try
+            {
+                result = await input.ReadAsync(headTimeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return; // slow head: close (Kestrel's header timeout is not active yet)
+            }
+
+            buffer = result.Buffer;
+        }
+
+        var headBytes = buffer.Slice(0, end.Value);
+        if (headBytes.Length > _services.Limits.MaxConnectHeadBytes)
+        {
+            input.AdvanceTo(buffer.End);
+            await RefuseAsync(connection, new Denial(431, "limits", "connect-head-too-large",
+                "the CONNECT request head is too large"), null, null, 0, feature);
+            return;
+        }
+
+        var parsed = ConnectHead.TryParse(headBytes, out var head, out var parseError);
+        input.AdvanceTo(end.Value);
+        if (!parsed)
+        {
+            await RefuseAsync(connection, new Denial(400, "protocol", "malformed-connect", parseError), null, null, 0, feature);
+            return;
+        }
+
+        await HandleConnectAsync(connection, feature, head!);
+    }
+
+    private async Task HandleConnectAsync(ConnectionContext connection, ProxyConnectionFeature feature, ConnectHead head)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var snapshot = _services.Runtime.Current;
+        if (!snapshot.TryIdentify(head.ProxyAuthorization, feature.RemoteAddress, out var clientId))
+        {
+            await RefuseAsync(connection, new Denial(407, "clients", "auth-required",
+                "the proxy requires a valid client token (Proxy-Authorization: Basic)"), head.Host, null, head.Port, feature,
+                "Proxy-Authenticate: Basic realm=\"proxyguard\"\r\n");
+            return;
+        }
+
+        if (!HostNormalizer.TryNormalize(head.Host, out var host, out var hostError))
+        {
+            await RefuseAsync(connection, new Denial(400, "protocol", "bad-host", $"the CONNECT host is invalid: {hostError}"),
+                head.Host, clientId, head.Port, feature);
+            return;
+        }
+
+        using var slot = _services.Connections.TryAcquire(clientId ?? feature.RemoteAddress?.ToString() ?? "?");
+        if (slot is null)
+        {
+            await RefuseAsync(connection, new Denial(429, "limits", "too-many-connections",
+                "this client has too many open connections"), host, clientId, head.Port, feature);
+            return;
+        }
+
+        var hostFinding = ContentChecks.ScanHost(snapshot, host);
+        if (hostFinding is not null && snapshot.Policy.Mode == PolicyMode.Enforce)
+        {
+            await RefuseAsync(connection, hostFinding, host, clientId, head.Port, feature);
+            return;
+        }
+
+        var decision = snapshot.Policy.DecideConnect(clientId, host, head.Port);
+        var enforce = snapshot.Policy.Mode == PolicyMode.Enforce;
+        if (!decision.Allowed && enforce)
+        {
+            await RefuseAsync(connection, new Denial(403, decision.Rule, decision.Reason.Length > 0 ? ReasonOf(decision) : "no-rule",
+                $"CONNECT to {host}:{head.Port} is not allowed by the policy"), host, clientId, head.Port, feature);
+            return;
+        }
+
+        var mode = decision.Allowed ? decision.Mode : TunnelMode.Intercept;
+        var tunnel = new TunnelTarget(host, head.Port, clientId, mode, decision.Rule);
+        feature.Tunnel = tunnel;
+        _services.Metrics.Connects.WithLabels(decision.Allowed ? "allow" : "audit-deny", decision.Rule).Inc();
+        await _services.Audit.RecordAsync(NewEvent(feature, tunnel, "connect", decision.Allowed ? "allow" : "audit-deny",
+            decision.Rule, decision.Allowed ? null : ReasonOf(decision), 200, started));
+
+        await connection.Transport.Output.WriteAsync("HTTP/1.1 200 Connection Established\r\n\r\n"u8.ToArray());
+        _services.Metrics.ActiveTunnels.Inc();
+        try
+        {
+            switch (mode)
+            {
+                case TunnelMode.Intercept:
+                    await InterceptAsync(connection, feature, tunnel);
+                    break;
+                default:
+                    await new RawTunnel(_services, connection, feature, tunnel).RunAsync();
+                    break;
+            }
+        }
+        finally
+        {
+            _services.Metrics.ActiveTunnels.Dec();
+        }
+    }
+
+    private async Task InterceptAsync(ConnectionContext connection, ProxyConnectionFeature feature, TunnelTarget tunnel)
+    {
+        // The first bytes must be a TLS ClientHello; look without consuming (examined stays at start).
+        var input = connection.Transport.Input;
+        using var timeout = new CancellationTokenSource(_services.Limits.TlsHandshakeTimeout);
+        ReadResult result;
+        try
+        {
+            result = await input.ReadAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        var first = result.Buffer.IsEmpty ? (byte)0 : result.Buffer.FirstSpan[0];
+        input.AdvanceTo(result.Buffer.Start);
+        if (result.Buffer.IsEmpty)
+        {
+            return;
+        }
+
+        if (first != 0x16)
+        {
+            await _services.Audit.RecordAsync(NewEvent(feature, tunnel, "tunnel", "deny", tunnel.Rule, "not-tls", null, Stopwatch.GetTimestamp()));
+            return; // plain bytes where TLS is expected: close
+        }
+
+        await _next(connection);
+    }
+
+    private async Task RefuseAsync(
+        ConnectionContext connection, Denial denial, string? host, string? clientId, int port, ProxyConnectionFeature feature, string? extraHeaders = null)
+    {
+        var snapshot = _services.Runtime.Current;
+        _services.Metrics.Connects.WithLabels("deny", denial.Rule).Inc();
+        await _services.Audit.RecordAsync(new AuditEvent
+        {
+            Time = DateTimeOffset.UtcNow,
+            Client = clientId,
+            ClientAddress = feature.RemoteAddress?.ToString(),
+            Kind = "connect",
+            Method = "CONNECT",
+            Host = host ?? string.Empty,
+            Port = port,
+            Decision = "deny",
+            Rule = denial.Rule,
+            Reason = denial.Reason,
+            Status = denial.Status,
+        });
+        try
+        {
+            await connection.Transport.Output.WriteAsync(denial.ToRawResponse(snapshot.Policy.FilePath, extraHeaders));
+            await connection.Transport.Output.CompleteAsync();
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or ConnectionResetException)
+        {
+            _logger.LogDebug("could not send the refusal: {Error}", ex.Message);
+        }
+    }
+
+    internal static string ReasonOf(ConnectDecision decision) =>
+        decision.Rule == "default" ? "no-rule" : "rule-deny";
+
+    private AuditEvent NewEvent(ProxyConnectionFeature feature, TunnelTarget tunnel, string kind, string decision, string rule, string? reason, int? status, long started) => new()
+    {
+        Time = DateTimeOffset.UtcNow,
+        Client = tunnel.ClientId,
+        ClientAddress = feature.RemoteAddress?.ToString(),
+        Kind = kind,
+        Method = "CONNECT",
+        Host = tunnel.Host,
+        Port = tunnel.Port,
+        Decision = decision,
+        Rule = rule,
+        Reason = reason,
+        Status = status,
+        DurationMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds,
+    };
+
+    private static bool StartsLikeConnect(ReadOnlySequence<byte> buffer)
+    {
+        var prefix = ConnectHead.Prefix;
+        Span<byte> first = stackalloc byte[8];
+        var n = (int)Math.Min(buffer.Length, prefix.Length);
+        buffer.Slice(0, n).CopyTo(first);
+        // A partial prefix ("CONN") is treated as CONNECT: the head reader then needs the full line
+        // and refuses anything that is not a valid CONNECT head.
+        return first[..n].SequenceEqual(prefix[..n]);
+    }
+
+    private static SequencePosition? FindHeadEnd(ReadOnlySequence<byte> buffer)
+    {
+        var reader = new SequenceReader<byte>(buffer);
+        if (reader.TryReadTo(out ReadOnlySequence<byte> _, "\r\n\r\n"u8, advancePastDelimiter: true))
+        {
+            return reader.Position;
+        }
+
+        return null;
+    }
+}

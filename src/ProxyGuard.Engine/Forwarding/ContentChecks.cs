@@ -1,0 +1,49 @@
+using ProxyGuard.Audit;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Inspection;
+
+namespace ProxyGuard.Engine.Forwarding;
+
+/// <summary>Applies the snapshot's content scanner to the parts of a request and collects findings.</summary>
+internal static class ContentChecks
+{
+    /// <summary>Scans a host name (CONNECT target, Host, SNI): a credential in a DNS label is exfiltration.</summary>
+    public static Denial? ScanHost(ProxySnapshot snapshot, string host)
+    {
+        if (snapshot.Scanner is null)
+        {
+            return null;
+        }
+
+        var result = snapshot.Scanner.ScanText(host, ScanLocation.Host, host);
+        var blocking = result.Findings.FirstOrDefault(f => f.Action == ContentAction.Deny);
+        return result.Blocked
+            ? new Denial(403, blocking?.Detector ?? "content", "content-finding",
+                $"the host name {host} looks like it carries a credential ({blocking?.Detector ?? result.Error})")
+            : null;
+    }
+
+    public static string LocationName(ScanLocation location) => location switch
+    {
+        ScanLocation.Host => "host",
+        ScanLocation.Header => "header",
+        ScanLocation.Query => "query",
+        _ => "body",
+    };
+
+    public static string ActionName(ContentAction action) => action switch
+    {
+        ContentAction.Redact => "redact",
+        ContentAction.Log => "log",
+        _ => "deny",
+    };
+
+    public static void Collect(ScanResult result, List<AuditFinding> findings, ProxyMetrics metrics)
+    {
+        foreach (var finding in result.Findings)
+        {
+            findings.Add(new AuditFinding(finding.Detector, LocationName(finding.Location), ActionName(finding.Action)));
+            metrics.Findings.WithLabels(finding.Detector, ActionName(finding.Action)).Inc();
+        }
+    }
+}

@@ -1,0 +1,292 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ProxyGuard.Audit;
+using ProxyGuard.Engine.Admin;
+using ProxyGuard.Engine.Certificates;
+using ProxyGuard.Engine.Connect;
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Network;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy;
+using ProxyGuard.Secrets;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace ProxyGuard.Engine.Hosting;
+
+/// <summary>
+/// Builds and runs the proxy: Kestrel with the proxy listener (CONNECT middleware → TLS
+/// interception → HTTP) and the admin listener, the policy runtime, the certificate cache, the
+/// upstream client and the audit store.
+/// </summary>
+public sealed class ProxyServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly ListenOptions? _proxyListen;
+    private readonly ListenOptions? _adminListen;
+    private readonly ListenAddress _proxyAddress;
+    private readonly ListenAddress _adminAddress;
+    private readonly EventStore _store;
+    private readonly SecretResolver _secrets;
+    private readonly HttpMessageInvoker _client;
+    private readonly CertificateAuthority _ca;
+
+    private ProxyServer(
+        WebApplication app, ProxyServices services, ListenOptions? proxyListen, ListenOptions? adminListen,
+        ListenAddress proxyAddress, ListenAddress adminAddress, EventStore store, SecretResolver secrets,
+        HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken)
+    {
+        _app = app;
+        Services = services;
+        _proxyListen = proxyListen;
+        _adminListen = adminListen;
+        _proxyAddress = proxyAddress;
+        _adminAddress = adminAddress;
+        _store = store;
+        _secrets = secrets;
+        _client = client;
+        _ca = ca;
+        CaCreated = caCreated;
+        AdminTokenSource = adminToken.Source;
+    }
+
+    public ProxyServices Services { get; }
+
+    public string CaCertificatePath => _ca.CertificatePath;
+
+    public bool CaCreated { get; }
+
+    public string AdminTokenSource { get; }
+
+    /// <summary>The proxy URL clients use (after start, with the bound port).</summary>
+    public string ProxyUrl => _proxyAddress.UnixPath is not null ? "unix:" + _proxyAddress.UnixPath : "http://" + Bound(_proxyListen, _proxyAddress);
+
+    public string AdminUrl => _adminAddress.UnixPath is not null ? "unix:" + _adminAddress.UnixPath : "http://" + Bound(_adminListen, _adminAddress);
+
+    public static async Task<ProxyServer> CreateAsync(ProxyServerOptions options, CancellationToken ct = default)
+    {
+        var proxyAddress = ListenAddress.Parse(options.Listen, "--listen");
+        var adminAddress = ListenAddress.Parse(options.Admin, "--admin");
+        var limits = options.Limits;
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "proxyguard",
+            ContentRootPath = Directory.GetCurrentDirectory(),
+        });
+        builder.Logging.ClearProviders();
+        if (options.JsonLogs)
+        {
+            builder.Logging.AddJsonConsole(o => o.UseUtcTimestamp = true);
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            });
+        }
+
+        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+        builder.Services.AddHttpForwarder();
+
+        // Build the parts that do not depend on the host first, so a bad CA or policy fails fast.
+        using var bootstrapLoggers = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true));
+        var ca = CertificateAuthority.LoadOrCreate(options.CaDirectory, out var caCreated);
+        Directory.CreateDirectory(options.DataDirectory);
+        var installationKey = SnapshotBuilder.LoadInstallationKey(options.DataDirectory);
+        var store = EventStore.Open(options.DataDirectory);
+        var secrets = new SecretResolver(new SecretResolverOptions());
+        var metrics = new ProxyMetrics();
+
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = null;
+            k.Limits.MaxRequestHeadersTotalSize = limits.MaxRequestHeadersTotalSize;
+            k.Limits.MaxRequestLineSize = limits.MaxRequestLineSize;
+            k.Limits.KeepAliveTimeout = limits.IdleTimeout;
+            k.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(30);
+            k.Limits.Http2.MaxStreamsPerConnection = 128;
+        });
+
+        var app = builder.Build();
+        var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
+        var runtime = new PolicyRuntime(options.PolicyPath, secrets, installationKey, metrics, loggerFactory.CreateLogger("ProxyGuard.Policy"));
+        try
+        {
+            await runtime.LoadInitialAsync(ct);
+        }
+        catch
+        {
+            await store.DisposeAsync();
+            secrets.Dispose();
+            ca.Dispose();
+            throw;
+        }
+
+        var connector = new UpstreamConnector(options.Resolve, () => runtime.Current.Policy.Network.AllowDestinations, limits.UpstreamConnectTimeout);
+        var trust = new UpstreamTrust(() => runtime.Current.UpstreamRoots);
+        var client = new HttpMessageInvoker(new SocketsHttpHandler
+        {
+            UseProxy = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            UseCookies = false,
+            EnableMultipleHttp2Connections = true,
+            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
+            ConnectTimeout = limits.UpstreamConnectTimeout,
+            ActivityHeadersPropagator = DistributedContextPropagator.CreateNoOutputPropagator(),
+            SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = trust.Validate },
+            ConnectCallback = async (context, token) =>
+            {
+                var host = context.DnsEndPoint.Host.Trim('[', ']');
+                var socket = await connector.ConnectAsync(host, context.DnsEndPoint.Port, token);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+        });
+
+        var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
+        var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize);
+        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory);
+        var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
+
+        ListenOptions? proxyListen = null;
+        ListenOptions? adminListen = null;
+        var kestrel = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<KestrelServerOptions>>().Value;
+        void ConfigureProxy(ListenOptions listen)
+        {
+            proxyListen = listen;
+            listen.Protocols = HttpProtocols.Http1AndHttp2;
+            ConnectionDelegate? plain = null;
+            listen.Use(next => new ConnectMiddleware(next, () => plain!, services).OnConnectionAsync);
+            listen.UseHttps(new TlsHandshakeCallbackOptions
+            {
+                HandshakeTimeout = limits.TlsHandshakeTimeout,
+                OnConnection = context => ValueTask.FromResult(TlsOptionsFor(context, services)),
+            });
+            listen.Use(next =>
+            {
+                plain = next;
+                return next;
+            });
+        }
+
+        void ConfigureAdmin(ListenOptions listen)
+        {
+            adminListen = listen;
+            listen.Protocols = HttpProtocols.Http1;
+        }
+
+        Listen(kestrel, proxyAddress, ConfigureProxy);
+        Listen(kestrel, adminAddress, ConfigureAdmin);
+
+        var handler = new ProxyRequestHandler(services, app.Services.GetRequiredService<IHttpForwarder>(), client);
+        app.MapWhen(
+            context => context.Features.Get<ProxyConnectionFeature>() is not null,
+            proxy => proxy.Run(handler.InvokeAsync));
+        AdminEndpoints.Map(app, services, adminToken);
+
+        if (options.WatchPolicyFile)
+        {
+            runtime.WatchFile();
+        }
+
+        return new ProxyServer(app, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken);
+    }
+
+    public async Task StartAsync(CancellationToken ct = default)
+    {
+        await _app.StartAsync(ct);
+        var self = new List<IPEndPoint>();
+        if (_proxyListen?.IPEndPoint is { } p)
+        {
+            self.Add(p);
+        }
+
+        if (_adminListen?.IPEndPoint is { } a)
+        {
+            self.Add(a);
+        }
+
+        Services.Connector.SetSelfEndpoints(self);
+    }
+
+    public Task WaitForShutdownAsync(CancellationToken ct = default) => _app.WaitForShutdownAsync(ct);
+
+    public async Task StopAsync(CancellationToken ct = default)
+    {
+        await _app.StopAsync(ct);
+        await _store.FlushAsync(ct);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.DisposeAsync();
+        await _store.DisposeAsync();
+        _client.Dispose();
+        _secrets.Dispose();
+        Services.Runtime.Dispose();
+        Services.Certificates.Dispose();
+        _ca.Dispose();
+    }
+
+    private static SslServerAuthenticationOptions TlsOptionsFor(TlsHandshakeCallbackContext context, ProxyServices services)
+    {
+        var feature = context.Connection.Features.Get<ProxyConnectionFeature>();
+        var tunnel = feature?.Tunnel ?? throw new AuthenticationException("TLS without a CONNECT tunnel");
+        var sni = context.ClientHelloInfo.ServerName;
+        if (!string.IsNullOrEmpty(sni))
+        {
+            var stripped = RawTunnel.StripPort(sni);
+            feature.Sni = HostNormalizer.TryNormalize(stripped, out var normalized, out _) ? normalized : "invalid:" + stripped;
+        }
+
+        return new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = services.Certificates.Get(tunnel.Host),
+            ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+            EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+            ClientCertificateRequired = false,
+        };
+    }
+
+    private static void Listen(KestrelServerOptions kestrel, ListenAddress address, Action<ListenOptions> configure)
+    {
+        if (address.UnixPath is not null)
+        {
+            if (File.Exists(address.UnixPath))
+            {
+                File.Delete(address.UnixPath);
+            }
+
+            kestrel.ListenUnixSocket(address.UnixPath, configure);
+        }
+        else
+        {
+            kestrel.Listen(address.EndPoint!, configure);
+        }
+    }
+
+    private static string Bound(ListenOptions? listen, ListenAddress address)
+    {
+        var endpoint = listen?.IPEndPoint ?? address.EndPoint!;
+        return endpoint.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{endpoint.Address}]:{endpoint.Port}" : endpoint.ToString();
+    }
+}

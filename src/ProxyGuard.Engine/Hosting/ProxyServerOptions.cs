@@ -1,0 +1,30 @@
+using System.Net;
+using ProxyGuard.Engine.Runtime;
+
+namespace ProxyGuard.Engine.Hosting;
+
+/// <summary>How <c>proxyguard run</c> was asked to run.</summary>
+public sealed record ProxyServerOptions
+{
+    public string PolicyPath { get; init; } = "policies/default.yaml";
+
+    /// <summary><c>ADDR:PORT</c> or <c>unix:/path.sock</c>. Port 0 picks a free port.</summary>
+    public string Listen { get; init; } = "127.0.0.1:8080";
+
+    public string Admin { get; init; } = "127.0.0.1:9090";
+
+    public string CaDirectory { get; init; } = "certs-dev";
+
+    public string DataDirectory { get; init; } = ".proxyguard";
+
+    public IReadOnlyDictionary<string, IPAddress> Resolve { get; init; } = new Dictionary<string, IPAddress>();
+
+    public ProxyLimits Limits { get; init; } = new();
+
+    /// <summary>Admin token; when null, <c>PROXYGUARD_ADMIN_TOKEN</c> or a generated token file.</summary>
+    public string? AdminToken { get; init; }
+
+    public bool JsonLogs { get; init; }
+
+    public bool WatchPolicyFile { get; init; } = true;
+}

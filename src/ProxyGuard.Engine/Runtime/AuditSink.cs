@@ -1,0 +1,57 @@
+using Microsoft.Extensions.Logging;
+using ProxyGuard.Audit;
+
+namespace ProxyGuard.Engine.Runtime;
+
+/// <summary>
+/// Where the engine records decisions. Allow events are queued without waiting (a full queue drops
+/// and counts them); deny and audit-deny events wait for room and are never dropped.
+/// </summary>
+public sealed class AuditSink
+{
+    private readonly EventStore _store;
+    private readonly ProxyLimits _limits;
+    private readonly ILogger _logger;
+
+    public AuditSink(EventStore store, ProxyLimits limits, ILogger logger)
+    {
+        _store = store;
+        _limits = limits;
+        _logger = logger;
+    }
+
+    public EventStore Store => _store;
+
+    /// <summary>False when the store cannot take events: the engine then fails requests closed.</summary>
+    public bool Healthy => _store.Healthy;
+
+    public async ValueTask<bool> RecordAsync(AuditEvent e)
+    {
+        if (e.Decision != "deny")
+        {
+            _logger.LogDebug("{Decision} {Kind} {Host}:{Port} rule={Rule}", e.Decision, e.Kind, e.Host, e.Port, e.Rule);
+        }
+        else
+        {
+            _logger.LogInformation("deny {Kind} {Method} {Host}:{Port}{Path} rule={Rule} reason={Reason} client={Client}",
+                e.Kind, e.Method, e.Host, e.Port, e.Path, e.Rule, e.Reason, e.Client);
+        }
+
+        if (e.Decision == "allow")
+        {
+            return _store.TryWrite(e);
+        }
+
+        try
+        {
+            using var wait = new CancellationTokenSource(_limits.EventQueueWait);
+            await _store.WriteAsync(e, wait.Token);
+            return true;
+        }
+        catch (Exception ex) when (ex is EventStoreException or OperationCanceledException)
+        {
+            _logger.LogError("audit store cannot record a {Decision} event: {Error}", e.Decision, ex.Message);
+            return false;
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using Prometheus;
+
+namespace ProxyGuard.Engine.Runtime;
+
+/// <summary>
+/// Prometheus metrics. Labels are bounded: decisions, policy rule names, detector ids, secret names
+/// and error kinds come from the policy or the code, never from raw hosts or paths.
+/// </summary>
+public sealed class ProxyMetrics
+{
+    public ProxyMetrics()
+    {
+        Registry = Metrics.NewCustomRegistry();
+        var factory = Metrics.WithCustomRegistry(Registry);
+        Requests = factory.CreateCounter("proxyguard_requests_total", "HTTP requests decided, by decision and rule.", "decision", "rule");
+        Connects = factory.CreateCounter("proxyguard_connects_total", "CONNECT requests decided, by decision and rule.", "decision", "rule");
+        Findings = factory.CreateCounter("proxyguard_content_findings_total", "Content findings, by detector and action.", "detector", "action");
+        SecretInjections = factory.CreateCounter("proxyguard_secret_injections_total", "Secret substitutions, by secret name.", "secret");
+        UpstreamErrors = factory.CreateCounter("proxyguard_upstream_errors_total", "Upstream failures, by kind.", "kind");
+        RequestDuration = factory.CreateHistogram("proxyguard_request_duration_seconds", "Time from request head to response end.",
+            new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
+        ActiveConnections = factory.CreateGauge("proxyguard_active_connections", "Open client connections on the proxy listener.");
+        ActiveTunnels = factory.CreateGauge("proxyguard_active_tunnels", "Open CONNECT tunnels (intercepted and pass-through).");
+        CertificatesMinted = factory.CreateGauge("proxyguard_certificates_minted", "Leaf certificates minted since start.");
+        CertificateCacheHits = factory.CreateGauge("proxyguard_certificate_cache_hits", "Leaf certificate cache hits since start.");
+        CertificateCacheEntries = factory.CreateGauge("proxyguard_certificate_cache_entries", "Leaf certificates in the cache.");
+        PolicyReloads = factory.CreateCounter("proxyguard_policy_reloads_total", "Policy loads, by result.", "result");
+        EventQueueDepth = factory.CreateGauge("proxyguard_event_queue_depth", "Audit events waiting to be committed.");
+        EventsDropped = factory.CreateGauge("proxyguard_events_dropped", "Allow events dropped because the store was full or failing (deny events are never dropped).");
+        EventsWritten = factory.CreateGauge("proxyguard_events_written", "Audit events committed since start.");
+    }
+
+    public CollectorRegistry Registry { get; }
+
+    public Counter Requests { get; }
+
+    public Counter Connects { get; }
+
+    public Counter Findings { get; }
+
+    public Counter SecretInjections { get; }
+
+    public Counter UpstreamErrors { get; }
+
+    public Histogram RequestDuration { get; }
+
+    public Gauge ActiveConnections { get; }
+
+    public Gauge ActiveTunnels { get; }
+
+    public Gauge CertificatesMinted { get; }
+
+    public Gauge CertificateCacheHits { get; }
+
+    public Gauge CertificateCacheEntries { get; }
+
+    public Counter PolicyReloads { get; }
+
+    public Gauge EventQueueDepth { get; }
+
+    public Gauge EventsDropped { get; }
+
+    public Gauge EventsWritten { get; }
+}

@@ -1,0 +1,44 @@
+using Microsoft.Extensions.Logging;
+using ProxyGuard.Engine.Certificates;
+using ProxyGuard.Engine.Network;
+
+namespace ProxyGuard.Engine.Runtime;
+
+/// <summary>The long-lived parts every connection and request uses.</summary>
+public sealed class ProxyServices
+{
+    public ProxyServices(
+        PolicyRuntime runtime,
+        LeafCertificateCache certificates,
+        UpstreamConnector connector,
+        AuditSink audit,
+        ProxyMetrics metrics,
+        ProxyLimits limits,
+        ILoggerFactory loggerFactory)
+    {
+        Runtime = runtime;
+        Certificates = certificates;
+        Connector = connector;
+        Audit = audit;
+        Metrics = metrics;
+        Limits = limits;
+        LoggerFactory = loggerFactory;
+        Connections = new ConnectionCounter(limits.MaxConnectionsPerClient);
+    }
+
+    public PolicyRuntime Runtime { get; }
+
+    public LeafCertificateCache Certificates { get; }
+
+    public UpstreamConnector Connector { get; }
+
+    public AuditSink Audit { get; }
+
+    public ProxyMetrics Metrics { get; }
+
+    public ProxyLimits Limits { get; }
+
+    public ILoggerFactory LoggerFactory { get; }
+
+    public ConnectionCounter Connections { get; }
+}

@@ -1,0 +1,127 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using ProxyGuard.Inspection;
+using ProxyGuard.Policy;
+using ProxyGuard.Secrets;
+
+namespace ProxyGuard.Engine.Runtime;
+
+/// <summary>
+/// Everything one request needs to be decided, compiled from one policy file: immutable, swapped
+/// atomically on reload so that a request sees one policy from start to end.
+/// </summary>
+public sealed class ProxySnapshot
+{
+    public ProxySnapshot(
+        CompiledPolicy policy,
+        IReadOnlyList<ClientCredential> clients,
+        ContentScanner? scanner,
+        Substitutor substitutor,
+        IReadOnlyList<SecretBinding> bindings,
+        IReadOnlyList<UnavailableSecret> unavailable,
+        X509Certificate2Collection upstreamRoots)
+    {
+        Policy = policy;
+        Clients = clients;
+        Scanner = scanner;
+        Substitutor = substitutor;
+        Bindings = bindings;
+        Unavailable = unavailable;
+        UpstreamRoots = upstreamRoots;
+    }
+
+    public CompiledPolicy Policy { get; }
+
+    public IReadOnlyList<ClientCredential> Clients { get; }
+
+    public bool RequiresAuthentication => Policy.Clients.Count > 0;
+
+    /// <summary>Null when content scanning is off (no detectors, no rules, no known secrets).</summary>
+    public ContentScanner? Scanner { get; }
+
+    public Substitutor Substitutor { get; }
+
+    public IReadOnlyList<SecretBinding> Bindings { get; }
+
+    public IReadOnlyList<UnavailableSecret> Unavailable { get; }
+
+    public X509Certificate2Collection UpstreamRoots { get; }
+
+    /// <summary>
+    /// Identifies the client from a <c>Proxy-Authorization: Basic</c> value. Returns false when the
+    /// policy has clients and none matches (the caller answers 407).
+    /// </summary>
+    public bool TryIdentify(string? proxyAuthorization, IPAddress? remote, out string? clientId)
+    {
+        clientId = null;
+        if (!RequiresAuthentication)
+        {
+            return true;
+        }
+
+        if (proxyAuthorization is null || !proxyAuthorization.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        string decoded;
+        try
+        {
+            decoded = Encoding.UTF8.GetString(Convert.FromBase64String(proxyAuthorization[6..].Trim()));
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+
+        var colon = decoded.IndexOf(':', StringComparison.Ordinal);
+        if (colon <= 0)
+        {
+            return false;
+        }
+
+        var id = decoded[..colon];
+        var token = Encoding.UTF8.GetBytes(decoded[(colon + 1)..]);
+        foreach (var client in Clients)
+        {
+            if (!string.Equals(client.Id, id, StringComparison.Ordinal) || client.Token is null)
+            {
+                continue;
+            }
+
+            var expected = Encoding.UTF8.GetBytes(client.Token.Reveal());
+            var tokenOk = CryptographicOperations.FixedTimeEquals(expected, token);
+            CryptographicOperations.ZeroMemory(expected);
+            if (!tokenOk)
+            {
+                return false;
+            }
+
+            if (client.Networks.Count > 0 && (remote is null || !client.Networks.Any(n => n.Contains(remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote))))
+            {
+                return false;
+            }
+
+            clientId = client.Id;
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>The unavailable secret whose placeholder occurs in <paramref name="text"/>, if any.</summary>
+    public UnavailableSecret? FindUnavailablePlaceholder(string text)
+    {
+        foreach (var secret in Unavailable)
+        {
+            if (text.Contains(secret.Placeholder, StringComparison.Ordinal))
+            {
+                return secret;
+            }
+        }
+
+        return null;
+    }
+}

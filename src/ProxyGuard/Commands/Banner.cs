@@ -1,0 +1,25 @@
+using ProxyGuard.Engine.Hosting;
+
+namespace ProxyGuard.Commands;
+
+/// <summary>What <c>run</c> prints at start: listeners, CA, the env command, and a policy summary.</summary>
+internal static class Banner
+{
+    public static void Print(ProxyServer server, ProxyServerOptions options)
+    {
+        var policy = server.Services.Runtime.Current.Policy;
+        var o = Console.Out;
+        o.WriteLine($"proxyguard: proxy listening on {server.ProxyUrl}");
+        o.WriteLine($"proxyguard: admin listening on {server.AdminUrl}");
+        o.WriteLine($"proxyguard: CA certificate {Path.GetFullPath(server.CaCertificatePath)}{(server.CaCreated ? " (created)" : string.Empty)}");
+        o.WriteLine($"proxyguard: admin token from {server.AdminTokenSource}");
+        o.WriteLine($"proxyguard: policy {policy.FilePath} ({policy.Mode.ToString().ToLowerInvariant()}, default {policy.Default.ToString().ToLowerInvariant()}): " +
+                    $"{policy.Rules.Count} rules, {policy.Clients.Count} clients" +
+                    (policy.Clients.Count > 0 ? $" [{string.Join(", ", policy.Clients.Select(c => c.Id))}]" : string.Empty) +
+                    $", {policy.Secrets.Count} secrets" +
+                    (policy.Secrets.Count > 0 ? $" [{string.Join(", ", policy.Secrets.Select(s => s.Name))}]" : string.Empty));
+        var proxy = server.ProxyUrl.StartsWith("unix:", StringComparison.Ordinal) ? string.Empty : $" --proxy {server.ProxyUrl}";
+        o.WriteLine($"proxyguard: for a sandbox: eval \"$(proxyguard env --policy {options.PolicyPath} --ca-dir {options.CaDirectory}{proxy})\"");
+        o.Flush();
+    }
+}

@@ -1,0 +1,9 @@
+namespace ProxyGuard.Commands;
+
+/// <summary>SPEC 2: 0 success, 1 a failed check or runtime error, 2 bad usage.</summary>
+internal static class ExitCodes
+{
+    public const int Ok = 0;
+    public const int Failed = 1;
+    public const int Usage = 2;
+}

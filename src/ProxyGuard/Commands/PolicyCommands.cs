@@ -1,0 +1,209 @@
+using System.CommandLine;
+using System.Text;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Inspection;
+using ProxyGuard.Policy;
+using ProxyGuard.Secrets;
+
+namespace ProxyGuard.Commands;
+
+internal static class PolicyCommands
+{
+    public static Command Create() => new("policy", "Check, explain and test policy files.") { Check(), Explain(), Test() };
+
+    private static Command Check()
+    {
+        var files = new Argument<string[]>("FILE") { Arity = ArgumentArity.OneOrMore, Description = "Policy files." };
+        var command = new Command("check", "Validate policy files; each problem as FILE:LINE:COL: message.") { files };
+        command.SetAction(parse =>
+        {
+            using var resolver = new SecretResolver(new SecretResolverOptions());
+            var failed = false;
+            foreach (var file in parse.GetValue(files)!)
+            {
+                var result = PolicyLoader.LoadFile(file, new PolicyLoadOptions { SecretReferenceValidator = resolver.Validate });
+                foreach (var diagnostic in result.Diagnostics)
+                {
+                    Console.Error.WriteLine(diagnostic.ToString());
+                }
+
+                if (result.Success)
+                {
+                    var p = result.Policy!;
+                    Console.WriteLine($"{file}: ok ({p.Rules.Count} rules, {p.Clients.Count} clients, {p.Secrets.Count} secrets, mode {p.Mode.ToString().ToLowerInvariant()}, default {p.Default.ToString().ToLowerInvariant()})");
+                }
+                else
+                {
+                    failed = true;
+                }
+            }
+
+            return failed ? ExitCodes.Failed : ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Test()
+    {
+        var file = new Argument<string>("FILE") { Description = "Policy file." };
+        var cases = new Argument<string>("CASES") { Description = "Cases file (see docs/policy.md)." };
+        var command = new Command("test", "Run expectation cases against a policy; prints N passed, N failed.") { file, cases };
+        command.SetAction(parse =>
+        {
+            var loaded = PolicyLoader.LoadFile(parse.GetValue(file)!);
+            if (!loaded.Success)
+            {
+                foreach (var diagnostic in loaded.Diagnostics)
+                {
+                    Console.Error.WriteLine(diagnostic.ToString());
+                }
+
+                return ExitCodes.Failed;
+            }
+
+            var report = PolicyCaseRunner.RunFile(loaded.Policy!, parse.GetValue(cases)!);
+            foreach (var diagnostic in report.Diagnostics)
+            {
+                Console.Error.WriteLine(diagnostic.ToString());
+            }
+
+            foreach (var result in report.Results)
+            {
+                Console.WriteLine($"{(result.Passed ? "PASS" : "FAIL")} {result.Case.Name}{(result.Passed ? string.Empty : ": " + result.Message)}");
+            }
+
+            Console.WriteLine(report.Summary);
+            return report.Success ? ExitCodes.Ok : ExitCodes.Failed;
+        });
+        return command;
+    }
+
+    private static Command Explain()
+    {
+        var file = new Argument<string>("FILE") { Description = "Policy file." };
+        var method = new Argument<string>("METHOD") { Description = "HTTP method." };
+        var url = new Argument<string>("URL") { Description = "Request URL, e.g. https://api.github.com/repos/acme/x" };
+        var client = new Option<string?>("--client") { Description = "Client id." };
+        var headers = new Option<string[]>("-H", "--header") { Description = "Request header 'K: V' (repeatable)." };
+        var bodyFile = new Option<string?>("--body-file") { Description = "Request body file." };
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (placeholder key).", DefaultValueFactory = _ => ".proxyguard" };
+        var command = new Command("explain", "Show the decision for one request, offline.") { file, method, url, client, headers, bodyFile, dataDir };
+        command.SetAction(async (parse, ct) =>
+        {
+            var loaded = PolicyLoader.LoadFile(parse.GetValue(file)!);
+            if (!loaded.Success)
+            {
+                foreach (var diagnostic in loaded.Diagnostics)
+                {
+                    Console.Error.WriteLine(diagnostic.ToString());
+                }
+
+                return ExitCodes.Failed;
+            }
+
+            if (!TargetUrl.TryParse(parse.GetValue(url)!, out var target, out var urlError))
+            {
+                Console.Error.WriteLine("proxyguard: " + urlError);
+                return ExitCodes.Usage;
+            }
+
+            var headerList = new List<KeyValuePair<string, string>>();
+            foreach (var h in parse.GetValue(headers) ?? [])
+            {
+                var colon = h.IndexOf(':', StringComparison.Ordinal);
+                if (colon <= 0)
+                {
+                    Console.Error.WriteLine($"proxyguard: header '{h}' is not 'Name: value'");
+                    return ExitCodes.Usage;
+                }
+
+                headerList.Add(new(h[..colon].Trim(), h[(colon + 1)..].Trim()));
+            }
+
+            var body = parse.GetValue(bodyFile) is { } path ? await File.ReadAllBytesAsync(path, ct) : null;
+            using var secrets = new OfflineSecretProvider();
+            var snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, SnapshotBuilder.LoadInstallationKey(parse.GetValue(dataDir)!), ct);
+            var (allowed, text) = Describe(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target!, headerList, body);
+            Console.Write(text);
+            return allowed ? ExitCodes.Ok : ExitCodes.Failed;
+        });
+        return command;
+    }
+
+    internal static (bool Allowed, string Text) Describe(
+        ProxySnapshot snapshot, string? client, string method, TargetUrl target, List<KeyValuePair<string, string>> headers, byte[]? body)
+    {
+        var sb = new StringBuilder();
+        var evaluation = PolicyEvaluator.Evaluate(snapshot.Policy, client, method, target);
+        var allowed = evaluation.Allowed;
+        sb.AppendLine($"request:   {method} {target.Scheme}://{evaluation.NormalizedHost}:{evaluation.Port}{evaluation.Path.Path}{(evaluation.Path.Ambiguous ? " (ambiguous path: matches no path rule)" : string.Empty)}");
+        sb.AppendLine($"decision:  {(evaluation.Allowed ? "allow" : evaluation.AuditOnly ? "audit-deny" : "deny")} at the {evaluation.Stage} stage");
+        sb.AppendLine($"rule:      {evaluation.Rule}");
+        sb.AppendLine($"reason:    {evaluation.Reason}");
+        if (evaluation.TunnelMode is { } mode)
+        {
+            sb.AppendLine($"tunnel:    {mode.ToString().ToLowerInvariant()}");
+        }
+
+        var findings = new List<string>();
+        var injected = new List<string>();
+        var host = evaluation.NormalizedHost;
+        if (snapshot.Scanner is { } scanner)
+        {
+            var content = snapshot.Policy.Content;
+            void Add(ScanResult r, string where)
+            {
+                foreach (var f in r.Findings)
+                {
+                    findings.Add($"{f.Detector} in {where} ({f.Action.ToString().ToLowerInvariant()})");
+                }
+
+                if (r.Error is not null)
+                {
+                    findings.Add($"undecodable {where}: {r.Error}");
+                }
+
+                allowed &= !r.Blocked;
+            }
+
+            Add(scanner.ScanText(host, ScanLocation.Host, host), "host");
+            if (content.ScanHeaders)
+            {
+                foreach (var (name, value) in headers)
+                {
+                    Add(scanner.ScanText(value, ScanLocation.Header, host), $"header {name}");
+                }
+            }
+
+            var q = target.RawPath.IndexOf('?', StringComparison.Ordinal);
+            if (content.ScanQuery && q >= 0)
+            {
+                Add(scanner.ScanQuery(target.RawPath[(q + 1)..], host), "query");
+            }
+
+            if (content.ScanBody && body is not null)
+            {
+                var encoding = headers.FirstOrDefault(h => h.Key.Equals("Content-Encoding", StringComparison.OrdinalIgnoreCase)).Value;
+                var type = headers.FirstOrDefault(h => h.Key.Equals("Content-Type", StringComparison.OrdinalIgnoreCase)).Value;
+                Add(scanner.ScanBody(body, encoding, type, host), "body");
+            }
+        }
+
+        foreach (var (name, value) in headers)
+        {
+            var result = snapshot.Substitutor.SubstituteHeader(name, value, host);
+            if (result.IsMisuse)
+            {
+                findings.Add($"secret-misuse: placeholder of '{result.MisusedSecret}' in header {name}");
+                allowed = false;
+            }
+
+            injected.AddRange(result.Injected);
+        }
+
+        sb.AppendLine($"findings:  {(findings.Count == 0 ? "none" : string.Join("; ", findings))}");
+        sb.AppendLine($"secrets:   {(injected.Count == 0 ? "none injected" : string.Join(", ", injected.Distinct()))}");
+        sb.AppendLine($"result:    {(allowed ? "allow" : "deny")}");
+        return (allowed, sb.ToString());
+    }
+}

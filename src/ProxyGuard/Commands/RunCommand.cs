@@ -1,0 +1,121 @@
+using System.CommandLine;
+using System.Net;
+using System.Runtime.InteropServices;
+using ProxyGuard.Audit;
+using ProxyGuard.Engine.Certificates;
+using ProxyGuard.Engine.Hosting;
+using ProxyGuard.Engine.Runtime;
+
+namespace ProxyGuard.Commands;
+
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var policy = new Option<string>("--policy") { Description = "Policy file.", DefaultValueFactory = _ => "policies/default.yaml" };
+        var listen = new Option<string>("--listen") { Description = "Proxy listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:8080" };
+        var admin = new Option<string>("--admin") { Description = "Admin API listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
+        var caDir = new Option<string>("--ca-dir") { Description = "CA directory (created on first run).", DefaultValueFactory = _ => "certs-dev" };
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (events, tokens).", DefaultValueFactory = _ => ".proxyguard" };
+        var resolve = new Option<string[]>("--resolve") { Description = "Pin HOST=IP (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var jsonLogs = new Option<bool>("--json-logs") { Description = "Structured JSON console logs (for container platforms)." };
+
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs };
+        command.SetAction(async (parse, ct) =>
+        {
+            Dictionary<string, IPAddress> pins;
+            try
+            {
+                pins = ParsePins(parse.GetValue(resolve) ?? []);
+                ListenAddress.Parse(parse.GetValue(listen)!, "--listen");
+                ListenAddress.Parse(parse.GetValue(admin)!, "--admin");
+            }
+            catch (ArgumentException ex)
+            {
+                await Console.Error.WriteLineAsync("proxyguard: " + ex.Message);
+                return ExitCodes.Usage;
+            }
+
+            var options = new ProxyServerOptions
+            {
+                PolicyPath = parse.GetValue(policy)!,
+                Listen = parse.GetValue(listen)!,
+                Admin = parse.GetValue(admin)!,
+                CaDirectory = parse.GetValue(caDir)!,
+                DataDirectory = parse.GetValue(dataDir)!,
+                Resolve = pins,
+                JsonLogs = parse.GetValue(jsonLogs),
+            };
+            return await RunAsync(options, ct);
+        });
+        return command;
+    }
+
+    internal static Dictionary<string, IPAddress> ParsePins(IEnumerable<string> values)
+    {
+        var pins = new Dictionary<string, IPAddress>(StringComparer.OrdinalIgnoreCase);
+        foreach (var value in values)
+        {
+            var eq = value.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0 || !IPAddress.TryParse(value[(eq + 1)..].Trim('[', ']'), out var address))
+            {
+                throw new ArgumentException($"--resolve: expected HOST=IP, got '{value}'");
+            }
+
+            pins[value[..eq].ToLowerInvariant().TrimEnd('.')] = address;
+        }
+
+        return pins;
+    }
+
+    private static async Task<int> RunAsync(ProxyServerOptions options, CancellationToken ct)
+    {
+        ProxyServer server;
+        try
+        {
+            server = await ProxyServer.CreateAsync(options, ct);
+        }
+        catch (PolicyLoadException ex)
+        {
+            foreach (var error in ex.Errors)
+            {
+                await Console.Error.WriteLineAsync(error);
+            }
+
+            await Console.Error.WriteLineAsync($"proxyguard: the policy {options.PolicyPath} is invalid; not starting");
+            return ExitCodes.Failed;
+        }
+        catch (Exception ex) when (ex is CertificateAuthorityException or EventStoreException or IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            await Console.Error.WriteLineAsync("proxyguard: cannot start: " + OneLine(ex.Message));
+            return ExitCodes.Failed;
+        }
+
+        await using (server)
+        {
+            try
+            {
+                await server.StartAsync(ct);
+            }
+            catch (IOException ex)
+            {
+                await Console.Error.WriteLineAsync("proxyguard: cannot start: " + OneLine(ex.Message));
+                return ExitCodes.Failed;
+            }
+
+            using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+            {
+                context.Cancel = true;
+                _ = server.Services.Runtime.ReloadAsync(CancellationToken.None);
+            });
+
+            Banner.Print(server, options);
+            await server.WaitForShutdownAsync(ct);
+            await server.StopAsync(CancellationToken.None);
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    internal static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
+}
