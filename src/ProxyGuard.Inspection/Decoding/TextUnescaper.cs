@@ -15,7 +15,9 @@ internal static class TextUnescaper
     public static bool IsWindowChar(char c) => IsTokenChar(c) || c == '\\' || c == '%';
 
     /// <summary>
-    /// Is the escape starting at <paramref name="i"/> (a <c>\</c> or <c>%</c>) one that may hide part of a token?
+    /// Is the escape starting at <paramref name="i"/> (a <c>\</c> or <c>%</c>) one that may hide part of a token or
+    /// the boundary next to one? Escapes of printable ASCII are (serializers only need them for quotes and HTML
+    /// characters); <c>\n</c>, <c>\"</c> and escapes of non-ASCII text are not.
     /// Returns the escape length in <paramref name="length"/> (at least 1).
     /// </summary>
     public static bool IsInterestingEscape(ReadOnlySpan<char> text, int i, out int length)
@@ -27,7 +29,7 @@ internal static class TextUnescaper
             {
                 length = 3;
                 var value = (HexValue(text[i + 1]) << 4) | HexValue(text[i + 2]);
-                return IsTokenChar(value) || value == '%' || value == '\\' || value == ' ';
+                return value is >= 0x20 and < 0x7F;
             }
 
             return false;
@@ -51,7 +53,7 @@ internal static class TextUnescaper
                 {
                     length = 6;
                     var code = Hex4(text.Slice(i + 2, 4));
-                    return IsTokenChar(code) || code == '%' || code == '\\';
+                    return code is >= 0x20 and < 0x7F;
                 }
 
                 return false;

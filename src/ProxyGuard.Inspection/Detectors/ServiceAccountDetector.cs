@@ -21,7 +21,7 @@ internal sealed partial class ServiceAccountDetector : Detector
         start = 0;
         length = 0;
         var windowStart = Math.Max(0, hit - 64);
-        var windowEnd = Math.Min(text.Length, hit + anchorLength + 2);
+        var windowEnd = hit + anchorLength;
         if (!TypeField().IsMatch(text[windowStart..windowEnd]))
         {
             return false;
