@@ -2,12 +2,13 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 
 namespace ProxyGuard.Audit.Storage;
 
 /// <summary>
 /// The single writer: a dedicated thread that takes events off the queue, inserts them with one prepared
-/// statement inside one transaction per batch, and commits when the batch is full, when its oldest event has
+/// statement (bound through SQLitePCL directly, the hot path) inside one transaction per batch, and commits when the batch is full, when its oldest event has
 /// waited <see cref="EventStoreOptions.BatchInterval"/>, or at once when someone waits for the commit.
 /// Ids are assigned here, in commit order, so readers paging with <c>id &gt; after</c> never skip one.
 /// A failed commit keeps the batch and retries it (reopening the database) until it succeeds or the store
@@ -29,11 +30,11 @@ internal sealed class EventWriter : IDisposable
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly long _batchIntervalTicks;
     private SqliteConnection? _connection;
-    private SqliteCommand? _insert;
+    private sqlite3_stmt? _insertStatement;
+    private sqlite3? _db;
     private SqliteCommand? _updateLastId;
     private SqliteCommand? _begin;
     private SqliteCommand? _commit;
-    private SqliteParameter[] _parameters = [];
     private long _lastId;
     private long? _appliedMaxPageCount;
     private volatile bool _stopping;
@@ -245,30 +246,43 @@ internal sealed class EventWriter : IDisposable
         try
         {
             var id = _lastId;
-            var p = _parameters;
+            var statement = _insertStatement!;
             foreach (var e in _batch)
             {
                 id++;
-                p[0].Value = id;
-                p[1].Value = e.TimeMicros;
-                p[2].Value = (object?)e.Client ?? DBNull.Value;
-                p[3].Value = (object?)e.ClientAddress ?? DBNull.Value;
-                p[4].Value = e.Kind;
-                p[5].Value = (object?)e.Method ?? DBNull.Value;
-                p[6].Value = (object?)e.Scheme ?? DBNull.Value;
-                p[7].Value = e.Host;
-                p[8].Value = e.Port;
-                p[9].Value = (object?)e.Path ?? DBNull.Value;
-                p[10].Value = e.Decision;
-                p[11].Value = (object?)e.Rule ?? DBNull.Value;
-                p[12].Value = (object?)e.Reason ?? DBNull.Value;
-                p[13].Value = (object?)e.FindingsJson ?? DBNull.Value;
-                p[14].Value = (object?)e.SecretsJson ?? DBNull.Value;
-                p[15].Value = e.Status is int status ? status : DBNull.Value;
-                p[16].Value = e.RequestBytes;
-                p[17].Value = e.ResponseBytes;
-                p[18].Value = e.DurationMs;
-                _insert!.ExecuteNonQuery();
+                BindInt64(statement, 1, id);
+                BindInt64(statement, 2, e.TimeMicros);
+                BindText(statement, 3, e.Client);
+                BindText(statement, 4, e.ClientAddress);
+                BindText(statement, 5, e.Kind);
+                BindText(statement, 6, e.Method);
+                BindText(statement, 7, e.Scheme);
+                BindText(statement, 8, e.Host);
+                BindInt64(statement, 9, e.Port);
+                BindText(statement, 10, e.Path);
+                BindText(statement, 11, e.Decision);
+                BindText(statement, 12, e.Rule);
+                BindText(statement, 13, e.Reason);
+                BindText(statement, 14, e.FindingsJson);
+                BindText(statement, 15, e.SecretsJson);
+                if (e.Status is int status)
+                {
+                    BindInt64(statement, 16, status);
+                }
+                else
+                {
+                    Check(raw.sqlite3_bind_null(statement, 16));
+                }
+
+                BindInt64(statement, 17, e.RequestBytes);
+                BindInt64(statement, 18, e.ResponseBytes);
+                Check(raw.sqlite3_bind_double(statement, 19, e.DurationMs));
+                var rc = raw.sqlite3_step(statement);
+                raw.sqlite3_reset(statement);
+                if (rc != raw.SQLITE_DONE)
+                {
+                    Check(rc);
+                }
             }
 
             _updateLastId!.Parameters[0].Value = id;
@@ -327,7 +341,7 @@ internal sealed class EventWriter : IDisposable
                 throw new EventStoreException($"the database refused WAL journaling (journal_mode is {mode})");
             }
 
-            Execute(connection, "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY");
+            Execute(connection, "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8192; PRAGMA cache_size = -16384");
             _appliedMaxPageCount = null;
             ApplyPageLimit(connection);
 
@@ -364,24 +378,12 @@ internal sealed class EventWriter : IDisposable
         _updateLastId = connection.CreateCommand();
         _updateLastId.CommandText = EventSchema.UpdateLastId;
         _updateLastId.Parameters.Add(new SqliteParameter("$id", SqliteType.Integer));
-        _insert = connection.CreateCommand();
-        _insert.CommandText = EventSchema.Insert;
-        string[] names =
-        [
-            "$id", "$time", "$client", "$clientAddress", "$kind", "$method", "$scheme", "$host", "$port", "$path",
-            "$decision", "$rule", "$reason", "$findings", "$secrets", "$status", "$requestBytes", "$responseBytes", "$durationMs",
-        ];
-        _parameters = new SqliteParameter[names.Length];
-        for (var i = 0; i < names.Length; i++)
-        {
-            _parameters[i] = new SqliteParameter { ParameterName = names[i], Value = DBNull.Value };
-            _insert.Parameters.Add(_parameters[i]);
-        }
-
+        _db = connection.Handle;
+        Check(raw.sqlite3_prepare_v2(connection.Handle, EventSchema.Insert, out var insert));
+        _insertStatement = insert;
         _begin.Prepare();
         _commit.Prepare();
         _updateLastId.Prepare();
-        _insert.Prepare();
     }
 
     private void ApplyPageLimit(SqliteConnection connection)
@@ -420,11 +422,13 @@ internal sealed class EventWriter : IDisposable
 
     private void DisposeCommands()
     {
-        _insert?.Dispose();
+        _insertStatement?.Dispose();
+        _insertStatement = null;
+        _db = null;
         _updateLastId?.Dispose();
         _begin?.Dispose();
         _commit?.Dispose();
-        _insert = _updateLastId = _begin = _commit = null;
+        _updateLastId = _begin = _commit = null;
     }
 
     private void AbandonRemaining()
@@ -441,6 +445,19 @@ internal sealed class EventWriter : IDisposable
             }
 
             item.Completion?.TrySetResult(false);
+        }
+    }
+
+    private void BindInt64(sqlite3_stmt statement, int index, long value) => Check(raw.sqlite3_bind_int64(statement, index, value));
+
+    private void BindText(sqlite3_stmt statement, int index, string? value) =>
+        Check(value is null ? raw.sqlite3_bind_null(statement, index) : raw.sqlite3_bind_text(statement, index, value));
+
+    private void Check(int rc)
+    {
+        if (rc != raw.SQLITE_OK)
+        {
+            SqliteException.ThrowExceptionForRC(rc, _db);
         }
     }
 
