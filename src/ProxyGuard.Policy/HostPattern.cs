@@ -53,9 +53,11 @@ internal static class HostPattern
                 return false;
             }
 
-            if (PublicSuffixList.IsPublicSuffix(suffix))
+            if (PublicSuffixList.SpannedSuffix(suffix) is { } spanned)
             {
-                error = $"wildcard '{raw}' spans the public suffix '{suffix}'; name a registrable domain (e.g. '*.example.{suffix}')";
+                error = spanned == suffix
+                    ? $"wildcard '{raw}' spans the public suffix '{suffix}'; name a registrable domain (e.g. '*.example.{suffix}')"
+                    : $"wildcard '{raw}' spans the public suffix '{spanned}' (names below it belong to different owners); list the hosts instead";
                 return false;
             }
 
@@ -128,16 +130,21 @@ internal static class HostPattern
             }
         }
 
-        try
+        var bytes = address.GetAddressBytes();
+        var masked = (byte[])bytes.Clone();
+        for (var bit = prefix; bit < masked.Length * 8; bit++)
         {
-            network = new IPNetwork(address, prefix);
+            masked[bit / 8] &= (byte)~(0x80 >> (bit % 8));
         }
-        catch (ArgumentException)
+
+        var baseAddress = new IPAddress(masked);
+        if (!bytes.AsSpan().SequenceEqual(masked))
         {
-            error = $"invalid CIDR '{raw}': host bits are set (did you mean '{IPNetwork.Parse(address + "/" + prefix.ToString(System.Globalization.CultureInfo.InvariantCulture)).BaseAddress}/{prefix}'?)";
+            error = $"invalid CIDR '{raw}': host bits are set (did you mean '{baseAddress}/{prefix}'?)";
             return false;
         }
 
+        network = new IPNetwork(baseAddress, prefix);
         return true;
     }
 

@@ -155,7 +155,30 @@ public static class PathNormalizer
             output.Add(text);
         }
 
-        return new PathNormalization("/" + string.Join('/', output), ambiguous);
+        var result = "/" + string.Join('/', output);
+        if (!ambiguous && HasDoubleEncoding(result))
+        {
+            ambiguous = true;
+        }
+
+        return new PathNormalization(result, ambiguous);
+    }
+
+    /// <summary>An escaped '%' followed by two hex digits in the normalised form (e.g. from <c>%25%32%46</c>) decodes twice.</summary>
+    private static bool HasDoubleEncoding(string path)
+    {
+        var at = path.IndexOf("%25", StringComparison.Ordinal);
+        while (at >= 0)
+        {
+            if (at + 4 < path.Length && IsHex(path[at + 3]) && IsHex(path[at + 4]))
+            {
+                return true;
+            }
+
+            at = path.IndexOf("%25", at + 3, StringComparison.Ordinal);
+        }
+
+        return false;
     }
 
     private static void AppendEncoded(StringBuilder builder, string text)

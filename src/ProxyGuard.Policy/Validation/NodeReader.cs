@@ -23,7 +23,7 @@ internal sealed class NodeReader
     /// <summary>Expects a mapping whose keys are all in <paramref name="allowedKeys"/>; unknown keys are reported.</summary>
     public YMapping? Mapping(YNode? node, string path, string[] allowedKeys)
     {
-        if (node is null)
+        if (node is null or YInvalid)
         {
             return null;
         }
@@ -61,7 +61,7 @@ internal sealed class NodeReader
 
     public YScalar? Scalar(YNode? node, string path, string expected)
     {
-        if (node is null)
+        if (node is null or YInvalid)
         {
             return null;
         }
@@ -173,7 +173,7 @@ internal sealed class NodeReader
 
     public YSequence? Sequence(YNode? node, string path)
     {
-        if (node is null)
+        if (node is null or YInvalid)
         {
             return null;
         }

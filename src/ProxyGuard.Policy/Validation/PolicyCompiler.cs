@@ -103,10 +103,12 @@ internal sealed partial class PolicyCompiler
                 if (!Identifier().IsMatch(id))
                 {
                     _r.Error(idNode, path + ".id", $"invalid client id '{id}'; use letters, digits, '.', '_' and '-' (no ':'), at most 64 characters");
+                    id = null;
                 }
                 else if (seen.TryGetValue(id, out var firstLine))
                 {
                     _r.Error(idNode, path + ".id", $"duplicate client id '{id}' (first defined at line {firstLine})");
+                    id = null;
                 }
                 else
                 {

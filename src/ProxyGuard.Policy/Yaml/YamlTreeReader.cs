@@ -41,6 +41,12 @@ internal static partial class YamlTreeReader
             diagnostics.Add(new PolicyDiagnostic(file, Math.Max(1, (int)ex.Start.Line), Math.Max(1, (int)ex.Start.Column), "YAML syntax error: " + CleanMessage(ex.Message)));
             return null;
         }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this for some malformed flow collections; report where parsing stopped.
+            diagnostics.Add(new PolicyDiagnostic(file, Math.Max(1, state.LastLine), Math.Max(1, state.LastColumn), "YAML syntax error: malformed document after this point (check brackets, braces and quotes)"));
+            return null;
+        }
     }
 
     private static string CleanMessage(string message)
@@ -57,6 +63,8 @@ internal static partial class YamlTreeReader
         var ev = parser.Current ?? throw new YamlException("unexpected end of the document");
         var line = (int)ev.Start.Line;
         var column = (int)ev.Start.Column;
+        state.LastLine = line;
+        state.LastColumn = column;
         switch (ev)
         {
             case AnchorAlias alias:
@@ -68,7 +76,7 @@ internal static partial class YamlTreeReader
                 }
 
                 state.Error(line, column, $"unknown alias '*{alias.Value.Value}'");
-                return new YScalar(string.Empty, ScalarStyle.Plain, line, column);
+                return new YInvalid(line, column);
 
             case Scalar scalar:
                 parser.MoveNext();
@@ -161,6 +169,10 @@ internal static partial class YamlTreeReader
         public long Expanded { get; private set; }
 
         public bool Failed { get; private set; }
+
+        public int LastLine { get; set; }
+
+        public int LastColumn { get; set; }
 
         public void Count(long nodes)
         {
