@@ -13,6 +13,8 @@ namespace ProxyGuard.Inspection;
 public sealed class ContentScanner
 {
     private const int MaxCodings = 8;
+    private const int MaxJoinedLabels = 16;
+    private const int MaxHostLength = 1024;
 
     private static readonly SearchValues<char> _hex = SearchValues.Create("0123456789abcdefABCDEF");
 
@@ -40,7 +42,7 @@ public sealed class ContentScanner
 
         var session = new ScanSession(_core, host, location);
         session.ScanLayer(value, 0, null);
-        if (location == ScanLocation.Host && session.Error is null)
+        if (location == ScanLocation.Host && session.Error is null && value.Length <= MaxHostLength)
         {
             ScanHostLabels(session, value);
         }
@@ -205,39 +207,47 @@ public sealed class ContentScanner
 
     private static void ScanHostLabels(ScanSession session, string host)
     {
-        // Labels joined without dots: a credential split across labels (AKIA….XXXX.evil.example).
-        if (host.Contains('.', StringComparison.Ordinal))
+        // Consecutive labels joined without dots: a credential split across labels (AKIA….XXXX.evil.example).
+        var starts = new List<int> { 0 };
+        for (var i = 0; i < host.Length; i++)
         {
-            var chars = ArrayPool<char>.Shared.Rent(host.Length);
-            var offsets = ArrayPool<int>.Shared.Rent(host.Length + 1);
-            try
+            if (host[i] == '.')
+            {
+                starts.Add(i + 1);
+            }
+        }
+
+        var labels = Math.Min(starts.Count, MaxJoinedLabels);
+        var chars = ArrayPool<char>.Shared.Rent(host.Length);
+        var offsets = ArrayPool<int>.Shared.Rent(host.Length + 1);
+        try
+        {
+            for (var first = 0; first < labels && session.Error is null; first++)
             {
                 var n = 0;
-                for (var i = 0; i < host.Length; i++)
+                for (var last = first; last < labels && session.Error is null; last++)
                 {
-                    if (host[i] != '.')
+                    var labelEnd = last + 1 < starts.Count ? starts[last + 1] - 1 : host.Length;
+                    for (var i = starts[last]; i < labelEnd; i++)
                     {
                         offsets[n] = i;
                         chars[n++] = host[i];
                     }
-                }
 
-                offsets[n] = host.Length;
-                session.ScanMapped(chars.AsSpan(0, n), offsets, 1);
-                if (session.Error is null)
-                {
+                    offsets[n] = labelEnd;
+                    if (last > first)
+                    {
+                        session.ScanMapped(chars.AsSpan(0, n), offsets, 1);
+                    }
+
                     ScanHexRuns(session, chars.AsSpan(0, n));
                 }
             }
-            finally
-            {
-                ArrayPool<char>.Shared.Return(chars);
-                ArrayPool<int>.Shared.Return(offsets);
-            }
         }
-        else
+        finally
         {
-            ScanHexRuns(session, host);
+            ArrayPool<char>.Shared.Return(chars);
+            ArrayPool<int>.Shared.Return(offsets);
         }
     }
 
@@ -279,6 +289,7 @@ public sealed class ContentScanner
     {
         var chars = ArrayPool<char>.Shared.Rent(raw.Length);
         var offsets = ArrayPool<int>.Shared.Rent(raw.Length + 1);
+        var ends = ArrayPool<int>.Shared.Rent(raw.Length + 1);
         try
         {
             var n = 0;
@@ -306,6 +317,11 @@ public sealed class ContentScanner
                         offsets[k] += valueStart;
                     }
 
+                    for (var k = n; k < n + count; k++)
+                    {
+                        ends[k] = offsets[k + 1];
+                    }
+
                     n += count;
                     pairs++;
                 }
@@ -323,12 +339,13 @@ public sealed class ContentScanner
                 return;
             }
 
-            session.ScanMapped(chars.AsSpan(0, n), offsets, 1);
+            session.ScanMapped(chars.AsSpan(0, n), offsets, 1, ends);
         }
         finally
         {
             ArrayPool<char>.Shared.Return(chars);
             ArrayPool<int>.Shared.Return(offsets);
+            ArrayPool<int>.Shared.Return(ends);
         }
     }
 }

@@ -41,7 +41,7 @@ internal sealed class EventReader : IDisposable
                 events.Add(Map(reader));
             }
         }
-        catch (SqliteException ex)
+        catch (Exception ex) when (ex is SqliteException or JsonException)
         {
             throw new EventStoreException("cannot read audit events: " + EventWriter.OneLine(ex), ex);
         }

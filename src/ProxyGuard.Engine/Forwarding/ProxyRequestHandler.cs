@@ -13,6 +13,7 @@ using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Inspection;
 using ProxyGuard.Policy;
+using ProxyGuard.Secrets;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace ProxyGuard.Engine.Forwarding;
@@ -144,7 +145,14 @@ public sealed class ProxyRequestHandler
         }
 
         // 4. Secret substitution toward bound hosts.
-        return Substitute(s);
+        try
+        {
+            return Substitute(s);
+        }
+        catch (SecretUnavailableException ex)
+        {
+            return new Denial(503, "secrets", "secret-unavailable", $"a secret cannot be resolved on the proxy host right now ({ex.Reason})");
+        }
     }
 
     private Denial? ResolveTunnelTarget(RequestState s, TunnelTarget tunnel, string rawTarget)
@@ -444,6 +452,37 @@ public sealed class ProxyRequestHandler
             return null;
         }
 
+        // A real value sent by the sandbox (it should only ever hold placeholders) goes nowhere.
+        foreach (var header in request.Headers)
+        {
+            if (!header.Key.Equals(HeaderNames.ProxyAuthorization, StringComparison.OrdinalIgnoreCase)
+                && substitutor.FindRealValue(header.Value.ToString()) is { } leakedInHeader)
+            {
+                return RealValue(leakedInHeader, $"the {header.Key} header");
+            }
+        }
+
+        if (substitutor.FindRealValue(s.Target.RawPath + "?" + s.Target.RawQuery) is { } leakedInUrl)
+        {
+            return RealValue(leakedInUrl, "the URL");
+        }
+
+        if (s.BufferedBody is { } sent && substitutor.FindRealValue(sent.Span) is { } leakedInBody)
+        {
+            return RealValue(leakedInBody, "the request body");
+        }
+
+        // Placeholders are never substituted in the path or host: there they are misuse.
+        if (substitutor.FindPlaceholder(s.Target.RawPath) is { } inPath)
+        {
+            return Misuse(inPath, host, "the URL path");
+        }
+
+        if (substitutor.FindPlaceholder(host) is { } inHost)
+        {
+            return Misuse(inHost, host, "the host name");
+        }
+
         List<KeyValuePair<string, StringValues>>? changed = null;
         foreach (var header in request.Headers)
         {
@@ -501,7 +540,7 @@ public sealed class ProxyRequestHandler
 
         if (s.BufferedBody is { } buffered)
         {
-            var result = substitutor.SubstituteBody(buffered.Span, host, out var newBody);
+            var result = substitutor.SubstituteBody(buffered.Span, host, request.ContentType, out var newBody);
             if (result.IsMisuse)
             {
                 return Misuse(result.MisusedSecret!, host, "the request body");
@@ -530,6 +569,10 @@ public sealed class ProxyRequestHandler
     private static Denial Misuse(string secret, string host, string where) =>
         new(403, "secrets", "secret-misuse",
             $"{where} carries the placeholder of secret '{secret}', which is not bound to {host} in that location");
+
+    private static Denial RealValue(string secret, string where) =>
+        new(403, "secrets", "secret-real-value",
+            $"{where} carries the real value of secret '{secret}'; the sandbox must only ever hold its placeholder");
 
     private static Denial Unavailable(UnavailableSecret secret) =>
         new(503, "secrets", "secret-unavailable", $"secret '{secret.Name}' cannot be resolved on the proxy host right now");
@@ -592,6 +635,7 @@ public sealed class ProxyRequestHandler
 
     private Denial ClassifyUpstreamError(ForwarderError error, Exception? exception, RequestTarget target)
     {
+        _logger.LogDebug(exception, "forwarding to {Authority} failed: {Error}", target.Authority, error);
         for (var e = exception; e is not null; e = e.InnerException)
         {
             switch (e)

@@ -100,7 +100,7 @@ public sealed class ProxyServer : IAsyncDisposable
             });
         }
 
-        builder.Logging.SetMinimumLevel(LogLevel.Information);
+        builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("PROXYGUARD_LOG_LEVEL") is { } level && Enum.TryParse<LogLevel>(level, true, out var parsed) ? parsed : LogLevel.Information);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);

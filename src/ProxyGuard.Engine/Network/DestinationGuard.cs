@@ -88,7 +88,7 @@ public static class DestinationGuard
     /// <summary>The category that blocks <paramref name="address"/>, or null when it is publicly routable.</summary>
     public static string? BlockedCategory(IPAddress address)
     {
-        if (address.ScopeId != 0)
+        if (address.AddressFamily == AddressFamily.InterNetworkV6 && address.ScopeId != 0)
         {
             return "scoped";
         }

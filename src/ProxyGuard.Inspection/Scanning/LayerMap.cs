@@ -9,14 +9,16 @@ internal sealed class LayerMap
 {
     private readonly LayerMap? _parent;
     private readonly int[]? _offsets;
+    private readonly int[]? _ends;
     private readonly int _base;
     private readonly int _wholeStart;
     private readonly int _wholeEnd;
 
-    private LayerMap(LayerMap? parent, int[]? offsets, int @base, int wholeStart, int wholeEnd)
+    private LayerMap(LayerMap? parent, int[]? offsets, int @base, int wholeStart, int wholeEnd, int[]? ends = null)
     {
         _parent = parent;
         _offsets = offsets;
+        _ends = ends;
         _base = @base;
         _wholeStart = wholeStart;
         _wholeEnd = wholeEnd;
@@ -24,6 +26,9 @@ internal sealed class LayerMap
 
     /// <summary>Child index k comes from parent index base + offsets[k]; offsets[n] is the source length.</summary>
     public static LayerMap Offsets(LayerMap? parent, int[] offsets, int @base) => new(parent, offsets, @base, -1, -1);
+
+    /// <summary>Like <see cref="Offsets(LayerMap?, int[], int)"/> with an explicit source end for each child char (pieces joined from several places).</summary>
+    public static LayerMap Joined(int[] starts, int[] ends) => new(null, starts, 0, -1, -1, ends);
 
     /// <summary>The whole child maps to [start, end) of the parent.</summary>
     public static LayerMap Whole(LayerMap? parent, int start, int end) => new(parent, null, 0, start, end);
@@ -46,7 +51,8 @@ internal sealed class LayerMap
     {
         if (_offsets is not null)
         {
-            return (_base + _offsets[start], _base + _offsets[end]);
+            var sourceEnd = _ends is not null && end > 0 ? _ends[end - 1] : _offsets[end];
+            return (_base + _offsets[start], _base + sourceEnd);
         }
 
         if (_wholeStart == -2)

@@ -215,9 +215,9 @@ internal sealed class ScanSession
     }
 
     /// <summary>Scans a layer built by the caller from pieces of the root, with an offsets map.</summary>
-    public void ScanMapped(ReadOnlySpan<char> text, int[] offsets, int depth)
+    public void ScanMapped(ReadOnlySpan<char> text, int[] offsets, int depth, int[]? ends = null)
     {
-        ScanLayer(text, depth, LayerMap.Offsets(null, offsets, 0));
+        ScanLayer(text, depth, ends is null ? LayerMap.Offsets(null, offsets, 0) : LayerMap.Joined(offsets, ends));
     }
 
     private bool IsActive(Detector detector)

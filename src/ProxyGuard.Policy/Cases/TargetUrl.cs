@@ -45,8 +45,18 @@ public sealed record TargetUrl(string Scheme, string Host, int Port, string RawP
 
         var host = authority;
         var port = defaultPort;
-        var portSeparator = authority.StartsWith('[') ? authority.IndexOf("]:", StringComparison.Ordinal) + 1 : authority.LastIndexOf(':');
-        if (portSeparator > 0)
+        int portSeparator;
+        if (authority.StartsWith('['))
+        {
+            var close = authority.IndexOf(']', StringComparison.Ordinal);
+            portSeparator = close > 0 && close + 1 < authority.Length && authority[close + 1] == ':' ? close + 1 : -1;
+        }
+        else
+        {
+            portSeparator = authority.LastIndexOf(':');
+        }
+
+        if (portSeparator >= 0)
         {
             host = authority[..portSeparator];
             var portText = authority[(portSeparator + 1)..];
