@@ -68,6 +68,17 @@ public sealed class SampleTests
         AssertKeys(PolicyKeys.Tls, props.GetProperty("tls"));
     }
 
+    [Fact]
+    public void CasesSchemaListsExactlyTheRunnersKeys()
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(TestPolicies.RepoRoot(), "policies/schema/proxyguard-cases.schema.json")));
+        var root = doc.RootElement;
+        AssertKeys(PolicyCaseRunner.TopKeys, root);
+        var item = root.GetProperty("properties").GetProperty("cases").GetProperty("items");
+        AssertKeys(PolicyCaseRunner.CaseKeys, item);
+        AssertKeys(PolicyCaseRunner.ExpectKeys, item.GetProperty("properties").GetProperty("expect"));
+    }
+
     private static void AssertKeys(string[] expected, JsonElement objectSchema)
     {
         Assert.False(objectSchema.GetProperty("additionalProperties").GetBoolean());
