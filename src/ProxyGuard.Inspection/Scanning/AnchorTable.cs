@@ -4,21 +4,25 @@ using ProxyGuard.Inspection.Detectors;
 namespace ProxyGuard.Inspection.Scanning;
 
 /// <summary>
-/// The prefilter: every literal anchor of the enabled detectors in one <see cref="SearchValues{T}"/> (vectorised
-/// multi-string search), plus a first-character index to find which anchors sit at a hit.
+/// The prefilter: the literal anchors of the enabled detectors in a few <see cref="SearchValues{T}"/> (vectorised
+/// multi-string "Teddy" search), plus a first-character index to find which anchors sit at a hit. Anchors are
+/// sorted and split into groups of <see cref="GroupSize"/>: one set of ~100 strings saturates Teddy's buckets and
+/// runs ~10x slower than seven passes over small sets whose members share leading characters.
 /// </summary>
 internal sealed class AnchorTable
 {
+    public const int GroupSize = 16;
+
     private readonly Dictionary<char, Entry[]> _byFirst;
 
-    private AnchorTable(SearchValues<string> values, Dictionary<char, Entry[]> byFirst, bool ignoreCase)
+    private AnchorTable(SearchValues<string>[] groups, Dictionary<char, Entry[]> byFirst, bool ignoreCase)
     {
-        Values = values;
+        Groups = groups;
         _byFirst = byFirst;
         IgnoreCase = ignoreCase;
     }
 
-    public SearchValues<string> Values { get; }
+    public SearchValues<string>[] Groups { get; }
 
     public bool IgnoreCase { get; }
 
@@ -68,8 +72,13 @@ internal sealed class AnchorTable
             entries.Add(new Entry(anchor, [.. detectors]));
         }
 
-        var values = SearchValues.Create([.. byAnchor.Keys], ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
-        return new AnchorTable(values, byFirst.ToDictionary(p => p.Key, p => p.Value.ToArray()), ignoreCase);
+        var comparison = ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+        var groups = byAnchor.Keys
+            .Order(ignoreCase ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal)
+            .Chunk(GroupSize)
+            .Select(group => SearchValues.Create(group, comparison))
+            .ToArray();
+        return new AnchorTable(groups, byFirst.ToDictionary(p => p.Key, p => p.Value.ToArray()), ignoreCase);
     }
 
     internal readonly record struct Entry(string Anchor, Detector[] Detectors);

@@ -181,12 +181,12 @@ internal sealed class ScanSession
 
         if (_ignoreCase)
         {
-            RunAnchors(text, _core.HostTable, map);
+            RunAnchors(text, _core.HostTable);
         }
         else
         {
-            RunAnchors(text, _core.CaseSensitive, map);
-            RunAnchors(text, _core.Keywords, map);
+            RunAnchors(text, _core.CaseSensitive);
+            RunAnchors(text, _core.Keywords);
         }
 
         if (_core.UrlPasswordEnabled)
@@ -278,17 +278,25 @@ internal sealed class ScanSession
         _findings.Add(new Finding(detector, _location, action));
     }
 
-    private void RunAnchors(ReadOnlySpan<char> text, AnchorTable? table, LayerMap? map)
+    private void RunAnchors(ReadOnlySpan<char> text, AnchorTable? table)
     {
         if (table is null)
         {
             return;
         }
 
+        foreach (var group in table.Groups)
+        {
+            RunAnchorGroup(text, table, group);
+        }
+    }
+
+    private void RunAnchorGroup(ReadOnlySpan<char> text, AnchorTable table, SearchValues<string> group)
+    {
         var position = 0;
         while (position < text.Length)
         {
-            var index = text[position..].IndexOfAny(table.Values);
+            var index = text[position..].IndexOfAny(group);
             if (index < 0)
             {
                 return;
