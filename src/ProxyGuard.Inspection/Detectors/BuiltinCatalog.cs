@@ -34,7 +34,7 @@ internal static class BuiltinCatalog
         [
             new RegexDetector(
                 "aws-access-key-id",
-                "AWS access key id: AKIA/ASIA/ABIA/ACCA (or A3T?) followed by 16 upper-case letters or digits.",
+                "AWS access key id: AKIA/ASIA/ABIA/ACCA (or A3T + one character) followed by 16 upper-case letters or digits.",
                 @"\G(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + Tail,
                 ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"]),
             new RegexDetector(
