@@ -12,7 +12,7 @@ internal sealed class KnownSecretDetector : Detector
     private readonly bool _encoded;
 
     public KnownSecretDetector(bool encoded, string[] anchors)
-        : base(DetectorId, "A real secret value known to the vault (raw, base64, base64url, URL-encoded, anywhere).", encoded ? anchors : anchors, [])
+        : base(DetectorId, "A real secret value known to the vault (raw, base64, base64url, URL-encoded, anywhere).", anchors, [])
     {
         _encoded = encoded;
     }
