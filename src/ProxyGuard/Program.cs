@@ -28,6 +28,7 @@ public static class Program
             return ExitCodes.Usage;
         }
 
-        return await parse.InvokeAsync();
+        // The host handles SIGINT/SIGTERM itself (graceful shutdown, event flush, exit 0).
+        return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 }
