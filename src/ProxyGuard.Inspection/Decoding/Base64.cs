@@ -48,6 +48,43 @@ internal static class Base64
         return written;
     }
 
+    /// <summary>The same as <see cref="Decode(ReadOnlySpan{char}, Span{byte})"/> on bytes (Latin-1: byte i is char i).</summary>
+    public static int Decode(ReadOnlySpan<byte> source, Span<byte> destination)
+    {
+        var table = _table;
+        var acc = 0;
+        var bits = 0;
+        var written = 0;
+        foreach (var c in source)
+        {
+            if (c == '\r' || c == '\n')
+            {
+                continue;
+            }
+
+            if (c >= 128 || table[c] < 0)
+            {
+                break;
+            }
+
+            acc = (acc << 6) | (byte)table[c];
+            bits += 6;
+            if (bits >= 8)
+            {
+                bits -= 8;
+                if (written >= destination.Length)
+                {
+                    break;
+                }
+
+                destination[written++] = (byte)(acc >> bits);
+                acc &= (1 << bits) - 1;
+            }
+        }
+
+        return written;
+    }
+
     /// <summary>Decodes a base64url segment (e.g. a JWT part) into a small buffer; false when it does not fit.</summary>
     public static bool TryDecodeSmall(ReadOnlySpan<char> source, Span<byte> destination, out int written)
     {

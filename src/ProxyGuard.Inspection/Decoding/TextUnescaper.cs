@@ -62,6 +62,52 @@ internal static class TextUnescaper
         }
     }
 
+    /// <summary>The same as <see cref="IsInterestingEscape(ReadOnlySpan{char}, int, out int)"/> on bytes (Latin-1: byte i is char i).</summary>
+    public static bool IsInterestingEscape(ReadOnlySpan<byte> text, int i, out int length)
+    {
+        length = 1;
+        if (text[i] == '%')
+        {
+            if (i + 2 < text.Length && char.IsAsciiHexDigit((char)text[i + 1]) && char.IsAsciiHexDigit((char)text[i + 2]))
+            {
+                length = 3;
+                var value = (HexValue((char)text[i + 1]) << 4) | HexValue((char)text[i + 2]);
+                return value is >= 0x20 and < 0x7F;
+            }
+
+            return false;
+        }
+
+        if (i + 1 >= text.Length)
+        {
+            return false;
+        }
+
+        var next = text[i + 1];
+        length = 2;
+        switch (next)
+        {
+            case (byte)'/':
+                return true;
+            case (byte)'\\':
+                return i + 2 < text.Length && (text[i + 2] == 'u' || text[i + 2] == '/');
+            case (byte)'u':
+                if (i + 5 < text.Length && IsHex4(text.Slice(i + 2, 4)))
+                {
+                    length = 6;
+                    var code = Hex4(text.Slice(i + 2, 4));
+                    return code is >= 0x20 and < 0x7F;
+                }
+
+                return false;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary><see cref="IsWindowChar(char)"/> for a byte.</summary>
+    public static bool IsWindowChar(byte c) => IsWindowChar((char)c);
+
     /// <summary>
     /// Decodes <paramref name="source"/> into <paramref name="destination"/> (at least as long as the source) and
     /// fills <paramref name="offsets"/> (length destination + 1): offsets[k] is the source index of output char k;
@@ -131,6 +177,12 @@ internal static class TextUnescaper
 
     private static bool IsHex4(ReadOnlySpan<char> s) =>
         char.IsAsciiHexDigit(s[0]) && char.IsAsciiHexDigit(s[1]) && char.IsAsciiHexDigit(s[2]) && char.IsAsciiHexDigit(s[3]);
+
+    private static bool IsHex4(ReadOnlySpan<byte> s) =>
+        char.IsAsciiHexDigit((char)s[0]) && char.IsAsciiHexDigit((char)s[1]) && char.IsAsciiHexDigit((char)s[2]) && char.IsAsciiHexDigit((char)s[3]);
+
+    private static int Hex4(ReadOnlySpan<byte> s) =>
+        (HexValue((char)s[0]) << 12) | (HexValue((char)s[1]) << 8) | (HexValue((char)s[2]) << 4) | HexValue((char)s[3]);
 
     private static int Hex4(ReadOnlySpan<char> s) =>
         (HexValue(s[0]) << 12) | (HexValue(s[1]) << 8) | (HexValue(s[2]) << 4) | HexValue(s[3]);

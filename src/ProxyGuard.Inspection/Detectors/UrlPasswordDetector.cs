@@ -58,6 +58,45 @@ internal sealed class UrlPasswordDetector : Detector
         return true;
     }
 
+    /// <summary>
+    /// The same test on bytes read as Latin-1 (byte i is char i), so a body is checked at each <c>@</c> without
+    /// widening it to <c>char</c>.
+    /// </summary>
+    public static bool MatchesAt(ReadOnlySpan<byte> text, int hit)
+    {
+        if (hit + 1 >= text.Length || !IsHostChar((char)text[hit + 1]))
+        {
+            return false;
+        }
+
+        var u = hit;
+        var colon = -1;
+        var limit = Math.Max(0, hit - MaxUserInfo);
+        while (u > limit)
+        {
+            var c = (char)text[u - 1];
+            if (IsStop(c))
+            {
+                break;
+            }
+
+            if (c == ':')
+            {
+                colon = u - 1;
+            }
+
+            u--;
+        }
+
+        if (colon < 0 || u < 4 || text[u - 1] != '/' || text[u - 2] != '/' || text[u - 3] != ':' || !char.IsAsciiLetterOrDigit((char)text[u - 4]))
+        {
+            return false;
+        }
+
+        var password = text[(colon + 1)..hit];
+        return !password.IsEmpty && password.ContainsAnyExcept((byte)'*');
+    }
+
     private static bool IsHostChar(char c) => char.IsAsciiLetterOrDigit(c) || c == '[' || c == '-' || c == '_' || c >= 0x80;
 
     private static bool IsStop(char c) => c switch

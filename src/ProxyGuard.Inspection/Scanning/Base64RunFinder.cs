@@ -19,6 +19,9 @@ internal static class Base64RunFinder
     private static readonly SearchValues<char> _runChars =
         SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_");
 
+    private static readonly SearchValues<byte> _runBytes =
+        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"u8);
+
     /// <summary>Finds the next run starting at or after <paramref name="from"/>; returns false when none.</summary>
     public static bool FindNext(ReadOnlySpan<char> text, int from, out int runStart, out int runEnd)
     {
@@ -124,6 +127,124 @@ internal static class Base64RunFinder
 
         runEnd = end;
         return true;
+    }
+
+    /// <summary>The same search on bytes (a body read as Latin-1: byte i is char i).</summary>
+    public static bool FindNext(ReadOnlySpan<byte> text, int from, out int runStart, out int runEnd)
+    {
+        var length = text.Length;
+        var i = from;
+        var carry = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref var origin = ref MemoryMarshal.GetReference(text);
+            while (i + 64 <= length)
+            {
+                var mask = Mask32(Vector256.LoadUnsafe(ref origin, (nuint)i))
+                    | ((ulong)Mask32(Vector256.LoadUnsafe(ref origin, (nuint)(i + 32))) << 32);
+                if (mask == ulong.MaxValue)
+                {
+                    carry += 64;
+                    i += 64;
+                    continue;
+                }
+
+                var lead = BitOperations.TrailingZeroCount(~mask);
+                if (carry + lead >= MinRun)
+                {
+                    return Finish(text, i - carry, out runStart, out runEnd);
+                }
+
+                var inner = mask & ~((1UL << lead) - 1);
+                var x2 = inner & (inner >> 1);
+                var x4 = x2 & (x2 >> 2);
+                var x8 = x4 & (x4 >> 4);
+                var x16 = x8 & (x8 >> 8);
+                var x20 = x16 & (x4 >> 16);
+                if (x20 != 0)
+                {
+                    return Finish(text, i + BitOperations.TrailingZeroCount(x20), out runStart, out runEnd);
+                }
+
+                carry = BitOperations.LeadingZeroCount(~mask);
+                i += 64;
+            }
+        }
+
+        for (; i < length; i++)
+        {
+            if (Base64.IsRunChar((char)text[i]))
+            {
+                carry++;
+                continue;
+            }
+
+            if (carry >= MinRun)
+            {
+                return Finish(text, i - carry, out runStart, out runEnd);
+            }
+
+            carry = 0;
+        }
+
+        if (carry >= MinRun)
+        {
+            return Finish(text, length - carry, out runStart, out runEnd);
+        }
+
+        runStart = runEnd = length;
+        return false;
+    }
+
+    private static bool Finish(ReadOnlySpan<byte> text, int start, out int runStart, out int runEnd)
+    {
+        runStart = start;
+        var lineStart = start;
+        var end = start;
+        while (true)
+        {
+            var rest = text[end..].IndexOfAnyExcept(_runBytes);
+            end = rest < 0 ? text.Length : end + rest;
+            var lineLength = end - lineStart;
+            if (lineLength >= 40 && lineLength % 4 == 0 && end < text.Length)
+            {
+                var next = end;
+                if (text[next] == '\r')
+                {
+                    next++;
+                }
+
+                if (next < text.Length && text[next] == '\n' && next + 1 < text.Length && Base64.IsRunChar((char)text[next + 1]))
+                {
+                    end = next + 1;
+                    lineStart = end;
+                    continue;
+                }
+            }
+
+            break;
+        }
+
+        for (var pad = 0; pad < 2 && end < text.Length && text[end] == '='; pad++)
+        {
+            end++;
+        }
+
+        runEnd = end;
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Mask32(Vector256<byte> v)
+    {
+        var folded = v | Vector256.Create((byte)0x20);
+        var letter = Vector256.LessThanOrEqual(folded - Vector256.Create((byte)'a'), Vector256.Create((byte)25));
+        var digit = Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9));
+        var symbol = Vector256.Equals(v, Vector256.Create((byte)'+'))
+            | Vector256.Equals(v, Vector256.Create((byte)'/'))
+            | Vector256.Equals(v, Vector256.Create((byte)'-'))
+            | Vector256.Equals(v, Vector256.Create((byte)'_'));
+        return (letter | digit | symbol).ExtractMostSignificantBits();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

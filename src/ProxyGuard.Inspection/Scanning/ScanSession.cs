@@ -17,12 +17,16 @@ internal sealed class ScanSession
     private const int MinOutputForRatio = 1024 * 1024;
     private const int SampleChars = 128;
 
+    /// <summary>Decoded base64 runs up to this many bytes are decoded on the stack.</summary>
+    private const int SmallRun = 256;
+
     private readonly ScannerCore _core;
     private readonly ScanLocation _location;
     private readonly bool _ignoreCase;
     private readonly bool[]? _exempt;
     private readonly bool _vaultExempt;
     private readonly bool[]? _ruleActive;
+    private readonly bool _bytePath;
     private readonly int _maxDepth;
     private List<Finding>? _findings;
     private List<Redaction>? _redactions;
@@ -65,6 +69,9 @@ internal sealed class ScanSession
                 _ruleActive[rule.Index] = rule.Rule.AppliesToHost(host) && !IsNameExempt(core, host, rule.Rule.Name);
             }
         }
+
+        // Bodies are scanned as bytes unless a policy rule (a regex over chars) or case-insensitive matching applies.
+        _bytePath = !_ignoreCase && (_ruleActive is null || !_ruleActive.Contains(true));
     }
 
     public string? Error { get; private set; }
@@ -137,7 +144,11 @@ internal sealed class ScanSession
         }
     }
 
-    /// <summary>Scans bytes as a document of the given content type (Latin-1 view, so char index = byte index).</summary>
+    /// <summary>
+    /// Scans bytes as a document of the given content type. Read as Latin-1, so char index = byte index: the byte
+    /// path (<see cref="ScanLayerBytes"/>) matches on the bytes and widens them to <c>char</c> only when a detector
+    /// or decoder needs text.
+    /// </summary>
     public void ScanDocument(ReadOnlySpan<byte> bytes, string? contentType, int depth, LayerMap? map)
     {
         if (Error is not null || bytes.IsEmpty)
@@ -145,12 +156,18 @@ internal sealed class ScanSession
             return;
         }
 
-        var chars = ArrayPool<char>.Shared.Rent(bytes.Length);
+        char[]? chars = null;
         try
         {
-            var count = Encoding.Latin1.GetChars(bytes, chars);
-            var text = chars.AsSpan(0, count);
-            ScanLayer(text, depth, map);
+            if (_bytePath)
+            {
+                ScanLayerBytes(bytes, depth, map, ref chars);
+            }
+            else
+            {
+                ScanLayer(Widen(bytes, ref chars), depth, map);
+            }
+
             if (Error is not null || depth >= _maxDepth)
             {
                 return;
@@ -158,16 +175,213 @@ internal sealed class ScanSession
 
             if (MediaType.IsForm(contentType))
             {
-                ScanUnescaped(text, depth + 1, map, json: false, plusAsSpace: true);
+                ScanUnescaped(Widen(bytes, ref chars), depth + 1, map, json: false, plusAsSpace: true);
             }
             else if (MediaType.IsMultipart(contentType) && MediaType.Parameter(contentType, "boundary") is { } boundary)
             {
-                ScanMultipart(bytes, text, boundary, depth, map);
+                ScanMultipart(bytes, Widen(bytes, ref chars), boundary, depth, map);
             }
         }
         finally
         {
-            ArrayPool<char>.Shared.Return(chars);
+            if (chars is not null)
+            {
+                ArrayPool<char>.Shared.Return(chars);
+            }
+        }
+    }
+
+    /// <summary>The Latin-1 text of <paramref name="bytes"/>, widened into <paramref name="chars"/> on first use.</summary>
+    private static ReadOnlySpan<char> Widen(ReadOnlySpan<byte> bytes, ref char[]? chars)
+    {
+        if (chars is null)
+        {
+            chars = ArrayPool<char>.Shared.Rent(bytes.Length);
+            Encoding.Latin1.GetChars(bytes, chars);
+        }
+
+        return chars.AsSpan(0, bytes.Length);
+    }
+
+    /// <summary>
+    /// <see cref="ScanLayer"/> for a layer of bytes without active policy rules: the same matchers and decoders, run on
+    /// the bytes. Detectors confirm a hit on the widened text (index for index), so their results are the same.
+    /// </summary>
+    private void ScanLayerBytes(ReadOnlySpan<byte> bytes, int depth, LayerMap? map, ref char[]? chars)
+    {
+        RunAnchorsBytes(bytes, ref chars);
+        if (_core.UrlPasswordEnabled)
+        {
+            RunUrlPasswordBytes(bytes);
+        }
+
+        RunEscapesBytes(bytes, depth, map);
+        RunBase64Bytes(bytes, depth, map);
+    }
+
+    private void RunAnchorsBytes(ReadOnlySpan<byte> bytes, ref char[]? chars)
+    {
+        var filter = _core.BytePrefilter;
+        if (filter is null || bytes.Length < BytePrefilter.FingerprintLength)
+        {
+            return;
+        }
+
+        Span<int> hits = stackalloc int[128];
+        var from = 0;
+        while (from < bytes.Length)
+        {
+            var count = filter.Collect(bytes, ref from, hits);
+            for (var k = 0; k < count; k++)
+            {
+                var hit = hits[k];
+                if (filter.ExactEntries(bytes, hit) is { } exact)
+                {
+                    ConfirmBytes(bytes, hit, exact, ref chars);
+                }
+
+                if (filter.HasKeywords && filter.KeywordEntries(bytes, hit) is { } keywords)
+                {
+                    ConfirmBytes(bytes, hit, keywords, ref chars);
+                }
+            }
+        }
+    }
+
+    private void ConfirmBytes(ReadOnlySpan<byte> bytes, int hit, BytePrefilter.Entry[] entries, ref char[]? chars)
+    {
+        foreach (var entry in entries)
+        {
+            if (!entry.MatchesAt(bytes, hit))
+            {
+                continue;
+            }
+
+            foreach (var detector in entry.Detectors)
+            {
+                if (!IsActive(detector) || AlreadyFound(detector.Id))
+                {
+                    continue;
+                }
+
+                if (detector.TryMatch(Widen(bytes, ref chars), hit, entry.Length, false, out _, out _))
+                {
+                    AddFinding(detector.Id, ContentAction.Deny);
+                }
+            }
+        }
+    }
+
+    private void RunUrlPasswordBytes(ReadOnlySpan<byte> bytes)
+    {
+        var detector = BuiltinCatalog.UrlPassword;
+        if (!IsActive(detector) || AlreadyFound(detector.Id))
+        {
+            return;
+        }
+
+        var position = 0;
+        while (position < bytes.Length)
+        {
+            var index = bytes[position..].IndexOf((byte)'@');
+            if (index < 0)
+            {
+                return;
+            }
+
+            var hit = position + index;
+            if (UrlPasswordDetector.MatchesAt(bytes, hit))
+            {
+                AddFinding(detector.Id, ContentAction.Deny);
+                return;
+            }
+
+            position = hit + 1;
+        }
+    }
+
+    private void RunEscapesBytes(ReadOnlySpan<byte> text, int depth, LayerMap? map)
+    {
+        if (depth >= _maxDepth)
+        {
+            return;
+        }
+
+        var i = text.IndexOfAny((byte)'\\', (byte)'%');
+        var windowStart = -1;
+        var windowEnd = -1;
+        while (i >= 0 && Error is null)
+        {
+            var interesting = TextUnescaper.IsInterestingEscape(text, i, out var length);
+            if (interesting)
+            {
+                var start = Math.Max(0, i - EscapeWindow);
+                var end = Math.Min(text.Length, i + length + EscapeWindow);
+                var floor = Math.Max(0, start - MaxWindowExtension);
+                while (start > floor && TextUnescaper.IsWindowChar(text[start - 1]))
+                {
+                    start--;
+                }
+
+                var ceiling = Math.Min(text.Length, end + MaxWindowExtension);
+                while (end < ceiling && TextUnescaper.IsWindowChar(text[end]))
+                {
+                    end++;
+                }
+
+                if (windowStart >= 0 && start <= windowEnd)
+                {
+                    windowEnd = Math.Max(windowEnd, end);
+                }
+                else
+                {
+                    if (windowStart >= 0)
+                    {
+                        DecodeByteWindow(text, windowStart, windowEnd, depth + 1, map);
+                    }
+
+                    windowStart = start;
+                    windowEnd = end;
+                }
+            }
+
+            var next = i + length;
+            if (next >= text.Length)
+            {
+                break;
+            }
+
+            var found = text[next..].IndexOfAny((byte)'\\', (byte)'%');
+            i = found < 0 ? -1 : next + found;
+        }
+
+        if (windowStart >= 0)
+        {
+            DecodeByteWindow(text, windowStart, windowEnd, depth + 1, map);
+        }
+    }
+
+    private void DecodeByteWindow(ReadOnlySpan<byte> text, int start, int end, int depth, LayerMap? map)
+    {
+        var window = ArrayPool<char>.Shared.Rent(end - start);
+        try
+        {
+            var count = Encoding.Latin1.GetChars(text[start..end], window);
+            DecodeSource(window.AsSpan(0, count), start, depth, map, json: true, plusAsSpace: false);
+        }
+        finally
+        {
+            ArrayPool<char>.Shared.Return(window);
+        }
+    }
+
+    private void RunBase64Bytes(ReadOnlySpan<byte> text, int depth, LayerMap? map)
+    {
+        var position = 0;
+        while (Error is null && Base64RunFinder.FindNext(text, position, out var runStart, out var runEnd))
+        {
+            HandleRunBytes(text[runStart..runEnd], runStart, runEnd, depth, map);
+            position = runEnd;
         }
     }
 
@@ -458,7 +672,17 @@ internal sealed class ScanSession
             return;
         }
 
-        var source = text[start..end];
+        DecodeSource(text[start..end], start, depth, map, json, plusAsSpace);
+    }
+
+    /// <summary>Unescapes <paramref name="source"/>, which starts at <paramref name="start"/> of its layer, and scans the result.</summary>
+    private void DecodeSource(ReadOnlySpan<char> source, int start, int depth, LayerMap? map, bool json, bool plusAsSpace)
+    {
+        if (Error is not null || depth > _maxDepth)
+        {
+            return;
+        }
+
         var chars = ArrayPool<char>.Shared.Rent(source.Length);
         var offsets = ArrayPool<int>.Shared.Rent(source.Length + 1);
         try
@@ -563,6 +787,101 @@ internal sealed class ScanSession
             {
                 ArrayPool<byte>.Shared.Return(buffer);
             }
+        }
+    }
+
+    /// <summary><see cref="HandleRun"/> for a run of bytes; small runs are decoded on the stack.</summary>
+    private void HandleRunBytes(ReadOnlySpan<byte> run, int runStart, int runEnd, int depth, LayerMap? map)
+    {
+        if (run.IndexOfAnyInRange((byte)'A', (byte)'Z') < 0 || run.IndexOfAnyInRange((byte)'a', (byte)'z') < 0)
+        {
+            return;
+        }
+
+        Span<byte> sample = stackalloc byte[(SampleChars * 3 / 4) + 3];
+        Span<byte> small = stackalloc byte[SmallRun];
+        for (var align = 0; align < 4; align++)
+        {
+            var candidate = run[align..];
+            if (candidate.Length < Base64RunFinder.MinRun)
+            {
+                return;
+            }
+
+            var sampleLength = Base64.Decode(candidate[..Math.Min(candidate.Length, SampleChars)], sample);
+            var head = sample[..sampleLength];
+            var compressed = Decompressor.IsGzip(head) ? "gzip" : Decompressor.IsZlib(head) ? "deflate" : null;
+            if (compressed is null && !Base64.LooksLikeText(head))
+            {
+                continue;
+            }
+
+            if (depth >= _maxDepth)
+            {
+                Fail(DepthError);
+                return;
+            }
+
+            var maxLength = Base64.MaxDecodedLength(candidate.Length);
+            byte[]? rented = null;
+            var buffer = maxLength <= SmallRun ? small : (rented = ArrayPool<byte>.Shared.Rent(maxLength));
+            try
+            {
+                var count = Base64.Decode(candidate, buffer);
+                if (!Charge(count))
+                {
+                    return;
+                }
+
+                if (ScanDecodedRun(buffer[..count], compressed, depth, LayerMap.Whole(map, runStart, runEnd)))
+                {
+                    return;
+                }
+            }
+            finally
+            {
+                if (rented is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(rented);
+                }
+            }
+        }
+    }
+
+    /// <summary>Scans a decoded base64 run (inflating it first when compressed); true when done with the run.</summary>
+    private bool ScanDecodedRun(ReadOnlySpan<byte> decoded, string? compressed, int depth, LayerMap childMap)
+    {
+        if (compressed is null)
+        {
+            ScanDocument(decoded, null, depth + 1, childMap);
+            return true;
+        }
+
+        var copy = ArrayPool<byte>.Shared.Rent(decoded.Length);
+        try
+        {
+            decoded.CopyTo(copy);
+            var status = Decompressor.Decompress(copy, 0, decoded.Length, compressed, DecompressLimit(decoded.Length), out var inflated);
+            using (inflated)
+            {
+                if (status == DecompressStatus.LimitExceeded)
+                {
+                    Fail(LimitError);
+                    return true;
+                }
+
+                if (status == DecompressStatus.Ok && Charge(inflated.Length))
+                {
+                    ScanDocument(inflated.Span, null, depth + 1, childMap);
+                    return true;
+                }
+            }
+
+            return Error is not null;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(copy);
         }
     }
 

@@ -100,6 +100,7 @@ internal sealed class ScannerCore
         }
 
         CaseSensitive = AnchorTable.Build(caseSensitive, ignoreCase: false);
+        BytePrefilter = BytePrefilter.Build(caseSensitive, keywords);
         Keywords = AnchorTable.Build(keywords, ignoreCase: true);
         _hostTable = new Lazy<AnchorTable?>(() => AnchorTable.Build(caseSensitive.Concat(keywords), ignoreCase: true));
 
@@ -123,6 +124,9 @@ internal sealed class ScannerCore
     public AnchorTable? CaseSensitive { get; }
 
     public AnchorTable? Keywords { get; }
+
+    /// <summary>All anchors and keywords for scanning bodies as bytes (null when no detector has any).</summary>
+    public BytePrefilter? BytePrefilter { get; }
 
     public AnchorTable? HostTable => _hostTable.Value;
 
