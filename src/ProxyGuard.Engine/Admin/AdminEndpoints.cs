@@ -14,7 +14,11 @@ internal static class AdminEndpoints
 {
     public static void Map(WebApplication app, ProxyServices services, AdminToken token)
     {
-        app.MapGet("/healthz", () => Results.Text("ok\n", "text/plain"));
+        // 200 while the proxy can serve; 503 while the audit store fails (requests are then refused),
+        // so that an orchestrator's probe sees what the sandboxes see. No detail: this is unauthenticated.
+        app.MapGet("/healthz", () => services.Audit.Healthy
+            ? Results.Text("ok\n", "text/plain")
+            : Results.Text("audit-unavailable\n", "text/plain", statusCode: 503));
 
         app.MapGet("/metrics", async (HttpContext context) =>
         {
@@ -92,10 +96,13 @@ internal static class AdminEndpoints
     {
         var store = services.Audit.Store;
         services.Metrics.EventQueueDepth.Set(store.QueueDepth);
-        services.Metrics.EventsDropped.Set(store.DroppedEvents);
-        services.Metrics.EventsWritten.Set(store.WrittenEvents);
-        services.Metrics.CertificatesMinted.Set(services.Certificates.Minted);
-        services.Metrics.CertificateCacheHits.Set(services.Certificates.Hits);
+        services.Metrics.AuditStoreHealthy.Set(store.Healthy ? 1 : 0);
+
+        // Monotonic totals kept by the store and the cache, exported as counters (IncTo never goes back).
+        services.Metrics.EventsDropped.IncTo(store.DroppedEvents);
+        services.Metrics.EventsWritten.IncTo(store.WrittenEvents);
+        services.Metrics.CertificatesMinted.IncTo(services.Certificates.Minted);
+        services.Metrics.CertificateCacheHits.IncTo(services.Certificates.Hits);
         services.Metrics.CertificateCacheEntries.Set(services.Certificates.Count);
     }
 

@@ -599,14 +599,16 @@ public sealed class ProxyRequestHandler
 
         var countingBody = new CountingStream(context.Request.Body);
         context.Request.Body = countingBody;
-        ForwarderError error;
+        var error = ForwarderError.None;
         try
         {
             error = await _forwarder.SendAsync(context, target.DestinationPrefix, _client, config, transformer);
         }
         finally
         {
-            if (!snapshot.Substitutor.IsEmpty)
+            // Completing the scrubber flushes, which would start an empty 502 before the refusal
+            // below can write its headers; after a failure with no response, nothing is held in it.
+            if (!snapshot.Substitutor.IsEmpty && (error == ForwarderError.None || context.Response.HasStarted))
             {
                 await context.Response.Body.DisposeAsync();
             }

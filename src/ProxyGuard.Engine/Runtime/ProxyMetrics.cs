@@ -21,13 +21,14 @@ public sealed class ProxyMetrics
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
         ActiveConnections = factory.CreateGauge("proxyguard_active_connections", "Open client connections on the proxy listener.");
         ActiveTunnels = factory.CreateGauge("proxyguard_active_tunnels", "Open CONNECT tunnels (intercepted and pass-through).");
-        CertificatesMinted = factory.CreateGauge("proxyguard_certificates_minted", "Leaf certificates minted since start.");
-        CertificateCacheHits = factory.CreateGauge("proxyguard_certificate_cache_hits", "Leaf certificate cache hits since start.");
+        CertificatesMinted = factory.CreateCounter("proxyguard_certificates_minted_total", "Leaf certificates minted since start.");
+        CertificateCacheHits = factory.CreateCounter("proxyguard_certificate_cache_hits_total", "TLS handshakes served from the leaf certificate cache.");
         CertificateCacheEntries = factory.CreateGauge("proxyguard_certificate_cache_entries", "Leaf certificates in the cache.");
         PolicyReloads = factory.CreateCounter("proxyguard_policy_reloads_total", "Policy loads, by result.", "result");
         EventQueueDepth = factory.CreateGauge("proxyguard_event_queue_depth", "Audit events waiting to be committed.");
-        EventsDropped = factory.CreateGauge("proxyguard_events_dropped", "Allow events dropped because the store was full or failing (deny events are never dropped).");
-        EventsWritten = factory.CreateGauge("proxyguard_events_written", "Audit events committed since start.");
+        EventsDropped = factory.CreateCounter("proxyguard_events_dropped_total", "Allow events dropped because the queue was full or the store failing (deny events are never dropped).");
+        EventsWritten = factory.CreateCounter("proxyguard_events_written_total", "Audit events committed since start.");
+        AuditStoreHealthy = factory.CreateGauge("proxyguard_audit_store_healthy", "1 while the audit store accepts events, 0 while it fails (requests then fail closed with 503).");
     }
 
     public CollectorRegistry Registry { get; }
@@ -48,9 +49,9 @@ public sealed class ProxyMetrics
 
     public Gauge ActiveTunnels { get; }
 
-    public Gauge CertificatesMinted { get; }
+    public Counter CertificatesMinted { get; }
 
-    public Gauge CertificateCacheHits { get; }
+    public Counter CertificateCacheHits { get; }
 
     public Gauge CertificateCacheEntries { get; }
 
@@ -58,7 +59,9 @@ public sealed class ProxyMetrics
 
     public Gauge EventQueueDepth { get; }
 
-    public Gauge EventsDropped { get; }
+    public Counter EventsDropped { get; }
 
-    public Gauge EventsWritten { get; }
+    public Counter EventsWritten { get; }
+
+    public Gauge AuditStoreHealthy { get; }
 }

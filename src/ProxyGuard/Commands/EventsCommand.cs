@@ -53,6 +53,15 @@ internal static class EventsCommand
                     await Console.Error.WriteLineAsync($"proxyguard: cannot reach the admin API: {ex.Message}");
                     return ExitCodes.Failed;
                 }
+                catch (OperationCanceledException) when (ct.IsCancellationRequested)
+                {
+                    break; // SIGINT/SIGTERM while following: a clean stop
+                }
+                catch (TaskCanceledException)
+                {
+                    await Console.Error.WriteLineAsync("proxyguard: the admin API did not answer within 30 s");
+                    return ExitCodes.Failed;
+                }
 
                 if (!response.IsSuccessStatusCode)
                 {
@@ -61,7 +70,22 @@ internal static class EventsCommand
                     return ExitCodes.Failed;
                 }
 
-                using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
+                JsonDocument doc;
+                try
+                {
+                    doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
+                }
+                catch (JsonException)
+                {
+                    await Console.Error.WriteLineAsync("proxyguard: the admin API answered something that is not an events page (is --admin the admin listener?)");
+                    return ExitCodes.Failed;
+                }
+                catch (OperationCanceledException) when (ct.IsCancellationRequested)
+                {
+                    break;
+                }
+
+                using var page = doc;
                 var events = doc.RootElement.GetProperty("events");
                 foreach (var e in events.EnumerateArray())
                 {
