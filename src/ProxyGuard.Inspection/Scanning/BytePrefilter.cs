@@ -12,87 +12,131 @@ namespace ProxyGuard.Inspection.Scanning;
 /// The byte-level prefilter for bodies: every case-sensitive anchor and case-insensitive keyword of the enabled
 /// detectors, matched directly on the (UTF-8 / Latin-1) body bytes without widening them to <c>char</c>.
 /// <para>
-/// Stage 1 is a "Teddy" fingerprint (as in Hyperscan): the first three bytes of every literal are spread over eight
-/// buckets, and for each byte offset k a pair of 16-entry nibble tables says which buckets accept a byte there. One
-/// AVX2 <c>vpshufb</c> per nibble classifies 32 positions at once; a position is a candidate when some bucket
-/// accepts all three bytes. Stage 2 confirms a candidate with a hash of its three bytes and a full comparison.
-/// Case-insensitive keywords put both letter cases into the tables, so the input is never folded.
+/// Each literal is represented by a <em>window</em> of <see cref="Width"/> consecutive bytes (3 for 3-byte literals),
+/// chosen where its bytes are rarest in ordinary text (an <c>_</c>, <c>-</c> or capital letter rather than lower-case
+/// letters), so <c>github_pat_</c> is looked for as <c>_pat</c> and not as the <c>gith</c> of every github.com URL.
 /// </para>
-/// Stage 1 never misses a literal (a literal's own bytes set its bucket bit at every offset); it only lets through
-/// false candidates, which stage 2 rejects. The scalar loop uses the same tables, so both paths agree bit for bit.
+/// <para>
+/// Stage 1 is a "Teddy" fingerprint (as in Hyperscan): the windows are spread over eight buckets, and for each byte
+/// offset k a pair of 16-entry nibble tables says which buckets accept a byte there. One AVX2 <c>vpshufb</c> per
+/// nibble classifies 32 positions at once; a position is a candidate when some bucket accepts all bytes. Stage 2
+/// confirms a candidate by hashing its window bytes and comparing the whole literal. Case-insensitive keywords put
+/// both letter cases into the nibble tables, so the input is never folded.
+/// </para>
+/// Stage 1 never misses a literal (a window's own bytes set its bucket bit at every offset; a 3-byte window accepts
+/// any fourth byte); it only lets through false candidates, which stage 2 rejects. The scalar loop (short inputs,
+/// the last bytes of an input, machines without AVX2) uses the same tables, so both paths agree bit for bit.
 /// </summary>
 internal sealed class BytePrefilter
 {
-    /// <summary>Bytes per fingerprint; every literal is at least this long.</summary>
-    public const int FingerprintLength = 3;
+    /// <summary>Shortest literal the prefilter accepts.</summary>
+    public const int MinLiteral = 3;
 
-    private const int Buckets = 8;
-    private const int KeywordFlag = 1 << 24;
+    /// <summary>Bytes per window.</summary>
+    public const int Width = 4;
 
-    // [offset * 32 + 0..15] = low-nibble table, [offset * 32 + 16..31] = high-nibble table.
-    private readonly byte[] _nibbles = new byte[FingerprintLength * 32];
-    private readonly Vector256<byte>[] _vectors = new Vector256<byte>[FingerprintLength * 2];
-    private readonly int[] _slotKeys;
-    private readonly Entry[][] _slotEntries;
-    private readonly int _slotShift;
+    /// <summary>Two planes of eight buckets (one byte of bucket bits per plane).</summary>
+    private const int Buckets = 16;
+
+    private const int PlaneSize = Width * 32;
+
+    // English letter frequencies in percent, a..z.
+    private static readonly double[] _letters =
+    [
+        8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.15, 0.8, 4.0, 2.4, 6.7, 7.5, 1.9, 0.1, 6.0, 6.3, 9.1, 2.8, 1.0, 2.4, 0.15, 2.0, 0.07,
+    ];
+
+    private static readonly double[] _frequency = BuildFrequency();
+
+    // [plane * PlaneSize + offset * 32 + 0..15] = low-nibble table, [... + 16..31] = high-nibble table.
+    private readonly byte[] _nibbles = new byte[2 * PlaneSize];
+    private readonly Vector256<byte>[] _vectors = new Vector256<byte>[2 * Width * 2];
+    private readonly KeyTable? _exact4;
+    private readonly KeyTable? _exact3;
+    private readonly KeyTable? _folded4;
 
     private BytePrefilter(List<Entry> entries)
     {
-        // Distinct fingerprints (keywords folded to lower case), sorted so that similar ones share a bucket.
-        var fingerprints = entries
-            .Select(e => (Key: FingerprintKey(e.Bytes, e.IgnoreCase), e.IgnoreCase))
+        // Distinct windows, each into the bucket where it adds the fewest expected false candidates.
+        var windows = entries
+            .Select(e => (e.Key, e.WindowLength, e.IgnoreCase))
             .Distinct()
-            .OrderBy(f => f.Key & 0xFF)
-            .ThenBy(f => (f.Key >> 8) & 0xFF)
-            .ThenBy(f => (f.Key >> 16) & 0xFF)
+            .OrderBy(w => w.WindowLength)
+            .ThenBy(w => w.Key)
             .ToArray();
-        var perBucket = (fingerprints.Length + Buckets - 1) / Buckets;
-        for (var i = 0; i < fingerprints.Length; i++)
+        var buckets = new ushort[Buckets, Width * 2];
+        var used = new bool[Buckets];
+        foreach (var (key, windowLength, ignoreCase) in windows)
         {
-            var bit = (byte)(1 << (i / Math.Max(1, perBucket)));
-            var (key, ignoreCase) = fingerprints[i];
-            for (var k = 0; k < FingerprintLength; k++)
+            var masks = new ushort[Width * 2];
+            for (var k = 0; k < Width; k++)
             {
+                if (k >= windowLength)
+                {
+                    masks[2 * k] = masks[(2 * k) + 1] = ushort.MaxValue;
+                    continue;
+                }
+
                 var b = (byte)(key >> (8 * k));
-                AddByte(k, b, bit);
+                masks[2 * k] |= (ushort)(1 << (b & 15));
+                masks[(2 * k) + 1] |= (ushort)(1 << (b >> 4));
                 if (ignoreCase && IsAsciiLetter(b))
                 {
-                    AddByte(k, (byte)(b ^ 0x20), bit);
+                    masks[(2 * k) + 1] |= (ushort)(1 << ((b ^ 0x20) >> 4));
+                }
+            }
+
+            var best = 0;
+            var bestCost = double.MaxValue;
+            for (var bucket = 0; bucket < Buckets; bucket++)
+            {
+                var cost = used[bucket] ? FalseRate(buckets, bucket, masks) - FalseRate(buckets, bucket, null) : FalseRate(null, bucket, masks);
+                if (cost < bestCost)
+                {
+                    (best, bestCost) = (bucket, cost);
+                }
+            }
+
+            used[best] = true;
+            for (var m = 0; m < masks.Length; m++)
+            {
+                buckets[best, m] |= masks[m];
+            }
+        }
+
+        for (var bucket = 0; bucket < Buckets; bucket++)
+        {
+            var bit = (byte)(1 << (bucket % 8));
+            var plane = (bucket / 8) * PlaneSize;
+            for (var k = 0; k < Width; k++)
+            {
+                for (var n = 0; n < 16; n++)
+                {
+                    if ((buckets[bucket, 2 * k] & (1 << n)) != 0)
+                    {
+                        _nibbles[plane + (k * 32) + n] |= bit;
+                    }
+
+                    if ((buckets[bucket, (2 * k) + 1] & (1 << n)) != 0)
+                    {
+                        _nibbles[plane + (k * 32) + 16 + n] |= bit;
+                    }
                 }
             }
         }
 
-        for (var k = 0; k < FingerprintLength; k++)
+        for (var t = 0; t < 2 * Width; t++)
         {
-            var lo = _nibbles.AsSpan(k * 32, 16);
-            var hi = _nibbles.AsSpan((k * 32) + 16, 16);
-            _vectors[2 * k] = Vector256.Create(Vector128.Create((ReadOnlySpan<byte>)lo), Vector128.Create((ReadOnlySpan<byte>)lo));
-            _vectors[(2 * k) + 1] = Vector256.Create(Vector128.Create((ReadOnlySpan<byte>)hi), Vector128.Create((ReadOnlySpan<byte>)hi));
+            var lo = Vector128.Create((ReadOnlySpan<byte>)_nibbles.AsSpan(t * 32, 16));
+            var hi = Vector128.Create((ReadOnlySpan<byte>)_nibbles.AsSpan((t * 32) + 16, 16));
+            _vectors[2 * t] = Vector256.Create(lo, lo);
+            _vectors[(2 * t) + 1] = Vector256.Create(hi, hi);
         }
 
-        // Stage 2: open addressing on the 3-byte key (keywords: folded key | flag).
-        var grouped = entries.GroupBy(e => FingerprintKey(e.Bytes, e.IgnoreCase) | (e.IgnoreCase ? KeywordFlag : 0)).ToArray();
-        var size = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, grouped.Length * 4));
-        _slotShift = 32 - BitOperations.Log2((uint)size);
-        _slotKeys = new int[size];
-        Array.Fill(_slotKeys, -1);
-        _slotEntries = new Entry[size][];
-        foreach (var group in grouped)
-        {
-            var slot = Slot(group.Key);
-            while (_slotKeys[slot] != -1)
-            {
-                slot = (slot + 1) & (size - 1);
-            }
-
-            _slotKeys[slot] = group.Key;
-            _slotEntries[slot] = [.. group];
-        }
-
-        HasKeywords = entries.Any(e => e.IgnoreCase);
+        _exact4 = KeyTable.Build(entries.Where(e => !e.IgnoreCase && e.WindowLength == 4));
+        _exact3 = KeyTable.Build(entries.Where(e => !e.IgnoreCase && e.WindowLength == 3));
+        _folded4 = KeyTable.Build(entries.Where(e => e.IgnoreCase));
     }
-
-    public bool HasKeywords { get; }
 
     /// <summary>Builds the prefilter; null when there is nothing to look for.</summary>
     public static BytePrefilter? Build(IEnumerable<(string Anchor, Detector Detector)> anchors, IEnumerable<(string Keyword, Detector Detector)> keywords)
@@ -115,15 +159,12 @@ internal sealed class BytePrefilter
         if (Avx2.IsSupported)
         {
             ref var origin = ref MemoryMarshal.GetReference(data);
-            var lo0 = _vectors[0];
-            var hi0 = _vectors[1];
-            var lo1 = _vectors[2];
-            var hi1 = _vectors[3];
-            var lo2 = _vectors[4];
-            var hi2 = _vectors[5];
+            var t = _vectors;
+            var (t0, t1, t2, t3, t4, t5, t6, t7) = (t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
+            var (t8, t9, t10, t11, t12, t13, t14, t15) = (t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]);
 
-            // Loads at i, i+1, i+2 must stay inside the data: i + 2 + 32 <= length.
-            while (i + 34 <= data.Length)
+            // Loads at i .. i+3 must stay inside the data: i + 3 + 32 <= length.
+            while (i + 35 <= data.Length)
             {
                 if (count + 32 > output.Length)
                 {
@@ -131,9 +172,28 @@ internal sealed class BytePrefilter
                     return count;
                 }
 
-                var m = Classify(Vector256.LoadUnsafe(ref origin, (nuint)i), lo0, hi0)
-                    & Classify(Vector256.LoadUnsafe(ref origin, (nuint)(i + 1)), lo1, hi1)
-                    & Classify(Vector256.LoadUnsafe(ref origin, (nuint)(i + 2)), lo2, hi2);
+                var v0 = Vector256.LoadUnsafe(ref origin, (nuint)i);
+                var v1 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 1));
+                var v2 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 2));
+                var v3 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 3));
+                var nibble = Vector256.Create((byte)0x0F);
+                var l0 = v0 & nibble;
+                var h0 = Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & nibble;
+                var l1 = v1 & nibble;
+                var h1 = Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & nibble;
+                var l2 = v2 & nibble;
+                var h2 = Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & nibble;
+                var l3 = v3 & nibble;
+                var h3 = Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & nibble;
+                var a = Avx2.Shuffle(t0, l0) & Avx2.Shuffle(t1, h0)
+                    & Avx2.Shuffle(t2, l1) & Avx2.Shuffle(t3, h1)
+                    & Avx2.Shuffle(t4, l2) & Avx2.Shuffle(t5, h2)
+                    & Avx2.Shuffle(t6, l3) & Avx2.Shuffle(t7, h3);
+                var b = Avx2.Shuffle(t8, l0) & Avx2.Shuffle(t9, h0)
+                    & Avx2.Shuffle(t10, l1) & Avx2.Shuffle(t11, h1)
+                    & Avx2.Shuffle(t12, l2) & Avx2.Shuffle(t13, h2)
+                    & Avx2.Shuffle(t14, l3) & Avx2.Shuffle(t15, h3);
+                var m = a | b;
                 var bits = ~Vector256.Equals(m, Vector256<byte>.Zero).ExtractMostSignificantBits();
                 while (bits != 0)
                 {
@@ -145,7 +205,7 @@ internal sealed class BytePrefilter
             }
         }
 
-        var last = data.Length - FingerprintLength;
+        var last = data.Length - MinLiteral;
         for (; i <= last; i++)
         {
             if (count == output.Length)
@@ -164,74 +224,110 @@ internal sealed class BytePrefilter
         return count;
     }
 
-    /// <summary>Stage 1 for one position, without SIMD (same tables).</summary>
+    /// <summary>Stage 1 for one position, without SIMD (same tables); bytes past the end accept every bucket.</summary>
     public bool ScalarAccepts(ReadOnlySpan<byte> data, int i)
     {
         var nibbles = _nibbles;
-        var m = 0xFF;
-        for (var k = 0; k < FingerprintLength; k++)
+        var a = 0xFF;
+        var c = 0xFF;
+        var width = Math.Min(Width, data.Length - i);
+        for (var k = 0; k < width; k++)
         {
             var b = data[i + k];
-            m &= nibbles[(k * 32) + (b & 15)] & nibbles[(k * 32) + 16 + (b >> 4)];
+            a &= nibbles[(k * 32) + (b & 15)] & nibbles[(k * 32) + 16 + (b >> 4)];
+            c &= nibbles[PlaneSize + (k * 32) + (b & 15)] & nibbles[PlaneSize + (k * 32) + 16 + (b >> 4)];
         }
 
-        return m != 0;
+        return (a | c) != 0;
     }
 
-    /// <summary>Stage 2: the literals whose first three bytes are the ones at <paramref name="i"/> (case-sensitive lookup).</summary>
-    public Entry[]? ExactEntries(ReadOnlySpan<byte> data, int i) =>
-        Lookup(data[i] | (data[i + 1] << 8) | (data[i + 2] << 16));
+    /// <summary>Number of stage-2 tables (<see cref="Lookup"/>).</summary>
+    public const int Tables = 3;
 
-    /// <summary>Stage 2 for keywords: the case-insensitive literals whose folded first three bytes match.</summary>
-    public Entry[]? KeywordEntries(ReadOnlySpan<byte> data, int i) =>
-        Lookup(Fold(data[i]) | (Fold(data[i + 1]) << 8) | (Fold(data[i + 2]) << 16) | KeywordFlag);
-
-    private Entry[]? Lookup(int key)
+    /// <summary>
+    /// Stage 2: the literals whose window, looked up in table <paramref name="table"/> (exact 4-byte, exact 3-byte,
+    /// folded 4-byte), is the bytes at candidate <paramref name="i"/>. A literal then starts at i - its offset, where
+    /// <see cref="Entry.MatchesAt"/> confirms it in full.
+    /// </summary>
+    public Entry[]? Lookup(ReadOnlySpan<byte> data, int i, int table)
     {
-        var keys = _slotKeys;
-        var slot = Slot(key);
-        while (true)
+        var rest = data.Length - i;
+        switch (table)
         {
-            var found = keys[slot];
-            if (found == key)
-            {
-                return _slotEntries[slot];
-            }
-
-            if (found == -1)
-            {
+            case 0 when rest >= 4 && _exact4 is not null:
+                return _exact4.Find(Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref MemoryMarshal.GetReference(data), i)));
+            case 1 when rest >= 3 && _exact3 is not null:
+                return _exact3.Find(data[i] | (data[i + 1] << 8) | (data[i + 2] << 16));
+            case 2 when rest >= 4 && _folded4 is not null:
+                return _folded4.Find(FoldWord(Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref MemoryMarshal.GetReference(data), i))));
+            default:
                 return null;
-            }
-
-            slot = (slot + 1) & (keys.Length - 1);
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Slot(int key) => (int)(((uint)key * 2654435761u) >> _slotShift);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Classify(Vector256<byte> v, Vector256<byte> lo, Vector256<byte> hi)
+    /// <summary>Lower-cases the ASCII letters of four little-endian bytes.</summary>
+    private static int FoldWord(int word)
     {
-        var nibble = Vector256.Create((byte)0x0F);
-        var low = Avx2.Shuffle(lo, v & nibble);
-        var high = Avx2.Shuffle(hi, Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble);
-        return low & high;
+        var folded = 0;
+        for (var k = 0; k < 4; k++)
+        {
+            folded |= Fold((byte)(word >> (8 * k))) << (8 * k);
+        }
+
+        return folded;
     }
 
-    private void AddByte(int offset, byte b, byte bit)
+    /// <summary>
+    /// The expected share of positions a bucket accepts (with <paramref name="extra"/> nibble masks added), under a
+    /// rough byte-frequency model of text and JSON. A bucket accepts at offset k every byte whose low nibble and high
+    /// nibble are both in its sets, so mixing dissimilar windows in one bucket accepts far more than either.
+    /// </summary>
+    private static double FalseRate(ushort[,]? buckets, int bucket, ushort[]? extra)
     {
-        _nibbles[(offset * 32) + (b & 15)] |= bit;
-        _nibbles[(offset * 32) + 16 + (b >> 4)] |= bit;
+        var rate = 1.0;
+        for (var k = 0; k < Width; k++)
+        {
+            var lo = (buckets?[bucket, 2 * k] ?? 0) | (extra?[2 * k] ?? 0);
+            var hi = (buckets?[bucket, (2 * k) + 1] ?? 0) | (extra?[(2 * k) + 1] ?? 0);
+            var accepted = 0.0;
+            for (var b = 0; b < 256; b++)
+            {
+                if ((lo & (1 << (b & 15))) != 0 && (hi & (1 << (b >> 4))) != 0)
+                {
+                    accepted += _frequency[b];
+                }
+            }
+
+            rate *= accepted;
+        }
+
+        return rate;
+    }
+
+    private static double[] BuildFrequency()
+    {
+        var weights = new double[256];
+        for (var b = 0; b < 256; b++)
+        {
+            weights[b] = b switch
+            {
+                >= 'a' and <= 'z' => 4 * 26 * _letters[b - 'a'] / 100,
+                ' ' or '"' or ',' or ':' or '.' or '/' => 3,
+                >= '0' and <= '9' => 2,
+                '_' or '-' => 1,
+                >= 'A' and <= 'Z' => 0.6,
+                '\n' or '{' or '}' or '[' or ']' or '=' or '&' or '?' or '\\' => 0.3,
+                _ => 0.02,
+            };
+        }
+
+        var total = weights.Sum();
+        return [.. weights.Select(w => w / total)];
     }
 
     private static bool IsAsciiLetter(byte b) => (uint)((b | 0x20) - 'a') <= 'z' - 'a';
 
     private static int Fold(byte b) => IsAsciiLetter(b) ? b | 0x20 : b;
-
-    private static int FingerprintKey(byte[] bytes, bool ignoreCase) => ignoreCase
-        ? Fold(bytes[0]) | (Fold(bytes[1]) << 8) | (Fold(bytes[2]) << 16)
-        : bytes[0] | (bytes[1] << 8) | (bytes[2] << 16);
 
     private static void AddEntries(List<Entry> entries, IEnumerable<(string Literal, Detector Detector)> pairs, bool ignoreCase)
     {
@@ -243,7 +339,7 @@ internal sealed class BytePrefilter
                 continue;
             }
 
-            if (literal.Length < FingerprintLength || literal.Any(c => c > 0xFF) || (ignoreCase && literal.Any(c => c >= 0x80)))
+            if (literal.Length < (ignoreCase ? Width : MinLiteral) || literal.Any(c => c > 0xFF) || (ignoreCase && literal.Any(c => c >= 0x80)))
             {
                 throw new InvalidOperationException($"literal of detector '{detector.Id}' cannot be prefiltered on bytes");
             }
@@ -262,13 +358,46 @@ internal sealed class BytePrefilter
 
         foreach (var (literal, detectors) in byLiteral)
         {
-            entries.Add(new Entry(Encoding.Latin1.GetBytes(literal), literal.Length, [.. detectors], ignoreCase));
+            var bytes = Encoding.Latin1.GetBytes(literal);
+            var windowLength = Math.Min(Width, bytes.Length);
+            var offset = 0;
+            var best = double.MaxValue;
+            for (var d = 0; d + windowLength <= bytes.Length; d++)
+            {
+                // log of the window's expected frequency: the rarest window wins.
+                var cost = 0.0;
+                for (var k = 0; k < windowLength; k++)
+                {
+                    var b = bytes[d + k];
+                    var frequency = _frequency[b] + (ignoreCase && IsAsciiLetter(b) ? _frequency[b ^ 0x20] : 0);
+                    cost += Math.Log(frequency);
+                }
+
+                if (cost < best)
+                {
+                    (best, offset) = (cost, d);
+                }
+            }
+
+            var key = 0;
+            for (var k = 0; k < windowLength; k++)
+            {
+                key |= (ignoreCase ? Fold(bytes[offset + k]) : bytes[offset + k]) << (8 * k);
+            }
+
+            entries.Add(new Entry(bytes, [.. detectors], ignoreCase, offset, windowLength, key));
         }
     }
 
-    /// <summary>One literal: its Latin-1 bytes (byte i = char i of the anchor) and the detectors it triggers.</summary>
-    internal sealed record Entry(byte[] Bytes, int Length, Detector[] Detectors, bool IgnoreCase)
+    /// <summary>
+    /// One literal: its Latin-1 bytes (byte i = char i of the anchor), the detectors it triggers, and its window
+    /// (<paramref name="WindowLength"/> bytes at <paramref name="Offset"/>, as a little-endian <paramref name="Key"/>,
+    /// lower-cased for keywords).
+    /// </summary>
+    internal sealed record Entry(byte[] Bytes, Detector[] Detectors, bool IgnoreCase, int Offset, int WindowLength, int Key)
     {
+        public int Length => Bytes.Length;
+
         public bool MatchesAt(ReadOnlySpan<byte> data, int i)
         {
             if (data.Length - i < Bytes.Length)
@@ -279,5 +408,56 @@ internal sealed class BytePrefilter
             var slice = data.Slice(i, Bytes.Length);
             return IgnoreCase ? Ascii.EqualsIgnoreCase(slice, Bytes) : slice.SequenceEqual(Bytes);
         }
+    }
+
+    /// <summary>Open addressing from a window key to the literals with that window.</summary>
+    private sealed class KeyTable
+    {
+        private readonly int[] _keys;
+        private readonly Entry[][] _entries;
+        private readonly int _shift;
+
+        private KeyTable(IGrouping<int, Entry>[] groups)
+        {
+            var size = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, groups.Length * 4));
+            _shift = 32 - BitOperations.Log2((uint)size);
+            _keys = new int[size];
+            _entries = new Entry[size][];
+            foreach (var group in groups)
+            {
+                var slot = Slot(group.Key);
+                while (_entries[slot] is not null)
+                {
+                    slot = (slot + 1) & (size - 1);
+                }
+
+                _keys[slot] = group.Key;
+                _entries[slot] = [.. group];
+            }
+        }
+
+        public static KeyTable? Build(IEnumerable<Entry> entries)
+        {
+            var groups = entries.GroupBy(e => e.Key).ToArray();
+            return groups.Length == 0 ? null : new KeyTable(groups);
+        }
+
+        public Entry[]? Find(int key)
+        {
+            var slot = Slot(key);
+            while (true)
+            {
+                var entries = _entries[slot];
+                if (entries is null || _keys[slot] == key)
+                {
+                    return entries;
+                }
+
+                slot = (slot + 1) & (_keys.Length - 1);
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private int Slot(int key) => (int)(((uint)key * 2654435761u) >> _shift);
     }
 }

@@ -222,7 +222,7 @@ internal sealed class ScanSession
     private void RunAnchorsBytes(ReadOnlySpan<byte> bytes, ref char[]? chars)
     {
         var filter = _core.BytePrefilter;
-        if (filter is null || bytes.Length < BytePrefilter.FingerprintLength)
+        if (filter is null || bytes.Length < BytePrefilter.MinLiteral)
         {
             return;
         }
@@ -235,14 +235,12 @@ internal sealed class ScanSession
             for (var k = 0; k < count; k++)
             {
                 var hit = hits[k];
-                if (filter.ExactEntries(bytes, hit) is { } exact)
+                for (var table = 0; table < BytePrefilter.Tables; table++)
                 {
-                    ConfirmBytes(bytes, hit, exact, ref chars);
-                }
-
-                if (filter.HasKeywords && filter.KeywordEntries(bytes, hit) is { } keywords)
-                {
-                    ConfirmBytes(bytes, hit, keywords, ref chars);
+                    if (filter.Lookup(bytes, hit, table) is { } entries)
+                    {
+                        ConfirmBytes(bytes, hit, entries, ref chars);
+                    }
                 }
             }
         }
@@ -252,7 +250,8 @@ internal sealed class ScanSession
     {
         foreach (var entry in entries)
         {
-            if (!entry.MatchesAt(bytes, hit))
+            var start = hit - entry.Offset;
+            if (start < 0 || !entry.MatchesAt(bytes, start))
             {
                 continue;
             }
@@ -264,7 +263,7 @@ internal sealed class ScanSession
                     continue;
                 }
 
-                if (detector.TryMatch(Widen(bytes, ref chars), hit, entry.Length, false, out _, out _))
+                if (detector.TryMatch(Widen(bytes, ref chars), start, entry.Length, false, out _, out _))
                 {
                     AddFinding(detector.Id, ContentAction.Deny);
                 }
