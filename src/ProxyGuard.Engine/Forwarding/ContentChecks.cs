@@ -19,7 +19,7 @@ internal static class ContentChecks
         var blocking = result.Findings.FirstOrDefault(f => f.Action == ContentAction.Deny);
         return result.Blocked
             ? new Denial(403, blocking?.Detector ?? "content", "content-finding",
-                $"the host name {host} looks like it carries a credential ({blocking?.Detector ?? result.Error})")
+                $"the host name looks like it carries a credential ({blocking?.Detector ?? result.Error}), which would leak through DNS")
             : null;
     }
 

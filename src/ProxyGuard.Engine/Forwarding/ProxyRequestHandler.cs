@@ -317,7 +317,9 @@ public sealed class ProxyRequestHandler
 
         // The body: buffered whole (up to max_body) when it must be scanned or substituted.
         var needsBody = (scanner is not null && content.ScanBody) || snapshot.Bindings.Count > 0 || snapshot.Unavailable.Count > 0;
-        var hasBody = request.ContentLength > 0 || (request.ContentLength is null && request.Headers.ContainsKey(HeaderNames.TransferEncoding));
+        // HTTP/2 and HTTP/3 bodies need neither Content-Length nor Transfer-Encoding: ask the server whether one can follow.
+        var hasBody = s.Context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody
+            ?? (request.ContentLength > 0 || (request.ContentLength is null && request.Headers.ContainsKey(HeaderNames.TransferEncoding)));
         if (!needsBody || !hasBody)
         {
             return null;
@@ -333,6 +335,8 @@ public sealed class ProxyRequestHandler
                     $"the request body is larger than content.max_body ({content.MaxBody} bytes) and cannot be scanned");
             }
 
+            // over_limit: allow forwards the body unscanned; the event says so.
+            s.Reason = "over-limit-unscanned";
             return null;
         }
 
