@@ -42,6 +42,15 @@ public sealed class ConnectMiddleware
         _services.Metrics.ActiveConnections.Inc();
         try
         {
+            // Every connection holds a slot of its source address from the first byte on, so
+            // half-sent heads count against the limit too (a client id, once known, takes a second).
+            using var addressSlot = _services.Connections.TryAcquire(AddressKey(feature));
+            if (addressSlot is null)
+            {
+                await RefuseAsync(connection, TooManyConnections, null, null, 0, feature);
+                return;
+            }
+
             await HandleAsync(connection, feature);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ConnectionResetException or SocketException or ObjectDisposedException or InvalidOperationException)
@@ -78,14 +87,6 @@ public sealed class ConnectMiddleware
         if (!StartsLikeConnect(buffer))
         {
             input.AdvanceTo(buffer.Start);
-            using var slot = _services.Connections.TryAcquire(feature.RemoteAddress?.ToString() ?? "?");
-            if (slot is null)
-            {
-                await RefuseAsync(connection, new Denial(429, "limits", "too-many-connections",
-                    "this client has too many open connections"), null, null, 0, feature);
-                return;
-            }
-
             await _plainHttp()(connection);
             return;
         }
@@ -160,11 +161,10 @@ public sealed class ConnectMiddleware
             return;
         }
 
-        using var slot = _services.Connections.TryAcquire(clientId ?? feature.RemoteAddress?.ToString() ?? "?");
-        if (slot is null)
+        using var slot = clientId is null ? null : _services.Connections.TryAcquire("client:" + clientId);
+        if (clientId is not null && slot is null)
         {
-            await RefuseAsync(connection, new Denial(429, "limits", "too-many-connections",
-                "this client has too many open connections"), host, clientId, head.Port, feature);
+            await RefuseAsync(connection, TooManyConnections, host, clientId, head.Port, feature);
             return;
         }
 
@@ -181,6 +181,17 @@ public sealed class ConnectMiddleware
         {
             await RefuseAsync(connection, new Denial(403, decision.Rule, decision.Reason.Length > 0 ? ReasonOf(decision) : "no-rule",
                 $"CONNECT to {host}:{head.Port} is not allowed by the policy"), host, clientId, head.Port, feature);
+            return;
+        }
+
+        // The network guard, before any TLS: IP literals and pinned names are judged here (names
+        // that need DNS are judged when dialled). No certificate is minted for a refused address.
+        if (_services.Connector.CheckWithoutLookup(host, head.Port) is { } blocked)
+        {
+            await RefuseAsync(connection, new Denial(403, "network", blocked, blocked == "self"
+                    ? $"{host}:{head.Port} is ProxyGuard itself"
+                    : $"{host} is a private or special-purpose address; allow it with network.allow_destinations"),
+                host, clientId, head.Port, feature);
             return;
         }
 
@@ -271,6 +282,12 @@ public sealed class ConnectMiddleware
             _logger.LogDebug("could not send the refusal: {Error}", ex.Message);
         }
     }
+
+    private static Denial TooManyConnections { get; } = new(429, "limits", "too-many-connections",
+        "this client has too many open connections");
+
+    private static string AddressKey(ProxyConnectionFeature feature) =>
+        "address:" + (feature.RemoteAddress is { } address ? DestinationGuard.Effective(address).ToString() : "?");
 
     internal static string ReasonOf(ConnectDecision decision) =>
         decision.Rule == "default" ? "no-rule" : "rule-deny";

@@ -77,10 +77,42 @@ public sealed class ProxyRequestHandler
             return new Denial(503, "audit", "audit-unavailable", "the audit store cannot record events, so nothing is forwarded");
         }
 
+        // Strict HTTP (SPEC 4.2): what an upstream might read differently never passes, and the
+        // connection is closed after the refusal so no byte after it is read as another request.
+        Denial? strict = null;
         if (HttpMethods.IsConnect(request.Method))
         {
-            return new Denial(405, "protocol", "connect-not-allowed-here",
+            strict = new Denial(405, "protocol", "connect-not-allowed-here",
                 "CONNECT is only accepted as the first request of a new connection to the proxy");
+        }
+        else if (request.Headers.ContainsKey(HeaderNames.TransferEncoding)
+                 && (request.Headers.ContainsKey(HeaderNames.ContentLength) || !HttpProtocol.IsHttp11(request.Protocol)))
+        {
+            strict = new Denial(400, "protocol", "ambiguous-length",
+                "Transfer-Encoding together with Content-Length, or on an HTTP/1.0 request, is ambiguous");
+        }
+        else if (request.Headers.ContentLength is null && request.Headers[HeaderNames.ContentLength].Count > 0)
+        {
+            strict = new Denial(400, "protocol", "ambiguous-length", "the Content-Length header is not one number");
+        }
+        else if (request.Headers.TryGetValue(HeaderNames.Upgrade, out var upgrade)
+                 && upgrade.ToString().Contains("h2c", StringComparison.OrdinalIgnoreCase))
+        {
+            strict = new Denial(403, "protocol", "h2c-not-allowed", "Upgrade: h2c is never forwarded");
+        }
+        else if (request.Headers.ContainsKey("HTTP2-Settings"))
+        {
+            strict = new Denial(403, "protocol", "h2c-not-allowed", "HTTP2-Settings (an h2c upgrade) is never forwarded");
+        }
+
+        if (strict is not null)
+        {
+            if (HttpProtocol.IsHttp11(request.Protocol) || HttpProtocol.IsHttp10(request.Protocol))
+            {
+                context.Response.Headers.Connection = "close";
+            }
+
+            return strict;
         }
 
         // 1. Target and client.
@@ -96,12 +128,6 @@ public sealed class ProxyRequestHandler
         var snapshot = s.Snapshot;
         var policy = snapshot.Policy;
         var enforce = policy.Mode == PolicyMode.Enforce;
-
-        if (request.Headers.TryGetValue(HeaderNames.Upgrade, out var upgrade)
-            && upgrade.ToString().Contains("h2c", StringComparison.OrdinalIgnoreCase))
-        {
-            return new Denial(403, "protocol", "h2c-not-allowed", "Upgrade: h2c is never forwarded");
-        }
 
         // 2. Rules.
         var decision = policy.DecideRequest(s.ClientId, target.Scheme, target.Host, target.Port, request.Method, target.RawPath);
@@ -147,6 +173,7 @@ public sealed class ProxyRequestHandler
         // 4. Secret substitution toward bound hosts.
         try
         {
+            await RefreshExpiredSecretsAsync(s);
             return Substitute(s);
         }
         catch (SecretUnavailableException ex)
@@ -317,9 +344,13 @@ public sealed class ProxyRequestHandler
 
         // The body: buffered whole (up to max_body) when it must be scanned or substituted.
         var needsBody = (scanner is not null && content.ScanBody) || snapshot.Bindings.Count > 0 || snapshot.Unavailable.Count > 0;
-        // HTTP/2 and HTTP/3 bodies need neither Content-Length nor Transfer-Encoding: ask the server whether one can follow.
-        var hasBody = s.Context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody
-            ?? (request.ContentLength > 0 || (request.ContentLength is null && request.Headers.ContainsKey(HeaderNames.TransferEncoding)));
+        // HTTP/2 and HTTP/3 bodies need neither Content-Length nor Transfer-Encoding: ask the server whether one can
+        // follow. Upgrades (WebSocket, extended CONNECT) are not bodies: their stream starts after the response.
+        var upgrading = s.Context.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest == true
+            || s.Context.Features.Get<IHttpExtendedConnectFeature>()?.IsExtendedConnect == true;
+        var hasBody = request.ContentLength > 0
+            || (request.ContentLength is null && request.Headers.ContainsKey(HeaderNames.TransferEncoding))
+            || (request.ContentLength is null && !upgrading && s.Context.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true);
         if (!needsBody || !hasBody)
         {
             return null;
@@ -421,6 +452,76 @@ public sealed class ProxyRequestHandler
         request.Headers.Remove(HeaderNames.Expect);
         request.ContentLength = body.Length;
         s.BufferedBody = body;
+    }
+
+    /// <summary>
+    /// A Vault value is refreshed in the background while it is used; one left unused for longer than
+    /// TTL + grace has expired although Vault may be healthy. Before substituting, fetch such a value
+    /// again when this request carries its placeholder (a failure leaves it expired: Substitute then
+    /// fails closed with <c>secret-unavailable</c>).
+    /// </summary>
+    private static async Task RefreshExpiredSecretsAsync(RequestState s)
+    {
+        string? carried = null;
+        foreach (var binding in s.Snapshot.Bindings)
+        {
+            if (binding.Value.IsAvailable)
+            {
+                continue;
+            }
+
+            carried ??= CarriedText(s);
+            if (!carried.Contains(binding.Placeholder, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            try
+            {
+                await binding.Value.EnsureFreshAsync(s.Context.RequestAborted);
+            }
+            catch (SecretUnavailableException)
+            {
+                // Substitute reveals it and denies the request.
+            }
+        }
+    }
+
+    /// <summary>Headers (Basic credentials decoded), the query (percent-decoded) and the body, for a placeholder presence check.</summary>
+    private static string CarriedText(RequestState s)
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (var header in s.Context.Request.Headers)
+        {
+            foreach (var value in header.Value)
+            {
+                text.Append(value).Append('\n');
+                if (value is not null && value.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
+                {
+                    var decoded = new byte[value.Length];
+                    if (Convert.TryFromBase64String(value[6..].Trim(), decoded, out var n))
+                    {
+                        text.Append(System.Text.Encoding.UTF8.GetString(decoded, 0, n)).Append('\n');
+                    }
+                }
+            }
+        }
+
+        text.Append(s.Target!.RawQuery).Append('\n');
+        try
+        {
+            text.Append(Uri.UnescapeDataString(s.Target.RawQuery)).Append('\n');
+        }
+        catch (UriFormatException)
+        {
+        }
+
+        if (s.BufferedBody is { } body)
+        {
+            text.Append(System.Text.Encoding.UTF8.GetString(body.Span));
+        }
+
+        return text.ToString();
     }
 
     private Denial? Substitute(RequestState s)

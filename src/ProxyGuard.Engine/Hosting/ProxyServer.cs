@@ -79,7 +79,7 @@ public sealed class ProxyServer : IAsyncDisposable
     {
         var proxyAddress = ListenAddress.Parse(options.Listen, "--listen");
         var adminAddress = ListenAddress.Parse(options.Admin, "--admin");
-        var limits = options.Limits;
+        var limits = options.Limits.WithEnvironment(Environment.GetEnvironmentVariable);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
@@ -103,6 +103,7 @@ public sealed class ProxyServer : IAsyncDisposable
         builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("PROXYGUARD_LOG_LEVEL") is { } level && Enum.TryParse<LogLevel>(level, true, out var parsed) ? parsed : LogLevel.Information);
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical); // start failures: one line from the CLI
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         builder.Services.AddHttpForwarder();
 
@@ -112,7 +113,7 @@ public sealed class ProxyServer : IAsyncDisposable
         Directory.CreateDirectory(options.DataDirectory);
         var installationKey = SnapshotBuilder.LoadInstallationKey(options.DataDirectory);
         var store = EventStore.Open(options.DataDirectory);
-        var secrets = new SecretResolver(new SecretResolverOptions());
+        var secrets = new SecretResolver(SecretResolverOptions.FromEnvironment());
         var metrics = new ProxyMetrics();
 
         builder.WebHost.ConfigureKestrel(k =>
@@ -122,7 +123,7 @@ public sealed class ProxyServer : IAsyncDisposable
             k.Limits.MaxRequestHeadersTotalSize = limits.MaxRequestHeadersTotalSize;
             k.Limits.MaxRequestLineSize = limits.MaxRequestLineSize;
             k.Limits.KeepAliveTimeout = limits.IdleTimeout;
-            k.Limits.RequestHeadersTimeout = TimeSpan.FromSeconds(30);
+            k.Limits.RequestHeadersTimeout = limits.RequestHeadersTimeout;
             k.Limits.Http2.MaxStreamsPerConnection = 128;
         });
 

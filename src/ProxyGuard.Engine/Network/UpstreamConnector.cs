@@ -49,6 +49,33 @@ public sealed class UpstreamConnector
         }
     }
 
+    /// <summary>
+    /// Judges a destination without a DNS lookup: IP literals and pinned names (<c>--resolve</c>)
+    /// are checked exactly as <see cref="ConnectAsync"/> would check them, so a CONNECT to a blocked
+    /// address is refused before any TLS (and before a certificate is minted). Returns the refusal
+    /// reason (<c>self</c> or <c>private-destination</c>), or null when the destination is allowed
+    /// or needs a lookup (the dial path checks it again either way).
+    /// </summary>
+    public string? CheckWithoutLookup(string host, int port)
+    {
+        IPAddress address;
+        if (_pinned.TryGetValue(host, out var pinned))
+        {
+            address = pinned;
+        }
+        else if (!IPAddress.TryParse(host, out address!))
+        {
+            return null;
+        }
+
+        if (IsSelf(address, port))
+        {
+            return "self";
+        }
+
+        return DestinationGuard.IsAllowed(address, _allowDestinations(), out _) ? null : "private-destination";
+    }
+
     /// <summary>Resolves <paramref name="host"/>, checks every address, and returns a connected socket.</summary>
     public async Task<Socket> ConnectAsync(string host, int port, CancellationToken ct)
     {

@@ -1,6 +1,10 @@
 namespace ProxyGuard.Engine.Runtime;
 
-/// <summary>Resource bounds of the proxy listener (documented in docs/operations.md).</summary>
+/// <summary>
+/// Resource bounds of the proxy listener (documented in docs/anti-bypass.md). Each can be overridden
+/// by the operator with an environment variable <c>PROXYGUARD_LIMIT_&lt;NAME&gt;</c> (see
+/// <see cref="WithEnvironment"/>); sizes and counts are integers, times are seconds.
+/// </summary>
 public sealed record ProxyLimits
 {
     /// <summary>Bytes of a CONNECT head (request line and headers).</summary>
@@ -11,6 +15,9 @@ public sealed record ProxyLimits
 
     /// <summary>Time a client has to complete the TLS handshake inside a tunnel.</summary>
     public TimeSpan TlsHandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Time a client has to send a complete request head once the HTTP layer runs (Kestrel limit).</summary>
+    public TimeSpan RequestHeadersTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Bytes of all request headers (Kestrel limit).</summary>
     public int MaxRequestHeadersTotalSize { get; init; } = 64 * 1024;
@@ -35,4 +42,46 @@ public sealed record ProxyLimits
 
     /// <summary>Time a request may wait for the audit queue when it is full before failing closed.</summary>
     public TimeSpan EventQueueWait { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Applies <c>PROXYGUARD_LIMIT_*</c> overrides (for example
+    /// <c>PROXYGUARD_LIMIT_MAX_CONNECTIONS_PER_CLIENT=64</c>, <c>PROXYGUARD_LIMIT_CONNECT_HEAD_TIMEOUT=5</c>).
+    /// A value that is not a positive number is an error, so a typo cannot silently remove a bound.
+    /// </summary>
+    public ProxyLimits WithEnvironment(Func<string, string?> getVariable)
+    {
+        int Int(string name, int current) => Read(getVariable, name) is { } v ? checked((int)v) : current;
+        TimeSpan Seconds(string name, TimeSpan current) => Read(getVariable, name) is { } v ? TimeSpan.FromSeconds(v) : current;
+        return this with
+        {
+            MaxConnectHeadBytes = Int("MAX_CONNECT_HEAD_BYTES", MaxConnectHeadBytes),
+            ConnectHeadTimeout = Seconds("CONNECT_HEAD_TIMEOUT", ConnectHeadTimeout),
+            TlsHandshakeTimeout = Seconds("TLS_HANDSHAKE_TIMEOUT", TlsHandshakeTimeout),
+            RequestHeadersTimeout = Seconds("REQUEST_HEADERS_TIMEOUT", RequestHeadersTimeout),
+            MaxRequestHeadersTotalSize = Int("MAX_REQUEST_HEADERS_TOTAL_SIZE", MaxRequestHeadersTotalSize),
+            MaxRequestLineSize = Int("MAX_REQUEST_LINE_SIZE", MaxRequestLineSize),
+            IdleTimeout = Seconds("IDLE_TIMEOUT", IdleTimeout),
+            TunnelIdleTimeout = Seconds("TUNNEL_IDLE_TIMEOUT", TunnelIdleTimeout),
+            MaxConnectionsPerClient = Int("MAX_CONNECTIONS_PER_CLIENT", MaxConnectionsPerClient),
+            CertificateCacheSize = Int("CERTIFICATE_CACHE_SIZE", CertificateCacheSize),
+            UpstreamConnectTimeout = Seconds("UPSTREAM_CONNECT_TIMEOUT", UpstreamConnectTimeout),
+        };
+    }
+
+    private static long? Read(Func<string, string?> getVariable, string name)
+    {
+        var text = getVariable("PROXYGUARD_LIMIT_" + name);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        if (!long.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value)
+            || value is < 1 or > int.MaxValue)
+        {
+            throw new ArgumentException($"PROXYGUARD_LIMIT_{name} must be a whole number from 1 to {int.MaxValue}, not '{text}'");
+        }
+
+        return value;
+    }
 }
