@@ -19,7 +19,15 @@ internal static class Banner
                     $", {policy.Secrets.Count} secrets" +
                     (policy.Secrets.Count > 0 ? $" [{string.Join(", ", policy.Secrets.Select(s => s.Name))}]" : string.Empty));
         var proxy = server.ProxyUrl.StartsWith("unix:", StringComparison.Ordinal) ? string.Empty : $" --proxy {server.ProxyUrl}";
-        o.WriteLine($"proxyguard: for a sandbox: eval \"$(proxyguard env --policy {options.PolicyPath} --ca-dir {options.CaDirectory}{proxy})\"");
+
+        // --data-dir matters: placeholders derive from the installation key stored there.
+        o.WriteLine($"proxyguard: for a sandbox: eval \"$(proxyguard env --policy {Quote(options.PolicyPath)} --ca-dir {Quote(options.CaDirectory)} --data-dir {Quote(options.DataDirectory)}{proxy})\"");
         o.Flush();
     }
+
+    /// <summary>Shell-quotes a path unless it is made only of characters that need none.</summary>
+    internal static string Quote(string value) =>
+        value.Length > 0 && value.All(c => char.IsAsciiLetterOrDigit(c) || c is '/' or '.' or '_' or '-' or ':' or '+' or ',' or '@' or '=')
+            ? value
+            : "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Net;
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Hosting.Systemd;
 using ProxyGuard.Audit;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Hosting;
@@ -70,6 +71,12 @@ internal static class RunCommand
 
     private static async Task<int> RunAsync(ProxyServerOptions options, CancellationToken ct)
     {
+        if (!File.Exists(options.PolicyPath))
+        {
+            await Console.Error.WriteLineAsync($"proxyguard: cannot start: the policy file {Path.GetFullPath(options.PolicyPath)} does not exist (use --policy FILE)");
+            return ExitCodes.Failed;
+        }
+
         ProxyServer server;
         try
         {
@@ -110,7 +117,20 @@ internal static class RunCommand
             });
 
             Banner.Print(server, options);
+
+            // systemd Type=notify: ready once the listeners are bound (a no-op outside systemd).
+            var systemd = new SystemdNotifier();
+            if (systemd.IsEnabled)
+            {
+                systemd.Notify(ServiceState.Ready);
+            }
+
             await server.WaitForShutdownAsync(ct);
+            if (systemd.IsEnabled)
+            {
+                systemd.Notify(ServiceState.Stopping);
+            }
+
             await server.StopAsync(CancellationToken.None);
         }
 
