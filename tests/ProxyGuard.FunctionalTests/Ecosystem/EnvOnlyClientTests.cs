@@ -126,7 +126,7 @@ public sealed class EnvOnlyClientTests : IClassFixture<OriginFixture>
         AssertReachedOrigin("/echo/iso-node");
     }
 
-    [RequiresToolsFact("npm")]
+    [RequiresToolsFact("npm", Optional = true)]
     public async Task Npm_ping_with_env_only()
     {
         // npm takes its proxy from HTTPS_PROXY and its CA file from NPM_CONFIG_CAFILE.
@@ -186,7 +186,7 @@ public sealed class EnvOnlyClientTests : IClassFixture<OriginFixture>
         Assert.Equal("/echo/iso-dotnet", doc.RootElement.GetProperty("target").GetString());
     }
 
-    [RequiresToolsFact("java", "keytool")]
+    [RequiresToolsFact("java", "keytool", Optional = true)]
     public async Task Java_httpclient_with_keytool_truststore()
     {
         // The keytool step from docs/getting-started-agent-operator.md, then java.net.http.HttpClient
