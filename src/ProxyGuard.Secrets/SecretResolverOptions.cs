@@ -30,6 +30,46 @@ public sealed class SecretResolverOptions
     /// <summary>Largest <c>file:</c> secret accepted (default 64 KiB).</summary>
     public int MaxFileBytes { get; init; } = 64 * 1024;
 
+    /// <summary>Variable overriding <see cref="CacheTtl"/> (seconds), read by <see cref="FromEnvironment"/>.</summary>
+    public const string CacheTtlVariable = "PROXYGUARD_SECRET_CACHE_TTL";
+
+    /// <summary>Variable overriding <see cref="StaleGrace"/> (seconds), read by <see cref="FromEnvironment"/>.</summary>
+    public const string StaleGraceVariable = "PROXYGUARD_SECRET_STALE_GRACE";
+
+    /// <summary>
+    /// Defaults, with <see cref="CacheTtl"/> and <see cref="StaleGrace"/> taken from
+    /// PROXYGUARD_SECRET_CACHE_TTL / PROXYGUARD_SECRET_STALE_GRACE (seconds) when set.
+    /// </summary>
+    /// <exception cref="ArgumentException">A variable is set but is not a number of seconds in range.</exception>
+    public static SecretResolverOptions FromEnvironment(Func<string, string?>? environment = null)
+    {
+        environment ??= System.Environment.GetEnvironmentVariable;
+        var defaults = new SecretResolverOptions();
+        return new SecretResolverOptions
+        {
+            Environment = environment,
+            CacheTtl = Seconds(environment, CacheTtlVariable, minimum: 1) ?? defaults.CacheTtl,
+            StaleGrace = Seconds(environment, StaleGraceVariable, minimum: 0) ?? defaults.StaleGrace,
+        };
+    }
+
+    private static TimeSpan? Seconds(Func<string, string?> environment, string name, double minimum)
+    {
+        var text = environment(name);
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        if (!double.TryParse(text.Trim(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var seconds)
+            || double.IsNaN(seconds) || seconds < minimum || seconds > 7 * 24 * 3600)
+        {
+            throw new ArgumentException($"{name} must be a number of seconds between {minimum} and 604800 (got '{text.Trim()}').");
+        }
+
+        return TimeSpan.FromSeconds(seconds);
+    }
+
     /// <inheritdoc />
     public override string ToString() =>
         $"SecretResolverOptions {{ Vault = {Vault?.ToString() ?? "(from environment)"}, CacheTtl = {CacheTtl}, StaleGrace = {StaleGrace} }}";

@@ -41,6 +41,16 @@ public sealed class SecretValue
     /// <exception cref="SecretUnavailableException">A live (Vault) value expired and cannot be refreshed.</exception>
     public string Reveal() => _value ?? _source!.Reveal();
 
+    /// <summary>
+    /// For a live (Vault) value: fetches it again when it is past its TTL (or was never fetched), as
+    /// the resolver does; within the grace a failed fetch is tolerated. <see cref="Reveal"/> never
+    /// fetches synchronously, so a caller that finds <see cref="IsAvailable"/> false (e.g. after a
+    /// quiet period longer than TTL + grace) calls this before revealing. Completes at once for a
+    /// plain value.
+    /// </summary>
+    /// <exception cref="SecretUnavailableException">Vault cannot provide a usable value.</exception>
+    public ValueTask EnsureFreshAsync(CancellationToken ct) => _source is null ? ValueTask.CompletedTask : _source.EnsureAsync(ct);
+
     /// <summary>True when <see cref="Reveal"/> would currently succeed.</summary>
     public bool IsAvailable => _value is not null || _source!.IsAvailable;
 
@@ -72,6 +82,8 @@ internal interface ISecretSource
     bool IsAvailable { get; }
 
     string? Peek();
+
+    ValueTask EnsureAsync(CancellationToken ct);
 }
 
 /// <summary>Writes <c>"[REDACTED]"</c>; refuses to read (a secret is never deserialised).</summary>

@@ -91,7 +91,16 @@ public sealed class ProxySnapshot
                 continue;
             }
 
-            var expected = Encoding.UTF8.GetBytes(client.Token.Reveal());
+            byte[] expected;
+            try
+            {
+                expected = Encoding.UTF8.GetBytes(client.Token.Reveal());
+            }
+            catch (SecretUnavailableException)
+            {
+                return false; // a Vault token expired beyond its grace: fail closed (407)
+            }
+
             var tokenOk = CryptographicOperations.FixedTimeEquals(expected, token);
             CryptographicOperations.ZeroMemory(expected);
             if (!tokenOk)

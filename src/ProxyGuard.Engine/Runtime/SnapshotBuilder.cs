@@ -56,7 +56,7 @@ public static class SnapshotBuilder
                     .Select(r => new CustomRule(r.Name, r.Pattern, Map(r.Action), r.Hosts.Matches))
                     .ToList(),
                 Exemptions = content.Exempt.Select(e => new Exemption(e.Detectors, e.Hosts.Matches)).ToList(),
-                KnownSecrets = bindings.Select(b => new KnownSecret(b.Name, b.Value.Reveal())).ToList(),
+                KnownSecrets = KnownSecrets(bindings),
             });
         }
 
@@ -89,6 +89,29 @@ public static class SnapshotBuilder
         var key = RandomNumberGenerator.GetBytes(32);
         Certificates.CertificateAuthority.WritePrivateFile(path, Convert.ToHexString(key) + "\n");
         return key;
+    }
+
+    /// <summary>
+    /// The values the scanner looks for. A live (Vault) value that expired between resolving and here
+    /// is left out rather than failing the whole reload: the substitutor still detects and scrubs its
+    /// last known value, and requests that need it fail closed with <c>secret-unavailable</c>.
+    /// </summary>
+    private static List<KnownSecret> KnownSecrets(List<SecretBinding> bindings)
+    {
+        var known = new List<KnownSecret>(bindings.Count);
+        foreach (var binding in bindings)
+        {
+            try
+            {
+                known.Add(new KnownSecret(binding.Name, binding.Value.Reveal()));
+            }
+            catch (SecretUnavailableException)
+            {
+                // Fail closed at request time (see ProxyRequestHandler.Substitute).
+            }
+        }
+
+        return known;
     }
 
     private static ContentAction Map(ContentRuleAction action) => action switch
