@@ -41,9 +41,10 @@ internal static partial class YamlTreeReader
             diagnostics.Add(new PolicyDiagnostic(file, Math.Max(1, (int)ex.Start.Line), Math.Max(1, (int)ex.Start.Column), "YAML syntax error: " + CleanMessage(ex.Message)));
             return null;
         }
-        catch (InvalidOperationException)
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException)
         {
-            // YamlDotNet's scanner throws this for some malformed flow collections; report where parsing stopped.
+            // YamlDotNet's scanner throws these for some malformed flow collections and for invalid tags such as
+            // "!!+" (found by fuzzing, fuzz/regressions/policy); report where parsing stopped.
             diagnostics.Add(new PolicyDiagnostic(file, Math.Max(1, state.LastLine), Math.Max(1, state.LastColumn), "YAML syntax error: malformed document after this point (check brackets, braces and quotes)"));
             return null;
         }
