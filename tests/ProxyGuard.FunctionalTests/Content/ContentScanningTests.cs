@@ -462,6 +462,59 @@ public sealed class ContentScanningTests : IClassFixture<ContentFixture>, IDispo
         Assert.Equal(before + 1, _f.Origin.Received.Count);
     }
 
+    [Fact]
+    public async Task A_plain_http_request_body_is_scanned_like_an_intercepted_one()
+    {
+        var before = _f.Origin.Received.Count;
+        using var content = Bytes(Encoding.ASCII.GetBytes("note=" + Synthetic.GitHubToken()), "text/plain");
+        using var response = await _client.PostAsync(_f.HttpUrl("/echo/plain"), content);
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Equal("content-finding", response.Headers.GetValues("X-ProxyGuard-Reason").Single());
+        Assert.Equal(before, _f.Origin.Received.Count);
+    }
+
+    [Fact]
+    public async Task A_websocket_upgrade_still_works_with_scanning_on_and_its_headers_are_scanned()
+    {
+        using (var ws = NewWebSocket())
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await ws.ConnectAsync(new Uri($"wss://localhost:{_f.Origin.HttpsPort}/ws"), cts.Token);
+            await ws.SendAsync("ping with scanning on"u8.ToArray(), System.Net.WebSockets.WebSocketMessageType.Text, true, cts.Token);
+            var buffer = new byte[100];
+            var result = await ws.ReceiveAsync(buffer, cts.Token);
+            Assert.Equal("ping with scanning on", Encoding.UTF8.GetString(buffer, 0, result.Count));
+            await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", cts.Token);
+        }
+
+        var before = _f.Origin.Received.Count;
+        using (var ws = NewWebSocket())
+        {
+            ws.Options.SetRequestHeader("X-Api-Key", Synthetic.GitHubToken());
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(
+                () => ws.ConnectAsync(new Uri($"wss://localhost:{_f.Origin.HttpsPort}/ws"), cts.Token));
+        }
+
+        Assert.Equal(before, _f.Origin.Received.Count);
+    }
+
+    private System.Net.WebSockets.ClientWebSocket NewWebSocket()
+    {
+        var ws = new System.Net.WebSockets.ClientWebSocket();
+        ws.Options.Proxy = new WebProxy(_f.Proxy.ProxyUrl);
+        var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(_f.Proxy.CaPath);
+        ws.Options.RemoteCertificateValidationCallback = (_, cert, _, _) =>
+        {
+            using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+            chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+            return cert is not null && chain.Build(System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(cert.GetRawCertData()));
+        };
+        return ws;
+    }
+
     private static string? PathOf(JsonElement e) =>
         e.TryGetProperty("path", out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
 
