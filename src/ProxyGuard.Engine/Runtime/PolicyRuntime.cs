@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using ProxyGuard.Inspection;
 using ProxyGuard.Policy;
 using ProxyGuard.Secrets;
 
@@ -32,6 +33,10 @@ public sealed class PolicyRuntime : IDisposable
         _logger = logger;
     }
 
+    /// <summary>Every detector id the content scanner knows (built-ins and <c>vault-secret</c>).</summary>
+    public static IReadOnlyCollection<string> KnownDetectorIds { get; } =
+        ContentScanner.Builtins.Select(d => d.Id).ToHashSet(StringComparer.Ordinal);
+
     public ProxySnapshot Current => Volatile.Read(ref _current) ?? throw new InvalidOperationException("no policy loaded");
 
     public string PolicyPath => _policyPath;
@@ -58,7 +63,7 @@ public sealed class PolicyRuntime : IDisposable
             PolicyLoadResult loaded;
             try
             {
-                loaded = PolicyLoader.LoadFile(_policyPath);
+                loaded = PolicyLoader.LoadFile(_policyPath, new PolicyLoadOptions { KnownDetectorIds = KnownDetectorIds });
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
@@ -68,11 +73,7 @@ public sealed class PolicyRuntime : IDisposable
             if (!loaded.Success)
             {
                 var errors = loaded.Diagnostics.Select(d => d.ToString()).ToList();
-                foreach (var error in errors)
-                {
-                    _logger.LogError("policy reload rejected, keeping the last good policy: {Error}", error);
-                }
-
+                LogRejected(errors);
                 _metrics.PolicyReloads.WithLabels("error").Inc();
                 return new ReloadResult(false, null, errors);
             }
@@ -85,7 +86,7 @@ public sealed class PolicyRuntime : IDisposable
             catch (Exception ex) when (ex is IOException or System.Security.Cryptography.CryptographicException or ArgumentException)
             {
                 var error = $"{_policyPath}: {ex.Message}";
-                _logger.LogError("policy reload rejected, keeping the last good policy: {Error}", error);
+                LogRejected([error]);
                 _metrics.PolicyReloads.WithLabels("error").Inc();
                 return new ReloadResult(false, null, [error]);
             }
@@ -116,21 +117,108 @@ public sealed class PolicyRuntime : IDisposable
         }
     }
 
-    /// <summary>Reloads when the policy file changes (debounced).</summary>
+    /// <summary>
+    /// Starts a reload without waiting for it (SIGHUP, file watcher); the outcome is logged. Never throws.
+    /// </summary>
+    public void ReloadInBackground(string trigger)
+    {
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                _logger.LogInformation("reloading the policy {File} ({Trigger})", _policyPath, trigger);
+                await ReloadAsync(CancellationToken.None);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Shutting down.
+            }
+            catch (Exception ex)
+            {
+                _logger.LogError(ex, "policy reload ({Trigger}) failed, keeping the last good policy", trigger);
+            }
+        });
+    }
+
+    /// <summary>
+    /// Reloads when the policy file changes (debounced). The directory is watched and events are
+    /// filtered by the file name, so editors that save by writing a temporary file and renaming it
+    /// over the policy (a new inode), or that move the old file away and write a new one, are seen
+    /// as well as in-place writes. When the platform cannot watch (e.g. the inotify instance limit
+    /// is reached), a warning is logged; SIGHUP and the admin API still reload.
+    /// </summary>
     public void WatchFile()
     {
         var directory = Path.GetDirectoryName(_policyPath)!;
         var name = Path.GetFileName(_policyPath);
-        _debounce = new Timer(_ => _ = ReloadAsync(CancellationToken.None), null, Timeout.Infinite, Timeout.Infinite);
-        _watcher = new FileSystemWatcher(directory, name)
+        _debounce = new Timer(_ => ReloadInBackground("file changed"), null, Timeout.Infinite, Timeout.Infinite);
+        var watcher = new FileSystemWatcher(directory)
         {
             NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+            IncludeSubdirectories = false,
         };
-        FileSystemEventHandler changed = (_, _) => _debounce.Change(200, Timeout.Infinite);
-        _watcher.Changed += changed;
-        _watcher.Created += changed;
-        _watcher.Renamed += (_, _) => _debounce.Change(200, Timeout.Infinite);
-        _watcher.EnableRaisingEvents = true;
+        watcher.Changed += (_, e) => OnChanged(e.Name);
+        watcher.Created += (_, e) => OnChanged(e.Name);
+        watcher.Deleted += (_, e) => OnChanged(e.Name);
+        watcher.Renamed += (_, e) =>
+        {
+            OnChanged(e.Name);
+            OnChanged(e.OldName);
+        };
+        watcher.Error += (_, e) =>
+        {
+            // Events were lost (queue overflow): reload to be sure nothing was missed.
+            _logger.LogWarning("watching {Directory} for policy changes reported an error ({Error}); reloading", directory, e.GetException().Message);
+            Debounce();
+        };
+        try
+        {
+            watcher.EnableRaisingEvents = true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or PlatformNotSupportedException or ArgumentException)
+        {
+            watcher.Dispose();
+            _logger.LogWarning("cannot watch {File} for changes ({Error}); reload with SIGHUP or POST /api/policy/reload", _policyPath, ex.Message);
+            return;
+        }
+
+        _watcher = watcher;
+
+        void OnChanged(string? changed)
+        {
+            // A deleted or moved-away policy keeps the last good one loaded (the reload reports it);
+            // the next file written under the name is picked up.
+            if (string.Equals(changed, name, StringComparison.Ordinal))
+            {
+                Debounce();
+            }
+        }
+    }
+
+    private void Debounce()
+    {
+        try
+        {
+            _debounce?.Change(200, Timeout.Infinite);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Shutting down.
+        }
+    }
+
+    private void LogRejected(IReadOnlyList<string> errors)
+    {
+        // At start there is no last good policy: the caller reports the errors and refuses to start.
+        if (Volatile.Read(ref _current) is null)
+        {
+            return;
+        }
+
+        foreach (var error in errors)
+        {
+            _logger.LogError("policy reload rejected, keeping the last good policy: {Error}", error);
+        }
     }
 
     public void Dispose()

@@ -11,17 +11,42 @@ internal static class PolicyCommands
 {
     public static Command Create() => new("policy", "Check, explain and test policy files.") { Check(), Explain(), Test() };
 
+    /// <summary>The same validation as the running proxy: unknown detector ids are errors with their position.</summary>
+    internal static PolicyLoadOptions LoadOptions(Func<string, string?>? secretReferenceValidator) => new()
+    {
+        SecretReferenceValidator = secretReferenceValidator,
+        KnownDetectorIds = PolicyRuntime.KnownDetectorIds,
+    };
+
     private static Command Check()
     {
         var files = new Argument<string[]>("FILE") { Arity = ArgumentArity.OneOrMore, Description = "Policy files." };
-        var command = new Command("check", "Validate policy files; each problem as FILE:LINE:COL: message.") { files };
+        files.Validators.Add(result =>
+        {
+            // A mistyped option would otherwise be taken for a file name (and reported as "file not found").
+            foreach (var token in result.Tokens)
+            {
+                if (token.Value.StartsWith('-') && !File.Exists(token.Value))
+                {
+                    result.AddError($"unknown option '{token.Value}' (use ./{token.Value} for a file whose name starts with '-')");
+                }
+            }
+        });
+        var resolveSecrets = new Option<bool>("--resolve-secrets")
+        {
+            Description = "Also check that every secret reference (env:, file:, vault:) resolves here, as on the proxy host. Values are never printed.",
+        };
+        var command = new Command("check", "Validate policy files; each problem as FILE:LINE:COL: message.") { files, resolveSecrets };
         command.SetAction(parse =>
         {
+            // By default only the syntax of secret references is checked: policies are written and
+            // reviewed on workstations and in CI, where the proxy host's secrets are not available.
             using var resolver = new SecretResolver(new SecretResolverOptions());
+            var options = LoadOptions(parse.GetValue(resolveSecrets) ? resolver.Validate : null);
             var failed = false;
             foreach (var file in parse.GetValue(files)!)
             {
-                var result = PolicyLoader.LoadFile(file, new PolicyLoadOptions { SecretReferenceValidator = resolver.Validate });
+                var result = PolicyLoader.LoadFile(file, options);
                 foreach (var diagnostic in result.Diagnostics)
                 {
                     Console.Error.WriteLine(diagnostic.ToString());
@@ -50,7 +75,7 @@ internal static class PolicyCommands
         var command = new Command("test", "Run expectation cases against a policy; prints N passed, N failed.") { file, cases };
         command.SetAction(parse =>
         {
-            var loaded = PolicyLoader.LoadFile(parse.GetValue(file)!);
+            var loaded = PolicyLoader.LoadFile(parse.GetValue(file)!, LoadOptions(null));
             if (!loaded.Success)
             {
                 foreach (var diagnostic in loaded.Diagnostics)
@@ -90,7 +115,7 @@ internal static class PolicyCommands
         var command = new Command("explain", "Show the decision for one request, offline.") { file, method, url, client, headers, bodyFile, dataDir };
         command.SetAction(async (parse, ct) =>
         {
-            var loaded = PolicyLoader.LoadFile(parse.GetValue(file)!);
+            var loaded = PolicyLoader.LoadFile(parse.GetValue(file)!, LoadOptions(null));
             if (!loaded.Success)
             {
                 foreach (var diagnostic in loaded.Diagnostics)
@@ -120,7 +145,20 @@ internal static class PolicyCommands
                 headerList.Add(new(h[..colon].Trim(), h[(colon + 1)..].Trim()));
             }
 
-            var body = parse.GetValue(bodyFile) is { } path ? await File.ReadAllBytesAsync(path, ct) : null;
+            byte[]? body = null;
+            if (parse.GetValue(bodyFile) is { } path)
+            {
+                try
+                {
+                    body = await File.ReadAllBytesAsync(path, ct);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    Console.Error.WriteLine($"proxyguard: cannot read --body-file {path}: {ex.Message}");
+                    return ExitCodes.Failed;
+                }
+            }
+
             using var secrets = new OfflineSecretProvider();
             var snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, SnapshotBuilder.LoadInstallationKey(parse.GetValue(dataDir)!), ct);
             var (allowed, text) = Describe(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target!, headerList, body);

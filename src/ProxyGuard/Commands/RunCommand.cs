@@ -112,8 +112,9 @@ internal static class RunCommand
 
             using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
             {
+                // Reload instead of terminating; the outcome (and any FILE:LINE:COL errors) is logged.
                 context.Cancel = true;
-                _ = server.Services.Runtime.ReloadAsync(CancellationToken.None);
+                server.Services.Runtime.ReloadInBackground("SIGHUP");
             });
 
             Banner.Print(server, options);
