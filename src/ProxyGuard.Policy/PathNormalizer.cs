@@ -93,7 +93,7 @@ public static class PathNormalizer
             if (c > 0x7E)
             {
                 var start = i;
-                while (i < path.Length && path[i] > 0x7E)
+                while (i < path.Length && path[i] > 0x7F)
                 {
                     i++;
                 }

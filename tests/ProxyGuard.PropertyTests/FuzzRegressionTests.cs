@@ -19,4 +19,32 @@ public sealed class FuzzRegressionTests
         Assert.NotEmpty(result.Diagnostics);
         Assert.All(result.Diagnostics, d => Assert.StartsWith("fuzzed.yaml:1:", d.ToString(), StringComparison.Ordinal));
     }
+
+    [Theory]
+    [InlineData("/repos/acme/\u00e9\u007f")]
+    [InlineData("/repos/acme/\ufffd\u007fx")]
+    [InlineData("/repos/acme/\u4e2d\u007f\u007f")]
+    public void A_DEL_after_non_ASCII_characters_is_ambiguous_like_a_DEL_anywhere_else(string raw)
+    {
+        // AFL++ on the path target: the run of non-ASCII characters swallowed a following DEL (0x7F) and encoded it
+        // without flagging the path ambiguous, so "/repos/acme/\u00e9<DEL>" matched an allow path rule while
+        // "/repos/acme/<DEL>" did not, and the normal form was not a fixed point.
+        Assert.True(PathNormalizer.Normalize("/repos/acme/\u007f").Ambiguous);
+        var n = PathNormalizer.Normalize(raw);
+        Assert.True(n.Ambiguous, n.Path);
+        var policy = PolicyLoader.LoadText(
+            """
+            version: 1
+            default: deny
+            rules:
+              - name: repos
+                hosts: [api.example.com]
+                paths: ["/repos/acme/**"]
+                action: allow
+            """,
+            "regression.yaml").Policy!;
+        var decision = policy.DecideRequest(null, "https", "api.example.com", 443, "GET", raw);
+        Assert.False(decision.Allowed);
+        Assert.Equal("ambiguous-path", decision.Reason);
+    }
 }
