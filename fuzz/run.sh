@@ -12,11 +12,14 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$here/findings/build"
+plain="$here/findings/build-plain"
 export PATH="$PATH:$HOME/.dotnet/tools" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 if [[ ! -f "$build/.instrumented" ]]; then
   rm -rf "$build"
   dotnet build "$here/ProxyGuard.Fuzz/ProxyGuard.Fuzz.csproj" -c Release -o "$build" -p:PG_SLOT= -p:UseArtifactsOutput=false >/dev/null
+  # An uninstrumented copy: instrumented assemblies crash outside afl-fuzz (no shared memory), so replays use this.
+  rm -rf "$plain" && cp -r "$build" "$plain"
   if command -v sharpfuzz >/dev/null 2>&1; then
     # Instrument the code under test (and the YAML parser the policy loader sits on).
     for asm in ProxyGuard.Policy ProxyGuard.Inspection ProxyGuard.Secrets ProxyGuard.Engine YamlDotNet; do
@@ -37,7 +40,7 @@ corpus="$here/corpus/$target"
 
 if ! command -v afl-fuzz >/dev/null 2>&1 || [[ ! -f "$build/.instrumented" ]]; then
   echo "fuzz/run.sh: afl-fuzz or sharpfuzz missing: running the uninstrumented mutation loop instead" >&2
-  exec dotnet "$build/ProxyGuard.Fuzz.dll" --mutate "$target" "$seconds" "$corpus"
+  exec dotnet "$plain/ProxyGuard.Fuzz.dll" --mutate "$target" "$seconds" "$corpus"
 fi
 
 out="$here/findings/$target"
@@ -47,8 +50,15 @@ export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT
 # virtual memory, -V: stop after SECONDS. A second run resumes from the saved queue.
 resume=()
 [[ -d "$out/default/queue" ]] && resume=(-i -) || resume=(-i "$corpus")
-afl-fuzz "${resume[@]}" -o "$out" -t 5000 -m none -V "$seconds" -- dotnet "$build/ProxyGuard.Fuzz.dll" "$target" >"$out/afl.log" 2>&1 || {
-  echo "fuzz/run.sh: afl-fuzz failed, see $out/afl.log" >&2; tail -20 "$out/afl.log" >&2; exit 1; }
+if ! afl-fuzz "${resume[@]}" -o "$out" -t 5000 -m none -V "$seconds" -- dotnet "$build/ProxyGuard.Fuzz.dll" "$target" >"$out/afl.log" 2>&1; then
+  if grep -q "No instrumentation detected" "$out/afl.log"; then
+    # Seen for targets whose hot code sharpfuzz leaves uninstrumented (scan-identity, scan-gzip, scan-br): fall
+    # back to the plain mutation loop rather than not fuzzing at all.
+    echo "fuzz/run.sh: $target: AFL++ sees no instrumentation; running the uninstrumented mutation loop instead" >&2
+    exec dotnet "$plain/ProxyGuard.Fuzz.dll" --mutate "$target" "$seconds" "$corpus"
+  fi
+  echo "fuzz/run.sh: afl-fuzz failed, see $out/afl.log" >&2; tail -20 "$out/afl.log" >&2; exit 1
+fi
 
 stats="$out/default/fuzzer_stats"
 get() { awk -F' *: *' -v k="$1" '$1==k {print $2}' "$stats"; }
@@ -57,6 +67,6 @@ echo "$target: run_time=$(get run_time)s execs=$(get execs_done) execs_per_sec=$
 crashes=("$out"/default/crashes/id:*)
 if [[ -e "${crashes[0]}" ]]; then
   echo "$target: replaying saved crashes:" >&2
-  dotnet "$build/ProxyGuard.Fuzz.dll" --replay "$target" "${crashes[@]}" >&2 || true
+  dotnet "$plain/ProxyGuard.Fuzz.dll" --replay "$target" "${crashes[@]}" >&2 || true
   exit 1
 fi
