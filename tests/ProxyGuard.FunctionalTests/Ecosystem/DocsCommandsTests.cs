@@ -1,0 +1,36 @@
+using ProxyGuard.FunctionalTests.Infrastructure;
+
+namespace ProxyGuard.FunctionalTests.Ecosystem;
+
+/// <summary>
+/// The getting-started guides: every <c>sh</c> block runs, in order, through
+/// <c>docs/check-commands.sh</c> (loopback only) with this build's proxyguard.
+/// </summary>
+[Collection("proxy")]
+public sealed class DocsCommandsTests
+{
+    [Theory]
+    [InlineData("docs/getting-started-agent-operator.md", 8)]
+    [InlineData("docs/getting-started-policy-author.md", 8)]
+    [InlineData("docs/getting-started-operator.md", 5)]
+    public async Task Every_command_in_the_guide_runs(string guide, int minimumBlocks)
+    {
+        var env = new Dictionary<string, string> { ["PROXYGUARD_DLL"] = ProxyProcess.DllPath };
+        var result = await Cli.RunProgramAsync("bash", [Repo.PathOf("docs/check-commands.sh"), Repo.PathOf(guide)], Repo.Root, env, TimeSpan.FromMinutes(8));
+        Assert.True(result.ExitCode == 0, result.All);
+        Assert.Contains("   ok", result.Stdout, StringComparison.Ordinal);
+        var ran = result.Stdout.Split('\n').Count(l => l.StartsWith("   ran + ", StringComparison.Ordinal));
+        Assert.True(ran >= minimumBlocks, $"only {ran} blocks ran:\n{result.Stdout}");
+    }
+
+    [Fact]
+    public async Task A_failing_command_fails_the_check()
+    {
+        using var dir = new TempDir();
+        var doc = dir.Write("broken.md", "# x\n\n```sh\necho fine\n```\n\n```sh\nproxyguard policy check does-not-exist.yaml\n```\n");
+        var env = new Dictionary<string, string> { ["PROXYGUARD_DLL"] = ProxyProcess.DllPath };
+        var result = await Cli.RunProgramAsync("bash", [Repo.PathOf("docs/check-commands.sh"), doc], Repo.Root, env, TimeSpan.FromMinutes(3));
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("FAILED", result.Stderr, StringComparison.Ordinal);
+    }
+}
