@@ -13,6 +13,17 @@ internal static class Probe
         var body = Bodies.BenignJson();
         var core = new ScannerCore(new ScannerOptions());
         var filter = core.BytePrefilter!;
+        var windowHits = new Dictionary<string, int>();
+        for (var i = 0; i + 4 <= body.Length; i++)
+        {
+            if (filter.ScalarAccepts(body, i))
+            {
+                var w = Encoding.Latin1.GetString(body, i, 4);
+                windowHits[w] = windowHits.GetValueOrDefault(w) + 1;
+            }
+        }
+
+        Console.WriteLine("stage-1 windows: " + string.Join(", ", windowHits.OrderByDescending(p => p.Value).Take(30).Select(p => $"[{p.Key}]={p.Value}")));
         Time("byte prefilter (stage 1)", () => Candidates(body, filter, confirm: false));
         Time("  + stage 2 lookups", () => Candidates(body, filter, confirm: true));
         var keys = new Dictionary<string, int>();
