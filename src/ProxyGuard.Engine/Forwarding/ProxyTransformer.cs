@@ -1,3 +1,5 @@
+using System.IO.Compression;
+using System.Net;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 using ProxyGuard.Secrets;
@@ -49,8 +51,10 @@ internal sealed class ProxyTransformer : HttpTransformer
             return result;
         }
 
-        // Bodies are scrubbed as a stream whose length may change.
+        // Bodies are scrubbed as a stream whose length may change; a compressed body is decoded first
+        // (the scrubber must see the plain bytes) and sent on uncompressed.
         headers.ContentLength = null;
+        DecodeCompressedBody(httpContext, proxyResponse);
         foreach (var header in headers.ToList())
         {
             var values = header.Value;
@@ -73,5 +77,75 @@ internal sealed class ProxyTransformer : HttpTransformer
         }
 
         return result;
+    }
+
+    private static void DecodeCompressedBody(HttpContext httpContext, HttpResponseMessage? proxyResponse)
+    {
+        var content = proxyResponse?.Content;
+        if (content is null || HttpMethods.IsHead(httpContext.Request.Method)
+            || content.Headers.ContentEncoding.Count != 1)
+        {
+            return;
+        }
+
+        Func<Stream, Stream>? decoder = content.Headers.ContentEncoding.First().Trim().ToLowerInvariant() switch
+        {
+            "gzip" or "x-gzip" => s => new GZipStream(s, CompressionMode.Decompress),
+            "deflate" => s => new ZLibStream(s, CompressionMode.Decompress),
+            "br" => s => new BrotliStream(s, CompressionMode.Decompress),
+            _ => null,
+        };
+        if (decoder is null)
+        {
+            return;
+        }
+
+        var decoded = new DecodedContent(content, decoder);
+        foreach (var header in content.Headers)
+        {
+            if (!header.Key.Equals(HeaderNames.ContentEncoding, StringComparison.OrdinalIgnoreCase)
+                && !header.Key.Equals(HeaderNames.ContentLength, StringComparison.OrdinalIgnoreCase))
+            {
+                decoded.Headers.TryAddWithoutValidation(header.Key, header.Value);
+            }
+        }
+
+        proxyResponse!.Content = decoded;
+        httpContext.Response.Headers.Remove(HeaderNames.ContentEncoding);
+        httpContext.Response.Headers.Remove(HeaderNames.ContentMD5);
+    }
+
+    /// <summary>The upstream body, decompressed as it is read.</summary>
+    private sealed class DecodedContent(HttpContent inner, Func<Stream, Stream> decoder) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+            await SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        {
+            await using var decoded = decoder(await inner.ReadAsStreamAsync(cancellationToken));
+            await decoded.CopyToAsync(stream, cancellationToken);
+        }
+
+        protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) =>
+            decoder(await inner.ReadAsStreamAsync(cancellationToken));
+
+        protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
     }
 }

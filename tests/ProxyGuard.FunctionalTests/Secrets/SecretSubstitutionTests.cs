@@ -164,6 +164,32 @@ public sealed class SecretSubstitutionTests : IClassFixture<SecretsFixture>
     }
 
     [Theory]
+    [InlineData("gzip", true)]
+    [InlineData("deflate", true)]
+    [InlineData("br", true)]
+    [InlineData("gzip", false)]
+    public async Task Compressed_response_is_decoded_and_scrubbed(string encoding, bool withPlaceholder)
+    {
+        _f.Compressing.Known = _f.FormValue;
+        var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Compressing.Port}/{encoding}");
+        request.Headers.TryAddWithoutValidation("Accept-Encoding", "gzip, deflate, br");
+        if (withPlaceholder)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _f.ApiPlaceholder);
+        }
+
+        using var client = _f.Client();
+        using var response = await client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+        Assert.Empty(response.Content.Headers.ContentEncoding);
+        Assert.Empty(SecretForms.FoundIn(body, _f.RealValues));
+        using var doc = JsonDocument.Parse(body);
+        Assert.Equal(_f.FormPlaceholder, doc.RootElement.GetProperty("known").GetString());
+        Assert.Equal(withPlaceholder ? "Bearer " + _f.ApiPlaceholder : string.Empty, doc.RootElement.GetProperty("authorization").GetString());
+    }
+
+    [Theory]
     [InlineData("application/json", "{\"token\":\"{0}\",\"n\":1}")]
     [InlineData("application/x-www-form-urlencoded", "a=1&token={0}&b=2")]
     [InlineData("text/plain", "token {0} end")]

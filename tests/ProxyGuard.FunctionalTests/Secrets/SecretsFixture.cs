@@ -29,11 +29,18 @@ public class SecretsFixture : OriginFixture
 
     public IEnumerable<(string Name, string Value)> RealValues => [("api", ApiValue), ("git", GitValue), ("form", FormValue)];
 
+    /// <summary>An origin that answers gzip/deflate/br whatever the request asked for.</summary>
+    public CompressingOrigin Compressing { get; private set; } = null!;
+
     protected override string Rules => """
         rules:
           - name: origin
             hosts: [localhost, 127.0.0.1, origin.test]
             ports: [{HTTPS}, {HTTP}]
+            action: allow
+          - name: compressing
+            hosts: [localhost]
+            ports: [{COMPRESSING}]
             action: allow
         secrets:
           - name: api
@@ -52,7 +59,19 @@ public class SecretsFixture : OriginFixture
             sandbox_env: FORM_TOKEN
             hosts: [localhost]
             in: [headers, body]
-        """;
+        """.Replace("{COMPRESSING}", Compressing.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+
+    public override async Task InitializeAsync()
+    {
+        Compressing = await CompressingOrigin.StartAsync(Pki.Issue(["localhost"]));
+        await base.InitializeAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Compressing.DisposeAsync();
+    }
 
     protected override IDictionary<string, string>? ProxyEnvironment => new Dictionary<string, string>
     {
