@@ -171,7 +171,7 @@ public sealed class ConnectMiddleware
         var hostFinding = ContentChecks.ScanHost(snapshot, host);
         if (hostFinding is not null && snapshot.Policy.Mode == PolicyMode.Enforce)
         {
-            await RefuseAsync(connection, hostFinding, host, clientId, head.Port, feature);
+            await RefuseAsync(connection, hostFinding, ContentChecks.HostForEvent(host), clientId, head.Port, feature);
             return;
         }
 

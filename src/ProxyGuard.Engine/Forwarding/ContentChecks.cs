@@ -23,6 +23,16 @@ internal static class ContentChecks
             : null;
     }
 
+    /// <summary>
+    /// The host to record in the event of a host-name refusal: the credential is in its labels, so only the last two
+    /// (where the request was headed) are kept.
+    /// </summary>
+    public static string HostForEvent(string host)
+    {
+        var labels = host.Split('.');
+        return labels.Length <= 2 ? "[redacted]" : "[redacted]." + labels[^2] + "." + labels[^1];
+    }
+
     public static string LocationName(ScanLocation location) => location switch
     {
         ScanLocation.Host => "host",
