@@ -89,7 +89,11 @@ public sealed class ProxyServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         if (options.JsonLogs)
         {
-            builder.Logging.AddJsonConsole(o => o.UseUtcTimestamp = true);
+            builder.Logging.AddJsonConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            });
         }
         else
         {
@@ -105,6 +109,10 @@ public sealed class ProxyServer : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical); // start failures: one line from the CLI
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+
+        // YARP logs every failed upstream at Warning with a stack trace; those failures are already
+        // in the audit event (reason upstream-*), the upstream-errors metric and our Debug log.
+        builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error);
         builder.Services.AddHttpForwarder();
 
         // Build the parts that do not depend on the host first, so a bad CA or policy fails fast.

@@ -200,6 +200,40 @@ public sealed class MetricsTests : IClassFixture<AuditFixture>
         await File.WriteAllTextAsync(proxy.PolicyPath, good);
     }
 
+    [Fact]
+    public async Task Samples_and_docs_use_only_exported_metric_names()
+    {
+        var exported = (await ScrapeAsync(_f.Proxy)).Types.Keys.ToHashSet();
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !File.Exists(System.IO.Path.Combine(root.FullName, "ProxyGuard.sln")))
+        {
+            root = root.Parent;
+        }
+
+        Assert.NotNull(root);
+        string[] files =
+        [
+            "samples/grafana/proxyguard-dashboard.json", "samples/prometheus/alerts.yml", "samples/prometheus/prometheus.yml", "docs/operations.md",
+        ];
+        var used = new HashSet<string>();
+        foreach (var file in files)
+        {
+            var text = await File.ReadAllTextAsync(System.IO.Path.Combine(root.FullName, file));
+            foreach (System.Text.RegularExpressions.Match match in System.Text.RegularExpressions.Regex.Matches(text, "proxyguard_[a-z_]+"))
+            {
+                var name = System.Text.RegularExpressions.Regex.Replace(match.Value, "_(bucket|sum|count)$", string.Empty);
+                used.Add(name);
+                Assert.True(exported.Contains(name), $"{file} uses {match.Value}, which /metrics does not export");
+            }
+        }
+
+        // The dashboard covers every family the proxy exports.
+        var dashboard = await File.ReadAllTextAsync(System.IO.Path.Combine(root.FullName, "samples/grafana/proxyguard-dashboard.json"));
+        Assert.All(exported.Where(n => n.StartsWith("proxyguard_", StringComparison.Ordinal)), n => Assert.Contains(n, dashboard, StringComparison.Ordinal));
+        using var parsed = JsonDocument.Parse(dashboard);
+        Assert.True(parsed.RootElement.GetProperty("panels").GetArrayLength() > 10);
+    }
+
     internal static async Task<string> RawAsync(ProxyProcess proxy)
     {
         using var anonymous = new HttpClient();

@@ -15,7 +15,7 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
 {
     private const string Locker = """
         import signal, sqlite3, sys
-        signal.alarm(120)  # never outlive a broken test
+        signal.alarm(300)  # never outlive a broken test
         c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
         c.execute("BEGIN EXCLUSIVE")
         print("locked", flush=True)
@@ -60,10 +60,11 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
             Assert.True(first == "locked", "locker: " + first + await locker.StandardError.ReadToEndAsync());
 
             // Requests during the lock: allowed ones complete while the writer still waits for the
-            // lock; once its busy timeout expires the store is failing and requests get 503.
+            // lock; once its busy timeout expires (SQLite's plus the command timeout of
+            // Microsoft.Data.Sqlite, about 30 s) the store is failing and requests get 503.
             var allowedDuringLock = new List<string>();
             var refused = new List<string>();
-            var deadline = DateTime.UtcNow.AddSeconds(60);
+            var deadline = DateTime.UtcNow.AddSeconds(150);
             Reply reply;
             do
             {
@@ -73,7 +74,7 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
                 if (reply.Status == 200)
                 {
                     allowedDuringLock.Add(marker);
-                    await Task.Delay(200);
+                    await Task.Delay(500);
                 }
                 else
                 {
@@ -106,7 +107,7 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
             locker.StandardInput.Close();
             await locker.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
             await Traffic.WaitUntilAsync(async () => (await anonymous.GetAsync(proxy.AdminUrl + "/healthz")).StatusCode == HttpStatusCode.OK,
-                "the store to recover", 60);
+                "the store to recover", 120);
             Assert.Equal(200, (await Traffic.GetAsync(proxy, $"https://localhost:{https}/echo/after")).Status);
             await proxy.WaitForEventAsync(e => AdminApiTests.Path(e) == "/echo/after", 30_000);
 
