@@ -62,7 +62,16 @@ internal sealed class RawTunnel
             {
                 refusal = "not-tls";
             }
-            else if (sni is not null)
+            else if (sni is null)
+            {
+                // Clients send no SNI for IP literals; for a named target a missing SNI leaves the
+                // server's identity to whatever it defaults to, so it is refused like a mismatch.
+                if (!HostNormalizer.TryGetAddress(_tunnel.Host, out _))
+                {
+                    refusal = "sni-missing";
+                }
+            }
+            else
             {
                 var sniHost = StripPort(sni);
                 if (!HostNormalizer.TryNormalize(sniHost, out var normalizedSni, out _) || normalizedSni != _tunnel.Host)

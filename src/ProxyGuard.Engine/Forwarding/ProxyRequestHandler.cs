@@ -191,6 +191,7 @@ public sealed class ProxyRequestHandler
         {
             if (scheme != "https" || !AuthorityMatches(authority, tunnel.Host, tunnel.Port, 443))
             {
+                s.Target = new RequestTarget("https", tunnel.Host, tunnel.Port, rawPath, rawQuery);
                 return HostMismatch(tunnel, authority);
             }
         }
@@ -203,6 +204,8 @@ public sealed class ProxyRequestHandler
             return new Denial(400, "protocol", "bad-target", "the request target is not a path");
         }
 
+        // The tunnel target is the destination whatever the request says; record it on refusals too.
+        s.Target = new RequestTarget("https", tunnel.Host, tunnel.Port, rawPath, rawQuery);
         var hostHeader = s.Context.Request.Headers.Host.ToString();
         if (hostHeader.Length > 0 && !AuthorityMatches(hostHeader, tunnel.Host, tunnel.Port, 443))
         {
@@ -214,7 +217,6 @@ public sealed class ProxyRequestHandler
             return new Denial(403, "tunnel", "sni-mismatch", $"the TLS server name {sni} differs from the CONNECT target {tunnel.Host}");
         }
 
-        s.Target = new RequestTarget("https", tunnel.Host, tunnel.Port, rawPath, rawQuery);
         return null;
     }
 
