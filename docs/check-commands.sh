@@ -22,9 +22,14 @@ if (($# == 0)); then
   set -- "$repo/docs/getting-started-agent-operator.md" "$repo/docs/getting-started-policy-author.md" "$repo/docs/getting-started-operator.md"
 fi
 
-mkdir -p "$repo/.artifacts"
-# Not under /tmp: the bubblewrap sandbox mounts an empty /tmp, and the guides' files must stay visible.
-root="$(mktemp -d "$repo/.artifacts/docs-check.XXXXXX")"
+# Not under /tmp, /var/tmp or /run: the bubblewrap sandbox mounts empty ones there, and the guides'
+# files (and the claude stub) must stay visible inside it.
+case "$repo/" in
+  /tmp/*|/var/tmp/*|/run/*) base="${XDG_CACHE_HOME:-$HOME/.cache}/proxyguard-docs-check" ;;
+  *) base="$repo/.artifacts" ;;
+esac
+mkdir -p "$base"
+root="$(mktemp -d "$base/docs-check.XXXXXX")"
 cleanup() { rm -rf "$root"; }
 trap cleanup EXIT
 

@@ -110,6 +110,55 @@ public sealed partial class PackagingTests : IDisposable
         Assert.NotEqual(0, (await Cli.RunProgramAsync(down[0], down.Skip(1), _dir.Path, null, TimeSpan.FromSeconds(30))).ExitCode);
     }
 
+    [Fact]
+    public async Task Compose_agent_env_step_writes_an_env_file_that_names_only_sandbox_paths()
+    {
+        // The agent-env service's shell command from samples/docker-compose/compose.yaml, with the
+        // container's paths mapped into a temp dir and this build's CLI in place of /app.
+        var compose = await File.ReadAllLinesAsync(Repo.PathOf("samples/docker-compose/compose.yaml"));
+        var start = Array.FindIndex(compose, l => l.Contains("dotnet /app/proxyguard.dll env", StringComparison.Ordinal));
+        Assert.True(start > 0, "agent-env command not found");
+        var command = string.Join(' ', compose.Skip(start).TakeWhile(l => !l.TrimStart().StartsWith("volumes:", StringComparison.Ordinal)).Select(l => l.Trim()));
+        var etc = Directory.CreateDirectory(Path.Combine(_dir.Path, "etc", "proxyguard")).FullName;
+        var varLib = Directory.CreateDirectory(Path.Combine(_dir.Path, "var", "lib", "proxyguard")).FullName;
+        var home = Directory.CreateDirectory(Path.Combine(_dir.Path, "home", "app")).FullName;
+        await File.WriteAllTextAsync(Path.Combine(etc, "policy.yaml"), """
+            version: 1
+            default: deny
+            rules:
+              - name: github
+                hosts: [api.github.com]
+                action: allow
+            secrets:
+              - name: github
+                value: env:PG_TEST_COMPOSE_TOKEN
+                sandbox_env: GITHUB_TOKEN
+                hosts: [api.github.com]
+            """);
+        var init = await Cli.RunAsync(_dir.Path, "ca", "init", "--dir", Path.Combine(varLib, "ca"));
+        Assert.True(init.ExitCode == 0, init.All);
+        var mapped = command
+            .Replace("dotnet /app/proxyguard.dll", $"dotnet '{ProxyProcess.DllPath}'", StringComparison.Ordinal)
+            .Replace("/etc/proxyguard/", etc + "/", StringComparison.Ordinal)
+            .Replace("--ca-dir /var/lib/proxyguard/ca", $"--ca-dir {varLib}/ca", StringComparison.Ordinal)
+            .Replace("--data-dir /var/lib/proxyguard", $"--data-dir {varLib}", StringComparison.Ordinal)
+            .Replace("cp /var/lib/proxyguard/ca/", $"cp {varLib}/ca/", StringComparison.Ordinal)
+            .Replace(" /var/lib/proxyguard/ca/bundle.pem", $" {varLib}/ca/bundle.pem", StringComparison.Ordinal)
+            .Replace("s#/var/lib/proxyguard/ca/#", $"s#{varLib}/ca/#", StringComparison.Ordinal)
+            .Replace("/home/app", home, StringComparison.Ordinal);
+        var run = await Cli.RunProgramAsync("sh", ["-c", mapped], _dir.Path, new Dictionary<string, string> { ["PG_TEST_COMPOSE_TOKEN"] = "synthetic-compose-value" });
+        Assert.True(run.ExitCode == 0, mapped + "\n" + run.All);
+
+        var env = (await File.ReadAllLinesAsync(Path.Combine(home, "proxyguard.env"))).Select(l => l.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
+        Assert.Equal("http://proxyguard:8080", env["HTTPS_PROXY"]);
+        Assert.Equal("/etc/proxyguard-sandbox/ca.pem", env["NODE_EXTRA_CA_CERTS"]);
+        Assert.Equal("/etc/proxyguard-sandbox/bundle.pem", env["SSL_CERT_FILE"]);
+        Assert.StartsWith("PG_", env["GITHUB_TOKEN"], StringComparison.Ordinal);
+        Assert.DoesNotContain(env.Values, v => v.Contains(varLib, StringComparison.Ordinal) || v.Contains("synthetic-compose-value", StringComparison.Ordinal));
+        Assert.True(File.Exists(Path.Combine(home, "ca.pem")) && File.Exists(Path.Combine(home, "bundle.pem")));
+        Assert.False(File.Exists(Path.Combine(home, "ca-key.pem")));
+    }
+
     [GeneratedRegex(@"^proxyguard: admin listening on http://127\.0\.0\.1:(\d+)$")]
     private static partial Regex AdminLine();
 }
