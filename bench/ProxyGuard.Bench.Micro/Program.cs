@@ -6,6 +6,12 @@ public static class Program
 {
     public static void Main(string[] args)
     {
+        if (args is ["scan"])
+        {
+            ScanProbe.Run();
+            return;
+        }
+
         if (args is ["probe"])
         {
             Probe.Run();
