@@ -91,7 +91,8 @@ public sealed class ProxyRequestHandler
             strict = new Denial(400, "protocol", "ambiguous-length",
                 "Transfer-Encoding together with Content-Length, or on an HTTP/1.0 request, is ambiguous");
         }
-        else if (request.Headers.ContentLength is null && request.Headers[HeaderNames.ContentLength].Count > 0)
+        else if (request.Headers[HeaderNames.ContentLength] is { Count: > 0 } contentLength
+                 && (contentLength.Count > 1 || contentLength[0] is not { Length: > 0 } lengthText || !lengthText.All(char.IsAsciiDigit)))
         {
             strict = new Denial(400, "protocol", "ambiguous-length", "the Content-Length header is not one number");
         }
@@ -121,6 +122,13 @@ public sealed class ProxyRequestHandler
             : ResolvePlainTarget(s, rawTarget);
         if (targetDenial is not null)
         {
+            // A connection that named the wrong target or sent a malformed one is not reused.
+            if (targetDenial.Rule is "protocol" or "tunnel"
+                && (HttpProtocol.IsHttp11(request.Protocol) || HttpProtocol.IsHttp10(request.Protocol)))
+            {
+                context.Response.Headers.Connection = "close";
+            }
+
             return targetDenial;
         }
 

@@ -124,6 +124,9 @@ public sealed class ProxyServer : IAsyncDisposable
         var secrets = new SecretResolver(SecretResolverOptions.FromEnvironment());
         var metrics = new ProxyMetrics();
 
+        // Strict HTTP/1.x line endings: a bare LF is not a line terminator (an upstream might read
+        // "X-A: a\nContent-Length: 5" as one header where Kestrel's lenient default reads two).
+        AppContext.SetSwitch("Microsoft.AspNetCore.Server.Kestrel.DisableHttp1LineFeedTerminators", true);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
