@@ -12,16 +12,24 @@ public sealed class CertificateAuthority : IDisposable
     public const string CertificateFileName = "ca.pem";
     public const string KeyFileName = "ca-key.pem";
 
+    /// <summary>The key every leaf certificate carries (mode 0600): stable across restarts, so its
+    /// SPKI hash can be pinned (Chromium's <c>--ignore-certificate-errors-spki-list</c>).</summary>
+    public const string LeafKeyFileName = "leaf-key.pem";
+
     private CertificateAuthority(X509Certificate2 certificate, ECDsa key, string directory)
     {
         Certificate = certificate;
         Key = key;
         Directory = directory;
+        LeafKey = LoadOrCreateLeafKey(directory);
     }
 
     public X509Certificate2 Certificate { get; }
 
     internal ECDsa Key { get; }
+
+    /// <summary>The ECDSA P-256 key of all leaf certificates.</summary>
+    internal ECDsa LeafKey { get; }
 
     public string Directory { get; }
 
@@ -98,15 +106,31 @@ public sealed class CertificateAuthority : IDisposable
 
     public string ExportCertificatePem() => Certificate.ExportCertificatePem() + "\n";
 
-    /// <summary>SHA-256 of the CA's SubjectPublicKeyInfo, base64: the value Chromium's
-    /// <c>--ignore-certificate-errors-spki-list</c> takes.</summary>
-    public string SpkiSha256Base64() =>
-        Convert.ToBase64String(SHA256.HashData(Certificate.PublicKey.ExportSubjectPublicKeyInfo()));
+    /// <summary>SHA-256 of the leaf key's SubjectPublicKeyInfo, base64: what Chromium's
+    /// <c>--ignore-certificate-errors-spki-list</c> takes (it matches certificates it is sent; the
+    /// CA itself is not sent, the leaf always is).</summary>
+    public string LeafSpkiSha256Base64() =>
+        Convert.ToBase64String(SHA256.HashData(LeafKey.ExportSubjectPublicKeyInfo()));
 
     public void Dispose()
     {
         Certificate.Dispose();
         Key.Dispose();
+        LeafKey.Dispose();
+    }
+
+    private static ECDsa LoadOrCreateLeafKey(string directory)
+    {
+        var path = Path.Combine(directory, LeafKeyFileName);
+        var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        if (File.Exists(path))
+        {
+            key.ImportFromPem(File.ReadAllText(path));
+            return key;
+        }
+
+        WritePrivateFile(path, key.ExportPkcs8PrivateKeyPem());
+        return key;
     }
 
     private static string ExtractPemBody(string pem, string label, string path)

@@ -14,7 +14,7 @@ public sealed class LeafCertificateCache : IDisposable
 {
     private readonly CertificateAuthority _ca;
     private readonly int _capacity;
-    private readonly ECDsa _leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+    private readonly ECDsa _leafKey;
     private readonly Dictionary<string, LinkedListNode<Entry>> _map = new(StringComparer.Ordinal);
     private readonly LinkedList<Entry> _lru = new();
     private readonly Lock _lock = new();
@@ -26,6 +26,7 @@ public sealed class LeafCertificateCache : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         _ca = ca;
         _capacity = capacity;
+        _leafKey = ca.LeafKey;
     }
 
     public long Minted => Interlocked.Read(ref _minted);
@@ -89,7 +90,14 @@ public sealed class LeafCertificateCache : IDisposable
         }
     }
 
-    public void Dispose() => _leafKey.Dispose();
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _map.Clear();
+            _lru.Clear();
+        }
+    }
 
     private SslStreamCertificateContext Mint(string host)
     {

@@ -80,7 +80,7 @@ internal static class EnvCommand
                 new("NODE_USE_ENV_PROXY", "1"),
                 new("NODE_EXTRA_CA_CERTS", caPath),
                 new("PROXYGUARD_CA_CERT", caPath),
-                new("PROXYGUARD_CA_SPKI_SHA256", ca.SpkiSha256Base64()),
+                new("PROXYGUARD_SPKI_SHA256", ca.LeafSpkiSha256Base64()),
             };
             vars.AddRange(BundleVariables.Select(v => new KeyValuePair<string, string>(v, bundlePath)));
 

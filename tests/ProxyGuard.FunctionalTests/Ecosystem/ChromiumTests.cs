@@ -5,9 +5,8 @@ namespace ProxyGuard.FunctionalTests.Ecosystem;
 /// <summary>
 /// Headless Chromium (Debian <c>chromium</c>) through the proxy (<c>--proxy-server=$HTTPS_PROXY</c>),
 /// trusting the ProxyGuard CA through its NSS database (<c>certutil -A -t C,, -i $PROXYGUARD_CA_CERT</c>,
-/// the step in docs/getting-started-agent-operator.md). <c>--ignore-certificate-errors-spki-list</c>
-/// with the CA's hash does not help: the proxy serves the leaf without the CA (.NET trims the root
-/// from the chain it sends), and Chromium matches only certificates it was sent.
+/// the step in docs/getting-started-agent-operator.md), or pinning the leaf key with
+/// <c>--ignore-certificate-errors-spki-list=$PROXYGUARD_SPKI_SHA256</c>.
 /// </summary>
 [Collection("proxy")]
 public sealed class ChromiumTests : IClassFixture<ChromiumTests.Fixture>
@@ -34,7 +33,7 @@ public sealed class ChromiumTests : IClassFixture<ChromiumTests.Fixture>
 
     private static string? Browser => new[] { "chromium", "chromium-browser", "google-chrome" }.FirstOrDefault(Cli.Exists);
 
-    private async Task<CommandResult> DumpDomAsync(string url, bool trustCa = true)
+    private async Task<CommandResult> DumpDomAsync(string url, bool trustCa = true, string? spki = null)
     {
         var home = Path.Combine(_f.Dir.Path, "chromium-" + Guid.NewGuid().ToString("n")[..8]);
         var nssdb = Path.Combine(home, ".pki", "nssdb");
@@ -54,6 +53,11 @@ public sealed class ChromiumTests : IClassFixture<ChromiumTests.Fixture>
             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
             "--user-data-dir=" + Path.Combine(home, "profile"), "--proxy-server=" + _f.Env["HTTPS_PROXY"], "--dump-dom", url,
         ];
+        if (spki is not null)
+        {
+            args = [.. args[..^2], "--ignore-certificate-errors-spki-list=" + spki, .. args[^2..]];
+        }
+
         return await Cli.RunProgramAsync(Browser ?? "chromium", args, home, env, TimeSpan.FromMinutes(3));
     }
 
@@ -85,5 +89,14 @@ public sealed class ChromiumTests : IClassFixture<ChromiumTests.Fixture>
         var result = await DumpDomAsync(_f.HttpsUrl("/page/untrusted", "origin.test"), trustCa: false);
         Assert.DoesNotContain("origin ok", result.Stdout, StringComparison.Ordinal);
         Assert.DoesNotContain(_f.Origin.Received, r => r == "GET /page/untrusted");
+    }
+
+    [RequiresToolsFact("chromium", "certutil")]
+    public async Task Pinning_the_leaf_spki_from_env_loads_the_page_without_the_nss_database()
+    {
+        var result = await DumpDomAsync(_f.HttpsUrl("/page/pinned", "origin.test"), trustCa: false, spki: _f.Env["PROXYGUARD_SPKI_SHA256"]);
+        Assert.True(result.ExitCode == 0, result.All);
+        Assert.Contains("origin ok", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains(_f.Origin.Received, r => r == "GET /page/pinned");
     }
 }

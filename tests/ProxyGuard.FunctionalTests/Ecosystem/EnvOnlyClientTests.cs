@@ -32,7 +32,7 @@ public sealed class EnvOnlyClientTests : IClassFixture<OriginFixture>
         foreach (var name in new[]
                  {
                      "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-                     "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "PIP_CERT", "NPM_CONFIG_CAFILE", "AWS_CA_BUNDLE", "PROXYGUARD_CA_CERT", "PROXYGUARD_CA_SPKI_SHA256",
+                     "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO", "PIP_CERT", "NPM_CONFIG_CAFILE", "AWS_CA_BUNDLE", "PROXYGUARD_CA_CERT", "PROXYGUARD_SPKI_SHA256",
                  })
         {
             Assert.True(_f.Env.ContainsKey(name), name);
