@@ -264,7 +264,14 @@ public sealed class ProxyRequestHandler
         s.ClientId = clientId;
         s.Connection.ServedPlainRequest = true;
         s.Target = new RequestTarget("http", host, effectivePort, rawPath, rawQuery);
-        return ContentChecks.ScanHost(snapshot, host);
+        var hostDenial = ContentChecks.ScanHost(snapshot, host);
+        if (hostDenial is not null)
+        {
+            // The host carries a credential: never record it in the event.
+            s.Target = s.Target with { Host = ContentChecks.HostForEvent(host) };
+        }
+
+        return hostDenial;
     }
 
     private static Denial HostMismatch(TunnelTarget tunnel, string authority) =>
@@ -457,7 +464,12 @@ public sealed class ProxyRequestHandler
     private static void SetBody(RequestState s, ReadOnlyMemory<byte> body)
     {
         var request = s.Context.Request;
-        request.Body = new MemoryStream(body.ToArray(), writable: false);
+
+        // The buffers handed in (the read buffer, a rewritten or substituted body) are owned by this
+        // request and never written again: forward them without another copy.
+        request.Body = System.Runtime.InteropServices.MemoryMarshal.TryGetArray(body, out var segment) && segment.Array is not null
+            ? new MemoryStream(segment.Array, segment.Offset, segment.Count, writable: false)
+            : new MemoryStream(body.ToArray(), writable: false);
         request.Headers.Remove(HeaderNames.TransferEncoding);
         request.Headers.Remove(HeaderNames.Expect);
         request.ContentLength = body.Length;
@@ -849,7 +861,7 @@ public sealed class ProxyRequestHandler
             Rule = rule,
             Reason = reason,
             Findings = s.Findings,
-            SecretsInjected = s.Injected.Distinct().ToList(),
+            SecretsInjected = s.Injected.Count == 0 ? [] : s.Injected.Distinct().ToList(),
             Status = status,
             RequestBytes = s.RequestBytes,
             ResponseBytes = s.ResponseBytes,

@@ -9,6 +9,10 @@ namespace ProxyGuard.Engine.Runtime;
 /// </summary>
 public sealed class AuditSink
 {
+    private static readonly Action<ILogger, string, string, string, int, string?, Exception?> LogDecision =
+        LoggerMessage.Define<string, string, string, int, string?>(
+            LogLevel.Debug, new EventId(1, "Decision"), "{Decision} {Kind} {Host}:{Port} rule={Rule}");
+
     private readonly EventStore _store;
     private readonly ProxyLimits _limits;
     private readonly ILogger _logger;
@@ -27,11 +31,16 @@ public sealed class AuditSink
 
     public async ValueTask<bool> RecordAsync(AuditEvent e)
     {
+        // Allow events are the hot path: with Debug off (the default) they cost one level check,
+        // no argument array and no boxing.
         if (e.Decision != "deny")
         {
-            _logger.LogDebug("{Decision} {Kind} {Host}:{Port} rule={Rule}", e.Decision, e.Kind, e.Host, e.Port, e.Rule);
+            if (_logger.IsEnabled(LogLevel.Debug))
+            {
+                LogDecision(_logger, e.Decision, e.Kind, e.Host, e.Port, e.Rule, null);
+            }
         }
-        else
+        else if (_logger.IsEnabled(LogLevel.Information))
         {
             _logger.LogInformation("deny {Kind} {Method} {Host}:{Port}{Path} rule={Rule} reason={Reason} client={Client}",
                 e.Kind, e.Method, e.Host, e.Port, e.Path, e.Rule, e.Reason, e.Client);
