@@ -8,11 +8,11 @@ namespace ProxyGuard.Engine.Hosting;
 public sealed class AdminToken
 {
     public const string FileName = "admin.token";
-    private readonly byte[] _token;
+    private readonly byte[] _tokenHash;
 
     private AdminToken(string token, string source)
     {
-        _token = Encoding.UTF8.GetBytes(token);
+        _tokenHash = SHA256.HashData(Encoding.UTF8.GetBytes(token));
         Source = source;
     }
 
@@ -55,7 +55,8 @@ public sealed class AdminToken
             return false;
         }
 
-        var presented = Encoding.UTF8.GetBytes(authorization[7..].Trim());
-        return CryptographicOperations.FixedTimeEquals(presented, _token);
+        // Compare fixed-length digests so that neither the content nor the length of the token leaks through timing.
+        var presented = SHA256.HashData(Encoding.UTF8.GetBytes(authorization[7..].Trim()));
+        return CryptographicOperations.FixedTimeEquals(presented, _tokenHash);
     }
 }

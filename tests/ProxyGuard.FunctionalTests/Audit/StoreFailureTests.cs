@@ -39,10 +39,14 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
             Assert.Fail("python3 is required to hold the SQLite lock");
         }
 
+        var phases = new List<string>();
+        var clock = Stopwatch.StartNew();
         await using var proxy = await _f.StartProxyAsync("locked");
+        phases.Add($"started {clock.ElapsedMilliseconds}");
         var https = _f.Origin.HttpsPort;
         Assert.Equal(200, (await Traffic.GetAsync(proxy, $"https://localhost:{https}/echo/before")).Status);
         await proxy.WaitForEventAsync(e => AdminApiTests.Path(e) == "/echo/before");
+        phases.Add($"first event {clock.ElapsedMilliseconds}");
 
         var psi = new ProcessStartInfo("python3")
         {
@@ -57,20 +61,25 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
         try
         {
             var first = await locker.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
-            Assert.True(first == "locked", "locker: " + first + await locker.StandardError.ReadToEndAsync());
+            Assert.True(first == "locked", "locker: " + first);
+            phases.Add($"locked {clock.ElapsedMilliseconds}");
 
             // Requests during the lock: allowed ones complete while the writer still waits for the
             // lock; once its busy timeout expires (SQLite's plus the command timeout of
             // Microsoft.Data.Sqlite, about 30 s) the store is failing and requests get 503.
             var allowedDuringLock = new List<string>();
             var refused = new List<string>();
+            var log = new List<string>();
             var deadline = DateTime.UtcNow.AddSeconds(150);
             Reply reply;
             do
             {
-                Assert.True(DateTime.UtcNow < deadline, "the proxy never reported the failing store");
+                Assert.True(DateTime.UtcNow < deadline,
+                    $"the proxy never reported the failing store; {string.Join(", ", phases)}; replies: {string.Join(", ", log)}\n{proxy.Output}");
                 var marker = Traffic.Marker();
+                var sw = Stopwatch.StartNew();
                 reply = await Traffic.GetAsync(proxy, $"https://localhost:{https}/echo/during/{marker}");
+                log.Add($"{reply.Status}/{sw.ElapsedMilliseconds}ms");
                 if (reply.Status == 200)
                 {
                     allowedDuringLock.Add(marker);
