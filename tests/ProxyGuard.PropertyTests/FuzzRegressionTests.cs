@@ -47,4 +47,16 @@ public sealed class FuzzRegressionTests
         Assert.False(decision.Allowed);
         Assert.Equal("ambiguous-path", decision.Reason);
     }
+
+    [Fact]
+    public void A_corrupt_brotli_body_is_a_scan_error_not_an_exception()
+    {
+        // AFL++ on the scan-br target: BrotliStream throws InvalidOperationException ("Decoder ran into invalid data"),
+        // which escaped ContentScanner.ScanBody; in the proxy the request then failed with no audit event.
+        var input = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "fuzz-regressions", "scan-br", "brotli-invalid-data"));
+        var scanner = new ProxyGuard.Inspection.ContentScanner(new ProxyGuard.Inspection.ScannerOptions());
+        var result = scanner.ScanBody(input.AsMemory(1), "br", "text/plain", "api.example.com");
+        Assert.True(result.Blocked);
+        Assert.NotNull(result.Error);
+    }
 }

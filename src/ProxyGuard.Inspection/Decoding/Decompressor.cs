@@ -88,6 +88,12 @@ internal static class Decompressor
                 {
                     return DecompressStatus.Corrupt;
                 }
+                catch (InvalidOperationException)
+                {
+                    // BrotliStream reports corrupt input this way ("Decoder ran into invalid data"; found by AFL++ on
+                    // the scan-br target, fuzz/regressions/scan-br).
+                    return DecompressStatus.Corrupt;
+                }
 
                 if (read == 0)
                 {
