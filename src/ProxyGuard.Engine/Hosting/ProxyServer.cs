@@ -120,7 +120,7 @@ public sealed class ProxyServer : IAsyncDisposable
         var ca = CertificateAuthority.LoadOrCreate(options.CaDirectory, out var caCreated);
         Directory.CreateDirectory(options.DataDirectory);
         var installationKey = SnapshotBuilder.LoadInstallationKey(options.DataDirectory);
-        var store = EventStore.Open(options.DataDirectory);
+        var store = EventStore.Open(options.DataDirectory, options.Events);
         var secrets = new SecretResolver(SecretResolverOptions.FromEnvironment());
         var metrics = new ProxyMetrics();
 

@@ -26,5 +26,8 @@ public sealed record ProxyServerOptions
 
     public bool JsonLogs { get; init; }
 
+    /// <summary>Audit store settings (retention by age, count and size).</summary>
+    public ProxyGuard.Audit.EventStoreOptions Events { get; init; } = new();
+
     public bool WatchPolicyFile { get; init; } = true;
 }

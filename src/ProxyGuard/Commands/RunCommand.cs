@@ -6,6 +6,7 @@ using ProxyGuard.Audit;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Hosting;
 using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy;
 
 namespace ProxyGuard.Commands;
 
@@ -21,15 +22,20 @@ internal static class RunCommand
         var resolve = new Option<string[]>("--resolve") { Description = "Pin HOST=IP (repeatable).", AllowMultipleArgumentsPerToken = false };
         var jsonLogs = new Option<bool>("--json-logs") { Description = "Structured JSON console logs (for container platforms)." };
 
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs };
+        var retain = new Option<string>("--events-retain") { Description = "Delete audit events older than this (e.g. 720h; 0s keeps them forever).", DefaultValueFactory = _ => "720h" };
+        var maxEvents = new Option<long>("--events-max-count") { Description = "Keep at most this many audit events (0: no limit).", DefaultValueFactory = _ => 5_000_000 };
+        var maxSize = new Option<string>("--events-max-size") { Description = "Keep the event database under this size (e.g. 2GiB; 0: no limit).", DefaultValueFactory = _ => "0" };
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
+            EventStoreOptions retention;
             try
             {
                 pins = ParsePins(parse.GetValue(resolve) ?? []);
                 ListenAddress.Parse(parse.GetValue(listen)!, "--listen");
                 ListenAddress.Parse(parse.GetValue(admin)!, "--admin");
+                retention = ParseRetention(parse.GetValue(retain)!, parse.GetValue(maxEvents), parse.GetValue(maxSize)!);
             }
             catch (ArgumentException ex)
             {
@@ -46,10 +52,36 @@ internal static class RunCommand
                 DataDirectory = parse.GetValue(dataDir)!,
                 Resolve = pins,
                 JsonLogs = parse.GetValue(jsonLogs),
+                Events = retention,
             };
             return await RunAsync(options, ct);
         });
         return command;
+    }
+
+    internal static EventStoreOptions ParseRetention(string retain, long maxCount, string maxSize)
+    {
+        if (!PolicyValues.TryParseDuration(retain, out var age))
+        {
+            throw new ArgumentException($"--events-retain: expected a duration such as 720h or 30m, got '{retain}'");
+        }
+
+        if (maxCount < 0)
+        {
+            throw new ArgumentException("--events-max-count: must not be negative");
+        }
+
+        if (!PolicyValues.TryParseSize(maxSize, out var bytes))
+        {
+            throw new ArgumentException($"--events-max-size: expected a size such as 512MiB, got '{maxSize}'");
+        }
+
+        return new EventStoreOptions
+        {
+            RetainFor = age == TimeSpan.Zero ? null : age,
+            MaxEvents = maxCount == 0 ? null : maxCount,
+            MaxBytes = bytes == 0 ? null : bytes,
+        };
     }
 
     internal static Dictionary<string, IPAddress> ParsePins(IEnumerable<string> values)
