@@ -31,8 +31,8 @@ def parse_summary(path):
     ok = codes.get(200, 0)
     total = sum(codes.values())
     r = float(rps.group(1)) if rps else 0.0
-    # hey's Requests/sec counts every response; scale to successful ones.
-    good_rps = r * ok / total if total else 0.0
+    # hey's Requests/sec counts every request that finished (errors included); keep successful ones.
+    good_rps = r * ok / (total + errors) if total + errors else 0.0
     return {"rps": good_rps, "p50": float(p50.group(1)) * 1000 if p50 else None,
             "p99": float(p99.group(1)) * 1000 if p99 else None, "ok": ok, "bad": (total - ok) + errors}
 
