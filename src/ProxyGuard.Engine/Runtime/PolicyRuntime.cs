@@ -23,6 +23,7 @@ public sealed class PolicyRuntime : IDisposable
     private ProxySnapshot? _current;
     private FileSystemWatcher? _watcher;
     private Timer? _debounce;
+    private Timer? _secretRetry;
 
     public PolicyRuntime(string policyPath, ISecretProvider secrets, byte[] installationKey, ProxyMetrics metrics, ILogger logger)
     {
@@ -109,6 +110,7 @@ public sealed class PolicyRuntime : IDisposable
             }
 
             Reloaded?.Invoke(snapshot);
+            ScheduleSecretRetry(snapshot);
             return new ReloadResult(true, snapshot.Policy.Sha256, []);
         }
         finally
@@ -221,8 +223,31 @@ public sealed class PolicyRuntime : IDisposable
         }
     }
 
+    /// <summary>How often secrets or client tokens that did not resolve are tried again.</summary>
+    public TimeSpan SecretRetryInterval { get; init; } = TimeSpan.FromSeconds(
+        int.TryParse(Environment.GetEnvironmentVariable("PROXYGUARD_SECRET_RETRY"), out var seconds) && seconds > 0 ? seconds : 30);
+
+    /// <summary>
+    /// A secret (or client token) that could not be resolved when the snapshot was built (Vault down,
+    /// 403, 404, a missing file) is retried by rebuilding the snapshot until it resolves; meanwhile
+    /// requests that carry its placeholder keep failing closed.
+    /// </summary>
+    private void ScheduleSecretRetry(ProxySnapshot snapshot)
+    {
+        var missing = snapshot.Unavailable.Count > 0 || snapshot.Clients.Any(c => c.Problem is not null);
+        if (!missing)
+        {
+            _secretRetry?.Change(Timeout.Infinite, Timeout.Infinite);
+            return;
+        }
+
+        _secretRetry ??= new Timer(_ => ReloadInBackground("retrying unavailable secrets"), null, Timeout.Infinite, Timeout.Infinite);
+        _secretRetry.Change(SecretRetryInterval, Timeout.InfiniteTimeSpan);
+    }
+
     public void Dispose()
     {
+        _secretRetry?.Dispose();
         _watcher?.Dispose();
         _debounce?.Dispose();
         _reloadLock.Dispose();
