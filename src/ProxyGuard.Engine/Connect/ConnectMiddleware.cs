@@ -39,6 +39,7 @@ public sealed class ConnectMiddleware
         var remote = (connection.RemoteEndPoint as IPEndPoint)?.Address;
         var feature = new ProxyConnectionFeature(remote);
         connection.Features.Set(feature);
+        _services.Refusals?.Register(connection.ConnectionId, feature);
         _services.Metrics.ActiveConnections.Inc();
         try
         {
@@ -59,6 +60,7 @@ public sealed class ConnectMiddleware
         }
         finally
         {
+            _services.Refusals?.Unregister(connection.ConnectionId);
             _services.Metrics.ActiveConnections.Dec();
         }
     }

@@ -113,6 +113,9 @@ public sealed class ProxyServer : IAsyncDisposable
         // YARP logs every failed upstream at Warning with a stack trace; those failures are already
         // in the audit event (reason upstream-*), the upstream-errors metric and our Debug log.
         builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error);
+        var refusals = new KestrelRefusalRecorder();
+        builder.Logging.AddProvider(refusals);
+        builder.Logging.AddFilter<KestrelRefusalRecorder>(KestrelRefusalRecorder.Category, LogLevel.Debug);
         builder.Services.AddHttpForwarder();
 
         // Build the parts that do not depend on the host first, so a bad CA or policy fails fast.
@@ -176,7 +179,8 @@ public sealed class ProxyServer : IAsyncDisposable
 
         var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
         var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize);
-        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory);
+        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory) { Refusals = refusals };
+        refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
 
         ListenOptions? proxyListen = null;

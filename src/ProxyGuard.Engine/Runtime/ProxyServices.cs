@@ -41,4 +41,7 @@ public sealed class ProxyServices
     public ILoggerFactory LoggerFactory { get; }
 
     public ConnectionCounter Connections { get; }
+
+    /// <summary>Records Kestrel's own parser refusals as audit events (set by the host).</summary>
+    public Hosting.KestrelRefusalRecorder? Refusals { get; init; }
 }
