@@ -5,10 +5,10 @@ using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 
-namespace ProxyGuard.Secrets.Tests.Support;
+namespace ProxyGuard.Tests.Shared;
 
 /// <summary>A minimal HTTP/1.1 server on 127.0.0.1 (free port) speaking enough of Vault's KV v2 API.</summary>
-internal sealed class FakeVaultServer : IAsyncDisposable
+public sealed class FakeVaultServer : IAsyncDisposable
 {
     private readonly TcpListener _listener;
     private readonly CancellationTokenSource _stop = new();
@@ -42,7 +42,7 @@ internal sealed class FakeVaultServer : IAsyncDisposable
 
     public string? RequiredNamespace { get; set; }
 
-    public ConcurrentQueue<RecordedRequest> Requests { get; } = new();
+    public ConcurrentQueue<VaultRequest> Requests { get; } = new();
 
     public int RequestCount => Requests.Count;
 
@@ -116,7 +116,7 @@ internal sealed class FakeVaultServer : IAsyncDisposable
                 }
 
                 var path = requestLine[1].Split('?')[0];
-                Requests.Enqueue(new RecordedRequest(requestLine[0], path, headers));
+                Requests.Enqueue(new VaultRequest(requestLine[0], path, headers));
                 if (Stall)
                 {
                     await Task.Delay(Timeout.Infinite, _stop.Token);
@@ -186,4 +186,4 @@ internal sealed class FakeVaultServer : IAsyncDisposable
     }
 }
 
-internal sealed record RecordedRequest(string Method, string Path, IReadOnlyDictionary<string, string> Headers);
+public sealed record VaultRequest(string Method, string Path, IReadOnlyDictionary<string, string> Headers);
