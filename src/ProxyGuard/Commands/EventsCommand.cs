@@ -30,7 +30,9 @@ internal static class EventsCommand
                 adminToken = (await File.ReadAllTextAsync(tokenFile, ct)).Trim();
             }
 
-            using var http = new HttpClient { BaseAddress = new Uri(parse.GetValue(admin)!.TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(30) };
+            // The admin API is never reached through a proxy: a shell that ran `eval "$(proxyguard env)"`
+            // has HTTP_PROXY set, and the proxy refuses to reach itself.
+            using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = new Uri(parse.GetValue(admin)!.TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(30) };
             if (!string.IsNullOrEmpty(adminToken))
             {
                 http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", adminToken);

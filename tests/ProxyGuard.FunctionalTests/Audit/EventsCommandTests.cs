@@ -185,6 +185,19 @@ public sealed class EventsCommandTests : IClassFixture<ClientsFixture>
         Assert.True(result.Stdout == expectedStatus.ToString(System.Globalization.CultureInfo.InvariantCulture), $"curl {path}: {result.All}");
     }
 
+    [Fact]
+    public async Task Works_in_a_shell_that_has_the_sandbox_proxy_variables()
+    {
+        // After `eval "$(proxyguard env)"` HTTP_PROXY points at the proxy, which refuses to reach its
+        // own admin port: the events command must talk to the admin API directly.
+        var env = new Dictionary<string, string>(_f.Env) { ["PROXYGUARD_ADMIN_TOKEN"] = ProxyProcess.AdminToken };
+        Assert.StartsWith("http://", env["HTTP_PROXY"], StringComparison.Ordinal);
+        var result = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "events", "--admin", _f.Proxy.AdminUrl, "--json"],
+            _f.Dir.Path, env, TimeSpan.FromSeconds(60));
+        Assert.True(result.ExitCode == 0, result.All);
+        Assert.Equal((await _f.Proxy.EventsAsync()).Count, JsonLines(result.Stdout).Count);
+    }
+
     private async Task<string> EventsAsync(params string[] args)
     {
         var result = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "events", "--admin", _f.Proxy.AdminUrl, .. args],
