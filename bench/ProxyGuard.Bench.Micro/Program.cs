@@ -12,6 +12,13 @@ public static class Program
             return;
         }
 
+        if (args is ["loop", var count])
+        {
+            // For a sampling profiler (perf record with DOTNET_PerfMapEnabled=1): the benign body, scanned COUNT times.
+            ScanProbe.Loop(int.Parse(count, System.Globalization.CultureInfo.InvariantCulture));
+            return;
+        }
+
         if (args is ["probe"])
         {
             Probe.Run();

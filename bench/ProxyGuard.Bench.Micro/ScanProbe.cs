@@ -25,6 +25,23 @@ internal static class ScanProbe
         Measure("benign JSON 1 MiB, gzip", benign.Length, () => scanner.ScanBody(gzip, "gzip", "application/json", "api.example.com"));
     }
 
+    public static void Loop(int count)
+    {
+        var scanner = new ContentScanner(new ScannerOptions
+        {
+            KnownSecrets = [new KnownSecret("bench", "bench-known-secret-value-0123456789")],
+        });
+        var benign = Bodies.BenignJson();
+        var start = Stopwatch.GetTimestamp();
+        for (var i = 0; i < count; i++)
+        {
+            scanner.ScanBody(benign, null, "application/json", "api.example.com");
+        }
+
+        var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        Console.WriteLine($"{count} scans of the benign body: {seconds * 1000 / count:F3} ms each, {benign.Length * (double)count / seconds / 1e6:F0} MB/s");
+    }
+
     private static void Measure(string name, int bytes, Func<ScanResult> scan)
     {
         for (var i = 0; i < 30; i++)

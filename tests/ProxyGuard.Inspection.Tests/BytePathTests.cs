@@ -182,6 +182,9 @@ public sealed class BytePathTests
                         if (i >= entry.Offset && entry.MatchesAt(data, i - entry.Offset))
                         {
                             Assert.Contains(i, found);
+
+                            // ... and the quick stage-2 reject lets it through.
+                            Assert.True(filter.MayMatch(data, i), $"MayMatch rejected the window of '{Encoding.Latin1.GetString(entry.Bytes)}' at {i}");
                         }
                     }
                 }

@@ -3,6 +3,7 @@ using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using ProxyGuard.Inspection.Decoding;
 
 namespace ProxyGuard.Inspection.Scanning;
@@ -234,9 +235,39 @@ internal static class Base64RunFinder
         return true;
     }
 
+    // Nibble classification (as in IndexOfAnyAsciiSearcher): for each low nibble, the set of high nibbles 0..7 that make
+    // an alphabet byte with it; for each high nibble, its bit (none from 8 up, so bytes >= 0x80 never match).
+    private static readonly Vector256<byte> _lowNibbleSets = BuildLowNibbleSets();
+    private static readonly Vector256<byte> _highNibbleBits = Vector256.Create(
+        Vector128.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 0, 0, 0, 0, 0, 0, 0, 0),
+        Vector128.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 0, 0, 0, 0, 0, 0, 0, 0));
+
+    private static Vector256<byte> BuildLowNibbleSets()
+    {
+        Span<byte> sets = stackalloc byte[16];
+        for (var b = 0; b < 128; b++)
+        {
+            if (Base64.IsRunChar((char)b))
+            {
+                sets[b & 15] |= (byte)(1 << (b >> 4));
+            }
+        }
+
+        var half = Vector128.Create((ReadOnlySpan<byte>)sets);
+        return Vector256.Create(half, half);
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint Mask32(Vector256<byte> v)
     {
+        if (Avx2.IsSupported)
+        {
+            var nibble = Vector256.Create((byte)0x0F);
+            var high = Vector256.ShiftRightLogical(v.AsUInt16(), 4).AsByte() & nibble;
+            var hit = Avx2.Shuffle(_lowNibbleSets, v & nibble) & Avx2.Shuffle(_highNibbleBits, high);
+            return ~Vector256.Equals(hit, Vector256<byte>.Zero).ExtractMostSignificantBits();
+        }
+
         var folded = v | Vector256.Create((byte)0x20);
         var letter = Vector256.LessThanOrEqual(folded - Vector256.Create((byte)'a'), Vector256.Create((byte)25));
         var digit = Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9));

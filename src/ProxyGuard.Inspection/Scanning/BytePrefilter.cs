@@ -50,7 +50,8 @@ internal sealed class BytePrefilter
 
     // [plane * PlaneSize + offset * 32 + 0..15] = low-nibble table, [... + 16..31] = high-nibble table.
     private readonly byte[] _nibbles = new byte[2 * PlaneSize];
-    private readonly Vector256<byte>[] _vectors = new Vector256<byte>[2 * Width * 2];
+    private readonly NibbleTables _tables;
+    private readonly ulong[] _seen = new ulong[1024];
     private readonly KeyTable? _exact4;
     private readonly KeyTable? _exact3;
     private readonly KeyTable? _folded4;
@@ -129,8 +130,15 @@ internal sealed class BytePrefilter
         {
             var lo = Vector128.Create((ReadOnlySpan<byte>)_nibbles.AsSpan(t * 32, 16));
             var hi = Vector128.Create((ReadOnlySpan<byte>)_nibbles.AsSpan((t * 32) + 16, 16));
-            _vectors[2 * t] = Vector256.Create(lo, lo);
-            _vectors[(2 * t) + 1] = Vector256.Create(hi, hi);
+            _tables[2 * t] = Vector256.Create(lo, lo);
+            _tables[(2 * t) + 1] = Vector256.Create(hi, hi);
+        }
+
+        foreach (var entry in entries)
+        {
+            var probe = entry.IgnoreCase ? entry.Key | 0x20202020 : entry.WindowLength == 3 ? entry.Key & 0xFFFFFF : entry.Key;
+            var bit = SeenBit(probe);
+            _seen[bit >> 6] |= 1UL << bit;
         }
 
         _exact4 = KeyTable.Build(entries.Where(e => !e.IgnoreCase && e.WindowLength == 4));
@@ -159,10 +167,6 @@ internal sealed class BytePrefilter
         if (Avx2.IsSupported)
         {
             ref var origin = ref MemoryMarshal.GetReference(data);
-            var t = _vectors;
-            var (t0, t1, t2, t3, t4, t5, t6, t7) = (t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
-            var (t8, t9, t10, t11, t12, t13, t14, t15) = (t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]);
-
             // Loads at i .. i+3 must stay inside the data: i + 3 + 32 <= length.
             while (i + 35 <= data.Length)
             {
@@ -172,29 +176,7 @@ internal sealed class BytePrefilter
                     return count;
                 }
 
-                var v0 = Vector256.LoadUnsafe(ref origin, (nuint)i);
-                var v1 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 1));
-                var v2 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 2));
-                var v3 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 3));
-                var nibble = Vector256.Create((byte)0x0F);
-                var l0 = v0 & nibble;
-                var h0 = Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & nibble;
-                var l1 = v1 & nibble;
-                var h1 = Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & nibble;
-                var l2 = v2 & nibble;
-                var h2 = Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & nibble;
-                var l3 = v3 & nibble;
-                var h3 = Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & nibble;
-                var a = Avx2.Shuffle(t0, l0) & Avx2.Shuffle(t1, h0)
-                    & Avx2.Shuffle(t2, l1) & Avx2.Shuffle(t3, h1)
-                    & Avx2.Shuffle(t4, l2) & Avx2.Shuffle(t5, h2)
-                    & Avx2.Shuffle(t6, l3) & Avx2.Shuffle(t7, h3);
-                var b = Avx2.Shuffle(t8, l0) & Avx2.Shuffle(t9, h0)
-                    & Avx2.Shuffle(t10, l1) & Avx2.Shuffle(t11, h1)
-                    & Avx2.Shuffle(t12, l2) & Avx2.Shuffle(t13, h2)
-                    & Avx2.Shuffle(t14, l3) & Avx2.Shuffle(t15, h3);
-                var m = a | b;
-                var bits = ~Vector256.Equals(m, Vector256<byte>.Zero).ExtractMostSignificantBits();
+                var bits = Step(ref origin, i);
                 while (bits != 0)
                 {
                     output[count++] = i + BitOperations.TrailingZeroCount(bits);
@@ -202,6 +184,23 @@ internal sealed class BytePrefilter
                 }
 
                 i += 32;
+            }
+
+            // The last positions with four bytes left (at most 31 of them): one more step on a zero-padded copy, keeping
+            // only those positions, so a short input (a decoded base64 run, say) is not checked byte by byte.
+            if (i + Width <= data.Length && count + 32 <= output.Length)
+            {
+                Span<byte> padded = stackalloc byte[64];
+                padded.Clear();
+                data[i..].CopyTo(padded);
+                var bits = Step(ref MemoryMarshal.GetReference(padded), 0) & (uint)((1UL << (data.Length - Width + 1 - i)) - 1);
+                while (bits != 0)
+                {
+                    output[count++] = i + BitOperations.TrailingZeroCount(bits);
+                    bits &= bits - 1;
+                }
+
+                i = data.Length - Width + 1;
             }
         }
 
@@ -224,6 +223,38 @@ internal sealed class BytePrefilter
         return count;
     }
 
+    /// <summary>Stage 1 for the 32 positions from <paramref name="i"/> (reads 35 bytes): one bit per candidate.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private uint Step(ref byte origin, int i)
+    {
+        ref readonly var t = ref _tables;
+        var (t0, t1, t2, t3, t4, t5, t6, t7) = (t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
+        var (t8, t9, t10, t11, t12, t13, t14, t15) = (t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]);
+        var v0 = Vector256.LoadUnsafe(ref origin, (nuint)i);
+        var v1 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 1));
+        var v2 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 2));
+        var v3 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 3));
+        var nibble = Vector256.Create((byte)0x0F);
+        var l0 = v0 & nibble;
+        var h0 = Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & nibble;
+        var l1 = v1 & nibble;
+        var h1 = Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & nibble;
+        var l2 = v2 & nibble;
+        var h2 = Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & nibble;
+        var l3 = v3 & nibble;
+        var h3 = Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & nibble;
+        var a = Avx2.Shuffle(t0, l0) & Avx2.Shuffle(t1, h0)
+            & Avx2.Shuffle(t2, l1) & Avx2.Shuffle(t3, h1)
+            & Avx2.Shuffle(t4, l2) & Avx2.Shuffle(t5, h2)
+            & Avx2.Shuffle(t6, l3) & Avx2.Shuffle(t7, h3);
+        var b = Avx2.Shuffle(t8, l0) & Avx2.Shuffle(t9, h0)
+            & Avx2.Shuffle(t10, l1) & Avx2.Shuffle(t11, h1)
+            & Avx2.Shuffle(t12, l2) & Avx2.Shuffle(t13, h2)
+            & Avx2.Shuffle(t14, l3) & Avx2.Shuffle(t15, h3);
+        var m = a | b;
+        return ~Vector256.Equals(m, Vector256<byte>.Zero).ExtractMostSignificantBits();
+    }
+
     /// <summary>Stage 1 for one position, without SIMD (same tables); bytes past the end accept every bucket.</summary>
     public bool ScalarAccepts(ReadOnlySpan<byte> data, int i)
     {
@@ -239,6 +270,13 @@ internal sealed class BytePrefilter
         }
 
         return (a | c) != 0;
+    }
+
+    /// <summary>The 16 shuffle tables of stage 1 (plane, offset, low/high nibble), inline so indexing needs no bounds check.</summary>
+    [InlineArray(2 * Width * 2)]
+    private struct NibbleTables
+    {
+        private Vector256<byte> _element;
     }
 
     /// <summary>Number of stage-2 tables (<see cref="Lookup"/>).</summary>
@@ -264,6 +302,33 @@ internal sealed class BytePrefilter
                 return null;
         }
     }
+
+    /// <summary>
+    /// A quick stage-2 reject for a candidate with at least four bytes left: false when no table can hold its window.
+    /// One bit per hash of every window (exact 4-byte, the first three bytes for 3-byte windows, and every byte OR 0x20
+    /// for keywords, which maps both letter cases of a keyword to one value) in a 64 Kibit map that stays in L1, so the
+    /// common false candidate costs three bit tests instead of three table probes.
+    /// </summary>
+    public bool MayMatch(ReadOnlySpan<byte> data, int i)
+    {
+        if (data.Length - i < 4)
+        {
+            return true;
+        }
+
+        var word = Unsafe.ReadUnaligned<int>(ref Unsafe.Add(ref MemoryMarshal.GetReference(data), i));
+        return Seen(word) || Seen(word & 0xFFFFFF) || Seen(word | 0x20202020);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Seen(int probe)
+    {
+        var bit = SeenBit(probe);
+        return (_seen[bit >> 6] & (1UL << bit)) != 0;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int SeenBit(int probe) => (int)(((uint)probe * 2654435761u) >> 16);
 
     /// <summary>Lower-cases the ASCII letters of four little-endian bytes.</summary>
     private static int FoldWord(int word)

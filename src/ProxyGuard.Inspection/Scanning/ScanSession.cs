@@ -235,6 +235,11 @@ internal sealed class ScanSession
             for (var k = 0; k < count; k++)
             {
                 var hit = hits[k];
+                if (!filter.MayMatch(bytes, hit))
+                {
+                    continue;
+                }
+
                 for (var table = 0; table < BytePrefilter.Tables; table++)
                 {
                     if (filter.Lookup(bytes, hit, table) is { } entries)
