@@ -75,12 +75,20 @@ def main():
                 results[(scen, target)] = parse_csvs(csvs, float(open(wall).read().strip()))
             elif os.path.exists(txt):
                 results[(scen, target)] = parse_summary(txt)
+            cpu = os.path.join(out, f"{scen}-{target}.cpu")
+            if (scen, target) in results and os.path.exists(cpu):
+                try:
+                    results[(scen, target)]["cpu"] = float(open(cpu).read().strip())
+                except ValueError:
+                    pass
     lines = []
     meta = os.path.join(out, "meta.txt")
     if os.path.exists(meta):
         lines += [open(meta).read().rstrip(), ""]
-    lines += ["| scenario | target | req/s | MiB/s | p50 ms | p99 ms | ok | errors | vs direct | vs squid |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    # CPU ms/req: CPU time of the target's own process (the origin's for "direct") over the scenario, per
+    # successful request; it does not depend on how busy the rest of the machine was.
+    lines += ["| scenario | target | req/s | MiB/s | p50 ms | p99 ms | ok | errors | vs direct | vs squid | CPU ms/req |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for scen, title, mib in SCENARIOS:
         direct = results.get((scen, "direct"), {}).get("rps")
         squid = results.get((scen, "squid"), {}).get("rps")
@@ -91,7 +99,8 @@ def main():
             lines.append(f"| {title} | {target} | {fmt(r['rps'])} | {fmt(r['rps'] * mib) if mib else ''} | "
                          f"{fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['ok']} | {r['bad']} | "
                          f"{'' if target == 'direct' else ratio(r['rps'], direct)} | "
-                         f"{'' if target in ('squid', 'direct') else ratio(r['rps'], squid)} |")
+                         f"{'' if target in ('squid', 'direct') else ratio(r['rps'], squid)} | "
+                         f"{fmt(r['cpu'] * 1000 / r['ok'], 3) if r.get('cpu') and r['ok'] else '—'} |")
     tunnels = sorted(glob.glob(os.path.join(out, "tunnels-*.json")))
     if tunnels:
         lines += ["", "| idle intercepted tunnels | held | alive | failures | RSS before KiB | RSS held KiB | KiB per tunnel |",

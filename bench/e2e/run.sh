@@ -126,15 +126,28 @@ log "ready: $TARGETS"
   echo "Scenario seconds: $DUR; handshake-heavy host names: $HOSTS; every process (load generator, origin, proxies) shares the machine."
 } > "$OUT/meta.txt"
 
+# CPU seconds (user + system) used so far by a target's process: the proxy's own PID, the origin for "direct".
+cpu_of() { # target
+  local pid=${PID[$1]:-}; [[ $1 == direct ]] && pid=${PID[origin]:-}
+  [[ -n $pid && -r /proc/$pid/stat ]] || { echo 0; return; }
+  local total=0
+  # nginx's work is done by its worker processes (children of the master): add them.
+  for p in $pid $(pgrep -P "$pid" 2>/dev/null); do
+    [[ -r /proc/$p/stat ]] && total=$(( total + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') ))
+  done
+  echo "scale=3; $total / $(getconf CLK_TCK)" | bc
+}
 hey_run() { # scenario target extra-args... (URL last)
   local scen=$1 t=$2; shift 2
   local args=(); [[ -n ${PROXY[$t]} ]] && args=(-x "${PROXY[$t]}")
+  local before; before=$(cpu_of "$t")
   SSL_CERT_FILE=${CA[$t]} timeout $((DUR + 60)) hey -z ${DUR}s "${args[@]}" -H "$AUTH" "$@" > "$OUT/$scen-$t.txt" 2>&1
+  echo "$(cpu_of "$t") - $before" | bc > "$OUT/$scen-$t.cpu"
 }
 handshake_run() { # target: HOSTS names, 8 at a time, new connection per request, 2 workers each
   local t=$1 par=8 batch=$(( (DUR + 3) / 4 )); (( batch < 1 )) && batch=1
   local args=(); [[ -n ${PROXY[$t]} ]] && args=(-x "${PROXY[$t]}")
-  local start=$(date +%s.%N) i=1
+  local start=$(date +%s.%N) i=1 before; before=$(cpu_of "$t")
   while (( i <= HOSTS )); do
     local pids=()
     for j in $(seq $i $(( i + par - 1 < HOSTS ? i + par - 1 : HOSTS ))); do
@@ -145,6 +158,7 @@ handshake_run() { # target: HOSTS names, 8 at a time, new connection per request
     i=$(( i + par ))
   done
   echo "$(date +%s.%N) - $start" | bc > "$OUT/handshake-$t.wall"
+  echo "$(cpu_of "$t") - $before" | bc > "$OUT/handshake-$t.cpu"
 }
 
 # Warm-up (JIT, pools, certificate caches for origin.test): keep-alive load per proxy. ProxyGuard's
