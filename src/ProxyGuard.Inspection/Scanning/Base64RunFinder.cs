@@ -204,8 +204,7 @@ internal static class Base64RunFinder
         var end = start;
         while (true)
         {
-            var rest = text[end..].IndexOfAnyExcept(_runBytes);
-            end = rest < 0 ? text.Length : end + rest;
+            end = RunEnd(text, end);
             var lineLength = end - lineStart;
             if (lineLength >= 40 && lineLength % 4 == 0 && end < text.Length)
             {
@@ -255,6 +254,29 @@ internal static class Base64RunFinder
 
         var half = Vector128.Create((ReadOnlySpan<byte>)sets);
         return Vector256.Create(half, half);
+    }
+
+    /// <summary>The end of the alphabet characters starting at <paramref name="start"/> (the first other byte, or the length).</summary>
+    private static int RunEnd(ReadOnlySpan<byte> text, int start)
+    {
+        var p = start;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref var origin = ref MemoryMarshal.GetReference(text);
+            while (p + 32 <= text.Length)
+            {
+                var mask = Mask32(Vector256.LoadUnsafe(ref origin, (nuint)p));
+                if (mask != uint.MaxValue)
+                {
+                    return p + BitOperations.TrailingZeroCount(~mask);
+                }
+
+                p += 32;
+            }
+        }
+
+        var rest = text[p..].IndexOfAnyExcept(_runBytes);
+        return rest < 0 ? text.Length : p + rest;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
