@@ -90,6 +90,9 @@ public sealed class EventStore : IAsyncDisposable
         set => _status.MaxPageCount = value;
     }
 
+    /// <summary>Bytes in the writer connection's SQLite page cache after its last commit (bounded by the writer's cache_size).</summary>
+    internal long WriterCacheBytes => _status.WriterCacheBytes;
+
     /// <summary>
     /// Opens (creating when needed) <c>events.db</c> in <paramref name="dataDirectory"/>, with WAL, the schema
     /// and the filter indexes, and starts the writer and the retention compaction.

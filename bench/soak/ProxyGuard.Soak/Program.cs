@@ -14,11 +14,14 @@ using ProxyGuard.FunctionalTests.Infrastructure;
 
 // Bounded loopback soak: a real `proxyguard run` process between HttpClients and a local origin, mixed traffic
 // (allowed, denied by rule, secret substituted, content-scanned allow and deny, client disconnects) for
-// --seconds, with --concurrency workers. Samples the proxy's RSS, threads and open file descriptors; at the end
-// compares requests sent with events stored, and prints a Markdown report. Exit 1 on any unexpected result.
+// --seconds, with --concurrency workers. Samples the proxy's memory (RSS split into anonymous and file/shared
+// pages, and, when dotnet-counters is installed, the managed heap), threads, open descriptors and database size;
+// at the end compares requests sent with events stored, summarises memory after --warmup seconds, and prints a
+// Markdown report. Exit 1 on any unexpected result.
 var seconds = Arg("--seconds", 60);
 var concurrency = Arg("--concurrency", 8);
 var sampleEvery = TimeSpan.FromSeconds(Arg("--sample", 10));
+var warmup = TimeSpan.FromSeconds(Arg("--warmup", 120));
 var work = Directory.CreateTempSubdirectory("pg-soak-").FullName;
 const string SecretValue = "soak-synthetic-secret-value-0123456789";
 const string AdminToken = "soak-admin-token-0123456789abcdef";
@@ -112,9 +115,14 @@ await ready.Task.WaitAsync(TimeSpan.FromSeconds(120));
 // The placeholder the sandbox would hold.
 var placeholder = await PlaceholderAsync();
 
+// The managed heap as the runtime reports it (System.Runtime meter), through dotnet-counters when installed:
+// `dotnet tool install -g dotnet-counters`, or DOTNET_COUNTERS=/path/to/dotnet-counters.
+var countersCsv = Path.Combine(work, "counters.csv");
+using var counters = StartCounters(proxy.Id, countersCsv, sampleEvery);
+
 var counts = new ConcurrentDictionary<string, long>();
 var errors = new ConcurrentQueue<string>();
-var samples = new List<string>();
+var samples = new List<MemorySample>();
 var sw = Stopwatch.StartNew();
 var deadline = TimeSpan.FromSeconds(seconds);
 var caPath = Path.Combine(work, "ca", "ca.pem");
@@ -218,6 +226,27 @@ if (!exitedEarly)
     await proxy.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
 }
 
+if (counters is not null)
+{
+    // dotnet-counters ends by itself when its target exits.
+    try
+    {
+        await counters.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(15));
+    }
+    catch (TimeoutException)
+    {
+        counters.Kill();
+    }
+
+    // dotnet-counters writes its CSV when it ends; join it to the samples by wall-clock time.
+    var gc = ReadCounters(countersCsv);
+    for (var i = 0; i < samples.Count; i++)
+    {
+        var (heap, committed) = GcAt(gc, samples[i].Wall);
+        samples[i] = samples[i] with { GcHeapMiB = heap / 1048576.0, GcCommittedMiB = committed / 1048576.0 };
+    }
+}
+
 await origin.StopAsync();
 var report = new StringBuilder();
 report.AppendLine(CultureInfo.InvariantCulture, $"### Soak: {elapsed.TotalSeconds:F0} s, {concurrency} workers, {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
@@ -236,12 +265,19 @@ report.AppendLine(CultureInfo.InvariantCulture, $"- events stored for the {compl
 report.AppendLine(CultureInfo.InvariantCulture, $"- events stored for the {disconnects} client disconnects: {storedSlow} (the rest gave up before sending a request, during CONNECT/TLS)");
 report.AppendLine(CultureInfo.InvariantCulture, $"- proxy exit: {(exitedEarly ? "DIED DURING THE SOAK" : "SIGTERM -> exit code " + proxy.ExitCode)}");
 report.AppendLine();
-report.AppendLine("| t (s) | RSS (MiB) | threads | open fds |");
-report.AppendLine("| ---: | ---: | ---: | ---: |");
+report.AppendLine(counters is null
+    ? "Managed heap not sampled (dotnet-counters not found: `dotnet tool install -g dotnet-counters`, or set DOTNET_COUNTERS)."
+    : "RSS = anonymous + file-backed/shared pages. GC heap: live managed objects after the last GC; GC committed: memory the GC holds; native = anonymous - GC committed (malloc arenas of SQLite/OpenSSL, runtime, thread stacks).");
+report.AppendLine();
+report.AppendLine("| t (s) | RSS (MiB) | anonymous | file+shared | GC heap | GC committed | native | threads | open fds | events.db+wal (MiB) |");
+report.AppendLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 foreach (var s in samples)
 {
-    report.AppendLine(s);
+    report.AppendLine(s.Row());
 }
+
+report.AppendLine();
+report.Append(MemorySummary(samples, warmup));
 
 foreach (var e in errors.Take(20))
 {
@@ -285,30 +321,172 @@ async Task Expect(HttpClient client, string name, HttpMethod method, string url,
     }
 }
 
-string Sample()
+MemorySample Sample()
 {
-    long rssKb = 0, threads = 0;
+    var t = sw.Elapsed.TotalSeconds;
     try
     {
-        foreach (var line in File.ReadLines($"/proc/{proxy.Id}/status"))
+        var status = ProcFields($"/proc/{proxy.Id}/status");
+        var rollup = ProcFields($"/proc/{proxy.Id}/smaps_rollup");
+        var fds = Directory.EnumerateFileSystemEntries($"/proc/{proxy.Id}/fd").Count();
+        long dbBytes = 0;
+        foreach (var name in new[] { "events.db", "events.db-wal" })
         {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                rssKb = long.Parse(line[6..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
-            }
-            else if (line.StartsWith("Threads:", StringComparison.Ordinal))
-            {
-                threads = long.Parse(line[8..].Trim(), CultureInfo.InvariantCulture);
-            }
+            var file = new FileInfo(Path.Combine(work, "data", name));
+            dbBytes += file.Exists ? file.Length : 0;
         }
 
-        var fds = Directory.EnumerateFileSystemEntries($"/proc/{proxy.Id}/fd").Count();
-        return string.Create(CultureInfo.InvariantCulture, $"| {sw.Elapsed.TotalSeconds:F0} | {rssKb / 1024.0:F1} | {threads} | {fds} |");
+        return new MemorySample(t, DateTime.Now, status.GetValueOrDefault("VmRSS") / 1024.0, rollup.GetValueOrDefault("Anonymous") / 1024.0,
+            null, null, status.GetValueOrDefault("Threads"), fds, dbBytes / 1048576.0);
     }
     catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
     {
-        return $"| {sw.Elapsed.TotalSeconds:F0} | (process gone) | | |";
+        return new MemorySample(t, DateTime.Now, null, null, null, null, 0, 0, 0);
     }
+}
+
+// "Name:   123 kB" lines of a /proc file, values as written (kB for sizes).
+static Dictionary<string, long> ProcFields(string path)
+{
+    var fields = new Dictionary<string, long>(StringComparer.Ordinal);
+    foreach (var line in File.ReadLines(path))
+    {
+        var colon = line.IndexOf(':', StringComparison.Ordinal);
+        if (colon > 0 && long.TryParse(line[(colon + 1)..].Trim().Split(' ')[0], NumberStyles.None, CultureInfo.InvariantCulture, out var value))
+        {
+            fields[line[..colon]] = value;
+        }
+    }
+
+    return fields;
+}
+
+// dotnet-counters' CSV (Timestamp,Provider,Counter Name,Counter Type,Mean/Increment; local time, whole seconds).
+static List<(DateTime Time, string Name, double Value)> ReadCounters(string csv)
+{
+    var rows = new List<(DateTime, string, double)>();
+    if (!File.Exists(csv))
+    {
+        return rows;
+    }
+
+    foreach (var line in File.ReadLines(csv).Skip(1))
+    {
+        var parts = line.Split(',');
+        if (parts.Length == 5
+            && DateTime.TryParseExact(parts[0], "MM/dd/yyyy HH:mm:ss", CultureInfo.InvariantCulture, DateTimeStyles.AssumeLocal, out var time)
+            && double.TryParse(parts[4], NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+        {
+            rows.Add((time, parts[2], value));
+        }
+    }
+
+    return rows;
+}
+
+// The GC heap (sum of the generations after the last GC) and GC committed bytes last reported at or before a
+// sample; null before the first report (or before the first GC, when the runtime reports 0).
+static (double? Heap, double? Committed) GcAt(List<(DateTime Time, string Name, double Value)> rows, DateTime at)
+{
+    var last = new Dictionary<string, double>(StringComparer.Ordinal);
+    foreach (var (time, name, value) in rows)
+    {
+        if (time <= at.AddSeconds(1))
+        {
+            last[name] = value;
+        }
+    }
+
+    var heap = last.Where(p => p.Key.StartsWith("dotnet.gc.last_collection.heap.size", StringComparison.Ordinal)).Sum(p => p.Value);
+    var committed = last.Where(p => p.Key.StartsWith("dotnet.gc.last_collection.memory.committed_size", StringComparison.Ordinal)).Sum(p => p.Value);
+    return (heap > 0 ? heap : null, committed > 0 ? committed : null);
+}
+
+static Process? StartCounters(int pid, string csv, TimeSpan interval)
+{
+    var tool = Environment.GetEnvironmentVariable("DOTNET_COUNTERS");
+    if (string.IsNullOrEmpty(tool))
+    {
+        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        tool = new[] { Path.Combine(home, ".dotnet", "tools", "dotnet-counters") }
+            .Concat((Environment.GetEnvironmentVariable("PATH") ?? string.Empty).Split(':', StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, "dotnet-counters")))
+            .FirstOrDefault(File.Exists);
+    }
+
+    if (tool is null || !File.Exists(tool))
+    {
+        return null;
+    }
+
+    var start = new ProcessStartInfo(tool) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+    foreach (var a in new[]
+             {
+                 "collect", "--process-id", pid.ToString(CultureInfo.InvariantCulture), "--refresh-interval",
+                 Math.Max(1, (int)interval.TotalSeconds).ToString(CultureInfo.InvariantCulture), "--format", "csv", "--output", csv,
+                 "--counters", "System.Runtime[dotnet.gc.last_collection.heap.size,dotnet.gc.last_collection.memory.committed_size]",
+             })
+    {
+        start.ArgumentList.Add(a);
+    }
+
+    var process = Process.Start(start)!;
+    process.OutputDataReceived += (_, _) => { };
+    process.ErrorDataReceived += (_, _) => { };
+    process.BeginOutputReadLine();
+    process.BeginErrorReadLine();
+    return process;
+}
+
+// After the warm-up: first and last value, range, and the least-squares slope (MiB/min) over the whole
+// post-warm-up window and over its second half, for RSS, the GC heap, GC committed and native memory.
+static string MemorySummary(List<MemorySample> all, TimeSpan warmup)
+{
+    var after = all.Where(s => s.T >= warmup.TotalSeconds && s.RssMiB is not null).ToList();
+    var text = new StringBuilder();
+    if (after.Count < 4)
+    {
+        text.AppendLine(CultureInfo.InvariantCulture, $"- memory after the {warmup.TotalSeconds:F0} s warm-up: too few samples to judge");
+        return text.ToString();
+    }
+
+    text.AppendLine(CultureInfo.InvariantCulture, $"Memory after the {warmup.TotalSeconds:F0} s warm-up ({after[0].T:F0}-{after[^1].T:F0} s, {after.Count} samples):");
+    text.AppendLine();
+    text.AppendLine("| series | first | last | min | max | change | slope, whole window (MiB/min) | slope, second half (MiB/min) |");
+    text.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    void Line(string name, Func<MemorySample, double?> pick)
+    {
+        var points = after.Where(s => pick(s) is not null).Select(s => (s.T, V: pick(s)!.Value)).ToList();
+        if (points.Count < 4)
+        {
+            return;
+        }
+
+        var half = points.Where(p => p.T >= (points[0].T + points[^1].T) / 2).ToList();
+        text.AppendLine(CultureInfo.InvariantCulture,
+            $"| {name} | {points[0].V:F1} | {points[^1].V:F1} | {points.Min(p => p.V):F1} | {points.Max(p => p.V):F1} | {points[^1].V - points[0].V:+0.0;-0.0;0.0} | {Slope(points):+0.00;-0.00;0.00} | {Slope(half):+0.00;-0.00;0.00} |");
+    }
+
+    Line("RSS (MiB)", s => s.RssMiB);
+    Line("anonymous (MiB)", s => s.AnonMiB);
+    Line("GC heap (MiB)", s => s.GcHeapMiB);
+    Line("GC committed (MiB)", s => s.GcCommittedMiB);
+    Line("native (MiB)", s => s.NativeMiB);
+    Line("threads", s => s.Threads);
+    Line("open fds", s => s.Fds);
+    return text.ToString();
+}
+
+static double Slope(List<(double T, double V)> points)
+{
+    if (points.Count < 2)
+    {
+        return 0;
+    }
+
+    var mt = points.Average(p => p.T);
+    var mv = points.Average(p => p.V);
+    var den = points.Sum(p => (p.T - mt) * (p.T - mt));
+    return den == 0 ? 0 : points.Sum(p => (p.T - mt) * (p.V - mv)) / den * 60;
 }
 
 async Task<(long Other, long Slow)> EventCountAsync()
@@ -399,3 +577,18 @@ static async Task<WebApplication> StartOriginAsync(System.Security.Cryptography.
 
 [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill")]
 static extern int Kill(int pid, int signal);
+
+/// <summary>One sample of the proxy process; sizes in MiB, null when not available.</summary>
+internal sealed record MemorySample(double T, DateTime Wall, double? RssMiB, double? AnonMiB, double? GcHeapMiB, double? GcCommittedMiB, long Threads, long Fds, double DbMiB)
+{
+    public double? NativeMiB => AnonMiB - GcCommittedMiB;
+
+    public string Row()
+    {
+        static string F(double? v) => v is double d ? d.ToString("F1", CultureInfo.InvariantCulture) : "-";
+        return RssMiB is null
+            ? string.Create(CultureInfo.InvariantCulture, $"| {T:F0} | (process gone) | | | | | | | | |")
+            : string.Create(CultureInfo.InvariantCulture,
+                $"| {T:F0} | {F(RssMiB)} | {F(AnonMiB)} | {F(RssMiB - AnonMiB)} | {F(GcHeapMiB)} | {F(GcCommittedMiB)} | {F(NativeMiB)} | {Threads} | {Fds} | {DbMiB:F1} |");
+    }
+}

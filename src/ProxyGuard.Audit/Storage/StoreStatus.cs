@@ -11,6 +11,7 @@ internal sealed class StoreStatus
     private long _written;
     private long _dropped;
     private long _compacted;
+    private long _writerCacheBytes;
     private volatile bool _failing;
     private volatile bool _stopped;
     private volatile string? _lastError;
@@ -35,6 +36,13 @@ internal sealed class StoreStatus
 
     /// <summary>Test hook: applied as <c>PRAGMA max_page_count</c> to the writer's connection (simulates a full disk).</summary>
     public long? MaxPageCount { get; set; }
+
+    /// <summary>Bytes held by the writer connection's page cache after its last commit (SQLITE_DBSTATUS_CACHE_USED).</summary>
+    public long WriterCacheBytes
+    {
+        get => Interlocked.Read(ref _writerCacheBytes);
+        set => Interlocked.Exchange(ref _writerCacheBytes, value);
+    }
 
     public void AddWritten(long count) => Interlocked.Add(ref _written, count);
 
