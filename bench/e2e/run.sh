@@ -10,7 +10,7 @@
 #   BENCH_TUNNELS=5000   idle intercepted tunnels to hold (0 skips that test)
 #   BENCH_TARGETS="direct pg-minimal pg-realistic squid mitmproxy"
 #   BENCH_SCENARIOS="ka16 ka64 handshake h2 download upload plain"
-#   BENCH_WARMUP=10      seconds of keep-alive warm-up per proxy before measuring
+#   BENCH_WARMUP=30      seconds of keep-alive warm-up per proxy before measuring (tiered JIT + PGO)
 #   BENCH_NO_BUILD=1     reuse the existing Release build
 #   PGB_DIR=/tmp/pg-bench   work directory (certificates, configs, logs, raw outputs)
 # Needs hey, openssl, python3, nginx; squid and mitmdump are skipped when missing. Runs as root for
@@ -164,7 +164,7 @@ handshake_run() { # target: HOSTS names, 8 at a time, new connection per request
 # Warm-up (JIT, pools, certificate caches for origin.test): keep-alive load per proxy. ProxyGuard's
 # tiered JIT needs it: a perf profile of the first seconds under load shows ~40% of the CPU in the
 # JIT (tier-1/PGO recompilation), under 2% once warm.
-for t in $TARGETS; do [[ $t != direct ]] && DUR=${BENCH_WARMUP:-10} hey_run warmup "$t" -c 16 https://origin.test:$ORIGIN_TLS/small; done
+for t in $TARGETS; do [[ $t != direct ]] && DUR=${BENCH_WARMUP:-30} hey_run warmup "$t" -c 16 https://origin.test:$ORIGIN_TLS/small; done
 for t in $TARGETS; do [[ $t == pg-* ]] && DUR=3 hey_run warmup2 "$t" -c 4 -m POST -T application/octet-stream -D "$D/big.bin" https://origin.test:$ORIGIN_TLS/upload; done
 
 # Idle tunnels first, while the heaps are small (the delta is cleaner than after heavy load).

@@ -167,8 +167,15 @@ internal sealed class BytePrefilter
         if (Avx2.IsSupported)
         {
             ref var origin = ref MemoryMarshal.GetReference(data);
-            // Loads at i .. i+3 must stay inside the data: i + 3 + 32 <= length.
-            while (i + 35 <= data.Length)
+            ref readonly var t = ref _tables;
+            var (t0, t1, t2, t3, t4, t5, t6, t7) = (t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
+            var (t8, t9, t10, t11, t12, t13, t14, t15) = (t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]);
+
+            // Loads at i .. i+3 must stay inside the data: i + 3 + 32 <= length. The positions after that which still
+            // have four bytes (at most 31) get one more step on a zero-padded copy, keeping only those positions, so a
+            // short input (a decoded base64 run, say) is not checked byte by byte either.
+            Span<byte> padded = stackalloc byte[64];
+            while (i + Width <= data.Length)
             {
                 if (count + 32 > output.Length)
                 {
@@ -176,31 +183,48 @@ internal sealed class BytePrefilter
                     return count;
                 }
 
-                var bits = Step(ref origin, i);
+                scoped ref var source = ref origin;
+                var at = i;
+                var keep = uint.MaxValue;
+                if (i + 35 > data.Length)
+                {
+                    padded.Clear();
+                    data[i..].CopyTo(padded);
+                    source = ref MemoryMarshal.GetReference(padded);
+                    at = 0;
+                    keep = (uint)((1UL << (data.Length - Width + 1 - i)) - 1);
+                }
+
+                var v0 = Vector256.LoadUnsafe(ref source, (nuint)at);
+                var v1 = Vector256.LoadUnsafe(ref source, (nuint)(at + 1));
+                var v2 = Vector256.LoadUnsafe(ref source, (nuint)(at + 2));
+                var v3 = Vector256.LoadUnsafe(ref source, (nuint)(at + 3));
+                var nibble = Vector256.Create((byte)0x0F);
+                var l0 = v0 & nibble;
+                var h0 = Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & nibble;
+                var l1 = v1 & nibble;
+                var h1 = Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & nibble;
+                var l2 = v2 & nibble;
+                var h2 = Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & nibble;
+                var l3 = v3 & nibble;
+                var h3 = Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & nibble;
+                var a = Avx2.Shuffle(t0, l0) & Avx2.Shuffle(t1, h0)
+                    & Avx2.Shuffle(t2, l1) & Avx2.Shuffle(t3, h1)
+                    & Avx2.Shuffle(t4, l2) & Avx2.Shuffle(t5, h2)
+                    & Avx2.Shuffle(t6, l3) & Avx2.Shuffle(t7, h3);
+                var b = Avx2.Shuffle(t8, l0) & Avx2.Shuffle(t9, h0)
+                    & Avx2.Shuffle(t10, l1) & Avx2.Shuffle(t11, h1)
+                    & Avx2.Shuffle(t12, l2) & Avx2.Shuffle(t13, h2)
+                    & Avx2.Shuffle(t14, l3) & Avx2.Shuffle(t15, h3);
+                var m = a | b;
+                var bits = ~Vector256.Equals(m, Vector256<byte>.Zero).ExtractMostSignificantBits() & keep;
                 while (bits != 0)
                 {
                     output[count++] = i + BitOperations.TrailingZeroCount(bits);
                     bits &= bits - 1;
                 }
 
-                i += 32;
-            }
-
-            // The last positions with four bytes left (at most 31 of them): one more step on a zero-padded copy, keeping
-            // only those positions, so a short input (a decoded base64 run, say) is not checked byte by byte.
-            if (i + Width <= data.Length && count + 32 <= output.Length)
-            {
-                Span<byte> padded = stackalloc byte[64];
-                padded.Clear();
-                data[i..].CopyTo(padded);
-                var bits = Step(ref MemoryMarshal.GetReference(padded), 0) & (uint)((1UL << (data.Length - Width + 1 - i)) - 1);
-                while (bits != 0)
-                {
-                    output[count++] = i + BitOperations.TrailingZeroCount(bits);
-                    bits &= bits - 1;
-                }
-
-                i = data.Length - Width + 1;
+                i = keep == uint.MaxValue ? i + 32 : data.Length - Width + 1;
             }
         }
 
@@ -221,38 +245,6 @@ internal sealed class BytePrefilter
 
         from = data.Length;
         return count;
-    }
-
-    /// <summary>Stage 1 for the 32 positions from <paramref name="i"/> (reads 35 bytes): one bit per candidate.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private uint Step(ref byte origin, int i)
-    {
-        ref readonly var t = ref _tables;
-        var (t0, t1, t2, t3, t4, t5, t6, t7) = (t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
-        var (t8, t9, t10, t11, t12, t13, t14, t15) = (t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15]);
-        var v0 = Vector256.LoadUnsafe(ref origin, (nuint)i);
-        var v1 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 1));
-        var v2 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 2));
-        var v3 = Vector256.LoadUnsafe(ref origin, (nuint)(i + 3));
-        var nibble = Vector256.Create((byte)0x0F);
-        var l0 = v0 & nibble;
-        var h0 = Vector256.ShiftRightLogical(v0.AsUInt16(), 4).AsByte() & nibble;
-        var l1 = v1 & nibble;
-        var h1 = Vector256.ShiftRightLogical(v1.AsUInt16(), 4).AsByte() & nibble;
-        var l2 = v2 & nibble;
-        var h2 = Vector256.ShiftRightLogical(v2.AsUInt16(), 4).AsByte() & nibble;
-        var l3 = v3 & nibble;
-        var h3 = Vector256.ShiftRightLogical(v3.AsUInt16(), 4).AsByte() & nibble;
-        var a = Avx2.Shuffle(t0, l0) & Avx2.Shuffle(t1, h0)
-            & Avx2.Shuffle(t2, l1) & Avx2.Shuffle(t3, h1)
-            & Avx2.Shuffle(t4, l2) & Avx2.Shuffle(t5, h2)
-            & Avx2.Shuffle(t6, l3) & Avx2.Shuffle(t7, h3);
-        var b = Avx2.Shuffle(t8, l0) & Avx2.Shuffle(t9, h0)
-            & Avx2.Shuffle(t10, l1) & Avx2.Shuffle(t11, h1)
-            & Avx2.Shuffle(t12, l2) & Avx2.Shuffle(t13, h2)
-            & Avx2.Shuffle(t14, l3) & Avx2.Shuffle(t15, h3);
-        var m = a | b;
-        return ~Vector256.Equals(m, Vector256<byte>.Zero).ExtractMostSignificantBits();
     }
 
     /// <summary>Stage 1 for one position, without SIMD (same tables); bytes past the end accept every bucket.</summary>
