@@ -17,9 +17,12 @@ RUN mkdir -p /etc/proxyguard /var/lib/proxyguard/ca \
  && chown -R "$APP_UID" /var/lib/proxyguard \
  && chmod 0700 /var/lib/proxyguard /var/lib/proxyguard/ca
 COPY --from=build /app /app
+# MALLOC_ARENA_MAX=2: glibc otherwise keeps up to 8 malloc arenas per core, each with its own high-water mark,
+# and the proxy's native memory creeps for minutes before levelling off (docs/reliability.md, soak).
 ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 \
     DOTNET_NOLOGO=1 \
-    DOTNET_EnableDiagnostics=0
+    DOTNET_EnableDiagnostics=0 \
+    MALLOC_ARENA_MAX=2
 USER $APP_UID
 VOLUME ["/etc/proxyguard", "/var/lib/proxyguard", "/var/lib/proxyguard/ca"]
 EXPOSE 8080
