@@ -137,23 +137,6 @@ internal static class Base64
         var controls = 0;
         var alnum = 0;
         var i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i + 32 <= bytes.Length; i += 32)
-            {
-                var v = Vector256.Create(bytes.Slice(i, 32));
-                var control = (Vector256.LessThan(v, Vector256.Create((byte)0x20))
-                        & ~Vector256.Equals(v, Vector256.Create((byte)'\t'))
-                        & ~Vector256.Equals(v, Vector256.Create((byte)'\n'))
-                        & ~Vector256.Equals(v, Vector256.Create((byte)'\r')))
-                    | Vector256.Equals(v, Vector256.Create((byte)0x7F));
-                var letter = Vector256.LessThanOrEqual((v | Vector256.Create((byte)0x20)) - Vector256.Create((byte)'a'), Vector256.Create((byte)('z' - 'a')));
-                var digit = Vector256.LessThanOrEqual(v - Vector256.Create((byte)'0'), Vector256.Create((byte)9));
-                controls += BitOperations.PopCount(control.ExtractMostSignificantBits());
-                alnum += BitOperations.PopCount((letter | digit).ExtractMostSignificantBits());
-            }
-        }
-
         if (Vector128.IsHardwareAccelerated)
         {
             for (; i + 16 <= bytes.Length; i += 16)
