@@ -72,7 +72,9 @@ public sealed class HostNormalizationProperties
     public void Host_names_in_any_case_and_with_a_trailing_dot_normalise_to_lower_case_without_it()
     {
         var label = Gen.Char["abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-"].Array[1, 20]
-            .Select(a => "x" + new string(a) + "y");
+            // Starts with "h": a label starting with "xn--" is an A-label, which must be valid punycode (and is
+            // rejected otherwise); CI once drew "x" + "n--4Skj…".
+            .Select(a => "h" + new string(a) + "y");
         Gen.Select(label.Array[1, 5], Gen.Bool, (labels, dot) => (labels, dot)).Sample((labels, dot) =>
         {
             var name = string.Join('.', labels) + ".example";
