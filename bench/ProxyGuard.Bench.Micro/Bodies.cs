@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Text;
+using ProxyGuard.Inspection;
 
 namespace ProxyGuard.Bench.Micro;
 
@@ -13,6 +14,12 @@ internal static class Bodies
         "alpha", "beta", "gamma", "delta", "proxy", "guard", "sandbox", "agent", "token", "policy", "network",
         "service", "request", "response", "value", "cache", "index", "render", "update", "create",
     ];
+
+    /// <summary>The scanner every benchmark measures: every built-in detector plus one known vault secret.</summary>
+    public static ContentScanner Scanner() => new(new ScannerOptions
+    {
+        KnownSecrets = [new KnownSecret("bench", "bench-known-secret-value-0123456789")],
+    });
 
     /// <summary>A GitHub-API-like JSON array: URLs, ids, SHAs, timestamps, prose with a few escapes, emails.</summary>
     public static byte[] BenignJson()

@@ -13,10 +13,7 @@ internal static class ScanProbe
 {
     public static void Run()
     {
-        var scanner = new ContentScanner(new ScannerOptions
-        {
-            KnownSecrets = [new KnownSecret("bench", "bench-known-secret-value-0123456789")],
-        });
+        var scanner = Bodies.Scanner();
         var benign = Bodies.BenignJson();
         var secrets = Bodies.WithSecrets();
         var gzip = Bodies.Gzip(benign);
@@ -27,10 +24,7 @@ internal static class ScanProbe
 
     public static void Loop(int count)
     {
-        var scanner = new ContentScanner(new ScannerOptions
-        {
-            KnownSecrets = [new KnownSecret("bench", "bench-known-secret-value-0123456789")],
-        });
+        var scanner = Bodies.Scanner();
         var benign = Bodies.BenignJson();
         var start = Stopwatch.GetTimestamp();
         for (var i = 0; i < count; i++)

@@ -20,10 +20,7 @@ public class ScannerBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _scanner = new ContentScanner(new ScannerOptions
-        {
-            KnownSecrets = [new KnownSecret("bench", "bench-known-secret-value-0123456789")],
-        });
+        _scanner = Bodies.Scanner();
         _benign = Bodies.BenignJson();
         _secrets = Bodies.WithSecrets();
         _benignGzip = Bodies.Gzip(_benign);

@@ -29,7 +29,7 @@ public class WriterMemoryTests
 
             await store.FlushAsync();
             cacheBytes = store.WriterCacheBytes;
-            databaseBytes = PageCount(store.DatabasePath);
+            databaseBytes = DatabaseBytes(store.DatabasePath);
         }
         finally
         {
@@ -43,7 +43,7 @@ public class WriterMemoryTests
         Assert.True(cacheBytes <= bound + (bound / 4), $"writer page cache {cacheBytes} bytes for a {databaseBytes}-byte database (bound {bound})");
     }
 
-    private static long PageCount(string databasePath)
+    private static long DatabaseBytes(string databasePath)
     {
         using var connection = new SqliteConnection(new SqliteConnectionStringBuilder
         {

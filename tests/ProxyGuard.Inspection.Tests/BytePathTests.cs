@@ -132,6 +132,7 @@ public sealed class BytePathTests
         var literals = Detectors().SelectMany(d => d.Anchors.Concat(d.Keywords)).Append(SecretValue).Distinct().ToArray();
         var random = new Random(7);
         Span<int> hits = stackalloc int[64];
+        var rejected = 0;
         for (var round = 0; round < 400; round++)
         {
             var data = new byte[random.Next(0, 200)];
@@ -175,6 +176,16 @@ public sealed class BytePathTests
             // Every literal that occurs in full (case-insensitively for keywords) has its window among the candidates.
             for (var i = 0; i < data.Length; i++)
             {
+                // The quick reject only ever rejects windows that no table holds.
+                if (!filter.MayMatch(data, i))
+                {
+                    rejected++;
+                    for (var table = 0; table < BytePrefilter.Tables; table++)
+                    {
+                        Assert.Null(filter.Lookup(data, i, table));
+                    }
+                }
+
                 for (var table = 0; table < BytePrefilter.Tables; table++)
                 {
                     foreach (var entry in filter.Lookup(data, i, table) ?? [])
@@ -190,6 +201,9 @@ public sealed class BytePathTests
                 }
             }
         }
+
+        // Random bytes are almost never a window: the reject must actually reject.
+        Assert.True(rejected > 10_000, $"MayMatch rejected only {rejected} positions");
     }
 
     private static IEnumerable<Detectors.Detector> Detectors() => ProxyGuard.Inspection.Detectors.BuiltinCatalog.All;

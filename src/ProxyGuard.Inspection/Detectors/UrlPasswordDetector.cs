@@ -87,9 +87,9 @@ internal sealed class UrlPasswordDetector : Detector
         return !password.IsEmpty && password.ContainsAnyExcept((byte)'*');
     }
 
-    // IsStop's characters as bytes: the listed punctuation and everything up to the space.
-    private static readonly SearchValues<byte> _stopBytes = SearchValues.Create(
-        [.. Enumerable.Range(0, 0x21).Select(b => (byte)b), .. "/@?#\"'<>\\(),;[]{}|^`"u8.ToArray()]);
+    // IsStop's characters as bytes (derived from it, so the two paths cannot drift apart).
+    private static readonly SearchValues<byte> _stopBytes =
+        SearchValues.Create([.. Enumerable.Range(0, 256).Where(b => IsStop((char)b)).Select(b => (byte)b)]);
 
     private static bool IsHostChar(char c) => char.IsAsciiLetterOrDigit(c) || c == '[' || c == '-' || c == '_' || c >= 0x80;
 

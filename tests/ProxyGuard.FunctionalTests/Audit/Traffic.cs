@@ -3,8 +3,11 @@ using ProxyGuard.FunctionalTests.Infrastructure;
 
 namespace ProxyGuard.FunctionalTests.Audit;
 
-/// <summary>What a client got back; <see cref="Status"/> 0 when the proxy refused the CONNECT (no response).</summary>
-public sealed record Reply(int Status, string? Reason, string Body);
+/// <summary>
+/// What a client got back, with the proxy's <c>X-ProxyGuard-Reason</c> and <c>X-ProxyGuard-Decision</c> headers;
+/// <see cref="Status"/> 0 when the proxy refused the CONNECT (no response).
+/// </summary>
+public sealed record Reply(int Status, string? Reason, string Body, string? Decision = null);
 
 /// <summary>Requests through a proxy, each on a new connection (so every HTTPS request is exactly one CONNECT).</summary>
 public static class Traffic
@@ -37,7 +40,8 @@ public static class Traffic
             using var response = await client.SendAsync(request);
             var text = await response.Content.ReadAsStringAsync();
             var reason = response.Headers.TryGetValues("X-ProxyGuard-Reason", out var values) ? values.First() : null;
-            return new Reply((int)response.StatusCode, reason, text);
+            var decision = response.Headers.TryGetValues("X-ProxyGuard-Decision", out var decisions) ? decisions.First() : null;
+            return new Reply((int)response.StatusCode, reason, text, decision);
         }
         catch (HttpRequestException)
         {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
+using ProxyGuard.FunctionalTests.Audit;
 using ProxyGuard.FunctionalTests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -125,7 +126,7 @@ public sealed class EventStoreFaultTests : IAsyncLifetime, IDisposable
     private async Task AssertServingAsync(ProxyProcess proxy, string path)
     {
         var response = await SendAsync(proxy, $"http://127.0.0.1:{_origin.HttpPort}{path}");
-        Assert.Equal(HttpStatusCode.OK, response.Status);
+        Assert.Equal((int)HttpStatusCode.OK, response.Status);
         Assert.Contains($"GET {path}", _origin.Received);
         await proxy.WaitForEventAsync(e => e.GetProperty("path").GetString() == path && e.GetProperty("decision").GetString() == "allow");
         Assert.Equal(HttpStatusCode.OK, (await HealthAsync(proxy)).Status);
@@ -145,7 +146,7 @@ public sealed class EventStoreFaultTests : IAsyncLifetime, IDisposable
         {
             var path = $"/{prefix}/probe-{i}";
             var probe = await SendAsync(proxy, $"http://127.0.0.1:{_origin.HttpPort}{path}");
-            if (probe.Status == HttpStatusCode.OK)
+            if (probe.Status == (int)HttpStatusCode.OK)
             {
                 forwarded.Add(path);
             }
@@ -213,7 +214,7 @@ public sealed class EventStoreFaultTests : IAsyncLifetime, IDisposable
         _log.WriteLine($"{prefix}: /healthz 200 again {sw.ElapsedMilliseconds} ms after the fault was removed");
         var path = $"/{prefix}/after";
         var response = await SendAsync(proxy, $"https://localhost:{_origin.HttpsPort}{path}");
-        Assert.Equal(HttpStatusCode.OK, response.Status);
+        Assert.Equal((int)HttpStatusCode.OK, response.Status);
         Assert.Contains($"GET {path}", _origin.Received);
         Assert.Contains("proxyguard_audit_store_healthy 1", await MetricsAsync(proxy), StringComparison.Ordinal);
         await proxy.WaitForEventAsync(e => e.GetProperty("path").GetString() == path && e.GetProperty("decision").GetString() == "allow");
@@ -228,21 +229,20 @@ public sealed class EventStoreFaultTests : IAsyncLifetime, IDisposable
         Assert.False(proxy.HasExited, "the proxy exited:\n" + proxy.Output);
     }
 
-    private static void AssertAuditUnavailable((HttpStatusCode Status, string Decision, string Reason, string Body) response, string path)
+    private static void AssertAuditUnavailable(Reply response, string path)
     {
-        Assert.True(response.Status == HttpStatusCode.ServiceUnavailable, $"{path}: {(int)response.Status} {response.Reason}");
+        Assert.True(response.Status == (int)HttpStatusCode.ServiceUnavailable, $"{path}: {response.Status} {response.Reason}");
         Assert.Equal("deny", response.Decision);
         Assert.Equal("audit-unavailable", response.Reason);
         Assert.Contains("the audit store cannot record events", response.Body, StringComparison.Ordinal);
     }
 
-    private static async Task<(HttpStatusCode Status, string Decision, string Reason, string Body)> SendAsync(ProxyProcess proxy, string url)
+    /// <summary>A GET through the proxy on a new connection (one CONNECT per HTTPS request), bounded by <see cref="RequestTimeout"/>.</summary>
+    private static async Task<Reply> SendAsync(ProxyProcess proxy, string url)
     {
         using var client = ProxyClients.Create(proxy.ProxyUrl, proxy.CaPath);
         client.Timeout = RequestTimeout;
-        using var response = await client.GetAsync(url);
-        return (response.StatusCode, Header(response, "X-ProxyGuard-Decision"), Header(response, "X-ProxyGuard-Reason"),
-            await response.Content.ReadAsStringAsync());
+        return await Traffic.SendAsync(client, HttpMethod.Get, url);
     }
 
     private static async Task<(HttpStatusCode Status, string Body)> HealthAsync(ProxyProcess proxy)
@@ -257,9 +257,6 @@ public sealed class EventStoreFaultTests : IAsyncLifetime, IDisposable
         using var client = new HttpClient { Timeout = RequestTimeout };
         return await client.GetStringAsync(proxy.AdminUrl + "/metrics");
     }
-
-    private static string Header(HttpResponseMessage response, string name) =>
-        response.Headers.TryGetValues(name, out var values) ? string.Join(",", values) : string.Empty;
 }
 
 public enum DiskFault
