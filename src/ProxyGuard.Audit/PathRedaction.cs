@@ -83,7 +83,7 @@ public static class PathRedaction
     {
         foreach (var c in value)
         {
-            if (c is '?' or '#' || c < ' ' || c == '\u007f')
+            if (c is '?' or '#' || EventText.IsUnsafe(c))
             {
                 return true;
             }
@@ -127,9 +127,13 @@ public static class PathRedaction
                 return;
             }
 
-            if (c < ' ' || c == '\u007f')
+            if (EventText.IsUnsafe(c))
             {
-                builder.Append('%').Append(((int)c).ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+                // Percent-encode the character's UTF-8 bytes (a C1 control or a bidi override becomes %C2%9B, %E2%80%AE).
+                foreach (var b in Encoding.UTF8.GetBytes(c.ToString()))
+                {
+                    builder.Append('%').Append(b.ToString("X2", System.Globalization.CultureInfo.InvariantCulture));
+                }
             }
             else
             {

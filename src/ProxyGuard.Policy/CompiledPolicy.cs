@@ -1,3 +1,5 @@
+using ProxyGuard.Policy.Decisions;
+
 namespace ProxyGuard.Policy;
 
 /// <summary>
@@ -71,16 +73,16 @@ public sealed class CompiledPolicy
     /// constraints decides; an allow rule with constraints allows the tunnel in <see cref="TunnelMode.Intercept"/>
     /// mode (each request is decided later); a deny rule with constraints is skipped. Otherwise the default applies.
     /// </summary>
-    public ConnectDecision DecideConnect(string? clientId, string host, int port)
+    internal RuleMatch MatchConnect(string? clientId, string host, int port)
     {
         if (!HostNormalizer.TryNormalize(host ?? string.Empty, out var normalized, out _))
         {
-            return new ConnectDecision(false, DefaultRuleName, "invalid-host", TunnelMode.Intercept);
+            return new RuleMatch(false, DefaultRuleName, Reasons.InvalidHost);
         }
 
         if (port is < 1 or > 65535)
         {
-            return new ConnectDecision(false, DefaultRuleName, "invalid-port", TunnelMode.Intercept);
+            return new RuleMatch(false, DefaultRuleName, Reasons.InvalidPort);
         }
 
         foreach (var rule in Rules)
@@ -93,19 +95,19 @@ public sealed class CompiledPolicy
             if (!rule.HasRequestConstraints)
             {
                 return rule.Action == RuleAction.Allow
-                    ? new ConnectDecision(true, rule.Name, "rule-allow", rule.TunnelMode)
-                    : new ConnectDecision(false, rule.Name, "rule-deny", TunnelMode.Intercept);
+                    ? new RuleMatch(true, rule.Name, Reasons.RuleAllow, rule.TunnelMode)
+                    : new RuleMatch(false, rule.Name, Reasons.RuleDeny);
             }
 
             if (rule.Action == RuleAction.Allow)
             {
-                return new ConnectDecision(true, rule.Name, "rule-allow-some-requests", TunnelMode.Intercept);
+                return new RuleMatch(true, rule.Name, Reasons.RuleAllowSomeRequests);
             }
         }
 
         return Default == RuleAction.Allow
-            ? new ConnectDecision(true, DefaultRuleName, "default-allow", TunnelMode.Intercept)
-            : new ConnectDecision(false, DefaultRuleName, "no-rule-allows-host-port", TunnelMode.Intercept);
+            ? new RuleMatch(true, DefaultRuleName, Reasons.DefaultAllow)
+            : new RuleMatch(false, DefaultRuleName, Reasons.NoRuleAllowsHostPort);
     }
 
     /// <summary>
@@ -113,11 +115,11 @@ public sealed class CompiledPolicy
     /// can carry HTTP (tunnel-only rules, <c>inspect: false</c> and <c>protocol: tcp</c>, are skipped); then the default.
     /// An ambiguous path never matches an allow rule that has <c>paths</c>, but does match a deny rule that has them.
     /// </summary>
-    public RequestDecision DecideRequest(string? clientId, string scheme, string host, int port, string method, string rawPath)
+    internal RuleMatch MatchRequest(string? clientId, string scheme, string host, int port, string method, string rawPath)
     {
         if (!HostNormalizer.TryNormalize(host ?? string.Empty, out var normalized, out _))
         {
-            return new RequestDecision(false, DefaultRuleName, "invalid-host", false);
+            return new RuleMatch(false, DefaultRuleName, Reasons.InvalidHost);
         }
 
         var defaultPort = DefaultPort(scheme);
@@ -158,16 +160,16 @@ public sealed class CompiledPolicy
             }
 
             return rule.Action == RuleAction.Allow
-                ? new RequestDecision(true, rule.Name, "rule-allow", rule.WebSocket)
-                : new RequestDecision(false, rule.Name, path.Ambiguous && rule.CompiledPaths.Count > 0 ? "ambiguous-path" : "rule-deny", false);
+                ? new RuleMatch(true, rule.Name, Reasons.RuleAllow, WebSocket: rule.WebSocket)
+                : new RuleMatch(false, rule.Name, path.Ambiguous && rule.CompiledPaths.Count > 0 ? Reasons.AmbiguousPath : Reasons.RuleDeny);
         }
 
         if (Default == RuleAction.Allow)
         {
-            return new RequestDecision(true, DefaultRuleName, "default-allow", false);
+            return new RuleMatch(true, DefaultRuleName, Reasons.DefaultAllow);
         }
 
-        return new RequestDecision(false, DefaultRuleName, skippedForAmbiguity ? "ambiguous-path" : "no-rule-matched", false);
+        return new RuleMatch(false, DefaultRuleName, skippedForAmbiguity ? Reasons.AmbiguousPath : Reasons.NoRuleMatched);
     }
 
     /// <summary>The scheme's default port: 443 for https/wss, 80 for http/ws, otherwise 0 (no default).</summary>
@@ -212,3 +214,6 @@ public sealed class CompiledPolicy
         return false;
     }
 }
+
+/// <summary>What the rules matched; <see cref="PolicyDecider"/> turns it into a <see cref="Decision"/>.</summary>
+internal readonly record struct RuleMatch(bool Allowed, string Rule, Reason Reason, TunnelMode Mode = TunnelMode.Intercept, bool WebSocket = false);

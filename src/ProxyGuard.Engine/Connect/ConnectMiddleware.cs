@@ -5,11 +5,12 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
-using ProxyGuard.Audit;
+using ProxyGuard.Engine.Auditing;
 using ProxyGuard.Engine.Forwarding;
 using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy;
+using ProxyGuard.Policy.Decisions;
 
 namespace ProxyGuard.Engine.Connect;
 
@@ -106,7 +107,7 @@ public sealed class ConnectMiddleware
             if (buffer.Length > _services.Limits.MaxConnectHeadBytes || result.IsCompleted)
             {
                 input.AdvanceTo(buffer.End);
-                await RefuseAsync(connection, new Denial(431, "limits", "connect-head-too-large",
+                await RefuseAsync(connection, Denial.Of(Reasons.ConnectHeadTooLarge, "limits",
                     "the CONNECT request head is too large or incomplete"), null, null, 0, feature);
                 return;
             }
@@ -128,7 +129,7 @@ public sealed class ConnectMiddleware
         if (headBytes.Length > _services.Limits.MaxConnectHeadBytes)
         {
             input.AdvanceTo(buffer.End);
-            await RefuseAsync(connection, new Denial(431, "limits", "connect-head-too-large",
+            await RefuseAsync(connection, Denial.Of(Reasons.ConnectHeadTooLarge, "limits",
                 "the CONNECT request head is too large"), null, null, 0, feature);
             return;
         }
@@ -137,7 +138,7 @@ public sealed class ConnectMiddleware
         input.AdvanceTo(end.Value);
         if (!parsed)
         {
-            await RefuseAsync(connection, new Denial(400, "protocol", "malformed-connect", parseError), null, null, 0, feature);
+            await RefuseAsync(connection, Denial.Of(Reasons.MalformedConnect, "protocol", parseError), null, null, 0, feature);
             return;
         }
 
@@ -148,17 +149,16 @@ public sealed class ConnectMiddleware
     {
         var started = Stopwatch.GetTimestamp();
         var snapshot = _services.Runtime.Current;
-        if (!snapshot.TryIdentify(head.ProxyAuthorization, feature.RemoteAddress, out var clientId))
+        if (_services.Identify(snapshot, head.ProxyAuthorization, feature.RemoteAddress, out var clientId) is { } unauthenticated)
         {
-            await RefuseAsync(connection, new Denial(407, "clients", "auth-required",
-                "the proxy requires a valid client token (Proxy-Authorization: Basic)"), head.Host, null, head.Port, feature,
+            await RefuseAsync(connection, unauthenticated, head.Host, null, head.Port, feature,
                 "Proxy-Authenticate: Basic realm=\"proxyguard\"\r\n");
             return;
         }
 
         if (!HostNormalizer.TryNormalize(head.Host, out var host, out var hostError))
         {
-            await RefuseAsync(connection, new Denial(400, "protocol", "bad-host", $"the CONNECT host is invalid: {hostError}"),
+            await RefuseAsync(connection, Denial.Of(Reasons.BadHost, "protocol", $"the CONNECT host is invalid: {hostError}"),
                 head.Host, clientId, head.Port, feature);
             return;
         }
@@ -171,18 +171,17 @@ public sealed class ConnectMiddleware
         }
 
         var hostFinding = ContentChecks.ScanHost(snapshot, host);
-        if (hostFinding is not null && snapshot.Policy.Mode == PolicyMode.Enforce)
+        if (hostFinding is not null && hostFinding.Decision.Verdict == Verdict.Deny)
         {
-            await RefuseAsync(connection, hostFinding, ContentChecks.HostForEvent(host), clientId, head.Port, feature);
+            await RefuseAsync(connection, hostFinding, host, clientId, head.Port, feature, hostCarriesCredential: true);
             return;
         }
 
-        var decision = snapshot.Policy.DecideConnect(clientId, host, head.Port);
-        var enforce = snapshot.Policy.Mode == PolicyMode.Enforce;
-        if (!decision.Allowed && enforce)
+        var decision = PolicyDecider.Decide(snapshot.Policy, DecisionInput.Connect(clientId, host, head.Port));
+        if (decision.Verdict == Verdict.Deny)
         {
-            await RefuseAsync(connection, new Denial(403, decision.Rule, decision.Reason.Length > 0 ? ReasonOf(decision) : "no-rule",
-                $"CONNECT to {host}:{head.Port} is not allowed by the policy"), host, clientId, head.Port, feature);
+            await RefuseAsync(connection, new Denial(decision, $"CONNECT to {host}:{head.Port} is not allowed by the policy"),
+                host, clientId, head.Port, feature);
             return;
         }
 
@@ -190,19 +189,23 @@ public sealed class ConnectMiddleware
         // that need DNS are judged when dialled). No certificate is minted for a refused address.
         if (_services.Connector.CheckWithoutLookup(host, head.Port) is { } blocked)
         {
-            await RefuseAsync(connection, new Denial(403, "network", blocked, blocked == "self"
+            await RefuseAsync(connection, Denial.Of(Reasons.Find(blocked) ?? Reasons.PrivateDestination, "network", blocked == "self"
                     ? $"{host}:{head.Port} is ProxyGuard itself"
                     : $"{host} is a private or special-purpose address; allow it with network.allow_destinations"),
                 host, clientId, head.Port, feature);
             return;
         }
 
-        var mode = decision.Allowed ? decision.Mode : TunnelMode.Intercept;
+        // In audit mode a refused CONNECT goes on as an intercepted tunnel (each request is then recorded).
+        var recorded = hostFinding?.Decision ?? decision;
+        var mode = decision.Verdict == Verdict.Allow ? decision.TunnelMode : TunnelMode.Intercept;
         var tunnel = new TunnelTarget(host, head.Port, clientId, mode, decision.Rule);
-        feature.Tunnel = tunnel;
-        _services.Metrics.Connects.WithLabels(decision.Allowed ? "allow" : "audit-deny", decision.Rule).Inc();
-        await _services.Audit.RecordAsync(NewEvent(feature, tunnel, "connect", decision.Allowed ? "allow" : "audit-deny",
-            decision.Rule, decision.Allowed ? null : ReasonOf(decision), 200, started));
+        feature = new ProxyConnectionFeature(feature.RemoteAddress, tunnel);
+        connection.Features.Set(feature);
+        _services.Refusals?.Register(connection.ConnectionId, feature);
+        _services.Metrics.Connects.WithLabels(recorded.VerdictName, recorded.Rule).Inc();
+        await _services.Audit.RecordAsync(AuditEventFactory.Connect(snapshot, feature.RemoteAddress, clientId, host, head.Port, recorded, 200, started,
+            hostCarriesCredential: hostFinding is not null));
 
         await connection.Transport.Output.WriteAsync("HTTP/1.1 200 Connection Established\r\n\r\n"u8.ToArray());
         _services.Metrics.ActiveTunnels.Inc();
@@ -248,7 +251,8 @@ public sealed class ConnectMiddleware
 
         if (first != 0x16)
         {
-            await _services.Audit.RecordAsync(NewEvent(feature, tunnel, "tunnel", "deny", tunnel.Rule, "not-tls", null, Stopwatch.GetTimestamp()));
+            await _services.Audit.RecordAsync(AuditEventFactory.Tunnel(_services.Runtime.Current, feature, tunnel,
+                Decision.Enforce(tunnel.Rule, Reasons.NotTls), null, Stopwatch.GetTimestamp()));
             return; // plain bytes where TLS is expected: close
         }
 
@@ -256,24 +260,13 @@ public sealed class ConnectMiddleware
     }
 
     private async Task RefuseAsync(
-        ConnectionContext connection, Denial denial, string? host, string? clientId, int port, ProxyConnectionFeature feature, string? extraHeaders = null)
+        ConnectionContext connection, Denial denial, string? host, string? clientId, int port, ProxyConnectionFeature feature,
+        string? extraHeaders = null, bool hostCarriesCredential = false)
     {
         var snapshot = _services.Runtime.Current;
-        _services.Metrics.Connects.WithLabels("deny", denial.Rule).Inc();
-        await _services.Audit.RecordAsync(new AuditEvent
-        {
-            Time = DateTimeOffset.UtcNow,
-            Client = clientId,
-            ClientAddress = feature.RemoteAddress?.ToString(),
-            Kind = "connect",
-            Method = "CONNECT",
-            Host = host ?? string.Empty,
-            Port = port,
-            Decision = "deny",
-            Rule = denial.Rule,
-            Reason = denial.Reason,
-            Status = denial.Status,
-        });
+        _services.Metrics.Connects.WithLabels(denial.Decision.VerdictName, denial.Rule).Inc();
+        await _services.Audit.RecordAsync(AuditEventFactory.Connect(snapshot, feature.RemoteAddress, clientId, host ?? string.Empty, port,
+            denial.Decision, denial.Status, 0, hostCarriesCredential: hostCarriesCredential));
         try
         {
             await connection.Transport.Output.WriteAsync(denial.ToRawResponse(snapshot.Policy.FilePath, extraHeaders));
@@ -285,30 +278,11 @@ public sealed class ConnectMiddleware
         }
     }
 
-    private static Denial TooManyConnections { get; } = new(429, "limits", "too-many-connections",
+    private static Denial TooManyConnections { get; } = Denial.Of(Reasons.TooManyConnections, "limits",
         "this client has too many open connections");
 
     private static string AddressKey(ProxyConnectionFeature feature) =>
         "address:" + (feature.RemoteAddress is { } address ? DestinationGuard.Effective(address).ToString() : "?");
-
-    internal static string ReasonOf(ConnectDecision decision) =>
-        decision.Rule == "default" ? "no-rule" : "rule-deny";
-
-    private AuditEvent NewEvent(ProxyConnectionFeature feature, TunnelTarget tunnel, string kind, string decision, string rule, string? reason, int? status, long started) => new()
-    {
-        Time = DateTimeOffset.UtcNow,
-        Client = tunnel.ClientId,
-        ClientAddress = feature.RemoteAddress?.ToString(),
-        Kind = kind,
-        Method = "CONNECT",
-        Host = tunnel.Host,
-        Port = tunnel.Port,
-        Decision = decision,
-        Rule = rule,
-        Reason = reason,
-        Status = status,
-        DurationMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds,
-    };
 
     private static bool StartsLikeConnect(ReadOnlySequence<byte> buffer)
     {

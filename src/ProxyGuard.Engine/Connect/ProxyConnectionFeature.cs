@@ -3,24 +3,16 @@ using ProxyGuard.Policy;
 
 namespace ProxyGuard.Engine.Connect;
 
-/// <summary>Per-connection state of a proxy-listener connection, set by <see cref="ConnectMiddleware"/>.</summary>
-public sealed class ProxyConnectionFeature
+/// <summary>
+/// Per-connection state of a proxy-listener connection, set by <see cref="ConnectMiddleware"/>. Immutable: an
+/// accepted CONNECT replaces it with one that carries the tunnel target.
+/// </summary>
+public sealed class ProxyConnectionFeature(IPAddress? remoteAddress, TunnelTarget? tunnel = null)
 {
-    public ProxyConnectionFeature(IPAddress? remoteAddress)
-    {
-        RemoteAddress = remoteAddress;
-    }
+    public IPAddress? RemoteAddress { get; } = remoteAddress;
 
-    public IPAddress? RemoteAddress { get; }
-
-    /// <summary>Set for intercepted CONNECT tunnels: every request on this connection goes here.</summary>
-    public TunnelTarget? Tunnel { get; set; }
-
-    /// <summary>The SNI the client sent in the intercepted tunnel (normalised), if any.</summary>
-    public string? Sni { get; set; }
-
-    /// <summary>Set once a plain (absolute-form) request was served; a later CONNECT is refused.</summary>
-    public bool ServedPlainRequest { get; set; }
+    /// <summary>Set for CONNECT tunnels: every request on this connection goes here.</summary>
+    public TunnelTarget? Tunnel { get; } = tunnel;
 }
 
 /// <summary>The authenticated CONNECT target of a tunnel.</summary>

@@ -4,10 +4,11 @@ using System.IO.Pipelines;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
-using ProxyGuard.Audit;
+using ProxyGuard.Engine.Auditing;
 using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy;
+using ProxyGuard.Policy.Decisions;
 
 namespace ProxyGuard.Engine.Connect;
 
@@ -195,24 +196,20 @@ internal sealed class RawTunnel
         }
     }
 
-    private async Task RecordAsync(string decision, string? reason, long started, int? status = null)
+    private async Task RecordAsync(string verdict, string? reason, long started, int? status = null)
     {
-        await _services.Audit.RecordAsync(new AuditEvent
+        var snapshot = _services.Runtime.Current;
+        var known = Reasons.Find(reason);
+        var decision = verdict == "deny"
+            ? Decision.Enforce(_tunnel.Rule, known ?? Reasons.UpstreamError)
+            : Decision.Allow(_tunnel.Rule, known ?? Reasons.RuleAllow, known?.Stage ?? DecisionStage.Rules, snapshot.Policy.Mode);
+        var e = AuditEventFactory.Tunnel(snapshot, _feature, _tunnel, decision, status, started);
+        await _services.Audit.RecordAsync(e with
         {
-            Time = DateTimeOffset.UtcNow,
-            Client = _tunnel.ClientId,
-            ClientAddress = _feature.RemoteAddress?.ToString(),
-            Kind = "tunnel",
-            Host = _tunnel.Host,
-            Port = _tunnel.Port,
+            Method = null,
             Scheme = _tunnel.Mode == TunnelMode.Tcp ? "tcp" : "tls",
-            Decision = decision,
-            Rule = _tunnel.Rule,
-            Reason = reason,
-            Status = status,
             RequestBytes = _up,
             ResponseBytes = _down,
-            DurationMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds,
         });
     }
 

@@ -1,16 +1,30 @@
 using System.Text;
+using ProxyGuard.Policy.Decisions;
 
 namespace ProxyGuard.Engine.Forwarding;
 
-/// <summary>What a refused client is told (SPEC 4.5): status, decision headers and one plain paragraph.</summary>
-public sealed record Denial(int Status, string Rule, string Reason, string Message)
+/// <summary>What a refused client is told (SPEC 4.5): the decision's status, the decision headers and one plain paragraph.</summary>
+public sealed record Denial(Decision Decision, string Message)
 {
     public const string DecisionHeader = "X-ProxyGuard-Decision";
     public const string RuleHeader = "X-ProxyGuard-Rule";
     public const string ReasonHeader = "X-ProxyGuard-Reason";
 
+    public int Status => Decision.Status == 0 ? 403 : Decision.Status;
+
+    public string Rule => Decision.Rule;
+
+    public string Reason => Decision.Reason.Name;
+
+    /// <summary>A refusal that every mode enforces, decided by a stage other than the rules.</summary>
+    public static Denial Of(Reason reason, string rule, string message) => new(Decision.Enforce(rule, reason), message);
+
+    /// <summary>
+    /// The explanation. It names the policy file by its file name only: the client may be unauthenticated and has no
+    /// business learning the proxy host's directory layout.
+    /// </summary>
     public string Body(string policyFile) =>
-        $"ProxyGuard blocked this request: {Message} (reason: {Reason}; deciding rule: {Rule}; policy: {policyFile}). " +
+        $"ProxyGuard blocked this request: {Message} (reason: {Reason}; deciding rule: {Rule}; policy: {Path.GetFileName(policyFile)}). " +
         "The agent cannot change this itself; if the access is needed, ask the operator to change that policy.\n";
 
     /// <summary>A complete HTTP/1.1 response for connections that never reach the HTTP server (CONNECT).</summary>

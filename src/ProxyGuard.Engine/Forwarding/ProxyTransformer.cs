@@ -14,12 +14,14 @@ namespace ProxyGuard.Engine.Forwarding;
 /// </summary>
 internal sealed class ProxyTransformer : HttpTransformer
 {
-    private readonly RequestState _state;
+    private readonly RequestTarget _target;
+    private readonly string _rawQuery;
     private readonly Substitutor _substitutor;
 
-    public ProxyTransformer(RequestState state, Substitutor substitutor)
+    public ProxyTransformer(RequestTarget target, string rawQuery, Substitutor substitutor)
     {
-        _state = state;
+        _target = target;
+        _rawQuery = rawQuery;
         _substitutor = substitutor;
     }
 
@@ -27,9 +29,8 @@ internal sealed class ProxyTransformer : HttpTransformer
         HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
     {
         await base.TransformRequestAsync(httpContext, proxyRequest, destinationPrefix, cancellationToken);
-        var target = _state.Target!;
         proxyRequest.RequestUri = new Uri(
-            destinationPrefix + target.RawPath + (target.RawQuery.Length > 0 ? "?" + target.RawQuery : string.Empty),
+            destinationPrefix + _target.RawPath + (_rawQuery.Length > 0 ? "?" + _rawQuery : string.Empty),
             UriKind.Absolute);
         proxyRequest.Headers.Host = null;
         proxyRequest.Headers.Remove(HeaderNames.ProxyAuthorization);

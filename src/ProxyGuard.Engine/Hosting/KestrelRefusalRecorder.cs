@@ -1,8 +1,10 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using ProxyGuard.Audit;
+using ProxyGuard.Engine.Auditing;
 using ProxyGuard.Engine.Connect;
 using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy.Decisions;
 
 namespace ProxyGuard.Engine.Hosting;
 
@@ -43,21 +45,13 @@ public sealed class KestrelRefusalRecorder : ILoggerProvider
         }
 
         var tunnel = feature.Tunnel;
-        services.Metrics.Requests.WithLabels("deny", "protocol").Inc();
-        _ = services.Audit.RecordAsync(new AuditEvent
-        {
-            Time = DateTimeOffset.UtcNow,
-            Client = tunnel?.ClientId,
-            ClientAddress = feature.RemoteAddress?.ToString(),
-            Kind = "request",
-            Scheme = tunnel is null ? "http" : "https",
-            Host = tunnel?.Host ?? string.Empty,
-            Port = tunnel?.Port ?? 0,
-            Decision = "deny",
-            Rule = "protocol",
-            Reason = "bad-request",
-            Status = 400,
-        }).AsTask();
+        var decision = Decision.Enforce("protocol", Reasons.BadRequest);
+        services.Metrics.Requests.WithLabels(decision.VerdictName, decision.Rule).Inc();
+        var snapshot = services.Runtime.Current;
+        var e = tunnel is null
+            ? AuditEventFactory.Connect(snapshot, feature.RemoteAddress, null, string.Empty, 0, decision, 400, 0, AuditKinds.Request)
+            : AuditEventFactory.Tunnel(snapshot, feature, tunnel, decision, 400, 0);
+        _ = services.Audit.RecordAsync(e with { Kind = AuditKinds.Request, Method = null, Scheme = tunnel is null ? "http" : "https" }).AsTask();
     }
 
     private sealed class RefusalLogger(KestrelRefusalRecorder owner) : ILogger

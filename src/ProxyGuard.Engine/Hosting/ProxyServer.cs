@@ -17,7 +17,7 @@ using ProxyGuard.Audit;
 using ProxyGuard.Engine.Admin;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Connect;
-using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Pipeline;
 using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy;
@@ -34,6 +34,7 @@ namespace ProxyGuard.Engine.Hosting;
 public sealed class ProxyServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly WebApplication _adminApp;
     private readonly ListenOptions? _proxyListen;
     private readonly ListenOptions? _adminListen;
     private readonly ListenAddress _proxyAddress;
@@ -44,11 +45,12 @@ public sealed class ProxyServer : IAsyncDisposable
     private readonly CertificateAuthority _ca;
 
     private ProxyServer(
-        WebApplication app, ProxyServices services, ListenOptions? proxyListen, ListenOptions? adminListen,
+        WebApplication app, WebApplication adminApp, ProxyServices services, ListenOptions? proxyListen, ListenOptions? adminListen,
         ListenAddress proxyAddress, ListenAddress adminAddress, EventStore store, SecretResolver secrets,
         HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken)
     {
         _app = app;
+        _adminApp = adminApp;
         Services = services;
         _proxyListen = proxyListen;
         _adminListen = adminListen;
@@ -81,41 +83,8 @@ public sealed class ProxyServer : IAsyncDisposable
         var adminAddress = ListenAddress.Parse(options.Admin, "--admin");
         var limits = options.Limits.WithEnvironment(Environment.GetEnvironmentVariable);
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
-        {
-            ApplicationName = "proxyguard",
-            ContentRootPath = Directory.GetCurrentDirectory(),
-        });
-        builder.Logging.ClearProviders();
-        if (options.JsonLogs)
-        {
-            builder.Logging.AddJsonConsole(o =>
-            {
-                o.UseUtcTimestamp = true;
-                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-            });
-        }
-        else
-        {
-            builder.Logging.AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss ";
-            });
-        }
-
-        builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("PROXYGUARD_LOG_LEVEL") is { } level && Enum.TryParse<LogLevel>(level, true, out var parsed) ? parsed : LogLevel.Information);
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
-        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical); // start failures: one line from the CLI
-        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
-
-        // YARP logs every failed upstream at Warning with a stack trace; those failures are already
-        // in the audit event (reason upstream-*), the upstream-errors metric and our Debug log.
-        builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error);
         var refusals = new KestrelRefusalRecorder();
-        builder.Logging.AddProvider(refusals);
-        builder.Logging.AddFilter<KestrelRefusalRecorder>(KestrelRefusalRecorder.Category, LogLevel.Debug);
+        var builder = NewBuilder(options, refusals);
         builder.Services.AddHttpForwarder();
 
         // Build the parts that do not depend on the host first, so a bad CA or policy fails fast.
@@ -142,6 +111,9 @@ public sealed class ProxyServer : IAsyncDisposable
         });
 
         var app = builder.Build();
+        var adminBuilder = NewBuilder(options, null);
+        adminBuilder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
+        var adminApp = adminBuilder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         var runtime = new PolicyRuntime(options.PolicyPath, secrets, installationKey, metrics, loggerFactory.CreateLogger("ProxyGuard.Policy"));
         try
@@ -186,6 +158,7 @@ public sealed class ProxyServer : IAsyncDisposable
         ListenOptions? proxyListen = null;
         ListenOptions? adminListen = null;
         var kestrel = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<KestrelServerOptions>>().Value;
+        var adminKestrel = adminApp.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<KestrelServerOptions>>().Value;
         void ConfigureProxy(ListenOptions listen)
         {
             proxyListen = listen;
@@ -211,25 +184,70 @@ public sealed class ProxyServer : IAsyncDisposable
         }
 
         Listen(kestrel, proxyAddress, ConfigureProxy);
-        Listen(kestrel, adminAddress, ConfigureAdmin);
+        Listen(adminKestrel, adminAddress, ConfigureAdmin);
 
-        var handler = new ProxyRequestHandler(services, app.Services.GetRequiredService<IHttpForwarder>(), client);
-        app.MapWhen(
-            context => context.Features.Get<ProxyConnectionFeature>() is not null,
-            proxy => proxy.Run(handler.InvokeAsync));
-        AdminEndpoints.Map(app, services, adminToken);
+        // Two pipelines: the proxy listener runs the request delegate alone (no routing on the hot path); the admin
+        // API is its own application on its own listener.
+        var handler = new ProxyRequestDelegate(services, app.Services.GetRequiredService<IHttpForwarder>(), client);
+        ((IApplicationBuilder)app).Run(handler.InvokeAsync);
+        AdminEndpoints.Map(adminApp, services, adminToken);
 
         if (options.WatchPolicyFile)
         {
             runtime.WatchFile();
         }
 
-        return new ProxyServer(app, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken);
+        return new ProxyServer(app, adminApp, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken);
+    }
+
+    /// <summary>A slim host with ProxyGuard's logging; the proxy's also records Kestrel's parser refusals.</summary>
+    private static WebApplicationBuilder NewBuilder(ProxyServerOptions options, KestrelRefusalRecorder? refusals)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "proxyguard",
+            ContentRootPath = Directory.GetCurrentDirectory(),
+        });
+        builder.Logging.ClearProviders();
+        if (options.JsonLogs)
+        {
+            builder.Logging.AddJsonConsole(o =>
+            {
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            });
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            });
+        }
+
+        builder.Logging.SetMinimumLevel(Environment.GetEnvironmentVariable("PROXYGUARD_LOG_LEVEL") is { } level && Enum.TryParse<LogLevel>(level, true, out var parsed) ? parsed : LogLevel.Information);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical); // start failures: one line from the CLI
+        builder.Logging.AddFilter("Yarp", LogLevel.Warning);
+
+        // YARP logs every failed upstream at Warning with a stack trace; those failures are already
+        // in the audit event (reason upstream-*), the upstream-errors metric and our Debug log.
+        builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error);
+        if (refusals is not null)
+        {
+            builder.Logging.AddProvider(refusals);
+            builder.Logging.AddFilter<KestrelRefusalRecorder>(KestrelRefusalRecorder.Category, LogLevel.Debug);
+        }
+
+        return builder;
     }
 
     public async Task StartAsync(CancellationToken ct = default)
     {
         await _app.StartAsync(ct);
+        await _adminApp.StartAsync(ct);
         var self = new List<IPEndPoint>();
         if (_proxyListen?.IPEndPoint is { } p)
         {
@@ -249,12 +267,14 @@ public sealed class ProxyServer : IAsyncDisposable
     public async Task StopAsync(CancellationToken ct = default)
     {
         await _app.StopAsync(ct);
+        await _adminApp.StopAsync(ct);
         await _store.FlushAsync(ct);
     }
 
     public async ValueTask DisposeAsync()
     {
         await _app.DisposeAsync();
+        await _adminApp.DisposeAsync();
         await _store.DisposeAsync();
         _client.Dispose();
         _secrets.Dispose();
@@ -267,13 +287,6 @@ public sealed class ProxyServer : IAsyncDisposable
     {
         var feature = context.Connection.Features.Get<ProxyConnectionFeature>();
         var tunnel = feature?.Tunnel ?? throw new AuthenticationException("TLS without a CONNECT tunnel");
-        var sni = context.ClientHelloInfo.ServerName;
-        if (!string.IsNullOrEmpty(sni))
-        {
-            var stripped = RawTunnel.StripPort(sni);
-            feature.Sni = HostNormalizer.TryNormalize(stripped, out var normalized, out _) ? normalized : "invalid:" + stripped;
-        }
-
         return new SslServerAuthenticationOptions
         {
             ServerCertificateContext = services.Certificates.Get(tunnel.Host),

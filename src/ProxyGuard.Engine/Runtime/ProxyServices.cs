@@ -42,6 +42,21 @@ public sealed class ProxyServices
 
     public ConnectionCounter Connections { get; }
 
+    /// <summary>
+    /// Identifies the client of a CONNECT or a plain request from its <c>Proxy-Authorization</c> value; returns the
+    /// refusal (407) when the policy has clients and none matches.
+    /// </summary>
+    internal Forwarding.Denial? Identify(ProxySnapshot snapshot, string? proxyAuthorization, System.Net.IPAddress? remote, out string? clientId)
+    {
+        if (snapshot.TryIdentify(proxyAuthorization, remote, out clientId))
+        {
+            return null;
+        }
+
+        return Forwarding.Denial.Of(Policy.Decisions.Reasons.AuthRequired, "clients",
+            "the proxy requires a valid client token (Proxy-Authorization: Basic)");
+    }
+
     /// <summary>Records Kestrel's own parser refusals as audit events (set by the host).</summary>
     public Hosting.KestrelRefusalRecorder? Refusals { get; init; }
 }

@@ -15,4 +15,8 @@ public sealed record PolicyEvaluation(
     string NormalizedHost,
     int Port,
     PathNormalization Path,
-    bool AuditOnly);
+    bool AuditOnly)
+{
+    /// <summary>The decision itself (verdict, rule, reason, stage, mode).</summary>
+    public Decisions.Decision? Decision { get; init; }
+}

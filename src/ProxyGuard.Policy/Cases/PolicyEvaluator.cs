@@ -1,6 +1,11 @@
+using ProxyGuard.Policy.Decisions;
+
 namespace ProxyGuard.Policy;
 
-/// <summary>Evaluates a request URL against a policy the way the proxy would (steps 1, 2 and 4 of SPEC 4.1), without any network access.</summary>
+/// <summary>
+/// Evaluates a request URL against a policy the way the proxy's rules stage does (the CONNECT first for https, then
+/// the request inside), through the same <see cref="PolicyDecider.Decide"/>, without any network access.
+/// </summary>
 public static class PolicyEvaluator
 {
     public static PolicyEvaluation Evaluate(CompiledPolicy policy, string? clientId, string method, TargetUrl url, bool connectOnly = false)
@@ -10,12 +15,14 @@ public static class PolicyEvaluator
         var host = HostNormalizer.NormalizeOrNull(url.Host) ?? url.Host;
         var path = PathNormalizer.Normalize(url.RawPath);
 
-        PolicyEvaluation Result(bool allowed, string rule, string reason, string stage, TunnelMode? mode, bool webSocket) =>
-            new(allowed, rule, reason, stage, mode, webSocket, host, url.Port, path, !allowed && policy.Mode == PolicyMode.Audit);
+        PolicyEvaluation Result(Decision decision, string stage, TunnelMode? mode) =>
+            new(decision.Verdict == Verdict.Allow, decision.Rule, decision.Reason.Name, stage, decision.Verdict == Verdict.Allow ? mode : null,
+                decision.WebSocketAllowed, host, url.Port, path, decision.Verdict == Verdict.AuditDeny)
+            { Decision = decision };
 
         if (policy.RequiresAuthentication && (clientId is null || policy.FindClient(clientId) is null))
         {
-            return Result(false, CompiledPolicy.DefaultRuleName, clientId is null ? "authentication-required" : "unknown-client", "client", null, false);
+            return Result(Decision.Enforce("clients", Reasons.AuthRequired), "client", null);
         }
 
         if (!policy.RequiresAuthentication && clientId is not null)
@@ -26,14 +33,14 @@ public static class PolicyEvaluator
         var tunnelled = url.Scheme is "https" or "wss";
         if (tunnelled || connectOnly)
         {
-            var connect = policy.DecideConnect(clientId, url.Host, url.Port);
-            if (!connect.Allowed || connectOnly || connect.Mode != TunnelMode.Intercept)
+            var connect = PolicyDecider.Decide(policy, DecisionInput.Connect(clientId, url.Host, url.Port));
+            if (connect.Verdict != Verdict.Allow || connectOnly || connect.TunnelMode != TunnelMode.Intercept)
             {
-                return Result(connect.Allowed, connect.Rule, connect.Reason, "connect", connect.Allowed ? connect.Mode : null, false);
+                return Result(connect, "connect", connect.TunnelMode);
             }
         }
 
-        var request = policy.DecideRequest(clientId, url.Scheme, url.Host, url.Port, method, url.RawPath);
-        return Result(request.Allowed, request.Rule, request.Reason, "request", tunnelled ? TunnelMode.Intercept : null, request.WebSocketAllowed);
+        var request = PolicyDecider.Decide(policy, new DecisionInput(clientId, url.Scheme, url.Host, url.Port, method, url.RawPath));
+        return Result(request, "request", tunnelled ? TunnelMode.Intercept : null);
     }
 }

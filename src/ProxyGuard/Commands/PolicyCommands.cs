@@ -1,8 +1,9 @@
 using System.CommandLine;
 using System.Text;
+using ProxyGuard.Engine.Pipeline;
 using ProxyGuard.Engine.Runtime;
-using ProxyGuard.Inspection;
 using ProxyGuard.Policy;
+using ProxyGuard.Policy.Decisions;
 using ProxyGuard.Secrets;
 
 namespace ProxyGuard.Commands;
@@ -161,87 +162,42 @@ internal static class PolicyCommands
 
             using var secrets = new OfflineSecretProvider();
             var snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, SnapshotBuilder.LoadInstallationKey(parse.GetValue(dataDir)!), ct);
-            var (allowed, text) = Describe(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target!, headerList, body);
+            var (allowed, text) = await DescribeAsync(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target!, headerList, body, ct);
             Console.Write(text);
             return allowed ? ExitCodes.Ok : ExitCodes.Failed;
         });
         return command;
     }
 
-    internal static (bool Allowed, string Text) Describe(
-        ProxySnapshot snapshot, string? client, string method, TargetUrl target, List<KeyValuePair<string, string>> headers, byte[]? body)
+    /// <summary>
+    /// The explanation of one request: the same deciding stages the proxy runs (rules, content, secret gate,
+    /// substitution), so the decision, rule and reason are the ones the proxy would send and record.
+    /// </summary>
+    internal static async Task<(bool Allowed, string Text)> DescribeAsync(
+        ProxySnapshot snapshot, string? client, string method, TargetUrl target, List<KeyValuePair<string, string>> headers, byte[]? body,
+        CancellationToken ct)
     {
+        var outcome = await OfflineDecider.DecideAsync(snapshot, client, method, target, headers, body, ct);
+        var evaluation = outcome.Evaluation;
+        var decision = outcome.Decision;
         var sb = new StringBuilder();
-        var evaluation = PolicyEvaluator.Evaluate(snapshot.Policy, client, method, target);
-        var allowed = evaluation.Allowed;
         sb.AppendLine($"request:   {method} {target.Scheme}://{evaluation.NormalizedHost}:{evaluation.Port}{evaluation.Path.Path}{(evaluation.Path.Ambiguous ? " (ambiguous path: matches no path rule)" : string.Empty)}");
-        sb.AppendLine($"decision:  {(evaluation.Allowed ? "allow" : evaluation.AuditOnly ? "audit-deny" : "deny")} at the {evaluation.Stage} stage");
-        sb.AppendLine($"rule:      {evaluation.Rule}");
-        sb.AppendLine($"reason:    {evaluation.Reason}");
+        sb.AppendLine($"decision:  {decision.VerdictName} at the {DecisionNames.Of(decision.Stage)} stage");
+        sb.AppendLine($"rule:      {decision.Rule}");
+        sb.AppendLine($"reason:    {decision.Reason.Name}");
         if (evaluation.TunnelMode is { } mode)
         {
             sb.AppendLine($"tunnel:    {mode.ToString().ToLowerInvariant()}");
         }
 
-        var findings = new List<string>();
-        var injected = new List<string>();
-        var host = evaluation.NormalizedHost;
-        if (snapshot.Scanner is { } scanner)
+        if (outcome.Message is { } message)
         {
-            var content = snapshot.Policy.Content;
-            void Add(ScanResult r, string where)
-            {
-                foreach (var f in r.Findings)
-                {
-                    findings.Add($"{f.Detector} in {where} ({f.Action.ToString().ToLowerInvariant()})");
-                }
-
-                if (r.Error is not null)
-                {
-                    findings.Add($"undecodable {where}: {r.Error}");
-                }
-
-                allowed &= !r.Blocked;
-            }
-
-            Add(scanner.ScanText(host, ScanLocation.Host, host), "host");
-            if (content.ScanHeaders)
-            {
-                foreach (var (name, value) in headers)
-                {
-                    Add(scanner.ScanText(value, ScanLocation.Header, host), $"header {name}");
-                }
-            }
-
-            var q = target.RawPath.IndexOf('?', StringComparison.Ordinal);
-            if (content.ScanQuery && q >= 0)
-            {
-                Add(scanner.ScanQuery(target.RawPath[(q + 1)..], host), "query");
-            }
-
-            if (content.ScanBody && body is not null)
-            {
-                var encoding = headers.FirstOrDefault(h => h.Key.Equals("Content-Encoding", StringComparison.OrdinalIgnoreCase)).Value;
-                var type = headers.FirstOrDefault(h => h.Key.Equals("Content-Type", StringComparison.OrdinalIgnoreCase)).Value;
-                Add(scanner.ScanBody(body, encoding, type, host), "body");
-            }
+            sb.AppendLine($"message:   {message}");
         }
 
-        foreach (var (name, value) in headers)
-        {
-            var result = snapshot.Substitutor.SubstituteHeader(name, value, host);
-            if (result.IsMisuse)
-            {
-                findings.Add($"secret-misuse: placeholder of '{result.MisusedSecret}' in header {name}");
-                allowed = false;
-            }
-
-            injected.AddRange(result.Injected);
-        }
-
+        var findings = outcome.Findings.Select(f => $"{f.Detector} in {f.Location} ({f.Action})").ToList();
         sb.AppendLine($"findings:  {(findings.Count == 0 ? "none" : string.Join("; ", findings))}");
-        sb.AppendLine($"secrets:   {(injected.Count == 0 ? "none injected" : string.Join(", ", injected.Distinct()))}");
-        sb.AppendLine($"result:    {(allowed ? "allow" : "deny")}");
-        return (allowed, sb.ToString());
+        sb.AppendLine($"secrets:   {(outcome.Injected.Count == 0 ? "none injected" : string.Join(", ", outcome.Injected))}");
+        return (decision.Verdict == Verdict.Allow, sb.ToString());
     }
 }

@@ -68,7 +68,7 @@ public sealed class PolicyAuditModeTests : IClassFixture<PolicyOrigin>
             var e = await proxy.WaitForEventAsync(ev => ev.GetProperty("path").GetString() == path);
             Assert.Equal("audit-deny", e.GetProperty("decision").GetString());
             Assert.Equal("default", e.GetProperty("rule").GetString());
-            Assert.Equal("no-rule", e.GetProperty("reason").GetString());
+            Assert.Equal("no-rule-matched", e.GetProperty("reason").GetString());
             Assert.Equal(200, e.GetProperty("status").GetInt32());
         }
 

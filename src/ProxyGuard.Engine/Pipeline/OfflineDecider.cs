@@ -1,0 +1,76 @@
+using ProxyGuard.Audit;
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Pipeline.Stages;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy;
+using ProxyGuard.Policy.Decisions;
+
+namespace ProxyGuard.Engine.Pipeline;
+
+/// <summary>What <see cref="OfflineDecider"/> concluded about one request.</summary>
+/// <param name="Decision">The final decision, as the proxy would record it.</param>
+/// <param name="Evaluation">The client, CONNECT and rules part of it (the normalised host and path, the tunnel mode).</param>
+/// <param name="Message">The explanation a refused client would get (null when allowed).</param>
+public sealed record OfflineOutcome(
+    Decision Decision, PolicyEvaluation Evaluation, string? Message, IReadOnlyList<AuditFinding> Findings, IReadOnlyList<string> Injected);
+
+/// <summary>
+/// Runs the proxy's deciding stages on a request described offline (<c>policy explain</c>): the CONNECT host scan and
+/// the rules through the same <see cref="PolicyDecider"/>, then the same content, secret-gate and substitution stage
+/// classes the live request path runs, on a request view built from the given method, URL, headers and body.
+/// </summary>
+public static class OfflineDecider
+{
+    public static async Task<OfflineOutcome> DecideAsync(
+        ProxySnapshot snapshot, string? clientId, string method, TargetUrl url, IReadOnlyList<KeyValuePair<string, string>> headers, byte[]? body,
+        CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        ArgumentNullException.ThrowIfNull(url);
+        var evaluation = PolicyEvaluator.Evaluate(snapshot.Policy, clientId, method, url);
+        var exchange = new ProxyExchange(snapshot, null, null, 0);
+        var host = evaluation.NormalizedHost;
+        RequestTarget.SplitPathAndQuery(url.RawPath, out var rawPath, out var rawQuery);
+        exchange.View = new RequestView(method, new RequestTarget(url.Scheme is "wss" ? "https" : url.Scheme is "ws" ? "http" : url.Scheme, host, url.Port, rawPath, rawQuery),
+            headers, snapshot.Policy.RequiresAuthentication ? clientId : null)
+        {
+            Upgrade = url.Scheme is "ws" or "wss" || headers.Any(h => h.Key.Equals("Upgrade", StringComparison.OrdinalIgnoreCase)),
+        };
+        if (body is not null)
+        {
+            exchange.View.SetBody(body);
+        }
+
+        // The CONNECT layer scans the host before the rules decide the tunnel.
+        Denial? denial = null;
+        if (url.Scheme is "https" or "wss" && evaluation.Reason != Reasons.AuthRequired.Name && ContentChecks.ScanHost(snapshot, host) is { } hostFinding)
+        {
+            exchange.HostCarriesCredential = true;
+            denial = exchange.Refuse(hostFinding);
+        }
+
+        var rules = evaluation.Decision!;
+        if (denial is null)
+        {
+            exchange.Decision = rules;
+            if (rules.Verdict != Verdict.Allow)
+            {
+                denial = exchange.Refuse(new Denial(rules, $"{method} {url.Scheme}://{host}:{url.Port}{rawPath} is not allowed by the policy"));
+            }
+        }
+
+        // A tunnel that is not intercepted is never looked into.
+        var intercepted = evaluation.Stage != "connect" || evaluation.TunnelMode is null or TunnelMode.Intercept;
+        if (denial is null && intercepted && rules.Stage != DecisionStage.Client)
+        {
+            denial = new ContentStage(null).Run(exchange)
+                ?? await new SecretGateStage().RunAsync(exchange)
+                ?? new SubstitutionStage(null).Run(exchange);
+        }
+
+        ct.ThrowIfCancellationRequested();
+        var decision = AuditStage.Final(exchange, denial?.Decision);
+        return new OfflineOutcome(decision, evaluation, denial?.Message, exchange.Findings,
+            decision.Verdict == Verdict.Deny ? [] : exchange.Injected);
+    }
+}

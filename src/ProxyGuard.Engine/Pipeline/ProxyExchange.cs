@@ -1,0 +1,100 @@
+using Microsoft.AspNetCore.Http;
+using ProxyGuard.Audit;
+using ProxyGuard.Engine.Connect;
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy.Decisions;
+
+namespace ProxyGuard.Engine.Pipeline;
+
+/// <summary>
+/// One request on its way through the stages: the snapshot it is decided under, the view of what the sandbox sent,
+/// what will go upstream, and what the stages found. Offline runs (<c>policy explain</c>) have no
+/// <see cref="Http"/> context and no connection.
+/// </summary>
+internal sealed class ProxyExchange
+{
+    private RequestView? _view;
+    private OutgoingRequest? _outgoing;
+
+    public ProxyExchange(ProxySnapshot snapshot, HttpContext? http, ProxyConnectionFeature? connection, long started)
+    {
+        Snapshot = snapshot;
+        Http = http;
+        Connection = connection;
+        Started = started;
+    }
+
+    public ProxySnapshot Snapshot { get; }
+
+    public HttpContext? Http { get; }
+
+    public ProxyConnectionFeature? Connection { get; }
+
+    public long Started { get; }
+
+    public CancellationToken Aborted => Http?.RequestAborted ?? CancellationToken.None;
+
+    /// <summary>Set by the target stage; every later stage may rely on it.</summary>
+    public RequestView View
+    {
+        get => _view ?? throw new InvalidOperationException("the target stage has not run");
+        set
+        {
+            _view = value;
+            _outgoing = new OutgoingRequest(value);
+        }
+    }
+
+    public bool HasView => _view is not null;
+
+    public OutgoingRequest Outgoing => _outgoing ?? throw new InvalidOperationException("the target stage has not run");
+
+    /// <summary>The decision so far: the rules' verdict, later replaced by a stage that refuses.</summary>
+    public Decision? Decision { get; set; }
+
+    /// <summary>In audit mode: the first refusal that enforce mode would have made (the request goes on).</summary>
+    public Decision? AuditDeny { get; set; }
+
+    /// <summary>A note on an allowed request (e.g. <c>over-limit-unscanned</c>, an upstream failure after the response started).</summary>
+    public Reason? Note { get; set; }
+
+    public List<AuditFinding> Findings { get; } = [];
+
+    /// <summary>True when the destination host itself carries a credential: events then record only its last labels.</summary>
+    public bool HostCarriesCredential { get; set; }
+
+    /// <summary>Names of the secrets substituted (each once).</summary>
+    public List<string> Injected { get; } = [];
+
+    public long RequestBytes { get; set; }
+
+    public long ResponseBytes { get; set; }
+
+    /// <summary>
+    /// Applies a stage's refusal: in audit mode an auditable one is remembered and the request goes on (returns
+    /// null); otherwise it ends the request (returns the denial).
+    /// </summary>
+    public Denial? Refuse(Denial denial)
+    {
+        if (denial.Decision.Verdict == Verdict.AuditDeny)
+        {
+            AuditDeny ??= denial.Decision;
+            return null;
+        }
+
+        Decision = denial.Decision;
+        return denial;
+    }
+
+    public void AddInjected(IEnumerable<string> names)
+    {
+        foreach (var name in names)
+        {
+            if (!Injected.Contains(name))
+            {
+                Injected.Add(name);
+            }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Net.Http.Headers;
+using ProxyGuard.Engine.Connect;
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Pipeline.Stages;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy.Decisions;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace ProxyGuard.Engine.Pipeline;
+
+/// <summary>
+/// The proxy's request delegate: every HTTP request on the proxy listener (inside intercepted tunnels and plain
+/// absolute-form requests) runs the stages below in order, each in its own file; the first refusal ends the request,
+/// and the audit stage records the outcome once.
+/// </summary>
+internal sealed class ProxyRequestDelegate
+{
+    private readonly ProxyServices _services;
+    private readonly IRequestStage[] _stages;
+    private readonly AuditStage _audit;
+
+    public ProxyRequestDelegate(ProxyServices services, IHttpForwarder forwarder, HttpMessageInvoker client)
+    {
+        _services = services;
+        _stages =
+        [
+            new AuditGateStage(services.Audit),
+            new StrictHttpStage(),
+            new TargetStage(services),
+            new RulesStage(),
+            new BodyStage(),
+            new ContentStage(services.Metrics),
+            new SecretGateStage(),
+            new SubstitutionStage(services.Metrics),
+            new ForwardStage(services, forwarder, client),
+        ];
+        _audit = new AuditStage(services);
+    }
+
+    /// <summary>The stage names in order (docs/architecture.md lists the same).</summary>
+    public IEnumerable<string> StageNames => _stages.Select(s => s.GetType().Name).Append(nameof(AuditStage));
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var exchange = new ProxyExchange(_services.Runtime.Current, context, context.Features.Get<ProxyConnectionFeature>(), started);
+        try
+        {
+            Denial? denial = null;
+            foreach (var stage in _stages)
+            {
+                denial = await stage.RunAsync(exchange);
+                if (denial is not null)
+                {
+                    break;
+                }
+            }
+
+            if (denial is null)
+            {
+                var decision = AuditStage.Final(exchange, null);
+                await _audit.RecordAsync(exchange, decision, context.Response.StatusCode);
+                return;
+            }
+
+            await DenyAsync(exchange, denial);
+        }
+        finally
+        {
+            _services.Metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    private async Task DenyAsync(ProxyExchange exchange, Denial denial)
+    {
+        var context = exchange.Http!;
+        var upstreamFailure = AuditStage.IsUpstreamFailure(denial.Decision);
+        var recorded = await _audit.RecordAsync(exchange, AuditStage.Final(exchange, denial.Decision), denial.Status);
+        if (context.Response.HasStarted)
+        {
+            return;
+        }
+
+        var response = context.Response;
+        // A refusal whose event cannot be stored is still a refusal, but says so: the audit store failed.
+        response.StatusCode = recorded || upstreamFailure ? denial.Status : 503;
+        response.Headers[Denial.DecisionHeader] = upstreamFailure ? "error" : "deny";
+        response.Headers[Denial.RuleHeader] = Denial.HeaderSafe(denial.Rule);
+        response.Headers[Denial.ReasonHeader] = Denial.HeaderSafe(denial.Reason);
+        if (denial.Decision.Reason == Reasons.AuthRequired)
+        {
+            response.Headers[HeaderNames.ProxyAuthenticate] = "Basic realm=\"proxyguard\"";
+            if (context.Request.Protocol == "HTTP/1.1" && exchange.Connection?.Tunnel is null)
+            {
+                response.Headers.Connection = "close";
+            }
+        }
+
+        response.ContentType = "text/plain; charset=utf-8";
+        await response.WriteAsync(denial.Body(exchange.Snapshot.Policy.FilePath));
+    }
+}

@@ -1,0 +1,70 @@
+using ProxyGuard.Engine.Forwarding;
+
+namespace ProxyGuard.Engine.Pipeline;
+
+/// <summary>
+/// One request exactly as the sandbox sent it, parsed once and never changed: the method, the target, every header
+/// (name and value, in order), the raw query and, once read, the body. Every deciding stage and the audit event
+/// factory read this view; what goes upstream is built separately (<see cref="OutgoingRequest"/>), so a substituted
+/// secret can never flow back into a decision or a record.
+/// </summary>
+internal sealed class RequestView
+{
+    public RequestView(string method, RequestTarget target, IReadOnlyList<KeyValuePair<string, string>> headers, string? clientId)
+    {
+        Method = method;
+        Target = target;
+        Headers = headers;
+        ClientId = clientId;
+    }
+
+    public string Method { get; }
+
+    /// <summary>Scheme, normalised host, port, raw path and raw query.</summary>
+    public RequestTarget Target { get; }
+
+    /// <summary>Every request header as sent, one entry per value (a repeated header appears repeatedly).</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+
+    public string? ClientId { get; }
+
+    /// <summary>True for a protocol upgrade (WebSocket, extended CONNECT).</summary>
+    public bool Upgrade { get; init; }
+
+    /// <summary>The buffered body, when it had to be read (scanning or substitution); null otherwise.</summary>
+    public ReadOnlyMemory<byte>? Body { get; private set; }
+
+    /// <summary>True when a body was forwarded unscanned (<c>over_limit: allow</c>).</summary>
+    public bool BodyUnscanned { get; private set; }
+
+    public string? ContentType => Header("Content-Type");
+
+    public string? ContentEncoding => Header("Content-Encoding");
+
+    /// <summary>The first value of a header (case-insensitive name), or null.</summary>
+    public string? Header(string name)
+    {
+        foreach (var (key, value) in Headers)
+        {
+            if (key.Equals(name, StringComparison.OrdinalIgnoreCase))
+            {
+                return value;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Records the body once it has been read whole (set once).</summary>
+    public void SetBody(ReadOnlyMemory<byte> body)
+    {
+        if (Body is not null)
+        {
+            throw new InvalidOperationException("the body of a request view is set once");
+        }
+
+        Body = body;
+    }
+
+    public void MarkBodyUnscanned() => BodyUnscanned = true;
+}

@@ -1,0 +1,149 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using System.Security.Authentication;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Net.Http.Headers;
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Network;
+using ProxyGuard.Engine.Runtime;
+using ProxyGuard.Policy.Decisions;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace ProxyGuard.Engine.Pipeline.Stages;
+
+/// <summary>
+/// Applies the outgoing changes to the request, forwards it with YARP's forwarder (response headers and body
+/// scrubbed when secrets are configured) and maps upstream failures to reasons.
+/// </summary>
+internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwarder, HttpMessageInvoker client) : IRequestStage
+{
+    private static readonly ForwarderRequestConfig Https = new()
+    {
+        ActivityTimeout = TimeSpan.FromMinutes(2),
+        Version = System.Net.HttpVersion.Version20,
+        VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+    };
+
+    private static readonly ForwarderRequestConfig Http = Https with { Version = System.Net.HttpVersion.Version11 };
+
+    private readonly ILogger _logger = services.LoggerFactory.CreateLogger<ForwardStage>();
+
+    public async ValueTask<Denial?> RunAsync(ProxyExchange exchange)
+    {
+        var context = exchange.Http!;
+        var view = exchange.View;
+        var target = view.Target;
+        var substitutor = exchange.Snapshot.Substitutor;
+        Apply(exchange);
+
+        var transformer = new ProxyTransformer(target, exchange.Outgoing.RawQuery, substitutor);
+        var originalResponseBody = context.Response.Body;
+        var countingResponse = new CountingStream(originalResponseBody);
+        context.Response.Body = substitutor.IsEmpty ? countingResponse : substitutor.CreateScrubbingStream(countingResponse);
+        var countingBody = new CountingStream(context.Request.Body);
+        context.Request.Body = countingBody;
+        var error = ForwarderError.None;
+        try
+        {
+            error = await forwarder.SendAsync(context, target.DestinationPrefix, client, target.Scheme == "https" ? Https : Http, transformer);
+        }
+        finally
+        {
+            // Completing the scrubber flushes, which would start an empty 502 before the refusal below can write its
+            // headers; after a failure with no response, nothing is held in it.
+            if (!substitutor.IsEmpty && (error == ForwarderError.None || context.Response.HasStarted))
+            {
+                await context.Response.Body.DisposeAsync();
+            }
+
+            context.Response.Body = originalResponseBody;
+        }
+
+        exchange.RequestBytes = countingBody.Count;
+        exchange.ResponseBytes = countingResponse.Count;
+        if (error == ForwarderError.None)
+        {
+            return null;
+        }
+
+        var exception = context.Features.Get<IForwarderErrorFeature>()?.Exception;
+        var failure = Classify(error, exception, target);
+        if (context.Response.HasStarted)
+        {
+            exchange.Note = failure.Decision.Reason;
+            return null;
+        }
+
+        context.Response.Clear();
+        return exchange.Refuse(failure);
+    }
+
+    /// <summary>Puts what the stages changed (headers, query, body) into the request that is forwarded.</summary>
+    private static void Apply(ProxyExchange exchange)
+    {
+        var request = exchange.Http!.Request;
+        var outgoing = exchange.Outgoing;
+        foreach (var (name, values) in outgoing.ChangedHeaders)
+        {
+            request.Headers[name] = values;
+        }
+
+        if (outgoing.CurrentBody(exchange.View) is { } body)
+        {
+            // The buffers (the read buffer, a rewritten or substituted body) belong to this request and are never
+            // written again: forward them without another copy.
+            request.Body = MemoryMarshal.TryGetArray(body, out var segment) && segment.Array is not null
+                ? new MemoryStream(segment.Array, segment.Offset, segment.Count, writable: false)
+                : new MemoryStream(body.ToArray(), writable: false);
+            request.Headers.Remove(HeaderNames.TransferEncoding);
+            request.Headers.Remove(HeaderNames.Expect);
+            request.ContentLength = body.Length;
+            if (outgoing.BodyDecoded)
+            {
+                request.Headers.Remove(HeaderNames.ContentEncoding);
+            }
+        }
+
+        if (outgoing.AskIdentityEncoding)
+        {
+            request.Headers.AcceptEncoding = "identity";
+        }
+    }
+
+    private Denial Classify(ForwarderError error, Exception? exception, Forwarding.RequestTarget target)
+    {
+        _logger.LogDebug(exception, "forwarding to {Authority} failed: {Error}", target.Authority, error);
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            switch (e)
+            {
+                case DestinationBlockedException blocked:
+                    services.Metrics.UpstreamErrors.WithLabels(blocked.Reason).Inc();
+                    return Denial.Of(Reasons.Find(blocked.Reason) ?? Reasons.PrivateDestination, "network", blocked.Message);
+                case AuthenticationException:
+                    services.Metrics.UpstreamErrors.WithLabels("tls").Inc();
+                    return Denial.Of(Reasons.UpstreamTls, "upstream",
+                        $"the certificate of {target.Authority} is not trusted or does not match ({e.Message})");
+                case TimeoutException:
+                    services.Metrics.UpstreamErrors.WithLabels("timeout").Inc();
+                    return Denial.Of(Reasons.UpstreamTimeout, "upstream", $"{target.Authority} did not answer in time");
+                case SocketException socket:
+                    services.Metrics.UpstreamErrors.WithLabels("connect").Inc();
+                    return Denial.Of(Reasons.UpstreamConnect, "upstream", $"cannot connect to {target.Authority}: {socket.SocketErrorCode}");
+            }
+        }
+
+        var (kind, reason) = error switch
+        {
+            ForwarderError.RequestTimedOut => ("timeout", Reasons.UpstreamTimeout),
+            ForwarderError.RequestCanceled or ForwarderError.RequestBodyCanceled or ForwarderError.ResponseBodyCanceled => ("client-canceled", Reasons.ClientCanceled),
+            ForwarderError.RequestBodyClient or ForwarderError.ResponseBodyClient => ("client", Reasons.ClientError),
+            _ => ("upstream", Reasons.UpstreamError),
+        };
+        services.Metrics.UpstreamErrors.WithLabels(kind).Inc();
+        return Denial.Of(reason, "upstream", reason == Reasons.UpstreamTimeout
+            ? $"{target.Authority} did not answer in time"
+            : $"forwarding to {target.Authority} failed ({error})");
+    }
+}

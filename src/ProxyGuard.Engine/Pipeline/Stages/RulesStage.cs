@@ -1,0 +1,28 @@
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Policy.Decisions;
+
+namespace ProxyGuard.Engine.Pipeline.Stages;
+
+/// <summary>The policy's rules, through the one decision function (<see cref="PolicyDecider"/>).</summary>
+internal sealed class RulesStage : IRequestStage
+{
+    public ValueTask<Denial?> RunAsync(ProxyExchange exchange) => ValueTask.FromResult(Run(exchange));
+
+    public static Denial? Run(ProxyExchange exchange)
+    {
+        var view = exchange.View;
+        var target = view.Target;
+        var decision = PolicyDecider.Decide(exchange.Snapshot.Policy,
+            new DecisionInput(view.ClientId, target.Scheme, target.Host, target.Port, view.Method, target.RawPath) { Upgrade = view.Upgrade });
+        exchange.Decision = decision;
+        if (decision.Verdict == Verdict.Allow)
+        {
+            return null;
+        }
+
+        var message = decision.Reason == Reasons.WebSocketNotAllowed
+            ? "protocol upgrades (WebSocket) are not enabled for this rule (websocket: true)"
+            : $"{view.Method} {target.Scheme}://{target.Authority}{target.RawPath} is not allowed by the policy";
+        return exchange.Refuse(new Denial(decision, message));
+    }
+}

@@ -1,0 +1,89 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.Net.Http.Headers;
+using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Policy.Decisions;
+
+namespace ProxyGuard.Engine.Pipeline.Stages;
+
+/// <summary>
+/// Strict HTTP (SPEC 4.2): what an upstream might read differently never passes. The connection is closed after
+/// such a refusal so that no byte after it is read as another request.
+/// </summary>
+internal sealed class StrictHttpStage : IRequestStage
+{
+    public ValueTask<Denial?> RunAsync(ProxyExchange exchange)
+    {
+        var context = exchange.Http!;
+        var denial = Check(context.Request);
+        if (denial is null)
+        {
+            return ValueTask.FromResult<Denial?>(null);
+        }
+
+        CloseAfterResponse(context);
+        return ValueTask.FromResult(exchange.Refuse(denial));
+    }
+
+    /// <summary>Asks Kestrel to close an HTTP/1.x connection after this response.</summary>
+    public static void CloseAfterResponse(HttpContext context)
+    {
+        if (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
+        {
+            context.Response.Headers.Connection = "close";
+        }
+    }
+
+    private static Denial? Check(HttpRequest request)
+    {
+        var headers = request.Headers;
+        if (HttpMethods.IsConnect(request.Method))
+        {
+            return Denial.Of(Reasons.ConnectNotAllowedHere, "protocol",
+                "CONNECT is only accepted as the first request of a new connection to the proxy");
+        }
+
+        if (headers.ContainsKey(HeaderNames.TransferEncoding)
+            && (headers.ContainsKey(HeaderNames.ContentLength) || !HttpProtocol.IsHttp11(request.Protocol)))
+        {
+            return Denial.Of(Reasons.AmbiguousLength, "protocol",
+                "Transfer-Encoding together with Content-Length, or on an HTTP/1.0 request, is ambiguous");
+        }
+
+        if (headers[HeaderNames.ContentLength] is { Count: > 0 } contentLength && !IsCanonicalLength(contentLength))
+        {
+            return Denial.Of(Reasons.AmbiguousLength, "protocol", "the Content-Length header is not one canonical number");
+        }
+
+        if (headers.TryGetValue(HeaderNames.Upgrade, out var upgrade)
+            && upgrade.ToString().Contains("h2c", StringComparison.OrdinalIgnoreCase))
+        {
+            return Denial.Of(Reasons.H2cNotAllowed, "protocol", "Upgrade: h2c is never forwarded");
+        }
+
+        if (headers.ContainsKey("HTTP2-Settings"))
+        {
+            return Denial.Of(Reasons.H2cNotAllowed, "protocol", "HTTP2-Settings (an h2c upgrade) is never forwarded");
+        }
+
+        return null;
+    }
+
+    /// <summary>One value of ASCII digits, no sign, no leading zero (except "0"), at most 18 digits.</summary>
+    private static bool IsCanonicalLength(Microsoft.Extensions.Primitives.StringValues values)
+    {
+        if (values.Count != 1 || values[0] is not { Length: > 0 and <= 18 } text)
+        {
+            return false;
+        }
+
+        foreach (var c in text)
+        {
+            if (!char.IsAsciiDigit(c))
+            {
+                return false;
+            }
+        }
+
+        return text.Length == 1 || text[0] != '0';
+    }
+}
