@@ -91,7 +91,7 @@ public sealed class ForwardingTests : IClassFixture<OriginFixture>
         Assert.StartsWith("HTTP/1.1 403 ", response, StringComparison.Ordinal);
         Assert.Contains("X-ProxyGuard-Decision: deny\r\n", response, StringComparison.Ordinal);
         Assert.Contains("X-ProxyGuard-Rule: default\r\n", response, StringComparison.Ordinal);
-        Assert.Contains("X-ProxyGuard-Reason: no-rule\r\n", response, StringComparison.Ordinal);
+        Assert.Contains("X-ProxyGuard-Reason: no-rule-allows-host-port\r\n", response, StringComparison.Ordinal);
         Assert.Contains("ProxyGuard blocked", response, StringComparison.Ordinal);
         Assert.Contains(_f.Proxy.PolicyPath, response, StringComparison.Ordinal);
 

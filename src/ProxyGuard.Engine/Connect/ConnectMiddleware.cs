@@ -203,7 +203,7 @@ public sealed class ConnectMiddleware
         feature = new ProxyConnectionFeature(feature.RemoteAddress, tunnel);
         connection.Features.Set(feature);
         _services.Refusals?.Register(connection.ConnectionId, feature);
-        _services.Metrics.Connects.WithLabels(recorded.VerdictName, recorded.Rule).Inc();
+        _services.Metrics.CountConnect(recorded);
         await _services.Audit.RecordAsync(AuditEventFactory.Connect(snapshot, feature.RemoteAddress, clientId, host, head.Port, recorded, 200, started,
             hostCarriesCredential: hostFinding is not null));
 
@@ -264,7 +264,7 @@ public sealed class ConnectMiddleware
         string? extraHeaders = null, bool hostCarriesCredential = false)
     {
         var snapshot = _services.Runtime.Current;
-        _services.Metrics.Connects.WithLabels(denial.Decision.VerdictName, denial.Rule).Inc();
+        _services.Metrics.CountConnect(denial.Decision);
         await _services.Audit.RecordAsync(AuditEventFactory.Connect(snapshot, feature.RemoteAddress, clientId, host ?? string.Empty, port,
             denial.Decision, denial.Status, 0, hostCarriesCredential: hostCarriesCredential));
         try

@@ -46,7 +46,7 @@ public sealed class KestrelRefusalRecorder : ILoggerProvider
 
         var tunnel = feature.Tunnel;
         var decision = Decision.Enforce("protocol", Reasons.BadRequest);
-        services.Metrics.Requests.WithLabels(decision.VerdictName, decision.Rule).Inc();
+        services.Metrics.CountRequest(decision);
         var snapshot = services.Runtime.Current;
         var e = tunnel is null
             ? AuditEventFactory.Connect(snapshot, feature.RemoteAddress, null, string.Empty, 0, decision, 400, 0, AuditKinds.Request)

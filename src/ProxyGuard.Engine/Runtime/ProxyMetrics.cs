@@ -12,8 +12,8 @@ public sealed class ProxyMetrics
     {
         Registry = Metrics.NewCustomRegistry();
         var factory = Metrics.WithCustomRegistry(Registry);
-        Requests = factory.CreateCounter("proxyguard_requests_total", "HTTP requests decided, by decision and rule.", "decision", "rule");
-        Connects = factory.CreateCounter("proxyguard_connects_total", "CONNECT requests decided, by decision and rule.", "decision", "rule");
+        Requests = factory.CreateCounter("proxyguard_requests_total", "HTTP requests decided, by decision, rule and reason.", "decision", "rule", "reason");
+        Connects = factory.CreateCounter("proxyguard_connects_total", "CONNECT requests decided, by decision, rule and reason.", "decision", "rule", "reason");
         Findings = factory.CreateCounter("proxyguard_content_findings_total", "Content findings, by detector and action.", "detector", "action");
         SecretInjections = factory.CreateCounter("proxyguard_secret_injections_total", "Secret substitutions, by secret name.", "secret");
         UpstreamErrors = factory.CreateCounter("proxyguard_upstream_errors_total", "Upstream failures, by kind.", "kind");
@@ -34,6 +34,14 @@ public sealed class ProxyMetrics
     public CollectorRegistry Registry { get; }
 
     public Counter Requests { get; }
+
+    /// <summary>Counts one request decision (the labels carry the same verdict, rule and reason as the header and event).</summary>
+    public void CountRequest(Policy.Decisions.Decision decision) =>
+        Requests.WithLabels(decision.VerdictName, decision.Rule, decision.Reason.Name).Inc();
+
+    /// <summary>Counts one CONNECT decision.</summary>
+    public void CountConnect(Policy.Decisions.Decision decision) =>
+        Connects.WithLabels(decision.VerdictName, decision.Rule, decision.Reason.Name).Inc();
 
     public Counter Connects { get; }
 

@@ -105,15 +105,15 @@ public sealed class MetricsTests : IClassFixture<AuditFixture>
             t => Assert.EndsWith("_total", t.Key, StringComparison.Ordinal));
 
         // Requests by decision and rule.
-        Assert.Equal(11, m.Value("proxyguard_requests_total", ("decision", "allow"), ("rule", "origin")));
-        Assert.Equal(3, m.Value("proxyguard_requests_total", ("decision", "deny"), ("rule", "blocked-path")));
-        Assert.Equal(1, m.Value("proxyguard_requests_total", ("decision", "deny"), ("rule", "pg-deny-marker")));
-        Assert.Equal(1, m.Value("proxyguard_requests_total", ("decision", "allow"), ("rule", "dead-port")));
+        Assert.Equal(11, m.Total("proxyguard_requests_total", ("decision", "allow"), ("rule", "origin")));
+        Assert.Equal(3, m.Total("proxyguard_requests_total", ("decision", "deny"), ("rule", "blocked-path")));
+        Assert.Equal(1, m.Total("proxyguard_requests_total", ("decision", "deny"), ("rule", "pg-deny-marker")));
+        Assert.Equal(1, m.Total("proxyguard_requests_total", ("decision", "allow"), ("rule", "dead-port")));
         Assert.Equal(16, m.Sum("proxyguard_requests_total"));
 
         // CONNECTs by decision and rule.
-        Assert.Equal(12, m.Value("proxyguard_connects_total", ("decision", "allow"), ("rule", "origin")));
-        Assert.Equal(2, m.Value("proxyguard_connects_total", ("decision", "deny"), ("rule", "default")));
+        Assert.Equal(12, m.Total("proxyguard_connects_total", ("decision", "allow"), ("rule", "origin")));
+        Assert.Equal(2, m.Total("proxyguard_connects_total", ("decision", "deny"), ("rule", "default")));
         Assert.Equal(14, m.Sum("proxyguard_connects_total"));
 
         // Findings, injections, upstream errors.

@@ -106,6 +106,10 @@ public sealed class PrometheusText
     public double Value(string name, params (string Name, string Value)[] labels) =>
         Find(name, labels) ?? throw new KeyNotFoundException($"no series {name} {string.Join(",", labels.Select(l => l.Name + "=" + l.Value))}");
 
+    /// <summary>The sum of every series of <paramref name="name"/> that has at least these label values (others free).</summary>
+    public double Total(string name, params (string Name, string Value)[] labels) =>
+        Samples.Where(s => s.Name == name && labels.All(l => s.Labels.TryGetValue(l.Name, out var v) && v == l.Value)).Sum(s => s.Value);
+
     public double Sum(string name) => Samples.Where(s => s.Name == name).Sum(s => s.Value);
 
     public IEnumerable<PromSample> Series(string name) => Samples.Where(s => s.Name == name);

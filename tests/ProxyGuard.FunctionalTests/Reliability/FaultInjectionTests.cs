@@ -82,9 +82,9 @@ public sealed class FaultInjectionTests : IClassFixture<FaultFixture>
         var e = await EventForPortAsync(_f.Stall.Port, timeoutMs: 30_000);
         Assert.Equal("allow", e.GetProperty("decision").GetString());
 
-        // Recorded as an upstream failure. (The reason currently says "upstream-connect": the aborted upstream socket's
-        // SocketException is classified before the forwarder's RequestCanceled; see docs/reliability.md.)
-        Assert.StartsWith("upstream-", e.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        // Recorded as a failed exchange, not a policy decision: the client gave up (or the aborted upstream socket's
+        // SocketException is seen first, see docs/reliability.md).
+        Assert.Contains(e.GetProperty("reason").GetString(), new[] { "client-canceled", "upstream-connect", "upstream-error" });
         await AssertProxyHealthyAsync();
     }
 

@@ -29,6 +29,17 @@ internal static class SecretForms
             forms.Add(("url-lower", LowerHex(escaped)));
         }
 
+        var json = System.Text.Json.JsonSerializer.Serialize(value)[1..^1];
+        if (json != value)
+        {
+            forms.Add(("json", json));
+        }
+
+        if (value.Contains('/', StringComparison.Ordinal))
+        {
+            forms.Add(("json-solidus", value.Replace("/", "\\/", StringComparison.Ordinal)));
+        }
+
         var bytes = Encoding.UTF8.GetBytes(value);
         for (var a = 0; a < 3; a++)
         {

@@ -139,7 +139,7 @@ public sealed class SecretLeakTests : IClassFixture<LeakFixture>
         // Failing requests: an unreachable upstream after substitution (logged at Debug), a secret Vault does not have.
         await Send("closed-port", HttpStatusCode.BadGateway, null, Get($"https://localhost:{_f.ClosedPort}/fail?key={api}",
             ("Authorization", "Bearer " + vault)));
-        await Send("plain-closed-port", HttpStatusCode.BadGateway, null, Get($"http://localhost:{_f.ClosedPort}/fail?key={vault}",
+        await Send("plain-closed-port", HttpStatusCode.Forbidden, "secret-plain-http", Get($"http://localhost:{_f.ClosedPort}/fail?key={vault}",
             ("Authorization", "Bearer " + api)));
         await Send("unavailable", HttpStatusCode.ServiceUnavailable, "secret-unavailable", Get(_f.HttpsUrl("/echo/u1"), ("Authorization", "Bearer " + _f.Env["GONE_TOKEN"])));
 

@@ -230,10 +230,10 @@ public sealed class SecretSubstitutionTests : IClassFixture<SecretsFixture>
         var body = new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl("/echo/misuse", host)) { Content = new StringContent("t=" + _f.FormPlaceholder) };
         SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "secret-misuse", await _f.SendAsync(body));
 
-        // Plain http toward the unbound host too.
+        // Plain http toward the unbound host too (a placeholder never travels over plain http).
         var plain = new HttpRequestMessage(HttpMethod.Get, _f.HttpUrl("/echo/misuse-plain", host));
         plain.Headers.Add("x-api-key", _f.GitPlaceholderFromEnv);
-        SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "secret-misuse", await _f.SendAsync(plain));
+        SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "secret-plain-http", await _f.SendAsync(plain));
 
         var denied = await _f.Proxy.WaitForEventAsync(e => e.GetProperty("reason").GetString() == "secret-misuse"
             && e.GetProperty("host").GetString() == host);
@@ -255,9 +255,9 @@ public sealed class SecretSubstitutionTests : IClassFixture<SecretsFixture>
         var query = new HttpRequestMessage(HttpMethod.Get, _f.HttpsUrl($"/echo/q?t={_f.GitPlaceholderFromEnv}"));
         SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "secret-misuse", await _f.SendAsync(query));
 
-        // Never in the path.
+        // Never in the path: a position that is never substituted has its own reason.
         var path = new HttpRequestMessage(HttpMethod.Get, _f.HttpsUrl($"/echo/{_f.ApiPlaceholder}/x"));
-        SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "secret-misuse", await _f.SendAsync(path));
+        SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "placeholder-position", await _f.SendAsync(path));
     }
 
     public static TheoryData<string, string> RealValueForms => new()

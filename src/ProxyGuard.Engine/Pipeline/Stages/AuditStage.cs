@@ -36,7 +36,7 @@ internal sealed class AuditStage(ProxyServices services)
 
     public async ValueTask<bool> RecordAsync(ProxyExchange exchange, Decision decision, int status)
     {
-        services.Metrics.Requests.WithLabels(decision.VerdictName, decision.Rule).Inc();
+        services.Metrics.CountRequest(decision);
         return await services.Audit.RecordAsync(AuditEventFactory.Request(exchange, decision, status));
     }
 }

@@ -1,0 +1,162 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using ProxyGuard.FunctionalTests.Infrastructure;
+
+namespace ProxyGuard.FunctionalTests.Policy;
+
+/// <summary>
+/// One truth: the same requests (headers, bodies, secrets, content rules) go through <c>policy explain</c> and through
+/// the live proxy, and the decision, rule and reason agree in the CLI output, the X-ProxyGuard-* headers and the event.
+/// </summary>
+[Collection("proxy")]
+public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigin>
+{
+    private const string ApiValue = "pgsynthetic-explain-0123456789abcdef";
+
+    private readonly PolicyOrigin _o;
+
+    public ExplainMatchesProxyTests(PolicyOrigin origin)
+    {
+        _o = origin;
+    }
+
+    public sealed record Case(string Name, string Method, string Url, string[] Headers, string? Body, string Verdict, string Rule, string Reason);
+
+    [Fact]
+    public async Task Explain_and_the_live_proxy_agree_on_decision_rule_and_reason()
+    {
+        using var dir = new TempDir();
+        var policy = _o.Ports($"""
+            version: 1
+            default: deny
+            network:
+              allow_destinations: [127.0.0.0/8]
+            content:
+              builtin: all
+            tls:
+              upstream_ca_files: [{_o.OriginCaPath}]
+            rules:
+              - name: private
+                hosts: [localhost]
+                ports: [{"{HTTPS}"}, {"{HTTP}"}]
+                paths: ["/echo/private/**"]
+                action: deny
+              - name: echo
+                hosts: [localhost]
+                ports: [{"{HTTPS}"}, {"{HTTP}"}]
+                methods: [GET, POST]
+                paths: ["/echo/**"]
+                action: allow
+            secrets:
+              - name: api
+                value: env:PG_EXPLAIN_API
+                sandbox_env: API_TOKEN
+                hosts: [localhost]
+                in: [headers]
+            """);
+        var environment = new Dictionary<string, string> { ["PG_EXPLAIN_API"] = ApiValue };
+        await using var proxy = await ProxyProcess.StartAsync(dir.File("proxy"), policy, null, environment);
+        var placeholder = (await proxy.EnvAsync())["API_TOKEN"];
+        var aws = "AKIA" + "Z7QW4XKL2MNB5VCD";
+
+        Case[] cases =
+        [
+            new("allowed", "GET", _o.HttpsUrl("/echo/x1"), [], null, "allow", "echo", "rule-allow"),
+            new("substituted", "GET", _o.HttpsUrl("/echo/x2"), [$"Authorization: Bearer {placeholder}"], null, "allow", "echo", "rule-allow"),
+            new("no rule (method)", "PUT", _o.HttpsUrl("/echo/x3"), [], null, "deny", "default", "no-rule-matched"),
+            new("deny rule", "GET", _o.HttpsUrl("/echo/private/x4"), [], null, "deny", "private", "rule-deny"),
+            new("ambiguous path", "GET", _o.HttpsUrl("/echo/a%2Fb/x5"), [], null, "deny", "default", "ambiguous-path"),
+            new("plain no rule", "GET", _o.HttpUrl("/other/x6"), [], null, "deny", "default", "no-rule-matched"),
+            new("credential in header", "GET", _o.HttpsUrl("/echo/x7"), [$"X-Debug: {aws}"], null, "deny", "aws-access-key-id", "content-finding"),
+            new("credential in path", "GET", _o.HttpsUrl($"/echo/{aws}/x8"), [], null, "deny", "aws-access-key-id", "content-finding"),
+            new("placeholder in body, headers-only secret", "POST", _o.HttpsUrl("/echo/x9"), ["Content-Type: text/plain"], "token " + placeholder, "deny", "secrets", "secret-misuse"),
+            new("placeholder as query name", "GET", _o.HttpsUrl($"/echo/x10?{placeholder}=1"), [], null, "deny", "secrets", "placeholder-position"),
+            new("real value sent", "GET", _o.HttpsUrl("/echo/x11"), [$"Authorization: Bearer {ApiValue}"], null, "deny", "secrets", "secret-real-value"),
+            new("placeholder over plain http", "GET", _o.HttpUrl("/echo/x12"), [$"Authorization: Bearer {placeholder}"], null, "deny", "secrets", "secret-plain-http"),
+        ];
+
+        using var client = ProxyClients.Create(proxy.ProxyUrl, proxy.CaPath);
+        var failures = new List<string>();
+        foreach (var c in cases)
+        {
+            var cli = await ExplainAsync(proxy, c, environment);
+            var (status, headers) = await SendAsync(client, c);
+            var marker = new Uri(c.Url).AbsolutePath.Split('/')[^1];
+            var e = await proxy.WaitForEventAsync(ev => ev.GetProperty("kind").GetString() == "request"
+                && ev.TryGetProperty("path", out var p) && p.GetString() is { } path && path.Contains(marker, StringComparison.Ordinal), 10000);
+            var recorded = (Verdict: e.GetProperty("decision").GetString(), Rule: e.GetProperty("rule").GetString(), Reason: e.GetProperty("reason").GetString());
+
+            void Check(string source, string? verdict, string? rule, string? reason)
+            {
+                if (verdict != c.Verdict || rule != c.Rule || reason != c.Reason)
+                {
+                    failures.Add($"{c.Name}: {source} said {verdict}/{rule}/{reason}, expected {c.Verdict}/{c.Rule}/{c.Reason}");
+                }
+            }
+
+            Check("explain", cli.Verdict, cli.Rule, cli.Reason);
+            Check("event", recorded.Verdict, recorded.Rule, recorded.Reason);
+            if (c.Verdict == "deny")
+            {
+                Check($"headers ({status})", headers.GetValueOrDefault("x-proxyguard-decision"), headers.GetValueOrDefault("x-proxyguard-rule"),
+                    headers.GetValueOrDefault("x-proxyguard-reason"));
+            }
+            else if (status != 200)
+            {
+                failures.Add($"{c.Name}: the proxy answered {status}");
+            }
+        }
+
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    private static async Task<(string? Verdict, string? Rule, string? Reason)> ExplainAsync(ProxyProcess proxy, Case c, Dictionary<string, string> environment)
+    {
+        var args = new List<string> { ProxyProcess.DllPath, "policy", "explain", proxy.PolicyPath, c.Method, c.Url, "--data-dir", proxy.DataDirectory };
+        foreach (var header in c.Headers)
+        {
+            args.AddRange(["-H", header]);
+        }
+
+        if (c.Body is not null)
+        {
+            var bodyFile = Path.Combine(proxy.Directory, $"body-{Guid.NewGuid():N}.txt");
+            await File.WriteAllTextAsync(bodyFile, c.Body);
+            args.AddRange(["--body-file", bodyFile]);
+        }
+
+        var result = await Cli.RunProgramAsync("dotnet", args, proxy.Directory, environment);
+        string? Field(string name) => Regex.Match(result.Stdout, $"^{name}:\\s+(\\S+)", RegexOptions.Multiline) is { Success: true } m ? m.Groups[1].Value : null;
+        return (Field("decision"), Field("rule"), Field("reason"));
+    }
+
+    private static async Task<(int Status, Dictionary<string, string> Headers)> SendAsync(HttpClient client, Case c)
+    {
+        using var request = new HttpRequestMessage(new HttpMethod(c.Method), c.Url);
+        if (c.Body is not null)
+        {
+            request.Content = new StringContent(c.Body, Encoding.UTF8);
+        }
+
+        foreach (var header in c.Headers)
+        {
+            var colon = header.IndexOf(':', StringComparison.Ordinal);
+            var (name, value) = (header[..colon].Trim(), header[(colon + 1)..].Trim());
+            if (name.Equals("Content-Type", StringComparison.OrdinalIgnoreCase))
+            {
+                request.Content?.Headers.Remove("Content-Type");
+                request.Content?.Headers.TryAddWithoutValidation(name, value);
+            }
+            else
+            {
+                request.Headers.TryAddWithoutValidation(name, value);
+            }
+        }
+
+        using var response = await client.SendAsync(request);
+        var headers = response.Headers.ToDictionary(h => h.Key.ToLowerInvariant(), h => string.Join(",", h.Value), StringComparer.Ordinal);
+        return ((int)response.StatusCode, headers);
+    }
+}
