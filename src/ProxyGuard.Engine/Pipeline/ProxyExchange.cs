@@ -50,7 +50,7 @@ internal sealed class ProxyExchange
 
     public OutgoingRequest Outgoing => _outgoing ?? throw new InvalidOperationException("the target stage has not run");
 
-    /// <summary>The decision so far: the rules' verdict, later replaced by a stage that refuses.</summary>
+    /// <summary>The rules stage's decision (the rule that allowed the request, or would have refused it in audit mode).</summary>
     public Decision? Decision { get; set; }
 
     /// <summary>In audit mode: the first refusal that enforce mode would have made (the request goes on).</summary>
@@ -83,7 +83,6 @@ internal sealed class ProxyExchange
             return null;
         }
 
-        Decision = denial.Decision;
         return denial;
     }
 

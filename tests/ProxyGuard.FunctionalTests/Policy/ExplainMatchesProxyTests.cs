@@ -67,13 +67,13 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
             new("substituted", "GET", _o.HttpsUrl("/echo/x2"), [$"Authorization: Bearer {placeholder}"], null, "allow", "echo", "rule-allow"),
             new("no rule (method)", "PUT", _o.HttpsUrl("/echo/x3"), [], null, "deny", "default", "no-rule-matched"),
             new("deny rule", "GET", _o.HttpsUrl("/echo/private/x4"), [], null, "deny", "private", "rule-deny"),
-            new("ambiguous path", "GET", _o.HttpsUrl("/echo/a%2Fb/x5"), [], null, "deny", "default", "ambiguous-path"),
+            new("ambiguous path (matches the deny rule with paths)", "GET", _o.HttpsUrl("/echo/a%2Fb/x5"), [], null, "deny", "private", "ambiguous-path"),
             new("plain no rule", "GET", _o.HttpUrl("/other/x6"), [], null, "deny", "default", "no-rule-matched"),
             new("credential in header", "GET", _o.HttpsUrl("/echo/x7"), [$"X-Debug: {aws}"], null, "deny", "aws-access-key-id", "content-finding"),
             new("credential in path", "GET", _o.HttpsUrl($"/echo/{aws}/x8"), [], null, "deny", "aws-access-key-id", "content-finding"),
             new("placeholder in body, headers-only secret", "POST", _o.HttpsUrl("/echo/x9"), ["Content-Type: text/plain"], "token " + placeholder, "deny", "secrets", "secret-misuse"),
             new("placeholder as query name", "GET", _o.HttpsUrl($"/echo/x10?{placeholder}=1"), [], null, "deny", "secrets", "placeholder-position"),
-            new("real value sent", "GET", _o.HttpsUrl("/echo/x11"), [$"Authorization: Bearer {ApiValue}"], null, "deny", "secrets", "secret-real-value"),
+            new("real value sent (the content scan knows it)", "GET", _o.HttpsUrl("/echo/x11"), [$"Authorization: Bearer {ApiValue}"], null, "deny", "vault-secret", "content-finding"),
             new("placeholder over plain http", "GET", _o.HttpUrl("/echo/x12"), [$"Authorization: Bearer {placeholder}"], null, "deny", "secrets", "secret-plain-http"),
         ];
 
