@@ -19,6 +19,7 @@ public sealed class EventStore : IAsyncDisposable
     private readonly StoreStatus _status;
     private readonly EventStoreOptions _options;
     private readonly int _allowLimit;
+    private readonly SemaphoreSlim _slots;
     private readonly CancellationTokenSource _lifetime = new();
     private Task _compactionLoop = Task.CompletedTask;
     private int _disposed;
@@ -28,14 +29,16 @@ public sealed class EventStore : IAsyncDisposable
         _options = options;
         DatabasePath = databasePath;
         _status = new StoreStatus();
-        _channel = Channel.CreateBounded<QueueItem>(new BoundedChannelOptions(options.QueueCapacity)
+        // Every queued event holds one of QueueCapacity slots from the moment it is enqueued (or reserved) until the
+        // writer takes it: the queue is bounded by the slots, and a reserved slot always finds room.
+        _channel = Channel.CreateUnbounded<QueueItem>(new UnboundedChannelOptions
         {
             SingleReader = true,
             SingleWriter = false,
-            FullMode = BoundedChannelFullMode.Wait,
             AllowSynchronousContinuations = false,
         });
-        _allowLimit = options.QueueCapacity - (options.QueueCapacity / 8);
+        _slots = new SemaphoreSlim(options.QueueCapacity, options.QueueCapacity);
+        _allowLimit = options.QueueCapacity / 8;
         var writeConnection = new SqliteConnectionStringBuilder
         {
             DataSource = databasePath,
@@ -51,7 +54,7 @@ public sealed class EventStore : IAsyncDisposable
             Cache = SqliteCacheMode.Private,
             DefaultTimeout = 10,
         }.ToString();
-        _writer = new EventWriter(writeConnection, _channel.Reader, options, _status);
+        _writer = new EventWriter(writeConnection, _channel.Reader, options, _status, () => _slots.Release());
         _reader = new EventReader(readConnection);
     }
 
@@ -140,17 +143,30 @@ public sealed class EventStore : IAsyncDisposable
     public bool TryWrite(AuditEvent e)
     {
         ArgumentNullException.ThrowIfNull(e);
-        if (!_status.Failing && Volatile.Read(ref _disposed) == 0 && _channel.Reader.Count < _allowLimit)
+        if (!_status.Failing && Volatile.Read(ref _disposed) == 0 && _slots.CurrentCount > _allowLimit && _slots.Wait(0))
         {
-            var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), null);
-            if (_channel.Writer.TryWrite(item))
-            {
-                return true;
-            }
+            Enqueue(new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), null));
+            return true;
         }
 
         _status.AddDropped(1);
         return false;
+    }
+
+    /// <summary>
+    /// Takes a queue slot for an event that will be written later (a request about to be forwarded): null when the
+    /// store is failing, closed, or the queue is full — the caller then does not forward. The slot is kept until the
+    /// event is written through the reservation, even if the store starts failing meanwhile (the writer holds and
+    /// retries it), so a forwarded request never loses its event while the process lives.
+    /// </summary>
+    public EventReservation? TryReserve()
+    {
+        if (_status.Failing || Volatile.Read(ref _disposed) != 0 || !_slots.Wait(0))
+        {
+            return null;
+        }
+
+        return new EventReservation(this);
     }
 
     /// <summary>
@@ -162,7 +178,13 @@ public sealed class EventStore : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(e);
         ThrowIfUnavailable();
         var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), null);
-        return _channel.Writer.TryWrite(item) ? ValueTask.CompletedTask : WaitForRoomAsync(item, ct);
+        if (_slots.Wait(0))
+        {
+            Enqueue(item);
+            return ValueTask.CompletedTask;
+        }
+
+        return WaitForRoomAsync(item, ct);
     }
 
     /// <summary>
@@ -175,12 +197,34 @@ public sealed class EventStore : IAsyncDisposable
         ThrowIfUnavailable();
         var completion = QueueItem.NewCompletion();
         var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), completion);
-        if (!_channel.Writer.TryWrite(item))
+        if (_slots.Wait(0))
+        {
+            Enqueue(item);
+        }
+        else
         {
             await WaitForRoomAsync(item, ct);
         }
 
         return await completion.Task.WaitAsync(ct);
+    }
+
+    /// <summary>Writes an event into a slot taken by <see cref="TryReserve"/>.</summary>
+    internal void WriteReserved(AuditEvent e) =>
+        Enqueue(new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), null));
+
+    /// <summary>Gives back a reserved slot that was not used.</summary>
+    internal void ReleaseReserved() => _slots.Release();
+
+    /// <summary>Puts an event that holds a slot into the queue; after close, the event is counted as dropped.</summary>
+    private void Enqueue(QueueItem item)
+    {
+        if (!_channel.Writer.TryWrite(item))
+        {
+            _slots.Release();
+            _status.AddDropped(1);
+            item.Completion?.TrySetResult(false);
+        }
     }
 
     /// <summary>Oldest first, ids greater than <see cref="EventQuery.After"/>, exact-match filters; safe under concurrent writes.</summary>
@@ -201,10 +245,9 @@ public sealed class EventStore : IAsyncDisposable
 
         ThrowIfUnavailable();
         var completion = QueueItem.NewCompletion();
-        var item = new QueueItem(QueueItemKind.Flush, null, completion);
-        if (!_channel.Writer.TryWrite(item))
+        if (!_channel.Writer.TryWrite(new QueueItem(QueueItemKind.Flush, null, completion)))
         {
-            await WaitForRoomAsync(item, ct);
+            throw Unavailable();
         }
 
         if (!await completion.Task.WaitAsync(ct))
@@ -277,13 +320,15 @@ public sealed class EventStore : IAsyncDisposable
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _status.FailureToken, _lifetime.Token);
         try
         {
-            await _channel.Writer.WriteAsync(item, linked.Token);
+            await _slots.WaitAsync(linked.Token);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             throw Unavailable();
         }
-        catch (ChannelClosedException)
+
+        Enqueue(item);
+        if (item.Completion?.Task is { IsCompleted: true } done && !done.Result)
         {
             throw Unavailable();
         }

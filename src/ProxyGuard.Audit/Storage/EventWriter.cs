@@ -23,6 +23,7 @@ internal sealed class EventWriter : IDisposable
 
     private readonly string _connectionString;
     private readonly ChannelReader<QueueItem> _queue;
+    private readonly Action _taken;
     private readonly EventStoreOptions _options;
     private readonly StoreStatus _status;
     private readonly RetentionCompactor _compactor;
@@ -43,10 +44,12 @@ internal sealed class EventWriter : IDisposable
     private volatile bool _stopping;
     private bool _abandoned;
 
-    public EventWriter(string connectionString, ChannelReader<QueueItem> queue, EventStoreOptions options, StoreStatus status)
+    /// <param name="taken">Called once for every event taken off the queue (frees its queue slot).</param>
+    public EventWriter(string connectionString, ChannelReader<QueueItem> queue, EventStoreOptions options, StoreStatus status, Action taken)
     {
         _connectionString = connectionString;
         _queue = queue;
+        _taken = taken;
         _options = options;
         _status = status;
         _compactor = new RetentionCompactor(options);
@@ -157,6 +160,7 @@ internal sealed class EventWriter : IDisposable
         switch (item.Kind)
         {
             case QueueItemKind.Event:
+                _taken();
                 _batch.Add(item.Event!);
                 if (item.Completion is not null)
                 {
@@ -454,6 +458,7 @@ internal sealed class EventWriter : IDisposable
         {
             if (item.Kind == QueueItemKind.Event)
             {
+                _taken();
                 _status.AddDropped(1);
             }
 

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Net;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
 using ProxyGuard.Secrets;
 using Yarp.ReverseProxy.Forwarder;
@@ -8,9 +9,11 @@ using Yarp.ReverseProxy.Forwarder;
 namespace ProxyGuard.Engine.Forwarding;
 
 /// <summary>
-/// Header hygiene for one request: copies headers without adding <c>X-Forwarded-*</c>, drops
-/// proxy-only headers, targets exactly the checked URI, and scrubs real secret values from response
-/// headers.
+/// Header hygiene for one request: copies headers without adding <c>X-Forwarded-*</c>, drops proxy-only headers and
+/// targets exactly the checked URI. When secrets are configured, every byte that comes back is treated as a carrier:
+/// the upstream's reason phrase is dropped, header and trailer values are scrubbed, a header or trailer whose name
+/// carries a real value is removed, and the body is decoded (stacked codings included) so the scrubbing stream sees
+/// plain bytes. A response it cannot decode is refused (<see cref="Refusal"/>).
 /// </summary>
 internal sealed class ProxyTransformer : HttpTransformer
 {
@@ -24,6 +27,9 @@ internal sealed class ProxyTransformer : HttpTransformer
         _rawQuery = rawQuery;
         _substitutor = substitutor;
     }
+
+    /// <summary>Set when the response could not be made safe; the body was not forwarded.</summary>
+    public string? Refusal { get; private set; }
 
     public override async ValueTask TransformRequestAsync(
         HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
@@ -52,12 +58,51 @@ internal sealed class ProxyTransformer : HttpTransformer
             return result;
         }
 
-        // Bodies are scrubbed as a stream whose length may change; a compressed body is decoded first
-        // (the scrubber must see the plain bytes) and sent on uncompressed.
+        // The status line: only the code is forwarded; the client gets the standard phrase.
+        if (httpContext.Features.Get<IHttpResponseFeature>() is { } responseFeature)
+        {
+            responseFeature.ReasonPhrase = null;
+        }
+
+        // A Transfer-Encoding other than chunked (e.g. "gzip, chunked") leaves the body encoded after de-chunking.
+        if (proxyResponse?.Headers.TransferEncoding.Any(t => !t.Value.Equals("chunked", StringComparison.OrdinalIgnoreCase)) == true)
+        {
+            Refusal = $"the upstream used Transfer-Encoding: {proxyResponse.Headers.TransferEncoding}";
+            return false;
+        }
+
+        // Bodies are scrubbed as a stream whose length may change; a compressed body is decoded first.
         headers.ContentLength = null;
-        DecodeCompressedBody(httpContext, proxyResponse);
+        if (!DecodeBody(httpContext, proxyResponse))
+        {
+            return false;
+        }
+
+        Scrub(headers);
+        return result;
+    }
+
+    public override async ValueTask TransformResponseTrailersAsync(
+        HttpContext httpContext, HttpResponseMessage proxyResponse, CancellationToken cancellationToken)
+    {
+        await base.TransformResponseTrailersAsync(httpContext, proxyResponse, cancellationToken);
+        if (!_substitutor.IsEmpty && httpContext.Features.Get<IHttpResponseTrailersFeature>()?.Trailers is { } trailers)
+        {
+            Scrub(trailers);
+        }
+    }
+
+    /// <summary>Scrubs every value; removes a field whose name carries a real value (a name cannot be rewritten safely).</summary>
+    private void Scrub(IHeaderDictionary headers)
+    {
         foreach (var header in headers.ToList())
         {
+            if (_substitutor.ScrubText(header.Key) != header.Key)
+            {
+                headers.Remove(header.Key);
+                continue;
+            }
+
             var values = header.Value;
             string?[]? copy = null;
             for (var i = 0; i < values.Count; i++)
@@ -76,44 +121,63 @@ internal sealed class ProxyTransformer : HttpTransformer
                 headers[header.Key] = copy;
             }
         }
-
-        return result;
     }
 
-    private static void DecodeCompressedBody(HttpContext httpContext, HttpResponseMessage? proxyResponse)
+    /// <summary>
+    /// Undoes every content-coding of the response (in reverse order: <c>gzip, br</c> is br-decoded first) so the
+    /// scrubber sees plain bytes, and forwards the body uncompressed. False (with <see cref="Refusal"/>) for a coding
+    /// it does not know.
+    /// </summary>
+    private bool DecodeBody(HttpContext httpContext, HttpResponseMessage? proxyResponse)
     {
         var content = proxyResponse?.Content;
-        if (content is null || HttpMethods.IsHead(httpContext.Request.Method)
-            || content.Headers.ContentEncoding.Count != 1)
+        if (content is null || HttpMethods.IsHead(httpContext.Request.Method) || content.Headers.ContentEncoding.Count == 0)
         {
-            return;
+            return true;
         }
 
-        Func<Stream, Stream>? decoder = content.Headers.ContentEncoding.First().Trim().ToLowerInvariant() switch
+        var codings = content.Headers.ContentEncoding
+            .SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Select(c => c.ToLowerInvariant())
+            .Where(c => c != "identity")
+            .ToList();
+        var decoders = new List<Func<Stream, Stream>>();
+        for (var i = codings.Count - 1; i >= 0; i--)
         {
-            "gzip" or "x-gzip" => s => new GZipStream(s, CompressionMode.Decompress),
-            "deflate" => s => new ZLibStream(s, CompressionMode.Decompress),
-            "br" => s => new BrotliStream(s, CompressionMode.Decompress),
-            _ => null,
-        };
-        if (decoder is null)
-        {
-            return;
-        }
-
-        var decoded = new DecodedContent(content, decoder);
-        foreach (var header in content.Headers)
-        {
-            if (!header.Key.Equals(HeaderNames.ContentEncoding, StringComparison.OrdinalIgnoreCase)
-                && !header.Key.Equals(HeaderNames.ContentLength, StringComparison.OrdinalIgnoreCase))
+            Func<Stream, Stream>? decoder = codings[i] switch
             {
-                decoded.Headers.TryAddWithoutValidation(header.Key, header.Value);
+                "gzip" or "x-gzip" => s => new GZipStream(s, CompressionMode.Decompress),
+                "deflate" => s => new ZLibStream(s, CompressionMode.Decompress),
+                "br" => s => new BrotliStream(s, CompressionMode.Decompress),
+                _ => null,
+            };
+            if (decoder is null)
+            {
+                Refusal = $"the upstream used Content-Encoding: {string.Join(", ", content.Headers.ContentEncoding)}";
+                return false;
             }
+
+            decoders.Add(decoder);
         }
 
-        proxyResponse!.Content = decoded;
+        if (decoders.Count > 0)
+        {
+            var decoded = new DecodedContent(content, s => decoders.Aggregate(s, (inner, decode) => decode(inner)));
+            foreach (var header in content.Headers)
+            {
+                if (!header.Key.Equals(HeaderNames.ContentEncoding, StringComparison.OrdinalIgnoreCase)
+                    && !header.Key.Equals(HeaderNames.ContentLength, StringComparison.OrdinalIgnoreCase))
+                {
+                    decoded.Headers.TryAddWithoutValidation(header.Key, header.Value);
+                }
+            }
+
+            proxyResponse!.Content = decoded;
+        }
+
         httpContext.Response.Headers.Remove(HeaderNames.ContentEncoding);
         httpContext.Response.Headers.Remove(HeaderNames.ContentMD5);
+        return true;
     }
 
     /// <summary>The upstream body, decompressed as it is read.</summary>

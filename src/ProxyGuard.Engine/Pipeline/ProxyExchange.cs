@@ -67,6 +67,9 @@ internal sealed class ProxyExchange
     /// <summary>Names of the secrets substituted (each once).</summary>
     public List<string> Injected { get; } = [];
 
+    /// <summary>The audit queue slot reserved for this request's event (null offline, or when the store refused).</summary>
+    public EventReservation? Reservation { get; set; }
+
     public long RequestBytes { get; set; }
 
     public long ResponseBytes { get; set; }

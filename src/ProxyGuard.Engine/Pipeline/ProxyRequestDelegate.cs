@@ -69,6 +69,7 @@ internal sealed class ProxyRequestDelegate
         }
         finally
         {
+            exchange.Reservation?.Dispose(); // unused only when the request failed before its event (it is then logged by the host)
             _services.Metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }

@@ -29,23 +29,20 @@ public sealed class AuditSink
     /// <summary>False when the store cannot take events: the engine then fails requests closed.</summary>
     public bool Healthy => _store.Healthy;
 
+    /// <summary>A queue slot for the event of a request about to be forwarded; null: nothing may be forwarded now.</summary>
+    public EventReservation? TryReserve() => _store.TryReserve();
+
+    /// <summary>Records <paramref name="e"/> in the slot reserved for it before the request was forwarded.</summary>
+    public bool Record(AuditEvent e, EventReservation reservation)
+    {
+        Log(e);
+        reservation.Write(e);
+        return true;
+    }
+
     public async ValueTask<bool> RecordAsync(AuditEvent e)
     {
-        // Allow events are the hot path: with Debug off (the default) they cost one level check,
-        // no argument array and no boxing.
-        if (e.Decision != "deny")
-        {
-            if (_logger.IsEnabled(LogLevel.Debug))
-            {
-                LogDecision(_logger, e.Decision, e.Kind, e.Host, e.Port, e.Rule, null);
-            }
-        }
-        else if (_logger.IsEnabled(LogLevel.Information))
-        {
-            _logger.LogInformation("deny {Kind} {Method} {Host}:{Port}{Path} rule={Rule} reason={Reason} client={Client}",
-                e.Kind, e.Method, e.Host, e.Port, e.Path, e.Rule, e.Reason, e.Client);
-        }
-
+        Log(e);
         if (e.Decision == "allow")
         {
             return _store.TryWrite(e);
@@ -61,6 +58,24 @@ public sealed class AuditSink
         {
             _logger.LogError("audit store cannot record a {Decision} event: {Error}", e.Decision, ex.Message);
             return false;
+        }
+    }
+
+    private void Log(AuditEvent e)
+    {
+        // Allow events are the hot path: with Debug off (the default) they cost one level check,
+        // no argument array and no boxing.
+        if (e.Decision != "deny")
+        {
+            if (_logger.IsEnabled(LogLevel.Debug))
+            {
+                LogDecision(_logger, e.Decision, e.Kind, e.Host, e.Port, e.Rule, null);
+            }
+        }
+        else if (_logger.IsEnabled(LogLevel.Information))
+        {
+            _logger.LogInformation("deny {Kind} {Method} {Host}:{Port}{Path} rule={Rule} reason={Reason} client={Client}",
+                e.Kind, e.Method, e.Host, e.Port, e.Path, e.Rule, e.Reason, e.Client);
         }
     }
 }

@@ -93,8 +93,10 @@ public static class Reasons
     public static readonly Reason UpstreamTls = new("upstream-tls", DecisionStage.Upstream, 502, false, "the upstream certificate is not trusted or does not match");
     public static readonly Reason UpstreamTimeout = new("upstream-timeout", DecisionStage.Upstream, 504, false, "the upstream did not answer in time");
     public static readonly Reason UpstreamError = new("upstream-error", DecisionStage.Upstream, 502, false, "forwarding to the upstream failed");
-    public static readonly Reason ClientCanceled = new("client-canceled", DecisionStage.Upstream, 0, false, "the client went away before the exchange finished");
-    public static readonly Reason ClientError = new("client-error", DecisionStage.Upstream, 0, false, "reading from or writing to the client failed");
+    public static readonly Reason ResponseUndecodable = new("response-undecodable", DecisionStage.Upstream, 502, false,
+        "secrets must be scrubbed from the response, but its coding (an unknown Content-Encoding, a Transfer-Encoding other than chunked) cannot be decoded");
+    public static readonly Reason ClientCanceled = new("client-canceled", DecisionStage.Upstream, 502, false, "the client went away before the exchange finished");
+    public static readonly Reason ClientError = new("client-error", DecisionStage.Upstream, 502, false, "reading from or writing to the client failed");
 
     private static readonly FrozenDictionary<string, Reason> ByName = typeof(Reasons)
         .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

@@ -82,12 +82,20 @@ internal static class TestSnapshots
         return result.Policy!;
     }
 
-    public static ProxySnapshot Build(string yaml) =>
-        SnapshotBuilder.BuildAsync(Load(yaml), new FakeSecretProvider(new Dictionary<string, string>
+    public static ProxySnapshot Build(string yaml, params (string Name, string Value)[] extra)
+    {
+        var values = new Dictionary<string, string>
         {
             ["PG_TEST_API"] = ApiReal,
             ["PG_TEST_BODY"] = BodyReal,
-        }), InstallationKey, CancellationToken.None).GetAwaiter().GetResult();
+        };
+        foreach (var (name, value) in extra)
+        {
+            values[name] = value;
+        }
+
+        return SnapshotBuilder.BuildAsync(Load(yaml), new FakeSecretProvider(values), InstallationKey, CancellationToken.None).GetAwaiter().GetResult();
+    }
 
     /// <summary>The default test policy in enforce mode (built once).</summary>
     public static ProxySnapshot Enforce { get; } = Build(Policy());

@@ -37,6 +37,13 @@ internal sealed class AuditStage(ProxyServices services)
     public async ValueTask<bool> RecordAsync(ProxyExchange exchange, Decision decision, int status)
     {
         services.Metrics.CountRequest(decision);
-        return await services.Audit.RecordAsync(AuditEventFactory.Request(exchange, decision, status));
+        var e = AuditEventFactory.Request(exchange, decision, status);
+        if (exchange.Reservation is { } reservation)
+        {
+            exchange.Reservation = null;
+            return services.Audit.Record(e, reservation);
+        }
+
+        return await services.Audit.RecordAsync(e);
     }
 }

@@ -52,7 +52,7 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         {
             // Completing the scrubber flushes, which would start an empty 502 before the refusal below can write its
             // headers; after a failure with no response, nothing is held in it.
-            if (!substitutor.IsEmpty && (error == ForwarderError.None || context.Response.HasStarted))
+            if (!substitutor.IsEmpty && ((error == ForwarderError.None && transformer.Refusal is null) || context.Response.HasStarted))
             {
                 await context.Response.Body.DisposeAsync();
             }
@@ -62,6 +62,14 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
 
         exchange.RequestBytes = countingBody.Count;
         exchange.ResponseBytes = countingResponse.Count;
+        if (transformer.Refusal is { } unsafeResponse && !context.Response.HasStarted)
+        {
+            // The body was not forwarded: the response could not be made safe to return.
+            context.Response.Clear();
+            return exchange.Refuse(Denial.Of(Reasons.ResponseUndecodable, "upstream",
+                $"the response from {target.Authority} cannot be decoded to scrub secrets from it ({unsafeResponse})"));
+        }
+
         if (error == ForwarderError.None)
         {
             return null;

@@ -1,0 +1,145 @@
+using System.Text;
+using ProxyGuard.Engine.Pipeline;
+using ProxyGuard.Engine.Pipeline.Stages;
+using ProxyGuard.Engine.Tests.Support;
+using ProxyGuard.Policy.Decisions;
+using static ProxyGuard.Engine.Tests.Support.TestExchanges;
+using static ProxyGuard.Engine.Tests.Support.TestSnapshots;
+
+namespace ProxyGuard.Engine.Tests.Pipeline.Stages;
+
+public sealed class ContentStageTests
+{
+    private static ProxyExchange Https(string method = "POST", string path = "/v1", string query = "",
+        KeyValuePair<string, string>[]? headers = null, byte[]? body = null, Runtime.ProxySnapshot? snapshot = null) =>
+        WithView(snapshot ?? Enforce, method, "https", BoundHost, 443, path, query, headers, body);
+
+    private static void AssertFinding(ProxyExchange exchange, string location, string action = "deny")
+    {
+        var finding = Assert.Single(exchange.Findings);
+        Assert.Contains(finding.Detector, new[] { "acme-token", "redact-token" });
+        Assert.Equal(location, finding.Location);
+        Assert.Equal(action, finding.Action);
+    }
+
+    private static void AssertDenied(ProxyExchange exchange, string location)
+    {
+        var denial = new ContentStage(null).Run(exchange);
+        Assert.NotNull(denial);
+        Assert.Equal("content-finding", denial.Reason);
+        Assert.Equal("acme-token", denial.Rule);
+        Assert.Equal(403, denial.Status);
+        Assert.DoesNotContain(AcmeToken, denial.Message, StringComparison.Ordinal);
+        AssertFinding(exchange, location);
+    }
+
+    [Fact]
+    public void Clean_request_passes_without_findings()
+    {
+        var exchange = Https(headers: [H("Accept", "application/json")], query: "a=1", body: "hello"u8.ToArray());
+        Assert.Null(new ContentStage(null).Run(exchange));
+        Assert.Empty(exchange.Findings);
+        Assert.Empty(exchange.Outgoing.ChangedHeaders);
+        Assert.Null(exchange.Outgoing.Body);
+    }
+
+    [Fact]
+    public void Credential_in_a_header_value_is_refused() => AssertDenied(Https(headers: [H("X-Token", AcmeToken)]), "header");
+
+    [Fact]
+    public void Credential_in_a_header_name_is_refused() => AssertDenied(Https(headers: [H(AcmeToken, "v")]), "header");
+
+    [Fact]
+    public void Credential_in_the_path_is_refused() => AssertDenied(Https(path: "/v1/" + AcmeToken), "path");
+
+    [Fact]
+    public void Credential_in_the_method_is_refused() => AssertDenied(Https(method: AcmeToken), "method");
+
+    [Fact]
+    public void Credential_in_the_query_is_refused() => AssertDenied(Https(query: "k=" + AcmeToken), "query");
+
+    [Fact]
+    public void Credential_in_the_body_is_refused() =>
+        AssertDenied(Https(headers: [H("Content-Type", "text/plain")], body: Encoding.UTF8.GetBytes("x " + AcmeToken + " y")), "body");
+
+    [Fact]
+    public void Credential_in_a_plain_http_host_is_refused_and_marks_the_host()
+    {
+        var exchange = WithView(Enforce, "GET", "http", AcmeToken + ".plain.example.net", 80, "/");
+        AssertDenied(exchange, "host");
+        Assert.True(exchange.HostCarriesCredential);
+    }
+
+    [Fact]
+    public void Proxy_authorization_is_not_scanned() =>
+        Assert.Null(new ContentStage(null).Run(Https(headers: [H("Proxy-Authorization", "Basic " + AcmeToken)])));
+
+    [Fact]
+    public void Scan_sections_off_skip_headers_query_and_body_but_not_the_path()
+    {
+        var off = Build(Policy(scan: "[]"));
+        var exchange = Https(headers: [H("X-Token", AcmeToken)], query: "k=" + AcmeToken, body: Encoding.UTF8.GetBytes(AcmeToken), snapshot: off);
+        Assert.Null(new ContentStage(null).Run(exchange));
+        Assert.Empty(exchange.Findings);
+        AssertDenied(Https(path: "/" + AcmeToken, snapshot: off), "path");
+    }
+
+    [Fact]
+    public void Redact_rewrites_the_outgoing_header_only()
+    {
+        var exchange = Https(headers: [H("X-Note", "a " + RedactToken), H("X-Note", "clean")]);
+        Assert.Null(new ContentStage(null).Run(exchange));
+        var values = exchange.Outgoing.ChangedHeaders["X-Note"];
+        Assert.Equal(2, values.Length);
+        Assert.DoesNotContain(RedactToken, values[0], StringComparison.Ordinal);
+        Assert.Contains("[REDACTED", values[0], StringComparison.Ordinal);
+        Assert.Equal("clean", values[1]);
+        Assert.Equal("a " + RedactToken, exchange.View.Header("X-Note")); // the view keeps what was sent
+        AssertFinding(exchange, "header", "redact");
+    }
+
+    [Fact]
+    public void Redact_rewrites_the_outgoing_query()
+    {
+        var exchange = Https(query: "a=1&k=" + RedactToken);
+        Assert.Null(new ContentStage(null).Run(exchange));
+        Assert.DoesNotContain(RedactToken, exchange.Outgoing.RawQuery, StringComparison.Ordinal);
+        Assert.StartsWith("a=1&k=", exchange.Outgoing.RawQuery, StringComparison.Ordinal);
+        Assert.Equal("a=1&k=" + RedactToken, exchange.View.Target.RawQuery);
+        AssertFinding(exchange, "query", "redact");
+    }
+
+    [Fact]
+    public void Redact_rewrites_the_outgoing_body()
+    {
+        var sent = Encoding.UTF8.GetBytes("note " + RedactToken + " end");
+        var exchange = Https(headers: [H("Content-Type", "text/plain")], body: sent);
+        Assert.Null(new ContentStage(null).Run(exchange));
+        var outgoing = Encoding.UTF8.GetString(exchange.Outgoing.Body!.Value.Span);
+        Assert.DoesNotContain(RedactToken, outgoing, StringComparison.Ordinal);
+        Assert.StartsWith("note ", outgoing, StringComparison.Ordinal);
+        Assert.Equal(sent, exchange.View.Body!.Value.ToArray());
+        AssertFinding(exchange, "body", "redact");
+    }
+
+    [Fact]
+    public void Audit_mode_forwards_a_finding_and_remembers_it()
+    {
+        var exchange = Https(headers: [H("X-Token", AcmeToken)], snapshot: Audit);
+        Assert.Null(new ContentStage(null).Run(exchange));
+        Assert.Equal(Verdict.AuditDeny, exchange.AuditDeny!.Verdict);
+        Assert.Equal("content-finding", exchange.AuditDeny.Reason.Name);
+        AssertFinding(exchange, "header");
+    }
+
+    [Fact]
+    public void Real_secret_value_is_a_finding()
+    {
+        // The snapshot gives the scanner every resolved secret value as a known secret.
+        var exchange = Https(headers: [H("X-Token", ApiReal)]);
+        var denial = new ContentStage(null).Run(exchange);
+        Assert.NotNull(denial);
+        Assert.NotEmpty(exchange.Findings);
+        Assert.DoesNotContain(ApiReal, denial.Message, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,157 @@
+using System.IO.Compression;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+
+namespace ProxyGuard.FunctionalTests.Adversarial;
+
+/// <summary>
+/// A hostile HTTPS origin on 127.0.0.1 for the adversarial kit: it writes raw HTTP/1.1 responses (no framework in
+/// the way), each mode carrying a real secret value it "knows" through a different part of the response. Modes
+/// are the first path segment: <c>reason</c> (the status line's reason phrase), <c>header-name</c>, <c>header-value</c>,
+/// <c>trailer</c> (chunked with a trailer field), <c>gzip-gzip</c>, <c>gzip-identity</c>, <c>te-gzip</c>
+/// (Transfer-Encoding: gzip, chunked), <c>unknown-coding</c>, <c>json</c> (the value JSON-escaped), <c>plain</c>.
+/// Bounded: one request per connection, 64 KiB of request head at most, stops on dispose.
+/// </summary>
+public sealed class HostileOrigin : IAsyncDisposable
+{
+    private readonly TcpListener _listener;
+    private readonly X509Certificate2 _certificate;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _accept;
+
+    private HostileOrigin(X509Certificate2 certificate)
+    {
+        _certificate = certificate;
+        _listener = new TcpListener(IPAddress.Loopback, 0);
+        _listener.Start();
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        _accept = AcceptAsync();
+    }
+
+    public int Port { get; }
+
+    /// <summary>The secret the origin leaks.</summary>
+    public string Known { get; set; } = string.Empty;
+
+    public static HostileOrigin Start(X509Certificate2 certificate) => new(certificate);
+
+    public static readonly string[] Modes =
+        ["reason", "header-name", "header-value", "trailer", "gzip-gzip", "gzip-identity", "te-gzip", "unknown-coding", "json", "plain"];
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient client;
+            try
+            {
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
+            }
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+                return;
+            }
+
+            _ = ServeAsync(client);
+        }
+    }
+
+    private async Task ServeAsync(TcpClient client)
+    {
+        using (client)
+        {
+            try
+            {
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+                timeout.CancelAfter(TimeSpan.FromSeconds(20));
+                await using var tls = new SslStream(client.GetStream());
+                await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                {
+                    ServerCertificate = _certificate,
+                    ApplicationProtocols = [SslApplicationProtocol.Http11],
+                }, timeout.Token);
+                var head = await ReadHeadAsync(tls, timeout.Token);
+                var target = head.Split(' ', 3) is [_, var t, _] ? t : "/plain";
+                var mode = target.Trim('/').Split('/', '?')[0];
+                await tls.WriteAsync(Response(mode), timeout.Token);
+                await tls.FlushAsync(timeout.Token);
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
+            {
+            }
+        }
+    }
+
+    private static async Task<string> ReadHeadAsync(Stream stream, CancellationToken ct)
+    {
+        var head = new StringBuilder();
+        var buffer = new byte[1];
+        while (head.Length < 65536 && !head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
+        {
+            if (await stream.ReadAsync(buffer, ct) == 0)
+            {
+                break;
+            }
+
+            head.Append((char)buffer[0]);
+        }
+
+        return head.ToString();
+    }
+
+    private byte[] Response(string mode)
+    {
+        var known = Known;
+        var body = Encoding.UTF8.GetBytes($"{{\"mode\":\"{mode}\",\"known\":\"{known}\"}}");
+        return mode switch
+        {
+            "reason" => Raw($"HTTP/1.1 200 OK {known}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+            "header-name" => Raw($"HTTP/1.1 200 OK\r\nX-{known}: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+            "header-value" => Raw($"HTTP/1.1 200 OK\r\nX-Leak: {known}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+            "trailer" => Raw($"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Leak\r\nConnection: close\r\n\r\n2\r\nok\r\n0\r\nX-Leak: {known}\r\n\r\n"),
+            "gzip-gzip" => Framed("Content-Encoding: gzip, gzip", Gzip(Gzip(body))),
+            "gzip-identity" => Framed("Content-Encoding: gzip, identity", Gzip(body)),
+            "te-gzip" => Chunked("Transfer-Encoding: gzip, chunked", Gzip(body)),
+            "unknown-coding" => Framed("Content-Encoding: zstd", body),
+            "json" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes($"{{\"known\":{System.Text.Json.JsonSerializer.Serialize(known)}}}")),
+            _ => Framed("Content-Type: application/json", body),
+        };
+    }
+
+    private static byte[] Raw(string text) => Encoding.UTF8.GetBytes(text);
+
+    private static byte[] Framed(string header, byte[] body) =>
+        [.. Raw($"HTTP/1.1 200 OK\r\n{header}\r\nContent-Length: {body.Length}\r\nConnection: close\r\n\r\n"), .. body];
+
+    private static byte[] Chunked(string header, byte[] body) =>
+        [.. Raw($"HTTP/1.1 200 OK\r\n{header}\r\nConnection: close\r\n\r\n{body.Length:x}\r\n"), .. body, .. Raw("\r\n0\r\n\r\n")];
+
+    private static byte[] Gzip(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            gzip.Write(data);
+        }
+
+        return output.ToArray();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        try
+        {
+            await _accept;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+}

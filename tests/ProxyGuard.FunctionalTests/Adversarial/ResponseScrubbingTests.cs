@@ -1,0 +1,111 @@
+using System.Text;
+using ProxyGuard.FunctionalTests.Infrastructure;
+using ProxyGuard.FunctionalTests.Secrets;
+
+namespace ProxyGuard.FunctionalTests.Adversarial;
+
+/// <summary>A proxy holding one secret bound to the hostile origin, which tries to return that secret in every part of a response.</summary>
+public sealed class HostileOriginFixture : IAsyncLifetime
+{
+    /// <summary>A real value with characters that change under JSON, URL and HTML escaping.</summary>
+    public string Value { get; } = "pgsynthetic-\"hostile\\" + Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(10)) + "-é/<&>";
+
+    public TempDir Dir { get; } = new();
+
+    public TestPki Pki { get; } = new();
+
+    public HostileOrigin Origin { get; private set; } = null!;
+
+    public ProxyProcess Proxy { get; private set; } = null!;
+
+    public string Placeholder { get; private set; } = string.Empty;
+
+    public async Task InitializeAsync()
+    {
+        Origin = HostileOrigin.Start(Pki.Issue(["localhost"]));
+        Origin.Known = Value;
+        var caPath = Pki.WriteCaPem(Dir.Path);
+        Proxy = await ProxyProcess.StartAsync(Dir.File("proxy"), $"""
+            version: 1
+            default: deny
+            network:
+              allow_destinations: [127.0.0.0/8]
+            content:
+              builtin: none
+            tls:
+              upstream_ca_files: [{caPath}]
+            rules:
+              - name: hostile
+                hosts: [localhost]
+                ports: [{Origin.Port}]
+                action: allow
+            secrets:
+              - name: hostile
+                value: env:PG_HOSTILE_SECRET
+                sandbox_env: HOSTILE_TOKEN
+                hosts: [localhost]
+                in: [headers]
+            """, null, new Dictionary<string, string> { ["PG_HOSTILE_SECRET"] = Value, ["PROXYGUARD_LOG_LEVEL"] = "Debug" });
+        Placeholder = (await Proxy.EnvAsync())["HOSTILE_TOKEN"];
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Proxy.DisposeAsync();
+        await Origin.DisposeAsync();
+        Pki.Dispose();
+        Dir.Dispose();
+    }
+}
+
+/// <summary>
+/// Every byte that comes back from upstream is a carrier (issue 15, class 4): the status line's reason phrase, header
+/// names and values, trailers, bodies under stacked, odd or unknown codings, and JSON-escaped echoes never bring a
+/// real value to the sandbox. A response that cannot be decoded for scrubbing is refused with a reason.
+/// </summary>
+[Collection("proxy")]
+public sealed class ResponseScrubbingTests : IClassFixture<HostileOriginFixture>
+{
+    private readonly HostileOriginFixture _f;
+
+    public ResponseScrubbingTests(HostileOriginFixture fixture)
+    {
+        _f = fixture;
+    }
+
+    public static TheoryData<string> Modes => [.. HostileOrigin.Modes];
+
+    [Theory]
+    [MemberData(nameof(Modes))]
+    public async Task No_part_of_a_hostile_response_carries_the_real_value(string mode)
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/{mode}");
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        var body = await response.Content.ReadAsByteArrayAsync();
+        var text = new StringBuilder()
+            .Append((int)response.StatusCode).Append(' ').Append(response.ReasonPhrase).Append('\n')
+            .Append(response.Headers).Append(response.Content.Headers).Append(response.TrailingHeaders)
+            .Append(Encoding.UTF8.GetString(body)).Append(Encoding.Latin1.GetString(body))
+            .ToString();
+        var leaks = SecretForms.FoundIn(text, [("hostile", _f.Value)]);
+        Assert.True(leaks.Count == 0, $"{mode}: {string.Join(", ", leaks)} in:\n{text}");
+
+        // What the proxy cannot decode it refuses (and says why); everything else arrives, scrubbed.
+        if (mode is "unknown-coding" or "te-gzip")
+        {
+            Assert.Equal(502, (int)response.StatusCode);
+            Assert.Equal("response-undecodable", response.Headers.GetValues("X-ProxyGuard-Reason").Single());
+        }
+        else
+        {
+            Assert.Equal(200, (int)response.StatusCode);
+        }
+
+        if (mode is "gzip-gzip" or "gzip-identity" or "json" or "plain")
+        {
+            Assert.Contains(_f.Placeholder, Encoding.UTF8.GetString(body), StringComparison.Ordinal);
+        }
+    }
+}
