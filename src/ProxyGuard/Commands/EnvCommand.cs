@@ -92,6 +92,7 @@ internal static class EnvCommand
                     throw new EnvException($"the policy is invalid: {loaded.Diagnostics[0]}");
                 }
 
+                FilePermissions.CreatePrivateDirectory(dataDirectory);
                 var key = SnapshotBuilder.LoadInstallationKey(dataDirectory);
                 foreach (var secret in loaded.Policy!.Secrets)
                 {
