@@ -148,8 +148,15 @@ public sealed class ConnectMiddleware
     {
         var started = Stopwatch.GetTimestamp();
         var snapshot = _services.Runtime.Current;
-        if (!snapshot.TryIdentify(head.ProxyAuthorization, feature.RemoteAddress, out var clientId))
+        if (!snapshot.TryIdentify(head.ProxyAuthorization, feature.RemoteAddress, out var clientId, out var throttled))
         {
+            if (throttled)
+            {
+                await RefuseAsync(connection, new Denial(429, "clients", "auth-throttled",
+                    "too many failed client authentications from this address; wait and retry"), head.Host, null, head.Port, feature);
+                return;
+            }
+
             await RefuseAsync(connection, new Denial(407, "clients", "auth-required",
                 "the proxy requires a valid client token (Proxy-Authorization: Basic)"), head.Host, null, head.Port, feature,
                 "Proxy-Authenticate: Basic realm=\"proxyguard\"\r\n");
