@@ -128,7 +128,7 @@ public sealed class EventStore : IAsyncDisposable
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new EventStoreException($"cannot create event database '{path}': {EventWriter.OneLine(ex)}", ex);
+            throw new EventStoreException($"cannot open event database '{path}': {EventWriter.OneLine(ex)}", ex);
         }
 
         var store = new EventStore(path, options);
