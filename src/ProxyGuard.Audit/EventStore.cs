@@ -110,7 +110,14 @@ public sealed class EventStore : IAsyncDisposable
         try
         {
             directory = Path.GetFullPath(dataDirectory);
-            Directory.CreateDirectory(directory);
+            if (OperatingSystem.IsWindows() || Directory.Exists(directory))
+            {
+                Directory.CreateDirectory(directory);
+            }
+            else
+            {
+                Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
@@ -118,6 +125,15 @@ public sealed class EventStore : IAsyncDisposable
         }
 
         var path = Path.Combine(directory, EventSchema.FileName);
+        try
+        {
+            MakePrivate(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new EventStoreException($"cannot open event database '{path}': {EventWriter.OneLine(ex)}", ex);
+        }
+
         var store = new EventStore(path, options);
         try
         {
@@ -346,6 +362,33 @@ public sealed class EventStore : IAsyncDisposable
         Volatile.Read(ref _disposed) != 0
             ? new EventStoreException("the event store is closed")
             : new EventStoreException("the event store is failing: " + (LastError ?? "unknown error"));
+
+    /// <summary>
+    /// The database holds what the sandbox did: create it 0600 before SQLite opens it (SQLite gives
+    /// its -wal and -shm files the database file's mode), and tighten an existing one and its
+    /// -wal/-shm to 0600.
+    /// </summary>
+    private static void MakePrivate(string path)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        if (!File.Exists(path))
+        {
+            using var created = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = Private });
+        }
+
+        foreach (var file in new[] { path, path + "-wal", path + "-shm" })
+        {
+            if (File.Exists(file) && (File.GetUnixFileMode(file) & ~Private) != 0)
+            {
+                File.SetUnixFileMode(file, Private);
+            }
+        }
+    }
 
     private static void Validate(EventStoreOptions o)
     {

@@ -41,5 +41,66 @@ public static class FilePermissions
         return null;
     }
 
+    /// <summary>
+    /// Key material and tokens (CA key, leaf key, admin token, installation key): <c>null</c> when
+    /// <paramref name="path"/> does not exist or neither group nor others may write it, otherwise a
+    /// one-line refusal naming the file and the <c>chmod</c> that fixes it. Always <c>null</c> on Windows.
+    /// </summary>
+    public static string? CheckPrivateFile(string path, string what)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        var fullPath = Path.GetFullPath(path);
+        if (!File.Exists(fullPath))
+        {
+            return null;
+        }
+
+        var mode = File.GetUnixFileMode(fullPath);
+        return (mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0
+            ? $"refusing the {what} {fullPath}: it is writable by group or others (mode {Octal(mode)}); run: chmod 600 {fullPath}"
+            : null;
+    }
+
+    /// <summary>
+    /// The data and CA directories: <c>null</c> when <paramref name="path"/> does not exist or neither
+    /// group nor others may write it, otherwise a one-line refusal with the <c>chmod</c> that fixes it.
+    /// </summary>
+    public static string? CheckPrivateDirectory(string path, string what)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        var fullPath = Path.GetFullPath(path);
+        if (!Directory.Exists(fullPath))
+        {
+            return null;
+        }
+
+        var mode = File.GetUnixFileMode(fullPath);
+        return (mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0
+            ? $"refusing the {what} {fullPath}: it is writable by group or others (mode {Octal(mode)}); run: chmod 700 {fullPath}"
+            : null;
+    }
+
+    /// <summary>Creates <paramref name="path"/> (and missing parents) with mode 0700; an existing directory is left as it is.</summary>
+    public static void CreatePrivateDirectory(string path)
+    {
+        if (OperatingSystem.IsWindows() || Directory.Exists(path))
+        {
+            Directory.CreateDirectory(path);
+            return;
+        }
+
+        Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
     private static string Octal(UnixFileMode mode) => "0" + Convert.ToString((int)mode & 0xFFF, 8);
 }

@@ -40,6 +40,11 @@ public sealed class FakeVaultServer : IAsyncDisposable
 
     public string RequiredToken { get; set; } = "s.synthetic-vault-token";
 
+    /// <summary>When set and it returns a location for a request path, the answer is <see cref="RedirectStatus"/> with that Location.</summary>
+    public Func<string, string?>? RedirectTo { get; set; }
+
+    public int RedirectStatus { get; set; } = 307;
+
     public string? RequiredNamespace { get; set; }
 
     public ConcurrentQueue<VaultRequest> Requests { get; } = new();
@@ -124,8 +129,14 @@ public sealed class FakeVaultServer : IAsyncDisposable
                 }
 
                 var (status, body) = Answer(path, headers);
+                var location = string.Empty;
+                if (RedirectTo?.Invoke(requestLine[1]) is { } target)
+                {
+                    (status, body, location) = (RedirectStatus, "{}", $"Location: {target}\r\n");
+                }
+
                 var bytes = Encoding.UTF8.GetBytes(body);
-                var response = $"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {bytes.Length}\r\nConnection: close\r\n\r\n";
+                var response = $"HTTP/1.1 {status} X\r\n{location}Content-Type: application/json\r\nContent-Length: {bytes.Length}\r\nConnection: close\r\n\r\n";
                 await stream.WriteAsync(Encoding.ASCII.GetBytes(response));
                 await stream.WriteAsync(bytes);
                 await stream.FlushAsync();

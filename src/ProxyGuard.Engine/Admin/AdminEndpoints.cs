@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Prometheus;
 using ProxyGuard.Audit;
+using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Hosting;
 using ProxyGuard.Engine.Runtime;
 
@@ -12,13 +13,30 @@ namespace ProxyGuard.Engine.Admin;
 /// <summary>The admin API (SPEC 5) on its own listener: health, metrics, events, policy.</summary>
 internal static class AdminEndpoints
 {
+    private const int MaxPage = 1000;
+
     public static void Map(WebApplication app, ProxyServices services, AdminToken token)
     {
-        // 200 while the proxy can serve; 503 while the audit store fails (requests are then refused),
-        // so that an orchestrator's probe sees what the sandboxes see. No detail: this is unauthenticated.
-        app.MapGet("/healthz", () => services.Audit.Healthy
-            ? Results.Text("ok\n", "text/plain")
-            : Results.Text("audit-unavailable\n", "text/plain", statusCode: 503));
+        // 200 while the proxy can serve; 503 while the audit store fails (requests are then refused)
+        // or once the interception CA has expired (intercepted TLS then fails), so that an
+        // orchestrator's probe sees what the sandboxes see. A CA that expires within 30 days adds a
+        // warning line to the 200. Little detail: this is unauthenticated.
+        app.MapGet("/healthz", () =>
+        {
+            if (!services.Audit.Healthy)
+            {
+                return Results.Text("audit-unavailable\n", "text/plain", statusCode: 503);
+            }
+
+            var ca = services.Certificates.CaStatus;
+            return ca.State switch
+            {
+                CaExpiryState.Expired => Results.Text("ca-expired\n", "text/plain", statusCode: 503),
+                CaExpiryState.ExpiresSoon => Results.Text(
+                    string.Create(CultureInfo.InvariantCulture, $"ok\nwarning: ca-expires-soon ({ca.DaysLeft} days)\n"), "text/plain"),
+                _ => Results.Text("ok\n", "text/plain"),
+            };
+        });
 
         app.MapGet("/metrics", async (HttpContext context) =>
         {
@@ -48,13 +66,13 @@ internal static class AdminEndpoints
                 return Results.Json(new { error = "after must be a non-negative integer" }, statusCode: 400);
             }
 
-            if (q.TryGetValue("limit", out var limitText) && !int.TryParse(limitText, NumberStyles.None, CultureInfo.InvariantCulture, out limit))
+            if (q.TryGetValue("limit", out var limitText) && !TryParseLimit(limitText.ToString(), out limit))
             {
                 return Results.Json(new { error = "limit must be a positive integer" }, statusCode: 400);
             }
 
             var page = services.Audit.Store.Query(new EventQuery(
-                after, Math.Clamp(limit, 1, 1000), Empty(q["decision"]), Empty(q["client"]), Empty(q["host"])));
+                after, Math.Clamp(limit, 1, MaxPage), Empty(q["decision"]), Empty(q["client"]), Empty(q["host"])));
             var events = JsonSerializer.Serialize(page.Events, AuditJson.Options);
             return Results.Text($"{{\"events\":{events},\"next\":{page.Next.ToString(CultureInfo.InvariantCulture)}}}", "application/json");
         });
@@ -104,6 +122,23 @@ internal static class AdminEndpoints
         services.Metrics.CertificatesMinted.IncTo(services.Certificates.Minted);
         services.Metrics.CertificateCacheHits.IncTo(services.Certificates.Hits);
         services.Metrics.CertificateCacheEntries.Set(services.Certificates.Count);
+        services.Metrics.CaNotAfter.Set(services.Certificates.CaStatus.NotAfter.ToUnixTimeSeconds());
+    }
+
+    /// <summary>
+    /// A decimal integer of any size; values above the page maximum (including those beyond 2^31-1
+    /// or 2^63-1) become the maximum, as documented. Anything else (sign, space, empty) is malformed.
+    /// </summary>
+    private static bool TryParseLimit(string text, out int limit)
+    {
+        limit = 0;
+        if (text.Length == 0 || text.AsSpan().ContainsAnyExceptInRange('0', '9'))
+        {
+            return false;
+        }
+
+        limit = long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value < MaxPage ? (int)value : MaxPage;
+        return true;
     }
 
     private static string? Empty(string? value) => string.IsNullOrEmpty(value) ? null : value;

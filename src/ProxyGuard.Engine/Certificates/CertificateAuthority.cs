@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using ProxyGuard.Policy;
 
 namespace ProxyGuard.Engine.Certificates;
 
@@ -43,7 +44,8 @@ public sealed class CertificateAuthority : IDisposable
     /// <summary>Creates a new CA in <paramref name="directory"/>. Refuses to overwrite unless <paramref name="force"/>.</summary>
     public static CertificateAuthority Create(string directory, bool force, string commonName = "ProxyGuard Interception CA")
     {
-        System.IO.Directory.CreateDirectory(directory);
+        FilePermissions.CreatePrivateDirectory(directory);
+        CheckPermissions(directory);
         var certPath = Path.Combine(directory, CertificateFileName);
         var keyPath = Path.Combine(directory, KeyFileName);
         if (!force && (File.Exists(certPath) || File.Exists(keyPath)))
@@ -72,6 +74,7 @@ public sealed class CertificateAuthority : IDisposable
     {
         var certPath = Path.Combine(directory, CertificateFileName);
         var keyPath = Path.Combine(directory, KeyFileName);
+        CheckPermissions(directory);
         try
         {
             var certificate = X509CertificateLoader.LoadCertificate(
@@ -117,6 +120,21 @@ public sealed class CertificateAuthority : IDisposable
         Certificate.Dispose();
         Key.Dispose();
         LeafKey.Dispose();
+    }
+
+    /// <summary>
+    /// Refuses a CA directory, CA key or leaf key that group or others may write (a planted key would
+    /// let them mint certificates the sandbox trusts); one line naming the file and the fixing <c>chmod</c>.
+    /// </summary>
+    private static void CheckPermissions(string directory)
+    {
+        var refusal = FilePermissions.CheckPrivateDirectory(directory, "CA directory")
+            ?? FilePermissions.CheckPrivateFile(Path.Combine(directory, KeyFileName), "CA key")
+            ?? FilePermissions.CheckPrivateFile(Path.Combine(directory, LeafKeyFileName), "leaf key");
+        if (refusal is not null)
+        {
+            throw new CertificateAuthorityException(refusal);
+        }
     }
 
     private static ECDsa LoadOrCreateLeafKey(string directory)

@@ -2,17 +2,27 @@ using System.Net;
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
 
 namespace ProxyGuard.Engine.Certificates;
 
 /// <summary>
 /// Mints leaf certificates (ECDSA P-256, signed by the CA) per host name and keeps them in a bounded
 /// LRU cache. Concurrent requests for the same host share one minting; minting for one host never
-/// blocks connections for other hosts.
+/// blocks connections for other hosts. A cached leaf is re-minted, on the first handshake that finds
+/// it, once less than a third of its lifetime remains (about 10 days for the 30-day leaves), so a
+/// busy host never gets an expired certificate. With a logger it also reports the CA's own expiry at
+/// start and once a day (<see cref="CaExpiry"/>).
 /// </summary>
 public sealed class LeafCertificateCache : IDisposable
 {
+    /// <summary>Leaf lifetime (capped at the CA's NotAfter); leaves are backdated one day.</summary>
+    public static readonly TimeSpan LeafLifetime = TimeSpan.FromDays(30);
+
     private readonly CertificateAuthority _ca;
+    private readonly TimeProvider _time;
+    private readonly ILogger? _logger;
+    private readonly ITimer? _caCheck;
     private readonly int _capacity;
     private readonly ECDsa _leafKey;
     private readonly Dictionary<string, LinkedListNode<Entry>> _map = new(StringComparer.Ordinal);
@@ -20,14 +30,26 @@ public sealed class LeafCertificateCache : IDisposable
     private readonly Lock _lock = new();
     private long _minted;
     private long _hits;
+    private long _renewed;
 
-    public LeafCertificateCache(CertificateAuthority ca, int capacity = 10_000)
+    public LeafCertificateCache(CertificateAuthority ca, int capacity = 10_000, ILogger? logger = null, TimeProvider? time = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         _ca = ca;
         _capacity = capacity;
         _leafKey = ca.LeafKey;
+        _time = time ?? TimeProvider.System;
+        _logger = logger;
+        if (logger is not null)
+        {
+            _caCheck = _time.CreateTimer(_ => LogCaExpiry(), null, TimeSpan.Zero, TimeSpan.FromDays(1));
+        }
     }
+
+    /// <summary>The interception CA's expiry as of now.</summary>
+    public CaExpiry CaStatus => CaExpiry.Of(_ca.Certificate, _time.GetUtcNow());
+
+    public long Renewed => Interlocked.Read(ref _renewed);
 
     public long Minted => Interlocked.Read(ref _minted);
 
@@ -47,19 +69,29 @@ public sealed class LeafCertificateCache : IDisposable
     /// <summary>Returns the certificate context for a normalised host name or IP literal.</summary>
     public SslStreamCertificateContext Get(string host)
     {
-        Lazy<SslStreamCertificateContext> lazy;
+        Lazy<Leaf> lazy;
         lock (_lock)
         {
             if (_map.TryGetValue(host, out var node))
             {
                 _lru.Remove(node);
                 _lru.AddFirst(node);
-                Interlocked.Increment(ref _hits);
+                if (node.Value.Context is { IsValueCreated: true } current && NeedsRenewal(current.Value))
+                {
+                    // Replace the entry: handshakes already holding the old context finish with it.
+                    node.Value = new Entry(host, new Lazy<Leaf>(() => Mint(host), LazyThreadSafetyMode.ExecutionAndPublication));
+                    Interlocked.Increment(ref _renewed);
+                }
+                else
+                {
+                    Interlocked.Increment(ref _hits);
+                }
+
                 lazy = node.Value.Context;
             }
             else
             {
-                lazy = new Lazy<SslStreamCertificateContext>(() => Mint(host), LazyThreadSafetyMode.ExecutionAndPublication);
+                lazy = new Lazy<Leaf>(() => Mint(host), LazyThreadSafetyMode.ExecutionAndPublication);
                 var entry = new Entry(host, lazy);
                 _map[host] = _lru.AddFirst(entry);
                 while (_map.Count > _capacity)
@@ -73,7 +105,7 @@ public sealed class LeafCertificateCache : IDisposable
 
         try
         {
-            return lazy.Value;
+            return lazy.Value.Context;
         }
         catch
         {
@@ -92,6 +124,7 @@ public sealed class LeafCertificateCache : IDisposable
 
     public void Dispose()
     {
+        _caCheck?.Dispose();
         lock (_lock)
         {
             _map.Clear();
@@ -99,7 +132,40 @@ public sealed class LeafCertificateCache : IDisposable
         }
     }
 
-    private SslStreamCertificateContext Mint(string host)
+    /// <summary>
+    /// True once less than a third of the leaf's lifetime remains (or the clock is before its start),
+    /// unless a new leaf could not live longer (it is already capped at the CA's NotAfter).
+    /// </summary>
+    private bool NeedsRenewal(Leaf leaf)
+    {
+        var now = _time.GetUtcNow();
+        if (leaf.NotAfter >= new DateTimeOffset(_ca.Certificate.NotAfter.ToUniversalTime()))
+        {
+            return false;
+        }
+
+        return now < leaf.NotBefore || leaf.NotAfter - now < (leaf.NotAfter - leaf.NotBefore) / 3;
+    }
+
+    private void LogCaExpiry()
+    {
+        var status = CaStatus;
+        var notAfter = status.NotAfter.ToString("yyyy-MM-dd HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+        switch (status.State)
+        {
+            case CaExpiryState.Expired:
+                _logger!.LogError("the interception CA {Path} expired at {NotAfter}: intercepted TLS fails; create a new CA (proxyguard ca init --force) and redistribute it", _ca.CertificatePath, notAfter);
+                break;
+            case CaExpiryState.ExpiresSoon:
+                _logger!.LogWarning("the interception CA {Path} expires at {NotAfter} (in {Days} days): create a new CA and redistribute it before then", _ca.CertificatePath, notAfter, status.DaysLeft);
+                break;
+            default:
+                _logger!.LogInformation("the interception CA {Path} is valid until {NotAfter} ({Days} days)", _ca.CertificatePath, notAfter, status.DaysLeft);
+                break;
+        }
+    }
+
+    private Leaf Mint(string host)
     {
         var request = new CertificateRequest(new X500DistinguishedName("CN=" + EscapeCn(host)), _leafKey, HashAlgorithmName.SHA256);
         var san = new SubjectAlternativeNameBuilder();
@@ -118,25 +184,29 @@ public sealed class LeafCertificateCache : IDisposable
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(_ca.Certificate, true, false));
 
-        var now = DateTimeOffset.UtcNow;
-        var notAfter = now.AddDays(30);
-        if (notAfter > _ca.Certificate.NotAfter)
+        var now = _time.GetUtcNow();
+        var notBefore = now.AddDays(-1);
+        var notAfter = now + LeafLifetime;
+        var caNotAfter = new DateTimeOffset(_ca.Certificate.NotAfter.ToUniversalTime());
+        if (notAfter > caNotAfter)
         {
-            notAfter = _ca.Certificate.NotAfter;
+            notAfter = caNotAfter;
         }
 
         Span<byte> serial = stackalloc byte[16];
         RandomNumberGenerator.Fill(serial);
         serial[0] &= 0x7F;
         var generator = X509SignatureGenerator.CreateForECDsa(_ca.Key);
-        using var unsigned = request.Create(_ca.Certificate.SubjectName, generator, now.AddDays(-1), notAfter, serial);
+        using var unsigned = request.Create(_ca.Certificate.SubjectName, generator, notBefore, notAfter, serial);
         var leaf = unsigned.CopyWithPrivateKey(_leafKey);
         Interlocked.Increment(ref _minted);
-        return SslStreamCertificateContext.Create(leaf, new X509Certificate2Collection(_ca.Certificate), offline: true);
+        return new Leaf(SslStreamCertificateContext.Create(leaf, new X509Certificate2Collection(_ca.Certificate), offline: true), notBefore, notAfter);
     }
 
     private static string EscapeCn(string host) => host.Replace(",", string.Empty, StringComparison.Ordinal)
         .Replace("=", string.Empty, StringComparison.Ordinal).Replace("+", string.Empty, StringComparison.Ordinal);
 
-    private sealed record Entry(string Host, Lazy<SslStreamCertificateContext> Context);
+    private sealed record Entry(string Host, Lazy<Leaf> Context);
+
+    private sealed record Leaf(SslStreamCertificateContext Context, DateTimeOffset NotBefore, DateTimeOffset NotAfter);
 }

@@ -152,7 +152,7 @@ public sealed class ConnectMiddleware
         if (_services.Identify(snapshot, head.ProxyAuthorization, feature.RemoteAddress, out var clientId) is { } unauthenticated)
         {
             await RefuseAsync(connection, unauthenticated, head.Host, null, head.Port, feature,
-                "Proxy-Authenticate: Basic realm=\"proxyguard\"\r\n");
+                unauthenticated.Decision.Reason == Reasons.AuthRequired ? "Proxy-Authenticate: Basic realm=\"proxyguard\"\r\n" : null);
             return;
         }
 

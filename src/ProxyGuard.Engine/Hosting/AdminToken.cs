@@ -32,6 +32,11 @@ public sealed class AdminToken
         }
 
         var path = Path.Combine(dataDirectory, FileName);
+        if (Policy.FilePermissions.CheckPrivateFile(path, "admin token file") is { } refusal)
+        {
+            throw new UnauthorizedAccessException(refusal);
+        }
+
         if (File.Exists(path))
         {
             var existing = File.ReadAllText(path).Trim();
@@ -41,7 +46,7 @@ public sealed class AdminToken
             }
         }
 
-        Directory.CreateDirectory(dataDirectory);
+        Policy.FilePermissions.CreatePrivateDirectory(dataDirectory);
         var token = Convert.ToHexString(RandomNumberGenerator.GetBytes(24)).ToLowerInvariant();
         CertificateAuthority.WritePrivateFile(path, token + "\n");
         return new AdminToken(token, path);

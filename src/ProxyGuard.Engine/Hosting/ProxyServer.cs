@@ -150,7 +150,7 @@ public sealed class ProxyServer : IAsyncDisposable
         });
 
         var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
-        var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize);
+        var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize, loggerFactory.CreateLogger("ProxyGuard.Certificates"));
         var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory) { Refusals = refusals };
         refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);

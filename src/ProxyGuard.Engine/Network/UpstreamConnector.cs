@@ -136,24 +136,31 @@ public sealed class UpstreamConnector
             : last!;
     }
 
+    /// <summary>
+    /// True when dialling <paramref name="address"/>:<paramref name="port"/> could reach one of the
+    /// proxy's own listeners. Decided on the resolved address: a port one of the listeners uses,
+    /// combined with any address of this host (the unspecified address 0.0.0.0/8 and ::, the
+    /// loopback range, every interface address, read at dial time), or with any address at all when
+    /// that listener is bound to the unspecified address (a hairpin NAT can lead back to it).
+    /// </summary>
     private bool IsSelf(IPAddress address, int port)
     {
-        var effective = DestinationGuard.Effective(address);
-        foreach (var endpoint in _self)
+        var self = _self;
+        var portMatches = false;
+        foreach (var endpoint in self)
         {
             if (endpoint.Port != port)
             {
                 continue;
             }
 
-            if (endpoint.Address.Equals(effective)
-                || endpoint.Address.Equals(IPAddress.Any) || endpoint.Address.Equals(IPAddress.IPv6Any)
-                || (IPAddress.IsLoopback(effective) && IPAddress.IsLoopback(endpoint.Address)))
+            portMatches = true;
+            if (endpoint.Address.Equals(IPAddress.Any) || endpoint.Address.Equals(IPAddress.IPv6Any))
             {
                 return true;
             }
         }
 
-        return false;
+        return portMatches && LocalAddresses.IsLocal(address);
     }
 }

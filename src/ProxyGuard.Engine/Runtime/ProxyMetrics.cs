@@ -28,6 +28,7 @@ public sealed class ProxyMetrics
         EventQueueDepth = factory.CreateGauge("proxyguard_event_queue_depth", "Audit events waiting to be committed.");
         EventsDropped = factory.CreateCounter("proxyguard_events_dropped_total", "Allow events dropped because the queue was full or the store failing (deny events are never dropped).");
         EventsWritten = factory.CreateCounter("proxyguard_events_written_total", "Audit events committed since start.");
+        CaNotAfter = factory.CreateGauge("proxyguard_ca_not_after_seconds", "Expiry of the interception CA certificate (Unix time, seconds); alert well before it (e.g. 30 days).");
         AuditStoreHealthy = factory.CreateGauge("proxyguard_audit_store_healthy", "1 while the audit store accepts events, 0 while it fails (requests then fail closed with 503).");
     }
 
@@ -72,4 +73,6 @@ public sealed class ProxyMetrics
     public Counter EventsWritten { get; }
 
     public Gauge AuditStoreHealthy { get; }
+
+    public Gauge CaNotAfter { get; }
 }

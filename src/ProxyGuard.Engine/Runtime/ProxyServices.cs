@@ -48,9 +48,15 @@ public sealed class ProxyServices
     /// </summary>
     internal Forwarding.Denial? Identify(ProxySnapshot snapshot, string? proxyAuthorization, System.Net.IPAddress? remote, out string? clientId)
     {
-        if (snapshot.TryIdentify(proxyAuthorization, remote, out clientId))
+        if (snapshot.TryIdentify(proxyAuthorization, remote, out clientId, out var throttled))
         {
             return null;
+        }
+
+        if (throttled)
+        {
+            return Forwarding.Denial.Of(Policy.Decisions.Reasons.AuthThrottled, "clients",
+                "too many failed client authentications from this address; wait and retry");
         }
 
         return Forwarding.Denial.Of(Policy.Decisions.Reasons.AuthRequired, "clients",

@@ -51,16 +51,45 @@ public sealed class ProxySnapshot
 
     /// <summary>
     /// Identifies the client from a <c>Proxy-Authorization: Basic</c> value. Returns false when the
-    /// policy has clients and none matches (the caller answers 407).
+    /// policy has clients and none matches (the caller answers 407), and, without looking at the
+    /// credentials, while the source address is throttled after repeated failures (<see cref="AuthThrottle"/>).
     /// </summary>
-    public bool TryIdentify(string? proxyAuthorization, IPAddress? remote, out string? clientId)
+    public bool TryIdentify(string? proxyAuthorization, IPAddress? remote, out string? clientId) =>
+        TryIdentify(proxyAuthorization, remote, out clientId, out _);
+
+    /// <summary>As above; <paramref name="throttled"/> tells a throttled refusal (answer 429 <c>auth-throttled</c>) from a wrong credential.</summary>
+    public bool TryIdentify(string? proxyAuthorization, IPAddress? remote, out string? clientId, out bool throttled)
     {
         clientId = null;
+        throttled = false;
         if (!RequiresAuthentication)
         {
             return true;
         }
 
+        if (AuthThrottle.Shared.IsBlocked(remote))
+        {
+            throttled = true;
+            return false;
+        }
+
+        if (string.IsNullOrEmpty(proxyAuthorization))
+        {
+            return false; // no credentials yet (the 407 challenge): not a failed attempt
+        }
+
+        if (Verify(proxyAuthorization, remote, out clientId))
+        {
+            return true;
+        }
+
+        AuthThrottle.Shared.RecordFailure(remote);
+        return false;
+    }
+
+    private bool Verify(string proxyAuthorization, IPAddress? remote, out string? clientId)
+    {
+        clientId = null;
         if (proxyAuthorization is null || !proxyAuthorization.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase))
         {
             return false;

@@ -107,7 +107,7 @@ public static class SnapshotBuilder
             }
             catch (SecretUnavailableException)
             {
-                // Fail closed at request time (see ProxyRequestHandler.Substitute).
+                // Fail closed at request time (see the secret gate and substitution stages).
             }
         }
 

@@ -10,6 +10,7 @@ namespace ProxyGuard.Secrets.Resolution;
 internal sealed class VaultClient : IDisposable
 {
     private const int MaxResponseBytes = 1024 * 1024;
+    private const int MaxRedirects = 3;
 
     private readonly VaultOptions _options;
     private readonly TimeSpan _timeout;
@@ -32,8 +33,7 @@ internal sealed class VaultClient : IDisposable
         var handler = new SocketsHttpHandler
         {
             UseProxy = false,
-            AllowAutoRedirect = true,
-            MaxAutomaticRedirections = 3,
+            AllowAutoRedirect = false, // redirects are followed by hand, same origin only (the token must not travel elsewhere)
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             ConnectTimeout = timeout,
             AutomaticDecompression = DecompressionMethods.None,
@@ -70,19 +70,11 @@ internal sealed class VaultClient : IDisposable
         var path = string.Join('/', reference.VaultPath!.Split('/').Select(Uri.EscapeDataString));
         var url = new Uri(address.GetLeftPart(UriPartial.Path).TrimEnd('/') + "/v1/" + path);
 
-        using var request = new HttpRequestMessage(HttpMethod.Get, url);
-        request.Headers.TryAddWithoutValidation("X-Vault-Token", token);
-        request.Headers.TryAddWithoutValidation("X-Vault-Request", "true");
-        if (_options.Namespace is not null)
-        {
-            request.Headers.TryAddWithoutValidation("X-Vault-Namespace", _options.Namespace);
-        }
-
         using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeoutCts.CancelAfter(_timeout);
         try
         {
-            using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeoutCts.Token);
+            using var response = await SendFollowingSameOriginAsync(reference.Text, url, token, timeoutCts.Token);
             var status = (int)response.StatusCode;
             if (status != 200)
             {
@@ -109,6 +101,60 @@ internal sealed class VaultClient : IDisposable
     }
 
     public void Dispose() => _http?.Dispose();
+
+    /// <summary>
+    /// Sends the GET with the token; a redirect (301, 302, 303, 307, 308) is followed, at most
+    /// <see cref="MaxRedirects"/> times, only when its target has exactly the origin (scheme, host,
+    /// port) of the configured address. Any other redirect fails closed without sending the token there.
+    /// </summary>
+    private async Task<HttpResponseMessage> SendFollowingSameOriginAsync(string reference, Uri url, string token, CancellationToken ct)
+    {
+        var origin = _options.Address!;
+        for (var hop = 0; ; hop++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            request.Headers.TryAddWithoutValidation("X-Vault-Token", token);
+            request.Headers.TryAddWithoutValidation("X-Vault-Request", "true");
+            if (_options.Namespace is not null)
+            {
+                request.Headers.TryAddWithoutValidation("X-Vault-Namespace", _options.Namespace);
+            }
+
+            var response = await _http!.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
+            var status = (int)response.StatusCode;
+            if (status is not (301 or 302 or 303 or 307 or 308))
+            {
+                return response;
+            }
+
+            var location = response.Headers.Location;
+            response.Dispose();
+            if (location is null)
+            {
+                throw new SecretUnavailableException(reference, $"vault answered a redirect ({status}) without a location");
+            }
+
+            var target = location.IsAbsoluteUri ? location : new Uri(url, location);
+            if (!SameOrigin(target, origin))
+            {
+                throw new SecretUnavailableException(reference,
+                    $"vault at {origin.Authority} redirected ({status}) to another origin ({target.Scheme}://{target.Authority}); "
+                    + "the token is never sent to another origin or over plain http: point VAULT_ADDR at the node that serves the request");
+            }
+
+            if (hop + 1 > MaxRedirects)
+            {
+                throw new SecretUnavailableException(reference, $"vault redirected more than {MaxRedirects} times");
+            }
+
+            url = target;
+        }
+    }
+
+    private static bool SameOrigin(Uri a, Uri b) =>
+        string.Equals(a.Scheme, b.Scheme, StringComparison.OrdinalIgnoreCase)
+        && string.Equals(a.IdnHost, b.IdnHost, StringComparison.OrdinalIgnoreCase)
+        && a.Port == b.Port;
 
     private static string? CheckConfiguration(VaultOptions options)
     {

@@ -92,6 +92,7 @@ internal static class EnvCommand
                     throw new EnvException($"the policy is invalid: {loaded.Diagnostics[0]}");
                 }
 
+                FilePermissions.CreatePrivateDirectory(dataDirectory);
                 var key = SnapshotBuilder.LoadInstallationKey(dataDirectory);
                 foreach (var secret in loaded.Policy!.Secrets)
                 {
@@ -119,29 +120,86 @@ internal static class EnvCommand
         File.WriteAllText(path, sb.ToString());
     }
 
+    /// <summary>
+    /// Renders the variables so that every format is safe to source or <c>eval</c>: names must be
+    /// shell identifiers (anything else is an error); <c>sh</c> single-quotes every value;
+    /// <c>dotenv</c> writes a value bare when it holds only <c>A-Z a-z 0-9 _ . / : @ % + , = -</c> and
+    /// single-quotes it otherwise (a <c>'</c> becomes <c>'\''</c>; a newline stays inside the quotes);
+    /// <c>json</c> is one object in which a repeated name keeps its last value (as sourcing does),
+    /// at the position of its first occurrence.
+    /// </summary>
     internal static string Render(List<KeyValuePair<string, string>> vars, string format)
     {
+        foreach (var (k, _) in vars)
+        {
+            if (!IsShellName(k))
+            {
+                throw new EnvException($"'{Printable(k)}' is not a valid environment variable name");
+            }
+        }
+
         var sb = new StringBuilder();
         switch (format)
         {
             case "json":
-                return JsonSerializer.Serialize(vars.ToDictionary(v => v.Key, v => v.Value), new JsonSerializerOptions { WriteIndented = true }) + "\n";
+                var merged = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var (k, v) in vars)
+                {
+                    merged[k] = v;
+                }
+
+                return JsonSerializer.Serialize(merged, new JsonSerializerOptions { WriteIndented = true }) + "\n";
             case "dotenv":
                 foreach (var (k, v) in vars)
                 {
-                    sb.Append(k).Append('=').Append(v).Append('\n');
+                    sb.Append(k).Append('=').Append(IsBareSafe(v) ? v : ShellQuote(v)).Append('\n');
                 }
 
                 return sb.ToString();
             default:
                 foreach (var (k, v) in vars)
                 {
-                    sb.Append("export ").Append(k).Append("='").Append(v.Replace("'", "'\\''", StringComparison.Ordinal)).Append("'\n");
+                    sb.Append("export ").Append(k).Append('=').Append(ShellQuote(v)).Append('\n');
                 }
 
                 return sb.ToString();
         }
     }
+
+    internal static string ShellQuote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    private static bool IsBareSafe(string value)
+    {
+        foreach (var c in value)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '/' or ':' or '@' or '%' or '+' or ',' or '=' or '-'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool IsShellName(string name)
+    {
+        if (name.Length == 0 || char.IsAsciiDigit(name[0]))
+        {
+            return false;
+        }
+
+        foreach (var c in name)
+        {
+            if (!(char.IsAsciiLetterOrDigit(c) || c == '_'))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static string Printable(string s) => string.Concat(s.Select(c => c < 0x20 || c == 0x7F ? '?' : c));
 
     private sealed class EnvException(string message) : Exception(message);
 }

@@ -109,9 +109,16 @@ internal static class RunCommand
             return ExitCodes.Failed;
         }
 
+        if (CheckKeyMaterial(options) is { } refusal)
+        {
+            await Console.Error.WriteLineAsync("proxyguard: cannot start: " + refusal);
+            return ExitCodes.Failed;
+        }
+
         ProxyServer server;
         try
         {
+            FilePermissions.CreatePrivateDirectory(options.DataDirectory);
             server = await ProxyServer.CreateAsync(options, ct);
         }
         catch (PolicyLoadException ex)
@@ -169,6 +176,18 @@ internal static class RunCommand
 
         return ExitCodes.Ok;
     }
+
+    /// <summary>
+    /// Refuses to start when the data directory, the CA directory, or a key or token file in them is
+    /// writable by group or others (a planted admin token or CA key would be accepted otherwise).
+    /// </summary>
+    internal static string? CheckKeyMaterial(ProxyServerOptions options) =>
+        FilePermissions.CheckPrivateDirectory(options.DataDirectory, "data directory")
+        ?? FilePermissions.CheckPrivateFile(Path.Combine(options.DataDirectory, AdminToken.FileName), "admin token file")
+        ?? FilePermissions.CheckPrivateFile(Path.Combine(options.DataDirectory, "installation.key"), "installation key")
+        ?? FilePermissions.CheckPrivateDirectory(options.CaDirectory, "CA directory")
+        ?? FilePermissions.CheckPrivateFile(Path.Combine(options.CaDirectory, CertificateAuthority.KeyFileName), "CA key")
+        ?? FilePermissions.CheckPrivateFile(Path.Combine(options.CaDirectory, CertificateAuthority.LeafKeyFileName), "leaf key");
 
     internal static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
 }

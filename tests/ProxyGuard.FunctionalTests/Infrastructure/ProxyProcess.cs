@@ -137,8 +137,14 @@ public sealed class ProxyProcess : IAsyncDisposable
         Assert.True(result.ExitCode == 0, result.Stderr);
         return result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(l => l.Split('=', 2))
-            .ToDictionary(p => p[0], p => p[1]);
+            .ToDictionary(p => p[0], p => Unquote(p[1]));
     }
+
+    /// <summary>Undoes the dotenv quoting of <c>proxyguard env</c> (single quotes, <c>'\''</c> for a quote).</summary>
+    public static string Unquote(string value) =>
+        value.Length >= 2 && value[0] == '\'' && value[^1] == '\''
+            ? value[1..^1].Replace("'\\''", "'", StringComparison.Ordinal)
+            : value;
 
     public HttpClient AdminClient()
     {
