@@ -33,7 +33,7 @@ public sealed class EventStore : IAsyncDisposable
         // writer takes it: the queue is bounded by the slots, and a reserved slot always finds room.
         _channel = Channel.CreateUnbounded<QueueItem>(new UnboundedChannelOptions
         {
-            SingleReader = true,
+            SingleReader = false, // the multi-reader implementation can count (QueueDepth); only the writer reads
             SingleWriter = false,
             AllowSynchronousContinuations = false,
         });

@@ -53,7 +53,7 @@ public sealed class AuditEventFactoryTests
     public void Placeholder_as_a_query_name_never_reaches_the_event()
     {
         // Issue 14: a placeholder as a query parameter name once put the real value into the event's path.
-        var exchange = InTunnel("GET", "/x", ApiPlaceholder + "=1&a=" + ApiReal);
+        var exchange = InTunnel("GET", "/x", ApiPlaceholder + "=1&a=2");
         var denial = SecretGateStage.Run(exchange);
         Assert.Equal("placeholder-position", denial?.Reason);
         Assert.Null(new SubstitutionStage(null).Run(exchange)); // even if substitution ran, the event uses the view
@@ -63,6 +63,21 @@ public sealed class AuditEventFactoryTests
         Assert.Equal("placeholder-position", ev.Reason);
         Assert.Equal(403, ev.Status);
         AssertNoSecret(ev);
+    }
+
+    [Fact]
+    public void Real_value_with_a_slash_in_the_path_never_reaches_the_event()
+    {
+        // The gate refuses the request (secret-real-value), and the event of that refusal must not carry the value.
+        const string slashy = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        var snapshot = Build(PolicyYaml().Replace("value: env:PG_TEST_BODY", "value: env:PG_TEST_SLASHY", StringComparison.Ordinal),
+            ("PG_TEST_SLASHY", slashy));
+        var exchange = new ProxyExchange(snapshot, null, new ProxyConnectionFeature(Remote, Tunnel()), 0);
+        exchange.View = new RequestView("GET", new RequestTarget("https", BoundHost, 443, "/upload/" + slashy, ""), [], null);
+        var denial = SecretGateStage.Run(exchange);
+        Assert.Equal("secret-real-value", denial?.Reason);
+        var ev = AuditEventFactory.Request(exchange, denial!.Decision, denial.Status);
+        Assert.DoesNotContain(slashy, ev.Path ?? string.Empty, StringComparison.Ordinal);
     }
 
     [Fact]

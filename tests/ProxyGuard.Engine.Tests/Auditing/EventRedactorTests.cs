@@ -51,24 +51,33 @@ public sealed class EventRedactorTests
     }
 
     [Fact]
+    public void Percent_encoded_real_value_in_a_segment_is_redacted()
+    {
+        // A server decodes %52 to 'R': the recorded segment would be the real value, one decode away.
+        var recorded = Redactor.Path("/x/%52" + ApiReal[1..], "", false);
+        Assert.Equal("/x/[redacted]", recorded);
+    }
+
+    [Fact]
     public void Real_value_containing_a_slash_is_not_recorded_across_segments()
     {
         // Cloud secret keys commonly contain '/': checked segment by segment, no single segment holds the value.
         const string slashy = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-        var snapshot = Build(Policy().Replace("value: env:PG_TEST_BODY", "value: env:PG_TEST_SLASHY", StringComparison.Ordinal),
+        var snapshot = Build(PolicyYaml().Replace("value: env:PG_TEST_BODY", "value: env:PG_TEST_SLASHY", StringComparison.Ordinal),
             ("PG_TEST_SLASHY", slashy));
         var recorded = new EventRedactor(snapshot).Path("/upload/" + slashy, "", false);
         Assert.DoesNotContain(slashy, recorded, StringComparison.Ordinal);
     }
 
     [Fact]
-    public void Real_value_containing_an_equals_sign_leaves_no_part_in_a_query_name()
+    public void Real_value_with_base64_padding_sent_as_a_query_is_not_recorded_as_a_name()
     {
-        const string padded = "c2VjcmV0LXZhbHVlLXdpdGgtcGFk=tail9";
-        var snapshot = Build(Policy().Replace("value: env:PG_TEST_BODY", "value: env:PG_TEST_PADDED", StringComparison.Ordinal),
+        // A padded base64 token sent as the whole query: the name is the token minus its padding.
+        const string padded = "c2VjcmV0LXRva2VuLXZhbHVlLTEyMzQ1Njc4OQ==";
+        var snapshot = Build(PolicyYaml().Replace("value: env:PG_TEST_BODY", "value: env:PG_TEST_PADDED", StringComparison.Ordinal),
             ("PG_TEST_PADDED", padded));
         var recorded = new EventRedactor(snapshot).Path("/x", padded, false);
-        Assert.DoesNotContain("c2VjcmV0LXZhbHVlLXdpdGgtcGFk", recorded, StringComparison.Ordinal);
+        Assert.DoesNotContain(padded.TrimEnd('='), recorded, StringComparison.Ordinal);
     }
 
     [Theory]

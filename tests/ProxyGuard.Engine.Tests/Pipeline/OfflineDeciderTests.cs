@@ -41,8 +41,11 @@ public sealed class OfflineDeciderTests
         var denied = await Decide("GET", "https://api.example.com/admin/x");
         Assert.Equal(("admin-deny", "rule-deny"), (denied.Decision.Rule, denied.Decision.Reason.Name));
         Assert.NotNull(denied.Message);
+        // An https URL is decided as its CONNECT first: no rule can allow the host and port.
         var unknown = await Decide("GET", "https://unknown.example/");
-        Assert.Equal(("default", "no-rule-matched"), (unknown.Decision.Rule, unknown.Decision.Reason.Name));
+        Assert.Equal(("default", "no-rule-allows-host-port"), (unknown.Decision.Rule, unknown.Decision.Reason.Name));
+        var plain = await Decide("DELETE", "http://plain.example.net/");
+        Assert.Equal(("default", "no-rule-matched"), (plain.Decision.Rule, plain.Decision.Reason.Name));
     }
 
     [Fact]
@@ -90,7 +93,7 @@ public sealed class OfflineDeciderTests
     [Fact]
     public async Task Audit_mode_reports_audit_deny_for_a_rule_refusal()
     {
-        var outcome = await Decide("GET", "https://api.example.com/admin/x", snapshot: Audit);
+        var outcome = await Decide("GET", "https://api.example.com/admin/x", snapshot: AuditMode);
         Assert.Equal(Verdict.AuditDeny, outcome.Decision.Verdict);
         Assert.Equal("admin-deny", outcome.Decision.Rule);
     }
@@ -99,7 +102,7 @@ public sealed class OfflineDeciderTests
     public async Task Request_denied_by_the_rules_is_not_content_scanned()
     {
         var outcome = await Decide("GET", "https://unknown.example/", [H("X-Token", AcmeToken)]);
-        Assert.Equal("no-rule-matched", outcome.Decision.Reason.Name);
+        Assert.Equal("no-rule-allows-host-port", outcome.Decision.Reason.Name);
         Assert.Empty(outcome.Findings);
     }
 }

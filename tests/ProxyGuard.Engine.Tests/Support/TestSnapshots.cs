@@ -28,7 +28,7 @@ internal static class TestSnapshots
 
     public static readonly byte[] InstallationKey = Enumerable.Range(1, 32).Select(i => (byte)i).ToArray();
 
-    public static string Policy(string mode = "enforce", string scan = "[headers, query, body]") => $$"""
+    public static string PolicyYaml(string mode = "enforce", string scan = "[headers, query, body]") => $$"""
         version: 1
         mode: {{mode}}
         default: deny
@@ -98,8 +98,8 @@ internal static class TestSnapshots
     }
 
     /// <summary>The default test policy in enforce mode (built once).</summary>
-    public static ProxySnapshot Enforce { get; } = Build(Policy());
+    public static ProxySnapshot Enforce { get; } = Build(PolicyYaml());
 
     /// <summary>The default test policy in audit mode.</summary>
-    public static ProxySnapshot Audit { get; } = Build(Policy("audit"));
+    public static ProxySnapshot AuditMode { get; } = Build(PolicyYaml("audit"));
 }

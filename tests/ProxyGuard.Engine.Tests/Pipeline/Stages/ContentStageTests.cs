@@ -77,7 +77,7 @@ public sealed class ContentStageTests
     [Fact]
     public void Scan_sections_off_skip_headers_query_and_body_but_not_the_path()
     {
-        var off = Build(Policy(scan: "[]"));
+        var off = Build(PolicyYaml(scan: "[]"));
         var exchange = Https(headers: [H("X-Token", AcmeToken)], query: "k=" + AcmeToken, body: Encoding.UTF8.GetBytes(AcmeToken), snapshot: off);
         Assert.Null(new ContentStage(null).Run(exchange));
         Assert.Empty(exchange.Findings);
@@ -125,7 +125,7 @@ public sealed class ContentStageTests
     [Fact]
     public void Audit_mode_forwards_a_finding_and_remembers_it()
     {
-        var exchange = Https(headers: [H("X-Token", AcmeToken)], snapshot: Audit);
+        var exchange = Https(headers: [H("X-Token", AcmeToken)], snapshot: AuditMode);
         Assert.Null(new ContentStage(null).Run(exchange));
         Assert.Equal(Verdict.AuditDeny, exchange.AuditDeny!.Verdict);
         Assert.Equal("content-finding", exchange.AuditDeny.Reason.Name);
@@ -133,13 +133,26 @@ public sealed class ContentStageTests
     }
 
     [Fact]
-    public void Real_secret_value_is_a_finding()
+    public void Real_secret_value_is_a_vault_secret_finding_when_builtin_detectors_run()
     {
-        // The snapshot gives the scanner every resolved secret value as a known secret.
-        var exchange = Https(headers: [H("X-Token", ApiReal)]);
+        // The snapshot gives the scanner every resolved secret value; the vault-secret detector is a built-in one.
+        var withBuiltins = Build(PolicyYaml().Replace("builtin: none", "builtin: [vault-secret]", StringComparison.Ordinal));
+        var exchange = Https(headers: [H("X-Token", ApiReal)], snapshot: withBuiltins);
         var denial = new ContentStage(null).Run(exchange);
         Assert.NotNull(denial);
-        Assert.NotEmpty(exchange.Findings);
+        Assert.Equal("vault-secret", denial.Rule);
+        Assert.Contains(exchange.Findings, f => f.Detector == "vault-secret" && f.Location == "header");
         Assert.DoesNotContain(ApiReal, denial.Message, StringComparison.Ordinal);
+
+        // builtin: none turns it off (the secret gate still refuses the real value).
+        Assert.Null(new ContentStage(null).Run(Https(headers: [H("X-Token", ApiReal)])));
+    }
+
+    [Fact]
+    public void Vault_secret_detector_finds_a_gratuitously_percent_encoded_real_value_in_the_path()
+    {
+        var withBuiltins = Build(PolicyYaml().Replace("builtin: none", "builtin: [vault-secret]", StringComparison.Ordinal));
+        var exchange = Https(path: "/x/%52" + ApiReal[1..], snapshot: withBuiltins);
+        Assert.Equal("vault-secret", new ContentStage(null).Run(exchange)?.Rule);
     }
 }

@@ -52,7 +52,7 @@ public sealed class RulesStageTests
     [Fact]
     public void Audit_mode_forwards_and_remembers_the_refusal()
     {
-        var exchange = WithView(TestSnapshots.Audit, "GET", "https", "api.example.com", 443, "/admin/x");
+        var exchange = WithView(TestSnapshots.AuditMode, "GET", "https", "api.example.com", 443, "/admin/x");
         Assert.Null(RulesStage.Run(exchange));
         Assert.Equal(Verdict.AuditDeny, exchange.AuditDeny!.Verdict);
         Assert.Equal("admin-deny", exchange.AuditDeny.Rule);

@@ -68,7 +68,7 @@ public sealed class SecretGateStageTests
 
     [Fact]
     public void Placeholder_position_is_enforced_in_audit_mode() =>
-        AssertRefused(Https(path: "/" + ApiPlaceholder, snapshot: Audit), "placeholder-position", "the URL path");
+        AssertRefused(Https(path: "/" + ApiPlaceholder, snapshot: AuditMode), "placeholder-position", "the URL path");
 
     [Fact]
     public void Real_value_in_a_header_is_refused() =>
@@ -83,7 +83,12 @@ public sealed class SecretGateStageTests
     public void Real_value_in_the_query_is_refused() => AssertRefused(Https(query: "k=" + ApiReal), "secret-real-value", "the query string");
 
     [Fact]
-    public void Real_value_percent_encoded_in_the_path_is_refused() =>
+    public void Real_value_fully_percent_encoded_in_the_path_is_refused() =>
+        AssertRefused(Https(path: "/x/" + string.Concat(ApiReal.Select(c => $"%{(int)c:X2}"))), "secret-real-value", "the URL path");
+
+    [Fact]
+    public void Real_value_with_one_gratuitously_percent_encoded_character_is_refused() =>
+        // %52 is 'R': a server decodes this path to the real value, as the gate already does for placeholders.
         AssertRefused(Https(path: "/x/%52" + ApiReal[1..]), "secret-real-value", "the URL path");
 
     [Fact]

@@ -91,7 +91,7 @@ public sealed class StrictHttpStageTests
     [Fact]
     public void Audit_mode_does_not_soften_protocol_refusals()
     {
-        var (denial, _) = Run(snapshot: TestSnapshots.Audit, headers: [("Content-Length", "5"), ("Transfer-Encoding", "chunked")]);
+        var (denial, _) = Run(snapshot: TestSnapshots.AuditMode, headers: [("Content-Length", "5"), ("Transfer-Encoding", "chunked")]);
         AssertDenied(denial, "ambiguous-length", 400);
         Assert.Equal(ProxyGuard.Policy.Decisions.Verdict.Deny, denial!.Decision.Verdict);
     }
