@@ -63,7 +63,8 @@ public static class SnapshotBuilder
         var roots = new X509Certificate2Collection();
         foreach (var file in policy.Tls.UpstreamCaFiles)
         {
-            roots.ImportFromPemFile(file);
+            // Bounded: a regular file of at most TlsSpec.MaxCaFileBytes, read within the default time bound.
+            roots.ImportFromPem(System.Text.Encoding.UTF8.GetString(Policy.IO.BoundedFile.ReadAllBytes(file, TlsSpec.MaxCaFileBytes, Policy.IO.BoundedFile.DefaultTimeout)));
         }
 
         return new ProxySnapshot(policy, clients, scanner, new Substitutor(bindings), bindings, unavailable, roots);
