@@ -54,6 +54,13 @@ internal static class ContentRuleReader
             return null;
         }
 
+        // The CPU budget first: it is cheap, and an oversized pattern is refused before the engine builds it.
+        if (RegexCost.Check(scalar.Value) is { } cost)
+        {
+            r.Error(scalar.Line, scalar.Column + PatternOffset(scalar, cost.Offset + 1), path, cost.Message);
+            return null;
+        }
+
         Regex regex;
         try
         {
