@@ -187,6 +187,21 @@ public sealed class LoadingBoundsTests : IDisposable
         Assert.Equal(Path.Combine(_dir.FullName, "corp.pem"), result.Policy!.Tls.UpstreamCaFiles[0]);
     }
 
+    [Fact]
+    public async Task AFifoCasesFileIsADiagnostic()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        var fifo = MakeFifo("cases.yaml");
+        var load = Task.Run(() => PolicyCaseRunner.LoadFile(fifo));
+        Assert.True(await Task.WhenAny(load, Task.Delay(Watchdog)) == load, "reading a FIFO cases file hung");
+        var diagnostic = Assert.Single((await load).Diagnostics);
+        Assert.Contains("FIFO", diagnostic.Message, StringComparison.Ordinal);
+    }
+
     private string MakeFifo(string name)
     {
         var path = Path.Combine(_dir.FullName, name);
