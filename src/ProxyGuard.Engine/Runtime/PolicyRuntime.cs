@@ -180,24 +180,24 @@ public sealed class PolicyRuntime : IDisposable
         var settled = arrivedByRename ? Fingerprint() : null;
         while (true)
         {
+            if (Environment.TickCount64 - started > (long)SettleLimit.TotalMilliseconds)
+            {
+                _logger.LogWarning("the policy file {File} kept changing for {Seconds} s; not reloaded (it is reloaded when it next changes, or on SIGHUP)", _policyPath, SettleLimit.TotalSeconds);
+                return null;
+            }
+
             if (settled is null)
             {
                 var before = Fingerprint();
                 await Task.Delay(SettleInterval, ct);
                 if (Volatile.Read(ref _changeGeneration) != generation)
                 {
-                    return null;
+                    return null; // a newer change started its own settle wait
                 }
 
                 var after = Fingerprint();
                 if (before != after)
                 {
-                    if (Environment.TickCount64 - started > (long)SettleLimit.TotalMilliseconds)
-                    {
-                        _logger.LogWarning("the policy file {File} kept changing for {Seconds} s; not reloaded (it is reloaded when it next changes, or on SIGHUP)", _policyPath, SettleLimit.TotalSeconds);
-                        return null;
-                    }
-
                     continue;
                 }
 
@@ -247,7 +247,9 @@ public sealed class PolicyRuntime : IDisposable
             _ =>
             {
                 // Only renames since the last reload: a complete file arrived atomically.
-                var renamedOnly = Interlocked.Exchange(ref _writesSeen, 0) == 0 && Interlocked.Exchange(ref _renamesSeen, 0) != 0;
+                var writes = Interlocked.Exchange(ref _writesSeen, 0);
+                var renames = Interlocked.Exchange(ref _renamesSeen, 0);
+                var renamedOnly = writes == 0 && renames != 0;
                 ReloadWhenSettledInBackground("file changed", renamedOnly);
             },
             null,
