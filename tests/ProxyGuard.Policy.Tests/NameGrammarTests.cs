@@ -58,6 +58,16 @@ public sealed class NameGrammarTests
         Assert.DoesNotContain('\n', error.Message);
     }
 
+    [Fact]
+    public void EveryDiagnosticLineStaysOneLine()
+    {
+        var errors = TestPolicies.Errors("version: 1\nrules:\n  - {name: r, hosts: [a.example.com], methods: [\"GET\\n\\u001b[2J\"], action: allow}\n");
+        var line = Assert.Single(errors).ToString();
+        Assert.DoesNotContain('\n', line);
+        Assert.DoesNotContain('\u001b', line);
+        Assert.Contains("GET\\n\\u001b[2J", line, StringComparison.Ordinal);
+    }
+
     public static TheoryData<string> Reserved => new()
     {
         "HTTPS_PROXY", "https_proxy", "Https_Proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy",
