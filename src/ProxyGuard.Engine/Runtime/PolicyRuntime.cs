@@ -102,7 +102,7 @@ public sealed class PolicyRuntime : IDisposable
             }
             catch (Exception ex) when (ex is IOException or System.Security.Cryptography.CryptographicException or ArgumentException)
             {
-                var error = $"{_policyPath}: {ex.Message}";
+                var error = ex is PolicyFileException file ? file.Diagnostic.ToString() : $"{_policyPath}: {ex.Message}";
                 LogRejected([error]);
                 _metrics.PolicyReloads.WithLabels("error").Inc();
                 return new ReloadResult(false, null, [error]);

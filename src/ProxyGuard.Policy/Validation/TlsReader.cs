@@ -2,12 +2,13 @@ using ProxyGuard.Policy.Yaml;
 
 namespace ProxyGuard.Policy.Validation;
 
-/// <summary>Reads <c>tls</c>. The CA files themselves are read when the proxy builds its snapshot (bounded, see <c>PolicyFiles</c>).</summary>
+/// <summary>Reads <c>tls</c>. The CA files themselves are read when the proxy builds its snapshot (<see cref="TlsSpec.LoadUpstreamRoots"/>).</summary>
 internal static class TlsReader
 {
     public static TlsSpec Read(SectionContext c, YNode? node)
     {
         var files = new List<string>();
+        var positions = new List<(int Line, int Column)>();
         var map = c.R.Mapping(node, "tls", PolicyKeys.Tls);
         if (map?.Get("upstream_ca_files") is { } filesNode && c.R.StringList(filesNode, "tls.upstream_ca_files", allowEmpty: true) is { } list)
         {
@@ -21,9 +22,10 @@ internal static class TlsReader
                 }
 
                 files.Add(Path.GetFullPath(value, c.BaseDirectory));
+                positions.Add((list[i].Line, list[i].Column));
             }
         }
 
-        return new TlsSpec { UpstreamCaFiles = files };
+        return new TlsSpec { UpstreamCaFiles = files, UpstreamCaFilePositions = positions };
     }
 }

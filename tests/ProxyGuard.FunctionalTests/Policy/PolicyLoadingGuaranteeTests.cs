@@ -182,7 +182,11 @@ public sealed class PolicyLoadingGuaranteeTests
         using (var response = await admin.PostAsync("api/policy/reload", null))
         {
             Assert.Equal(HttpStatusCode.UnprocessableEntity, response.StatusCode);
-            Assert.Contains("FIFO", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.Contains("FIFO", body, StringComparison.Ordinal);
+
+            // FILE:LINE:COL of the list entry: 11 lines of rules, then "tls:", then the entry at column 23.
+            Assert.Contains($"{proxy.PolicyPath}:13:23: tls.upstream_ca_files[0]:", body, StringComparison.Ordinal);
         }
 
         Assert.True(sw.Elapsed < NoHang, sw.Elapsed.ToString());
