@@ -202,6 +202,32 @@ public sealed class LoadingBoundsTests : IDisposable
         Assert.Contains("FIFO", diagnostic.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void CaFilesThatAreSpecialFilesAreRefusedAtTheirEntry()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        var fifo = MakeFifo("ca.pem");
+        var link = Path.Combine(_dir.FullName, "zero.pem");
+        File.CreateSymbolicLink(link, "/dev/zero");
+        var path = Path.Combine(_dir.FullName, "p.yaml");
+        File.WriteAllText(path, $"version: 1\ntls:\n  upstream_ca_files:\n    - {fifo}\n    - {link}\n");
+        var tls = Bounded(() => PolicyLoader.LoadFile(path, NoPermissionCheck)).Policy!.Tls;
+
+        var first = Assert.Throws<PolicyFileException>(() => tls.LoadUpstreamRoots(path, Watchdog)).Diagnostic;
+        Assert.Equal((4, 7), (first.Line, first.Column));
+        Assert.Contains("tls.upstream_ca_files[0]: ", first.Message, StringComparison.Ordinal);
+        Assert.Contains("FIFO", first.Message, StringComparison.Ordinal);
+
+        var onlyZero = new TlsSpec { UpstreamCaFiles = [tls.UpstreamCaFiles[1]], UpstreamCaFilePositions = [tls.UpstreamCaFilePositions[1]] };
+        var second = Assert.Throws<PolicyFileException>(() => onlyZero.LoadUpstreamRoots(path, Watchdog)).Diagnostic;
+        Assert.Equal((5, 7), (second.Line, second.Column));
+        Assert.Contains("character device", second.Message, StringComparison.Ordinal);
+    }
+
     private string MakeFifo(string name)
     {
         var path = Path.Combine(_dir.FullName, name);

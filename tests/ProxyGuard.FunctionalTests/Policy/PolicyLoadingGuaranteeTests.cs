@@ -144,12 +144,13 @@ public sealed class PolicyLoadingGuaranteeTests
         var fifo = MakeFifo(dir, "token");
         var link = dir.File("token-link");
         File.CreateSymbolicLink(link, fifo);
-        var policy = dir.Write("p.yaml", $"version: 1\nclients:\n  - {{id: a, token: 'file:{fifo}'}}\n  - {{id: b, token: 'file:{link}'}}\n");
+        var policy = dir.Write("p.yaml", $"version: 1\nclients:\n  - {{id: a, token: 'file:{fifo}'}}\n  - {{id: b, token: 'file:{link}'}}\n  - {{id: c, token: 'file:/dev/zero'}}\n");
         var sw = Stopwatch.StartNew();
         var result = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "policy", "check", "--resolve-secrets", policy], dir.Path, null, TimeSpan.FromSeconds(60));
         Assert.True(result.ExitCode == 1, result.All);
         Assert.Equal(2, CountOf(result.Stderr, "FIFO (named pipe), not a regular file"));
         Assert.Contains(policy + ":3:", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains(policy + ":5:", result.Stderr, StringComparison.Ordinal); // /dev/zero: refused (mode or type), never read
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(30), sw.Elapsed.ToString());
     }
 
