@@ -18,4 +18,9 @@ public sealed class PolicyLoadOptions
     /// entries must name one of these (or a <c>content.rules[].name</c>). <c>null</c>: only the id syntax is checked.
     /// </summary>
     public IReadOnlyCollection<string>? KnownDetectorIds { get; init; }
+
+    /// <summary>
+    /// The longest a policy file may take to read (a FIFO, a stalled network file system). Default 5 s.
+    /// </summary>
+    public TimeSpan FileReadTimeout { get; init; } = IO.BoundedFile.DefaultTimeout;
 }

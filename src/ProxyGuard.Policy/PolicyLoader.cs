@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using ProxyGuard.Policy.IO;
 using ProxyGuard.Policy.Validation;
 using ProxyGuard.Policy.Yaml;
 
@@ -24,18 +25,23 @@ public static class PolicyLoader
                 return Fail(path, 1, 1, permissionError);
             }
 
-            var info = new FileInfo(fullPath);
-            if (!info.Exists)
+            if (Directory.Exists(fullPath))
             {
-                return Fail(path, 1, 1, Directory.Exists(fullPath) ? "is a directory, not a policy file" : "file not found");
+                return Fail(path, 1, 1, "is a directory, not a policy file");
             }
 
-            if (info.Length > MaxFileBytes)
+            if (!File.Exists(fullPath))
+            {
+                return Fail(path, 1, 1, "file not found");
+            }
+
+            if (new FileInfo(fullPath).Length > MaxFileBytes)
             {
                 return Fail(path, 1, 1, $"policy file is larger than {MaxFileBytes / (1024 * 1024)} MiB");
             }
 
-            bytes = File.ReadAllBytes(fullPath);
+            // Bounded again while reading: the file may be a FIFO or device, or be replaced or grow after the checks above.
+            bytes = BoundedFile.ReadAllBytes(fullPath, MaxFileBytes, options.FileReadTimeout);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -68,6 +74,11 @@ public static class PolicyLoader
     {
         ArgumentNullException.ThrowIfNull(yaml);
         ArgumentNullException.ThrowIfNull(fileName);
+        if (yaml.Length > MaxFileBytes)
+        {
+            return Fail(fileName, 1, 1, $"policy is larger than {MaxFileBytes / (1024 * 1024)} MiB");
+        }
+
         var directory = Path.GetDirectoryName(Path.GetFullPath(fileName)) ?? Directory.GetCurrentDirectory();
         return Compile(yaml, fileName, fileName, Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(yaml))), directory, options ?? new PolicyLoadOptions());
     }

@@ -52,9 +52,9 @@ public static partial class PolicyValues
         return true;
     }
 
-    [GeneratedRegex("^([0-9]{1,19})(B|KiB|MiB|GiB)?$")]
+    [GeneratedRegex(@"\A([0-9]{1,19})(B|KiB|MiB|GiB)?\z")]
     private static partial Regex SizePattern();
 
-    [GeneratedRegex("^([0-9]{1,9})(ms|s|m|h)$")]
+    [GeneratedRegex(@"\A([0-9]{1,9})(ms|s|m|h)\z")]
     private static partial Regex DurationPattern();
 }

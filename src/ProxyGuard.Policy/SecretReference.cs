@@ -75,9 +75,9 @@ public sealed partial record SecretReference(SecretReferenceKind Kind, string Ta
         _ => "vault:" + Target + "#" + Field,
     };
 
-    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]*$")]
+    [GeneratedRegex(@"\A[A-Za-z_][A-Za-z0-9_]*\z")]
     private static partial Regex EnvName();
 
-    [GeneratedRegex(@"^vault:(?<path>[A-Za-z0-9_.-]+/data(/[A-Za-z0-9_.-]+)+)#(?<field>[A-Za-z0-9_.-]+)$")]
+    [GeneratedRegex(@"\Avault:(?<path>[A-Za-z0-9_.-]+/data(/[A-Za-z0-9_.-]+)+)#(?<field>[A-Za-z0-9_.-]+)\z")]
     private static partial Regex VaultReference();
 }

@@ -1,8 +1,73 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using ProxyGuard.Policy.IO;
+
 namespace ProxyGuard.Policy;
 
 /// <summary>The <c>tls</c> section.</summary>
 public sealed class TlsSpec
 {
+    /// <summary>The largest CA file read from <c>tls.upstream_ca_files</c> (system bundles are about 200 KiB).</summary>
+    public const int MaxCaFileBytes = 4 * 1024 * 1024;
+
     /// <summary>Extra PEM roots trusted for upstream servers, as absolute paths (relative entries are resolved against the policy file's directory).</summary>
     public required IReadOnlyList<string> UpstreamCaFiles { get; init; }
+
+    /// <summary>Where each entry of <see cref="UpstreamCaFiles"/> is written in the policy (1-based line and column).</summary>
+    public IReadOnlyList<(int Line, int Column)> UpstreamCaFilePositions { get; init; } = [];
+
+    /// <summary>
+    /// Reads every CA file: a regular file of at most <see cref="MaxCaFileBytes"/>, within <paramref name="timeout"/>.
+    /// A file that cannot be loaded throws <see cref="PolicyFileException"/> with the entry's position.
+    /// </summary>
+    public X509Certificate2Collection LoadUpstreamRoots(string policyFile, TimeSpan timeout)
+    {
+        var roots = new X509Certificate2Collection();
+        for (var i = 0; i < UpstreamCaFiles.Count; i++)
+        {
+            var file = UpstreamCaFiles[i];
+            try
+            {
+                roots.ImportFromPem(Encoding.UTF8.GetString(BoundedFile.ReadAllBytes(file, MaxCaFileBytes, timeout)));
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
+            {
+                var (line, column) = i < UpstreamCaFilePositions.Count ? UpstreamCaFilePositions[i] : (1, 1);
+                var reason = ex is BoundedFileException ? ex.Message : $"cannot load '{file}': {ex.Message}";
+                throw new PolicyFileException(new PolicyDiagnostic(policyFile, line, column, $"tls.upstream_ca_files[{i}]: {reason}"), ex);
+            }
+        }
+
+        return roots;
+    }
+}
+
+/// <summary>A file the policy references could not be loaded; <see cref="Diagnostic"/> points at the reference.</summary>
+public sealed class PolicyFileException : IOException
+{
+    public PolicyFileException(PolicyDiagnostic diagnostic, Exception innerException)
+        : base(diagnostic?.ToString(), innerException)
+    {
+        Diagnostic = diagnostic!;
+    }
+
+    public PolicyFileException()
+    {
+        Diagnostic = new PolicyDiagnostic(string.Empty, 1, 1, string.Empty);
+    }
+
+    public PolicyFileException(string message)
+        : base(message)
+    {
+        Diagnostic = new PolicyDiagnostic(string.Empty, 1, 1, message);
+    }
+
+    public PolicyFileException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+        Diagnostic = new PolicyDiagnostic(string.Empty, 1, 1, message);
+    }
+
+    public PolicyDiagnostic Diagnostic { get; }
 }

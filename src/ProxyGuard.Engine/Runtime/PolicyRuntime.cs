@@ -24,6 +24,11 @@ public sealed class PolicyRuntime : IDisposable
     private FileSystemWatcher? _watcher;
     private Timer? _debounce;
     private Timer? _secretRetry;
+    private long _changeGeneration;
+    private int _writesSeen;
+    private int _renamesSeen;
+
+    private const string ChangedWhileLoading = "the policy file changed while it was loaded";
 
     public PolicyRuntime(string policyPath, ISecretProvider secrets, byte[] installationKey, ProxyMetrics metrics, ILogger logger)
     {
@@ -56,7 +61,13 @@ public sealed class PolicyRuntime : IDisposable
         }
     }
 
-    public async Task<ReloadResult> ReloadAsync(CancellationToken ct)
+    public Task<ReloadResult> ReloadAsync(CancellationToken ct) => ReloadAsync(null, ct);
+
+    /// <summary>
+    /// Reloads; with <paramref name="expectedSha256"/>, a file whose content is no longer the one that settled is
+    /// not applied (the result says so and the caller waits for it to settle again).
+    /// </summary>
+    private async Task<ReloadResult> ReloadAsync(string? expectedSha256, CancellationToken ct)
     {
         await _reloadLock.WaitAsync(ct);
         try
@@ -69,6 +80,11 @@ public sealed class PolicyRuntime : IDisposable
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
                 loaded = new PolicyLoadResult(null, [new PolicyDiagnostic(_policyPath, 0, 0, ex.Message)]);
+            }
+
+            if (expectedSha256 is not null && loaded.Policy is { } candidate && !string.Equals(candidate.Sha256, expectedSha256, StringComparison.Ordinal))
+            {
+                return new ReloadResult(false, null, [ChangedWhileLoading]);
             }
 
             if (!loaded.Success)
@@ -86,7 +102,7 @@ public sealed class PolicyRuntime : IDisposable
             }
             catch (Exception ex) when (ex is IOException or System.Security.Cryptography.CryptographicException or ArgumentException)
             {
-                var error = $"{_policyPath}: {ex.Message}";
+                var error = ex is PolicyFileException file ? file.Diagnostic.ToString() : $"{_policyPath}: {ex.Message}";
                 LogRejected([error]);
                 _metrics.PolicyReloads.WithLabels("error").Inc();
                 return new ReloadResult(false, null, [error]);
@@ -120,16 +136,26 @@ public sealed class PolicyRuntime : IDisposable
     }
 
     /// <summary>
-    /// Starts a reload without waiting for it (SIGHUP, file watcher); the outcome is logged. Never throws.
+    /// Starts a reload without waiting for it (SIGHUP); the outcome is logged. Never throws.
     /// </summary>
-    public void ReloadInBackground(string trigger)
+    public void ReloadInBackground(string trigger) => RunInBackground(trigger, () => ReloadAsync(CancellationToken.None));
+
+    /// <summary>
+    /// Starts an automatic reload (file watcher, secret retry) that applies the file only once it has stayed
+    /// unchanged for <see cref="SettleInterval"/> (same size, modification time and SHA-256), or at once when the
+    /// last change was an atomic rename onto the policy name. A file still being written is never applied.
+    /// </summary>
+    public void ReloadWhenSettledInBackground(string trigger, bool arrivedByRename = false) =>
+        RunInBackground(trigger, () => ReloadWhenSettledAsync(arrivedByRename, CancellationToken.None));
+
+    private void RunInBackground(string trigger, Func<Task> reload)
     {
         _ = Task.Run(async () =>
         {
             try
             {
                 _logger.LogInformation("reloading the policy {File} ({Trigger})", _policyPath, trigger);
-                await ReloadAsync(CancellationToken.None);
+                await reload();
             }
             catch (ObjectDisposedException)
             {
@@ -143,6 +169,70 @@ public sealed class PolicyRuntime : IDisposable
     }
 
     /// <summary>
+    /// Waits until the policy file has stayed the same for <see cref="SettleInterval"/>, then reloads it, provided
+    /// the content loaded is the content that settled. Returns null when the file kept changing for
+    /// <see cref="SettleLimit"/> or a newer change superseded this reload (the newer one applies it).
+    /// </summary>
+    internal async Task<ReloadResult?> ReloadWhenSettledAsync(bool arrivedByRename, CancellationToken ct)
+    {
+        var generation = Volatile.Read(ref _changeGeneration);
+        var started = Environment.TickCount64;
+        var settled = arrivedByRename ? Fingerprint() : null;
+        while (true)
+        {
+            if (Environment.TickCount64 - started > (long)SettleLimit.TotalMilliseconds)
+            {
+                _logger.LogWarning("the policy file {File} kept changing for {Seconds} s; not reloaded (it is reloaded when it next changes, or on SIGHUP)", _policyPath, SettleLimit.TotalSeconds);
+                return null;
+            }
+
+            if (settled is null)
+            {
+                var before = Fingerprint();
+                await Task.Delay(SettleInterval, ct);
+                if (Volatile.Read(ref _changeGeneration) != generation)
+                {
+                    return null; // a newer change started its own settle wait
+                }
+
+                var after = Fingerprint();
+                if (before != after)
+                {
+                    continue;
+                }
+
+                settled = after;
+            }
+
+            var result = await ReloadAsync(settled.Sha256, ct);
+            if (result.Errors is [ChangedWhileLoading])
+            {
+                settled = null; // it changed between the check and the load: settle again
+                continue;
+            }
+
+            return result;
+        }
+    }
+
+    /// <summary>Size, modification time and content hash of the policy file; a missing or unreadable file has its own fingerprint.</summary>
+    private FileFingerprint Fingerprint()
+    {
+        try
+        {
+            var info = new FileInfo(_policyPath);
+            var bytes = Policy.IO.BoundedFile.ReadAllBytes(_policyPath, PolicyLoader.MaxFileBytes, Policy.IO.BoundedFile.DefaultTimeout);
+            return new FileFingerprint(bytes.LongLength, info.LastWriteTimeUtc, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return new FileFingerprint(-1, default, ex.Message);
+        }
+    }
+
+    private sealed record FileFingerprint(long Length, DateTime LastWriteUtc, string Sha256);
+
+    /// <summary>
     /// Reloads when the policy file changes (debounced). The directory is watched and events are
     /// filtered by the file name, so editors that save by writing a temporary file and renaming it
     /// over the policy (a new inode), or that move the old file away and write a new one, are seen
@@ -153,24 +243,36 @@ public sealed class PolicyRuntime : IDisposable
     {
         var directory = Path.GetDirectoryName(_policyPath)!;
         var name = Path.GetFileName(_policyPath);
-        _debounce = new Timer(_ => ReloadInBackground("file changed"), null, Timeout.Infinite, Timeout.Infinite);
+        _debounce = new Timer(
+            _ =>
+            {
+                // Only renames since the last reload: a complete file arrived atomically.
+                var writes = Interlocked.Exchange(ref _writesSeen, 0);
+                var renames = Interlocked.Exchange(ref _renamesSeen, 0);
+                var renamedOnly = writes == 0 && renames != 0;
+                ReloadWhenSettledInBackground("file changed", renamedOnly);
+            },
+            null,
+            Timeout.Infinite,
+            Timeout.Infinite);
         var watcher = new FileSystemWatcher(directory)
         {
             NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
             IncludeSubdirectories = false,
         };
-        watcher.Changed += (_, e) => OnChanged(e.Name);
-        watcher.Created += (_, e) => OnChanged(e.Name);
-        watcher.Deleted += (_, e) => OnChanged(e.Name);
+        watcher.Changed += (_, e) => OnChanged(e.Name, rename: false);
+        watcher.Created += (_, e) => OnChanged(e.Name, rename: false);
+        watcher.Deleted += (_, e) => OnChanged(e.Name, rename: false);
         watcher.Renamed += (_, e) =>
         {
-            OnChanged(e.Name);
-            OnChanged(e.OldName);
+            OnChanged(e.Name, rename: true);
+            OnChanged(e.OldName, rename: false);
         };
         watcher.Error += (_, e) =>
         {
             // Events were lost (queue overflow): reload to be sure nothing was missed.
             _logger.LogWarning("watching {Directory} for policy changes reported an error ({Error}); reloading", directory, e.GetException().Message);
+            Interlocked.Increment(ref _writesSeen);
             Debounce();
         };
         try
@@ -186,12 +288,13 @@ public sealed class PolicyRuntime : IDisposable
 
         _watcher = watcher;
 
-        void OnChanged(string? changed)
+        void OnChanged(string? changed, bool rename)
         {
             // A deleted or moved-away policy keeps the last good one loaded (the reload reports it);
             // the next file written under the name is picked up.
             if (string.Equals(changed, name, StringComparison.Ordinal))
             {
+                Interlocked.Increment(ref rename ? ref _renamesSeen : ref _writesSeen);
                 Debounce();
             }
         }
@@ -199,6 +302,7 @@ public sealed class PolicyRuntime : IDisposable
 
     private void Debounce()
     {
+        Interlocked.Increment(ref _changeGeneration);
         try
         {
             _debounce?.Change(200, Timeout.Infinite);
@@ -223,6 +327,16 @@ public sealed class PolicyRuntime : IDisposable
         }
     }
 
+    /// <summary>
+    /// How long the policy file must stay unchanged before an automatic reload applies it (default 250 ms;
+    /// <c>PROXYGUARD_POLICY_SETTLE_MS</c> overrides). SIGHUP and <c>POST /api/policy/reload</c> do not wait.
+    /// </summary>
+    public TimeSpan SettleInterval { get; init; } = TimeSpan.FromMilliseconds(
+        int.TryParse(Environment.GetEnvironmentVariable("PROXYGUARD_POLICY_SETTLE_MS"), out var ms) && ms is > 0 and <= 60_000 ? ms : 250);
+
+    /// <summary>How long an automatic reload waits for a file that keeps changing before it gives up (default 30 s).</summary>
+    public TimeSpan SettleLimit { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>How often secrets or client tokens that did not resolve are tried again.</summary>
     public TimeSpan SecretRetryInterval { get; init; } = TimeSpan.FromSeconds(
         int.TryParse(Environment.GetEnvironmentVariable("PROXYGUARD_SECRET_RETRY"), out var seconds) && seconds > 0 ? seconds : 30);
@@ -241,7 +355,7 @@ public sealed class PolicyRuntime : IDisposable
             return;
         }
 
-        _secretRetry ??= new Timer(_ => ReloadInBackground("retrying unavailable secrets"), null, Timeout.Infinite, Timeout.Infinite);
+        _secretRetry ??= new Timer(_ => ReloadWhenSettledInBackground("retrying unavailable secrets"), null, Timeout.Infinite, Timeout.Infinite);
         _secretRetry.Change(SecretRetryInterval, Timeout.InfiniteTimeSpan);
     }
 

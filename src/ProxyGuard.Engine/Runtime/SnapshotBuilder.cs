@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using ProxyGuard.Inspection;
 using ProxyGuard.Policy;
 using ProxyGuard.Secrets;
@@ -60,11 +59,8 @@ public static class SnapshotBuilder
             });
         }
 
-        var roots = new X509Certificate2Collection();
-        foreach (var file in policy.Tls.UpstreamCaFiles)
-        {
-            roots.ImportFromPemFile(file);
-        }
+        // Bounded: regular files of at most TlsSpec.MaxCaFileBytes, each read within the default time bound.
+        var roots = policy.Tls.LoadUpstreamRoots(policy.FilePath, Policy.IO.BoundedFile.DefaultTimeout);
 
         return new ProxySnapshot(policy, clients, scanner, new Substitutor(bindings), bindings, unavailable, roots);
     }

@@ -37,7 +37,8 @@ public static class PolicyCaseRunner
         string text;
         try
         {
-            text = File.ReadAllText(path);
+            // Same bounds as a policy file: a regular file of at most 4 MiB, read within the default time bound.
+            text = System.Text.Encoding.UTF8.GetString(IO.BoundedFile.ReadAllBytes(path, PolicyLoader.MaxFileBytes, IO.BoundedFile.DefaultTimeout)).TrimStart('\uFEFF');
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

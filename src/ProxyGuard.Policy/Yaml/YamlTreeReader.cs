@@ -12,6 +12,12 @@ internal static partial class YamlTreeReader
 {
     private const long MaxExpandedNodes = 200_000;
 
+    /// <summary>
+    /// Deepest nesting of lists and mappings accepted (a policy needs about 5). Deeper documents are refused before
+    /// the recursive reader could exhaust the stack.
+    /// </summary>
+    public const int MaxDepth = 64;
+
     public static YNode? Read(string text, string file, List<PolicyDiagnostic> diagnostics)
     {
         var parser = new Parser(new StringReader(text));
@@ -89,6 +95,7 @@ internal static partial class YamlTreeReader
 
             case SequenceStart seq:
             {
+                state.Enter(ev);
                 parser.MoveNext();
                 CheckTag(seq.Tag, line, column, state);
                 var before = state.Expanded;
@@ -99,6 +106,7 @@ internal static partial class YamlTreeReader
                 }
 
                 parser.MoveNext();
+                state.Depth--;
                 var result = new YSequence(items, line, column);
                 state.Count(1);
                 Register(seq.Anchor, result, state.Expanded - before, state);
@@ -107,6 +115,7 @@ internal static partial class YamlTreeReader
 
             case MappingStart map:
             {
+                state.Enter(ev);
                 parser.MoveNext();
                 CheckTag(map.Tag, line, column, state);
                 var before = state.Expanded;
@@ -133,6 +142,7 @@ internal static partial class YamlTreeReader
                 }
 
                 parser.MoveNext();
+                state.Depth--;
                 var result = new YMapping(entries, line, column);
                 state.Count(1);
                 Register(map.Anchor, result, state.Expanded - before, state);
@@ -174,6 +184,16 @@ internal static partial class YamlTreeReader
         public int LastLine { get; set; }
 
         public int LastColumn { get; set; }
+
+        public int Depth { get; set; }
+
+        public void Enter(ParsingEvent start)
+        {
+            if (++Depth > MaxDepth)
+            {
+                throw new YamlException(start.Start, start.End, $"lists and mappings are nested more than {MaxDepth} deep");
+            }
+        }
 
         public void Count(long nodes)
         {

@@ -1,4 +1,5 @@
 using System.Text;
+using ProxyGuard.Policy.IO;
 
 namespace ProxyGuard.Secrets.Resolution;
 
@@ -7,8 +8,8 @@ internal static class FileSecretReader
 {
     private const UnixFileMode UnsafeModes = UnixFileMode.GroupWrite | UnixFileMode.OtherWrite;
 
-    /// <summary>Reads the file, trims trailing CR/LF, refuses unsafe modes, directories, empty and oversized files.</summary>
-    public static string Read(string reference, string path, int maxBytes)
+    /// <summary>Reads the file, trims trailing CR/LF, refuses unsafe modes, directories, FIFOs, devices, empty and oversized files, within a time bound.</summary>
+    public static string Read(string reference, string path, int maxBytes, TimeSpan? timeout = null)
     {
         if (Directory.Exists(path))
         {
@@ -26,14 +27,13 @@ internal static class FileSecretReader
         byte[] bytes;
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-            if (stream.Length > maxBytes)
-            {
-                throw new SecretUnavailableException(reference, $"file '{path}' is larger than {maxBytes} bytes");
-            }
-
-            bytes = new byte[stream.Length];
-            stream.ReadExactly(bytes);
+            // Regular files only (a FIFO, device or socket is refused, also behind a symlink), at most maxBytes,
+            // and never longer than the time bound: a reload or POST /api/policy/reload cannot hang on it.
+            bytes = BoundedFile.ReadAllBytes(path, maxBytes, timeout ?? BoundedFile.DefaultTimeout);
+        }
+        catch (BoundedFileException ex)
+        {
+            throw new SecretUnavailableException(reference, ex.Message);
         }
         catch (IOException ex)
         {
