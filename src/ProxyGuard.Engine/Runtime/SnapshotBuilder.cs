@@ -36,7 +36,10 @@ public static class SnapshotBuilder
                 var value = await secrets.GetAsync(secret.ValueReference, ct);
                 var hosts = secret.Hosts;
                 bindings.Add(new SecretBinding(
-                    secret.Name, placeholder, value, hosts.Matches, secret.InHeaders, secret.InQuery, secret.InBody));
+                    secret.Name, placeholder, value, hosts.Matches, secret.InHeaders, secret.InQuery, secret.InBody)
+                {
+                    AllowPlainHttp = secret.AllowPlainHttp,
+                });
             }
             catch (SecretUnavailableException ex)
             {
@@ -66,7 +69,7 @@ public static class SnapshotBuilder
             roots.ImportFromPemFile(file);
         }
 
-        return new ProxySnapshot(policy, clients, scanner, new Substitutor(bindings), bindings, unavailable, roots);
+        return new ProxySnapshot(policy, clients, scanner, new Substitutor(bindings, secrets.History), bindings, unavailable, roots);
     }
 
     public static string PlaceholderFor(SecretSpec secret, byte[] installationKey) =>
