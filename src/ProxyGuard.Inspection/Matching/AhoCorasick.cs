@@ -18,6 +18,7 @@ internal sealed class AhoCorasick
     private readonly int[] _fail;
     private readonly int[] _outLength;
     private readonly int[] _outOwner;
+    private readonly int[] _depth;
 
     public AhoCorasick(IReadOnlyList<(byte[] Pattern, int Owner)> patterns)
     {
@@ -25,6 +26,7 @@ internal sealed class AhoCorasick
         var children = new List<SortedDictionary<byte, int>> { new() };
         var terminalLength = new List<int> { 0 };
         var terminalOwner = new List<int> { -1 };
+        var depth = new List<int> { 0 };
         var maxLength = 0;
         var firstBytes = new HashSet<byte>();
         foreach (var (pattern, owner) in patterns)
@@ -45,6 +47,7 @@ internal sealed class AhoCorasick
                     children.Add(new SortedDictionary<byte, int>());
                     terminalLength.Add(0);
                     terminalOwner.Add(-1);
+                    depth.Add(depth[node] + 1);
                     children[node][b] = next;
                 }
 
@@ -66,6 +69,7 @@ internal sealed class AhoCorasick
         _fail = new int[count];
         _outLength = new int[count];
         _outOwner = new int[count];
+        _depth = [.. depth];
         var flat = 0;
         for (var n = 0; n < count; n++)
         {
@@ -156,6 +160,9 @@ internal sealed class AhoCorasick
 
     /// <summary>Length of the longest pattern ending in this state (0: none).</summary>
     public int OutputLength(int state) => _outLength[state];
+
+    /// <summary>How many of the last bytes read are a prefix of some pattern (0 at the root).</summary>
+    public int Depth(int state) => _depth[state];
 
     /// <summary>Owner of the longest pattern ending in this state.</summary>
     public int OutputOwner(int state) => _outOwner[state];

@@ -80,6 +80,33 @@ internal static class EscapeDecoder
         return 1;
     }
 
+    /// <summary>
+    /// Start of the first escape in the last 12 bytes of <paramref name="data"/> that more input could
+    /// still complete (a trailing <c>\</c>, <c>\u00</c>, <c>%4</c>, <c>&amp;#x2</c>...), or -1.
+    /// </summary>
+    public static int IncompleteTail(EscapeView view, ReadOnlySpan<byte> data)
+    {
+        for (var j = Math.Max(0, data.Length - 12); j < data.Length; j++)
+        {
+            var rest = data.Length - j;
+            var b = data[j];
+            var incomplete = view switch
+            {
+                EscapeView.Json or EscapeView.JsonLatin1 when b == '\\' =>
+                    rest == 1 || (data[j + 1] == 'u' && (rest < 6 || (rest < 12 && Hex4(data, j + 2) is >= 0xD800 and <= 0xDBFF))),
+                EscapeView.Url => b == '%' && rest < 3,
+                EscapeView.Html => b == '&' && data[j..].IndexOf((byte)';') < 0,
+                _ => false,
+            };
+            if (incomplete)
+            {
+                return j;
+            }
+        }
+
+        return -1;
+    }
+
     private static int DecodeJson(ReadOnlySpan<byte> s, Span<byte> output, bool latin1, out int length)
     {
         length = 2;

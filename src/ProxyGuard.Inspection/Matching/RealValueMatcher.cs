@@ -26,7 +26,7 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// HTML character references (named <c>quot amp lt gt apos nbsp</c>, decimal, hex);
 /// base64 and base64url, padded or not, standalone or inside a larger base64 string at each of the
 /// three byte alignments (values of at least 6 bytes), also wrapped by line breaks (CR, LF or CRLF)
-/// at any line length.
+/// at any line length; and twice-escaped text (JSON in a JSON string, percent-encoding applied twice).
 /// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte.
 /// Immutable and thread-safe. Overlapping matches are merged into one range.
 /// </summary>
@@ -87,6 +87,10 @@ public sealed class RealValueMatcher
             window = Math.Max(window, _text.MaxLength * EscapeDecoder.Expansion(view));
         }
 
+        // Twice escaped: a byte of the first decoding comes from at most 12 input bytes, each of which
+        // from at most 6 (JSON \u005C) or 3 (%25).
+        window = Math.Max(window, _text.MaxLength * 12 * 6);
+
         Window = Math.Max(window, _base64.MaxLength * 3);
         IsEmpty = _text.IsEmpty;
     }
@@ -112,16 +116,23 @@ public sealed class RealValueMatcher
         }
 
         var list = new List<ValueMatch>();
+        var pending = data.Length;
         for (var v = 0; v < TextViews.Length; v++)
         {
-            if (ScanText(TextViews[v], _skip[v], data, list, stopAtFirst: true))
+            if (ScanText(TextViews[v], _skip[v], data, list, stopAtFirst: true, null, ref pending))
             {
                 owner = list[0].Owner;
                 return true;
             }
         }
 
-        if (ScanBase64(data, list, stopAtFirst: true))
+        if (ScanNested(data, list, stopAtFirst: true, ref pending))
+        {
+            owner = list[0].Owner;
+            return true;
+        }
+
+        if (ScanBase64(data, list, stopAtFirst: true, ref pending))
         {
             owner = list[0].Owner;
             return true;
@@ -131,9 +142,18 @@ public sealed class RealValueMatcher
     }
 
     /// <summary>Every range carrying a value, sorted, overlapping matches merged (owner of the leftmost).</summary>
-    public List<ValueMatch> FindAll(ReadOnlySpan<byte> data)
+    public List<ValueMatch> FindAll(ReadOnlySpan<byte> data) => FindAll(data, out _);
+
+    /// <summary>
+    /// As <see cref="FindAll(ReadOnlySpan{byte})"/>; <paramref name="pendingFrom"/> is the earliest
+    /// position from which a value could still be completed by more input (the start of the longest
+    /// suffix that begins some form of some value, or of an unfinished escape); <c>data.Length</c> when
+    /// none. A streaming caller holds back only the bytes from there.
+    /// </summary>
+    public List<ValueMatch> FindAll(ReadOnlySpan<byte> data, out int pendingFrom)
     {
         var list = new List<ValueMatch>();
+        pendingFrom = data.Length;
         if (IsEmpty || data.IsEmpty)
         {
             return list;
@@ -141,10 +161,11 @@ public sealed class RealValueMatcher
 
         for (var v = 0; v < TextViews.Length; v++)
         {
-            ScanText(TextViews[v], _skip[v], data, list, stopAtFirst: false);
+            ScanText(TextViews[v], _skip[v], data, list, stopAtFirst: false, null, ref pendingFrom);
         }
 
-        ScanBase64(data, list, stopAtFirst: false);
+        ScanNested(data, list, stopAtFirst: false, ref pendingFrom);
+        ScanBase64(data, list, stopAtFirst: false, ref pendingFrom);
         return Merge(list);
     }
 
@@ -202,7 +223,74 @@ public sealed class RealValueMatcher
         return merged;
     }
 
-    private bool ScanText(EscapeView view, SearchValues<byte> skip, ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst)
+    /// <summary>
+    /// Twice-escaped text: JSON inside a JSON string (<c>\\\"</c>, <c>\\u00e9</c>: an API that echoes a JSON
+    /// request body in a JSON response) and percent-encoding applied twice (<c>%2522</c>). The input is
+    /// decoded once into a buffer (decoding never grows it) with each decoded byte's source range, and
+    /// the second decoding runs over that buffer. Skipped when the input has no escaped escape.
+    /// </summary>
+    private bool ScanNested(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
+    {
+        var json = data.IndexOf("\\\\"u8) >= 0;
+        var url = data.IndexOf("%25"u8) >= 0;
+        if (!json && !url)
+        {
+            return false;
+        }
+
+        var decoded = ArrayPool<byte>.Shared.Rent(data.Length);
+        var starts = ArrayPool<int>.Shared.Rent(data.Length + 1);
+        Span<byte> unit = stackalloc byte[4];
+        try
+        {
+            foreach (var (view, skip, wanted) in new[] { (EscapeView.Json, _skip[1], json), (EscapeView.Url, _skip[3], url) })
+            {
+                if (!wanted)
+                {
+                    continue;
+                }
+
+                // An unfinished first-level escape at the end is read as plain bytes here; the open
+                // prefix is taken before it (outerLimit) so that the next chunk decodes it whole.
+                var rawTail = EscapeDecoder.IncompleteTail(view, data);
+                var outerLimit = int.MaxValue;
+                var count = 0;
+                for (var i = 0; i < data.Length;)
+                {
+                    if (i >= rawTail && rawTail >= 0 && outerLimit == int.MaxValue)
+                    {
+                        outerLimit = count;
+                    }
+
+                    var n = EscapeDecoder.Decode(view, data, i, unit, out var length);
+                    for (var k = 0; k < n; k++)
+                    {
+                        decoded[count] = unit[k];
+                        starts[count] = i;
+                        count++;
+                    }
+
+                    i += length;
+                }
+
+                starts[count] = data.Length;
+                if (ScanText(view, skip, decoded.AsSpan(0, count), matches, stopAtFirst, starts, ref pendingFrom, outerLimit))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+        finally
+        {
+            decoded.AsSpan(0, data.Length).Clear();
+            ArrayPool<byte>.Shared.Return(decoded);
+            ArrayPool<int>.Shared.Return(starts);
+        }
+    }
+
+    private bool ScanText(EscapeView view, SearchValues<byte> skip, ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, int[]? startMap, ref int pendingFrom, int outerLimit = int.MaxValue)
     {
         var automaton = _text;
         var ringSize = RingSize(automaton.MaxLength);
@@ -211,11 +299,22 @@ public sealed class RealValueMatcher
         Span<byte> unit = stackalloc byte[4];
         try
         {
+            // Where more input could complete an escape: the pending prefix is taken as it stands there,
+            // before the unfinished escape is read as plain bytes.
+            var tail = EscapeDecoder.IncompleteTail(view, data);
+            var limit = Math.Min(tail >= 0 ? tail : data.Length, outerLimit);
+            var pendingTaken = false;
             var state = 0;
             long decoded = 0;
             var i = 0;
             while (i < data.Length)
             {
+                if (!pendingTaken && i >= limit)
+                {
+                    pendingTaken = true;
+                    pendingFrom = Math.Min(pendingFrom, PendingStart(automaton.Depth(state), decoded, ring, mask, limit, data.Length, startMap));
+                }
+
                 if (state == 0)
                 {
                     var next = data[i..].IndexOfAny(skip);
@@ -225,9 +324,21 @@ public sealed class RealValueMatcher
                     }
 
                     i += next;
+                    if (!pendingTaken && i >= limit)
+                    {
+                        pendingTaken = true;
+                        pendingFrom = Math.Min(pendingFrom, PendingStart(0, decoded, ring, mask, limit, data.Length, startMap));
+                    }
                 }
 
                 var count = EscapeDecoder.Decode(view, data, i, unit, out var length);
+                if (!pendingTaken && i + length > limit)
+                {
+                    // This unit reaches into the unfinished tail: it may read differently with more input.
+                    pendingTaken = true;
+                    pendingFrom = Math.Min(pendingFrom, PendingStart(automaton.Depth(state), decoded, ring, mask, i, data.Length, startMap));
+                }
+
                 for (var k = 0; k < count; k++)
                 {
                     ring[(int)(decoded & mask)] = i;
@@ -237,7 +348,15 @@ public sealed class RealValueMatcher
                     if (found > 0)
                     {
                         var start = ring[(int)((decoded - found) & mask)];
-                        matches.Add(new ValueMatch(start, i + length - start, automaton.OutputOwner(state)));
+                        var end = i + length;
+                        if (startMap is not null)
+                        {
+                            // A decoded unit ends where the next one starts (startMap has one entry past the end).
+                            start = startMap[start];
+                            end = startMap[end];
+                        }
+
+                        matches.Add(new ValueMatch(start, end - start, automaton.OutputOwner(state)));
                         if (stopAtFirst)
                         {
                             return true;
@@ -248,6 +367,11 @@ public sealed class RealValueMatcher
                 i += length;
             }
 
+            if (!pendingTaken)
+            {
+                pendingFrom = Math.Min(pendingFrom, PendingStart(i >= data.Length ? automaton.Depth(state) : 0, decoded, ring, mask, limit, data.Length, startMap));
+            }
+
             return false;
         }
         finally
@@ -256,8 +380,23 @@ public sealed class RealValueMatcher
         }
     }
 
+    /// <summary>
+    /// The input position from which a value could still complete: the start of the open prefix
+    /// (<paramref name="depth"/> decoded bytes back), else the unfinished escape at <paramref name="limit"/>.
+    /// </summary>
+    private static int PendingStart(int depth, long decoded, int[] ring, int mask, int limit, int length, int[]? startMap)
+    {
+        var from = depth > 0 ? ring[(int)((decoded - depth) & mask)] : limit;
+        if (from >= length)
+        {
+            return int.MaxValue;
+        }
+
+        return startMap is null ? from : startMap[from];
+    }
+
     /// <summary>Base64 forms, seeing through single line breaks (at most two CR/LF bytes in a row).</summary>
-    private bool ScanBase64(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst)
+    private bool ScanBase64(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
     {
         var automaton = _base64;
         if (automaton.IsEmpty)
@@ -315,6 +454,12 @@ public sealed class RealValueMatcher
                 }
 
                 i++;
+            }
+
+            var depth = automaton.Depth(state);
+            if (depth > 0)
+            {
+                pendingFrom = Math.Min(pendingFrom, ring[(int)((decoded - depth) & mask)]);
             }
 
             return false;

@@ -4,9 +4,11 @@ using ProxyGuard.Inspection.Matching;
 namespace ProxyGuard.Secrets.Matching;
 
 /// <summary>
-/// Incremental scrubber over the shared <see cref="RealValueMatcher"/>: keeps back fewer than
-/// <see cref="RealValueMatcher.Window"/> bytes between chunks so that a value (in any encoded form)
-/// split across reads is still matched. Memory is bounded by the chunk size plus that window.
+/// Incremental scrubber over the shared <see cref="RealValueMatcher"/>. Between chunks it holds back
+/// only the bytes from which some form of some value could still be completed by the next chunk (a
+/// prefix of a form, or an unfinished escape), at most <see cref="RealValueMatcher.Window"/> bytes, so a
+/// value split across reads is still matched while ordinary text is passed on at once. Memory is
+/// bounded by the chunk size plus that window.
 /// </summary>
 internal sealed class StreamingScrubber
 {
@@ -39,10 +41,13 @@ internal sealed class StreamingScrubber
             input.CopyTo(rented.AsSpan(_carryLength));
             var data = rented.AsSpan(0, total);
 
-            // Every match starting before decidedUpTo lies entirely within data (Window bounds a match).
-            var decidedUpTo = final ? total : Math.Max(0, total - _matcher.Window + 1);
+            // A match starting before decidedUpTo lies entirely within data: pendingFrom is where the
+            // longest still-open prefix of any form begins (Window also bounds it).
+            var matches = _matcher.FindAll(data, out var pendingFrom);
+            var decidedUpTo = final ? total : Math.Max(pendingFrom, total - _matcher.Window + 1);
+            decidedUpTo = Math.Min(decidedUpTo, total);
             var copied = 0;
-            foreach (var match in _matcher.FindAll(data))
+            foreach (var match in matches)
             {
                 if (match.Start >= decidedUpTo)
                 {
