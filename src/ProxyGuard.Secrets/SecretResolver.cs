@@ -87,7 +87,11 @@ public sealed class SecretResolver : ISecretProvider, IDisposable
         try
         {
             var value = GetAsync(reference, CancellationToken.None).AsTask().GetAwaiter().GetResult();
-            _ = value.Reveal();
+            if (!value.IsAvailable)
+            {
+                _ = value.Reveal(); // throws with the reason; an available value is not revealed
+            }
+
             return null;
         }
         catch (SecretUnavailableException ex)

@@ -57,14 +57,9 @@ public sealed class SecretValue
     public bool IsAvailable => _value is not null || _source!.IsAvailable;
 
     /// <summary>
-    /// The last value known, even if expired (used for scanning and scrubbing, which must keep
-    /// catching a value the sandbox could still have seen). Null if never fetched.
-    /// </summary>
-    internal string? Peek() => _value is not null ? Encoding.UTF8.GetString(_value) : _source!.Peek();
-
-    /// <summary>
-    /// A copy of the UTF-8 bytes of the last value known (as <see cref="Peek"/>), or null. The caller
-    /// clears it after use.
+    /// A copy of the UTF-8 bytes of the last value known, even if expired (used for scanning and
+    /// scrubbing, which must keep catching a value the sandbox could still have seen), or null if
+    /// never fetched. The caller clears it after use.
     /// </summary>
     internal byte[]? PeekUtf8() => _value is not null ? (byte[])_value.Clone() : _source!.PeekUtf8();
 
@@ -91,8 +86,6 @@ internal interface ISecretSource
     string Reveal();
 
     bool IsAvailable { get; }
-
-    string? Peek();
 
     byte[]? PeekUtf8();
 

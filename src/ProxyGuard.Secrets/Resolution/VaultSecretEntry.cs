@@ -108,14 +108,6 @@ internal sealed class VaultSecretEntry : ISecretSource
         return Encoding.UTF8.GetString(value);
     }
 
-    public string? Peek()
-    {
-        lock (_gate)
-        {
-            return _value is null ? null : Encoding.UTF8.GetString(_value);
-        }
-    }
-
     public byte[]? PeekUtf8()
     {
         lock (_gate)
