@@ -205,6 +205,21 @@ public sealed class EscapedFormsTests
     }
 
     [Fact]
+    public void PlaceholdersSplitAcrossChunksPassThroughUnchanged()
+    {
+        // A response that carries placeholders (and near misses of the value) is not altered, whatever the cuts.
+        var substitutor = Create();
+        var body = Encoding.UTF8.GetBytes("{\"a\":\"" + NastyPlaceholder + "\",\"b\":\"" + AstralPlaceholder + "\",\"c\":\"a\\\"b\\\\c<&d \"}");
+        Assert.Null(substitutor.ScrubBody(body));
+        for (var cut = 1; cut < body.Length; cut++)
+        {
+            Assert.Equal(body, Stream(substitutor, body, [cut]));
+        }
+
+        Assert.Equal(body, Stream(substitutor, body, Enumerable.Repeat(1, body.Length).ToArray()));
+    }
+
+    [Fact]
     public void UnrelatedEscapesAreLeftAlone()
     {
         var substitutor = Create();
