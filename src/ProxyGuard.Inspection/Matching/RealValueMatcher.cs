@@ -1,3 +1,5 @@
+// Over 400 lines: the views, the pending-prefix rule for streaming and the twice-escaped pass must
+// agree exactly on positions; they are kept in one file so that agreement can be read in one place.
 using System.Buffers;
 
 namespace ProxyGuard.Inspection.Matching;
