@@ -15,9 +15,29 @@ public enum SecretReferenceKind
     Vault,
 }
 
-/// <summary>A parsed secret reference. Never holds a secret value.</summary>
+/// <summary>
+/// A parsed secret reference. Never holds a secret value. This is the one grammar of secret
+/// references: the policy compiler validates with it and the resolver (ProxyGuard.Secrets) resolves
+/// what it parsed.
+/// <list type="bullet">
+/// <item><c>env:NAME</c> with NAME = <c>[A-Za-z_][A-Za-z0-9_]*</c>.</item>
+/// <item><c>file:PATH</c>: a non-empty path without control characters, not ending in <c>/</c>.</item>
+/// <item><c>vault:MOUNT/data/PATH#FIELD</c>: segments and field of <c>[A-Za-z0-9_.-]</c>, no empty,
+/// <c>.</c> or <c>..</c> segment, at least one segment after <c>data</c>, the <c>#FIELD</c> required.</item>
+/// </list>
+/// </summary>
 public sealed partial record SecretReference(SecretReferenceKind Kind, string Target, string? Field)
 {
+    /// <summary>The reference text (the same as <see cref="ToString"/>).</summary>
+    public string Text => ToString();
+
+    /// <summary>For <c>vault:</c>: the KV v2 path <c>MOUNT/data/PATH</c>; otherwise null.</summary>
+    public string? VaultPath => Kind == SecretReferenceKind.Vault ? Target : null;
+
+    /// <summary>Parses a reference; throws <see cref="FormatException"/> with the reason when it is not well-formed.</summary>
+    public static SecretReference Parse(string text) =>
+        TryParse(text ?? string.Empty, out var reference, out var error) ? reference! : throw new FormatException(error);
+
     /// <summary>Parses <c>env:NAME</c>, <c>file:PATH</c> or <c>vault:MOUNT/data/PATH#FIELD</c>.</summary>
     public static bool TryParse(string text, out SecretReference? reference, out string? error)
     {
@@ -57,6 +77,15 @@ public sealed partial record SecretReference(SecretReferenceKind Kind, string Ta
             {
                 error = $"invalid secret reference '{text}': expected 'vault:MOUNT/data/PATH#FIELD' (KV v2)";
                 return false;
+            }
+
+            foreach (var segment in match.Groups["path"].Value.Split('/'))
+            {
+                if (segment is "." or "..")
+                {
+                    error = $"invalid secret reference '{text}': a vault path segment may not be '.' or '..'";
+                    return false;
+                }
             }
 
             reference = new SecretReference(SecretReferenceKind.Vault, match.Groups["path"].Value, match.Groups["field"].Value);

@@ -25,5 +25,8 @@ public sealed class SecretSpec
 
     public bool InBody { get; init; }
 
+    /// <summary><c>allow_plain_http</c>: the secret may be substituted into plain-HTTP requests (default false).</summary>
+    public bool AllowPlainHttp { get; init; }
+
     public int Line { get; init; }
 }

@@ -14,7 +14,14 @@ public sealed record SecretBinding(
     bool InQuery,
     bool InBody)
 {
+    /// <summary>
+    /// True when this secret may be substituted into a request that does not go over TLS verified by
+    /// the proxy (plain <c>http://</c>). Default false: such a request is denied with
+    /// <c>secret-plain-http</c>. Policy key <c>allow_plain_http</c>.
+    /// </summary>
+    public bool AllowPlainHttp { get; init; }
+
     /// <inheritdoc />
     public override string ToString() =>
-        $"SecretBinding {{ Name = {Name}, Placeholder = {Placeholder}, Value = {SecretValue.Redacted}, InHeaders = {InHeaders}, InQuery = {InQuery}, InBody = {InBody} }}";
+        $"SecretBinding {{ Name = {Name}, Placeholder = {Placeholder}, Value = {SecretValue.Redacted}, InHeaders = {InHeaders}, InQuery = {InQuery}, InBody = {InBody}, AllowPlainHttp = {AllowPlainHttp} }}";
 }

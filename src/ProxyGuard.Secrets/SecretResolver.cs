@@ -31,6 +31,7 @@ public sealed class SecretResolver : ISecretProvider, IDisposable
         }
 
         _options = options;
+        History = options.History ?? new SecretHistory(timeProvider: options.TimeProvider);
         _vault = new Lazy<VaultClient>(() => new VaultClient(
             options.Vault ?? VaultOptions.FromEnvironment(options.Environment), options.RequestTimeout, options.MaxFileBytes));
     }
@@ -40,14 +41,17 @@ public sealed class SecretResolver : ISecretProvider, IDisposable
     {
     }
 
+    /// <summary>Previous values of rotated secrets (see <see cref="SecretResolverOptions.History"/>).</summary>
+    public SecretHistory History { get; }
+
     /// <inheritdoc />
     public async ValueTask<SecretValue> GetAsync(string reference, CancellationToken ct)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var parsed = SecretReference.Parse(reference);
+        var parsed = ParseReference(reference);
         switch (parsed.Kind)
         {
-            case SecretReferenceKind.Environment:
+            case SecretReferenceKind.Env:
                 var value = _options.Environment(parsed.Target);
                 if (value is null)
                 {
@@ -83,7 +87,11 @@ public sealed class SecretResolver : ISecretProvider, IDisposable
         try
         {
             var value = GetAsync(reference, CancellationToken.None).AsTask().GetAwaiter().GetResult();
-            _ = value.Reveal();
+            if (!value.IsAvailable)
+            {
+                _ = value.Reveal(); // throws with the reason; an available value is not revealed
+            }
+
             return null;
         }
         catch (SecretUnavailableException ex)
@@ -95,16 +103,14 @@ public sealed class SecretResolver : ISecretProvider, IDisposable
     /// <summary>Checks only the syntax of a reference: null when well-formed, else a one-line reason.</summary>
     public static string? ValidateSyntax(string reference)
     {
-        try
-        {
-            _ = SecretReference.Parse(reference);
-            return null;
-        }
-        catch (SecretUnavailableException ex)
-        {
-            return ex.Reason;
-        }
+        return SecretReference.TryParse(reference ?? string.Empty, out _, out var error) ? null : error;
     }
+
+    /// <summary>Parses with the policy's grammar (the only one); a malformed reference is unavailable.</summary>
+    private static SecretReference ParseReference(string reference) =>
+        SecretReference.TryParse(reference ?? string.Empty, out var parsed, out var error)
+            ? parsed!
+            : throw new SecretUnavailableException(reference ?? string.Empty, error!);
 
     /// <summary>True when the text has the form of a secret reference (<c>env:</c>, <c>file:</c> or <c>vault:</c>).</summary>
     public static bool IsReference(string text) =>

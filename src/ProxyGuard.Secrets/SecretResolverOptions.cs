@@ -27,6 +27,12 @@ public sealed class SecretResolverOptions
     /// <summary>Clock for cache ages (tests pass a fake one).</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>
+    /// Previous values of rotated secrets, kept across policy reloads (default: a new
+    /// <see cref="SecretHistory"/> with a 24 h grace, 4 values per secret).
+    /// </summary>
+    public SecretHistory? History { get; init; }
+
     /// <summary>Largest <c>file:</c> secret accepted (default 64 KiB).</summary>
     public int MaxFileBytes { get; init; } = 64 * 1024;
 
@@ -38,7 +44,8 @@ public sealed class SecretResolverOptions
 
     /// <summary>
     /// Defaults, with <see cref="CacheTtl"/> and <see cref="StaleGrace"/> taken from
-    /// PROXYGUARD_SECRET_CACHE_TTL / PROXYGUARD_SECRET_STALE_GRACE (seconds) when set.
+    /// PROXYGUARD_SECRET_CACHE_TTL / PROXYGUARD_SECRET_STALE_GRACE (seconds) when set, and the
+    /// rotation grace of <see cref="History"/> from PROXYGUARD_SECRET_ROTATION_GRACE (seconds).
     /// </summary>
     /// <exception cref="ArgumentException">A variable is set but is not a number of seconds in range.</exception>
     public static SecretResolverOptions FromEnvironment(Func<string, string?>? environment = null)
@@ -50,6 +57,7 @@ public sealed class SecretResolverOptions
             Environment = environment,
             CacheTtl = Seconds(environment, CacheTtlVariable, minimum: 1) ?? defaults.CacheTtl,
             StaleGrace = Seconds(environment, StaleGraceVariable, minimum: 0) ?? defaults.StaleGrace,
+            History = SecretHistory.FromEnvironment(environment),
         };
     }
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
@@ -6,7 +7,8 @@ namespace ProxyGuard.Secrets;
 
 /// <summary>
 /// A real secret value. It renders itself as <c>[REDACTED]</c> everywhere (ToString, debugger,
-/// JSON); <see cref="Reveal"/> is the only way to read it. A value resolved from Vault is a live
+/// JSON); <see cref="Reveal"/> is the only way to read it. The value is held as UTF-8 bytes, and a
+/// string is made only when <see cref="Reveal"/> is called. A value resolved from Vault is a live
 /// handle: <see cref="Reveal"/> returns the current cached value and throws
 /// <see cref="SecretUnavailableException"/> once the cache is past its TTL plus grace and Vault
 /// could not refresh it (fail closed).
@@ -20,7 +22,7 @@ public sealed class SecretValue
     public const string Redacted = "[REDACTED]";
 
     [DebuggerBrowsable(DebuggerBrowsableState.Never)]
-    private readonly string? _value;
+    private readonly byte[]? _value;
 
     [DebuggerBrowsable(DebuggerBrowsableState.Never)]
     private readonly ISecretSource? _source;
@@ -29,7 +31,7 @@ public sealed class SecretValue
     public SecretValue(string value)
     {
         ArgumentException.ThrowIfNullOrEmpty(value);
-        _value = value;
+        _value = Encoding.UTF8.GetBytes(value);
     }
 
     internal SecretValue(ISecretSource source)
@@ -39,7 +41,7 @@ public sealed class SecretValue
 
     /// <summary>The real value. Call it only at the moment of use; never store or log the result.</summary>
     /// <exception cref="SecretUnavailableException">A live (Vault) value expired and cannot be refreshed.</exception>
-    public string Reveal() => _value ?? _source!.Reveal();
+    public string Reveal() => _value is not null ? Encoding.UTF8.GetString(_value) : _source!.Reveal();
 
     /// <summary>
     /// For a live (Vault) value: fetches it again when it is past its TTL (or was never fetched), as
@@ -55,10 +57,14 @@ public sealed class SecretValue
     public bool IsAvailable => _value is not null || _source!.IsAvailable;
 
     /// <summary>
-    /// The last value known, even if expired (used for scanning and scrubbing, which must keep
-    /// catching a value the sandbox could still have seen). Null if never fetched.
+    /// A copy of the UTF-8 bytes of the last value known, even if expired (used for scanning and
+    /// scrubbing, which must keep catching a value the sandbox could still have seen), or null if
+    /// never fetched. The caller clears it after use.
     /// </summary>
-    internal string? Peek() => _value ?? _source!.Peek();
+    internal byte[]? PeekUtf8() => _value is not null ? (byte[])_value.Clone() : _source!.PeekUtf8();
+
+    /// <summary>Changes whenever the value behind this handle changes (a Vault refresh with a new value).</summary>
+    internal long Version => _source?.Version ?? 0;
 
     /// <inheritdoc />
     public override string ToString() => Redacted;
@@ -81,7 +87,9 @@ internal interface ISecretSource
 
     bool IsAvailable { get; }
 
-    string? Peek();
+    byte[]? PeekUtf8();
+
+    long Version { get; }
 
     ValueTask EnsureAsync(CancellationToken ct);
 }

@@ -1,6 +1,10 @@
+// Over 400 lines: the substitutor is the one public surface of secrets on the request and response
+// paths (one call per position); its position parsing lives in ValuePositions, matching in
+// ProxyGuard.Inspection.Matching. Splitting it further would split one contract across files.
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using ProxyGuard.Inspection.Matching;
 using ProxyGuard.Secrets.Matching;
 
 namespace ProxyGuard.Secrets;
@@ -17,9 +21,22 @@ public sealed class Substitutor
 {
     private readonly SecretBinding[] _bindings;
     private readonly byte[][] _placeholderBytes;
+    private readonly RealValueMatcher _placeholderMatcher;
+    private readonly SecretHistory? _history;
+    private readonly object _buildGate = new();
     private volatile MatcherState _matcherState;
 
     public Substitutor(IReadOnlyList<SecretBinding> bindings)
+        : this(bindings, null)
+    {
+    }
+
+    /// <summary>
+    /// Builds the substitutor of one policy snapshot. With a <paramref name="history"/> (the resolver's,
+    /// which outlives snapshots) the current value of each secret is recorded there, and values that
+    /// were current before a rotation stay scrubbed and detected for the history's grace period.
+    /// </summary>
+    public Substitutor(IReadOnlyList<SecretBinding> bindings, SecretHistory? history)
     {
         ArgumentNullException.ThrowIfNull(bindings);
         _bindings = bindings.ToArray();
@@ -49,7 +66,9 @@ public sealed class Substitutor
         }
 
         _placeholderBytes = _bindings.Select(b => Encoding.UTF8.GetBytes(b.Placeholder)).ToArray();
-        _matcherState = BuildMatcher(_bindings.Select(b => b.Value.Peek()).ToArray());
+        _placeholderMatcher = new RealValueMatcher(_placeholderBytes.Select((p, i) => new KnownValue(i, p)));
+        _history = history;
+        _matcherState = BuildMatcher(null);
     }
 
     /// <summary>A substitutor without secrets.</summary>
@@ -59,19 +78,53 @@ public sealed class Substitutor
 
     public IReadOnlyList<SecretBinding> Bindings => _bindings;
 
+    /// <summary>Header substitution toward an intercepted (verified TLS) destination; see <see cref="SubstituteHeader(string, string, SubstitutionTarget)"/>.</summary>
+    public SubstitutionResult SubstituteHeader(string headerName, string value, string host) =>
+        SubstituteHeader(headerName, value, new SubstitutionTarget(host, VerifiedTls: true));
+
     /// <summary>
-    /// Substitutes placeholders in one header value. Any header: the placeholder anywhere in the value
-    /// is replaced raw (this covers <c>Bearer</c>, <c>token</c> and custom headers such as
-    /// <c>x-api-key</c>). <c>Authorization</c>/<c>Proxy-Authorization</c> <c>Basic</c>: the credentials
-    /// are decoded, the placeholder replaced in the user or password part, and re-encoded.
-    /// A placeholder toward a host its secret is not bound to, or when headers are not in its
-    /// <c>in</c>, is misuse: nothing is substituted.
+    /// Substitutes placeholders in one header (call it once per header field, with its name). The value
+    /// is a value position: the placeholder anywhere in it is replaced raw (<c>Bearer</c>, <c>token</c>,
+    /// <c>x-api-key</c>...). <c>Authorization</c>/<c>Proxy-Authorization</c> <c>Basic</c>: the credentials
+    /// are decoded, the placeholder replaced in the user or password part, and re-encoded. <c>Cookie</c>:
+    /// only cookie values are value positions. A placeholder in the header name or a cookie name (in
+    /// any encoding) is <see cref="SubstitutionReasons.PlaceholderPosition"/>; toward a host its secret
+    /// is not bound to, or when headers are not in its <c>in</c>, <see cref="SubstitutionReasons.SecretMisuse"/>;
+    /// over plain HTTP without <c>allow_plain_http</c>, <see cref="SubstitutionReasons.PlainHttp"/>.
+    /// On any misuse nothing is substituted.
     /// </summary>
-    public SubstitutionResult SubstituteHeader(string headerName, string value, string host)
+    public SubstitutionResult SubstituteHeader(string headerName, string value, SubstitutionTarget target)
     {
-        if (_bindings.Length == 0 || string.IsNullOrEmpty(value))
+        ArgumentNullException.ThrowIfNull(headerName);
+        value ??= string.Empty;
+        if (_bindings.Length == 0)
         {
             return SubstitutionResult.Unchanged(value);
+        }
+
+        var inName = CheckUnsubstituted(headerName, target);
+        if (inName.IsMisuse)
+        {
+            return inName with { Value = value };
+        }
+
+        if (value.Length == 0)
+        {
+            return SubstitutionResult.Unchanged(value);
+        }
+
+        if (headerName.Equals("Cookie", StringComparison.OrdinalIgnoreCase))
+        {
+            foreach (var pair in value.Split(';'))
+            {
+                var eq = pair.IndexOf('=', StringComparison.Ordinal);
+                var name = eq < 0 ? pair : pair[..eq];
+                var misuse = CheckUnsubstituted(name, target);
+                if (misuse.IsMisuse)
+                {
+                    return misuse with { Value = value };
+                }
+            }
         }
 
         if (IsAuthorizationHeader(headerName) && TryDecodeBasic(value, out var prefix, out var credentials))
@@ -79,10 +132,10 @@ public sealed class Substitutor
             var inCredentials = FoundIn(credentials);
             if (inCredentials.Count > 0)
             {
-                var misuse = FirstMisuse(inCredentials, host, b => b.InHeaders);
+                var misuse = Check(inCredentials, target, b => b.InHeaders, nameIndices: null);
                 if (misuse is not null)
                 {
-                    return SubstitutionResult.Misuse(value, misuse);
+                    return misuse with { Value = value };
                 }
 
                 foreach (var index in inCredentials)
@@ -101,10 +154,10 @@ public sealed class Substitutor
             return SubstitutionResult.Unchanged(value);
         }
 
-        var misused = FirstMisuse(found, host, b => b.InHeaders);
+        var misused = Check(found, target, b => b.InHeaders, nameIndices: null);
         if (misused is not null)
         {
-            return SubstitutionResult.Misuse(value, misused);
+            return misused with { Value = value };
         }
 
         var result = value;
@@ -116,12 +169,18 @@ public sealed class Substitutor
         return new SubstitutionResult(result, Names(found), null);
     }
 
+    /// <summary>Query substitution toward an intercepted (verified TLS) destination; see <see cref="SubstituteQuery(string, SubstitutionTarget)"/>.</summary>
+    public SubstitutionResult SubstituteQuery(string rawQuery, string host) =>
+        SubstituteQuery(rawQuery, new SubstitutionTarget(host, VerifiedTls: true));
+
     /// <summary>
-    /// Substitutes placeholders in a raw query string (with or without the leading '?'), in names and
-    /// values, raw or percent-encoded (<c>%50G_...</c>). The real value is written percent-encoded
-    /// (RFC 3986 unreserved characters kept); the rest of the query is kept byte for byte.
+    /// Substitutes placeholders in a raw query string (with or without the leading '?'), raw or
+    /// percent-encoded (<c>%50G_...</c>), in parameter values only. A placeholder in a parameter name
+    /// (the part before the first '=' of a '&amp;'-separated pair, or a pair without '=') is
+    /// <see cref="SubstitutionReasons.PlaceholderPosition"/>. The real value is written
+    /// percent-encoded (RFC 3986 unreserved characters kept); the rest of the query is kept byte for byte.
     /// </summary>
-    public SubstitutionResult SubstituteQuery(string rawQuery, string host)
+    public SubstitutionResult SubstituteQuery(string rawQuery, SubstitutionTarget target)
     {
         if (_bindings.Length == 0 || string.IsNullOrEmpty(rawQuery))
         {
@@ -136,10 +195,11 @@ public sealed class Substitutor
         }
 
         var indices = matches.Select(m => m.Binding).Distinct().ToList();
-        var misused = FirstMisuse(indices, host, b => b.InQuery);
+        var names = ValuePositions.InFormNames(raw, matches);
+        var misused = Check(indices, target, b => b.InQuery, names);
         if (misused is not null)
         {
-            return SubstitutionResult.Misuse(rawQuery, misused);
+            return misused with { Value = rawQuery };
         }
 
         var builder = new StringBuilder(rawQuery.Length + 64);
@@ -162,17 +222,26 @@ public sealed class Substitutor
     /// <paramref name="newBody"/> (null when unchanged; re-frame Content-Length).
     /// </summary>
     public SubstitutionResult SubstituteBody(ReadOnlySpan<byte> body, string host, out byte[]? newBody) =>
-        SubstituteBody(body, host, null, out newBody);
+        SubstituteBody(body, null, new SubstitutionTarget(host, VerifiedTls: true), out newBody);
+
+    /// <summary>Body substitution toward an intercepted (verified TLS) destination; see <see cref="SubstituteBody(ReadOnlySpan{byte}, string?, SubstitutionTarget, out byte[]?)"/>.</summary>
+    public SubstitutionResult SubstituteBody(ReadOnlySpan<byte> body, string host, string? contentType, out byte[]? newBody) =>
+        SubstituteBody(body, contentType, new SubstitutionTarget(host, VerifiedTls: true), out newBody);
 
     /// <summary>
     /// Substitutes placeholders in a request body, only for secrets with <c>body</c> in their
     /// <c>in</c> and toward their hosts. A placeholder of a secret whose body substitution is not
     /// opted in, or toward another host, is misuse (the request is denied, nothing is sent).
-    /// The value is encoded for the content type: <c>application/x-www-form-urlencoded</c>
-    /// percent-encoded, JSON (<c>application/json</c>, <c>+json</c>) JSON-string-escaped, otherwise raw
-    /// UTF-8; a percent-encoded placeholder always gets a percent-encoded value.
+    /// Value positions only: form fields' values (<c>application/x-www-form-urlencoded</c>), JSON
+    /// string values (not object keys), multipart part bodies (not the part headers, so neither the
+    /// field name nor the file name), anything in other bodies. A placeholder in a name position is
+    /// <see cref="SubstitutionReasons.PlaceholderPosition"/>; a multipart body whose boundary cannot be
+    /// read is all name position (fail closed).
+    /// The value is encoded for the content type: form percent-encoded, JSON (<c>application/json</c>,
+    /// <c>+json</c>) JSON-string-escaped, otherwise raw UTF-8; a percent-encoded placeholder always
+    /// gets a percent-encoded value.
     /// </summary>
-    public SubstitutionResult SubstituteBody(ReadOnlySpan<byte> body, string host, string? contentType, out byte[]? newBody)
+    public SubstitutionResult SubstituteBody(ReadOnlySpan<byte> body, string? contentType, SubstitutionTarget target, out byte[]? newBody)
     {
         newBody = null;
         if (_bindings.Length == 0 || body.IsEmpty)
@@ -187,13 +256,20 @@ public sealed class Substitutor
         }
 
         var indices = matches.Select(m => m.Binding).Distinct().ToList();
-        var misused = FirstMisuse(indices, host, b => b.InBody);
+        var kind = ClassifyContentType(contentType);
+        var names = kind switch
+        {
+            BodyKind.Form => ValuePositions.InFormNames(body, matches),
+            BodyKind.Json => ValuePositions.InJsonKeys(body, matches),
+            BodyKind.Multipart => ValuePositions.InMultipartHeaders(body, contentType!, matches),
+            _ => null,
+        };
+        var misused = Check(indices, target, b => b.InBody, names);
         if (misused is not null)
         {
-            return SubstitutionResult.Misuse(string.Empty, misused);
+            return misused with { Value = string.Empty };
         }
 
-        var kind = ClassifyContentType(contentType);
         using var output = new MemoryStream(body.Length + 64);
         var copied = 0;
         foreach (var match in matches)
@@ -217,6 +293,47 @@ public sealed class Substitutor
     }
 
     /// <summary>
+    /// True when a placeholder occurs anywhere in the text, in any encoding the real-value matcher
+    /// knows (raw, percent-, JSON-, HTML-escaped, base64/base64url at any alignment, line-wrapped).
+    /// </summary>
+    public bool ContainsPlaceholder(string text) => FindPlaceholderAnywhere(text) is not null;
+
+    /// <inheritdoc cref="ContainsPlaceholder(string)"/>
+    public bool ContainsPlaceholder(ReadOnlySpan<byte> data) => FindPlaceholderAnywhere(data) is not null;
+
+    /// <summary>Name of a secret whose placeholder occurs in the text in any encoding (see <see cref="ContainsPlaceholder(string)"/>), or null.</summary>
+    public string? FindPlaceholderAnywhere(string text) =>
+        string.IsNullOrEmpty(text) || _bindings.Length == 0 ? null : FindPlaceholderAnywhere(Encoding.UTF8.GetBytes(text));
+
+    /// <inheritdoc cref="FindPlaceholderAnywhere(string)"/>
+    public string? FindPlaceholderAnywhere(ReadOnlySpan<byte> data) =>
+        _placeholderMatcher.TryFindFirst(data, out var owner) ? _bindings[owner].Name : null;
+
+    /// <summary>
+    /// For a position that is never substituted (method, path, host, fragment, header name, cookie
+    /// name, user name in a URL): a placeholder there in any encoding is a misuse, with
+    /// <see cref="SubstitutionReasons.PlaceholderPosition"/> when the destination is a host the secret
+    /// is bound to, else <see cref="SubstitutionReasons.SecretMisuse"/>. Unchanged when none.
+    /// </summary>
+    public SubstitutionResult CheckUnsubstituted(string text, SubstitutionTarget target) =>
+        string.IsNullOrEmpty(text) || _bindings.Length == 0
+            ? SubstitutionResult.Unchanged(text ?? string.Empty)
+            : CheckUnsubstituted(Encoding.UTF8.GetBytes(text), target) with { Value = text };
+
+    /// <inheritdoc cref="CheckUnsubstituted(string, SubstitutionTarget)"/>
+    public SubstitutionResult CheckUnsubstituted(ReadOnlySpan<byte> data, SubstitutionTarget target)
+    {
+        if (!_placeholderMatcher.TryFindFirst(data, out var owner))
+        {
+            return SubstitutionResult.Unchanged(string.Empty);
+        }
+
+        var binding = _bindings[owner];
+        return SubstitutionResult.Misuse(string.Empty, binding.Name,
+            binding.AppliesToHost(target.Host) ? SubstitutionReasons.PlaceholderPosition : SubstitutionReasons.SecretMisuse);
+    }
+
+    /// <summary>
     /// Name of the first secret whose placeholder appears in the text (raw or percent-encoded), or null.
     /// The engine uses it for locations where substitution never happens (path, host names): a
     /// placeholder there is misuse.
@@ -237,35 +354,20 @@ public sealed class Substitutor
     }
 
     /// <summary>
-    /// Name of a secret whose real value appears in the text raw, percent-encoded, base64 or base64url
-    /// (standalone, or inside a larger base64 string at any alignment), or null. Run it on what the
-    /// sandbox sent, before substitution: a hit means the sandbox holds a real value → deny.
+    /// Name of a secret whose real value (current, or previous within the rotation grace) appears in
+    /// the text in any form the shared real-value matcher knows: raw, JSON-, percent- or HTML-escaped,
+    /// base64 or base64url (standalone, inside a larger base64 string at any alignment, line-wrapped);
+    /// or null. Run it on what the sandbox sent, before substitution: a hit means the sandbox holds a
+    /// real value → deny.
     /// </summary>
-    public string? FindRealValue(string text)
-    {
-        if (string.IsNullOrEmpty(text))
-        {
-            return null;
-        }
-
-        var state = CurrentMatcher();
-        if (state.Matcher.IsEmpty)
-        {
-            return null;
-        }
-
-        var match = state.Matcher.FindFirst(Encoding.UTF8.GetBytes(text));
-        return match is null ? null : _bindings[match.Owner].Name;
-    }
+    public string? FindRealValue(string text) =>
+        string.IsNullOrEmpty(text) ? null : FindRealValue(Encoding.UTF8.GetBytes(text));
 
     /// <inheritdoc cref="FindRealValue(string)"/>
-    public string? FindRealValue(ReadOnlySpan<byte> data)
-    {
-        var match = CurrentMatcher().Matcher.FindFirst(data);
-        return match is null ? null : _bindings[match.Owner].Name;
-    }
+    public string? FindRealValue(ReadOnlySpan<byte> data) =>
+        CurrentMatcher().Matcher.TryFindFirst(data, out var owner) ? _bindings[owner].Name : null;
 
-    /// <summary>Replaces real values (raw, percent-encoded, base64 std/url) by their placeholders (response headers).</summary>
+    /// <summary>Replaces real values (every form, see <see cref="FindRealValue(string)"/>) by their placeholders (response status line, header names and values, trailers).</summary>
     public string ScrubText(string text)
     {
         if (string.IsNullOrEmpty(text))
@@ -279,19 +381,20 @@ public sealed class Substitutor
             return text;
         }
 
-        var scrubbed = state.Matcher.Replace(Encoding.UTF8.GetBytes(text));
+        var scrubbed = state.Matcher.Replace(Encoding.UTF8.GetBytes(text), _placeholderBytes);
         return scrubbed is null ? text : Encoding.UTF8.GetString(scrubbed);
     }
 
     /// <summary>Scrubs a whole (decoded) body; null when nothing changed.</summary>
-    public byte[]? ScrubBody(ReadOnlySpan<byte> body) => CurrentMatcher().Matcher.Replace(body);
+    public byte[]? ScrubBody(ReadOnlySpan<byte> body) => CurrentMatcher().Matcher.Replace(body, _placeholderBytes);
 
     /// <summary>
-    /// A stream that scrubs on the fly, for bodies over the scan limit. If <paramref name="inner"/> is
-    /// readable, reading the returned stream yields inner's content scrubbed; otherwise writes to the
-    /// returned stream reach inner scrubbed and the held-back tail is written on dispose. A window of
-    /// the longest encoded value minus one byte is held back between chunks, so a value split across
-    /// reads is still caught; memory stays bounded. Disposing it disposes inner.
+    /// A stream that scrubs on the fly. If <paramref name="inner"/> is readable, reading the returned
+    /// stream yields inner's content scrubbed; otherwise writes to the returned stream reach inner
+    /// scrubbed and the held-back tail is written on dispose. A window of
+    /// <see cref="LongestEncodedValue"/> minus one byte is held back between chunks, so a value split
+    /// across reads (in any of its forms) is still caught; memory stays bounded by the chunk size plus
+    /// that window. Disposing it disposes inner.
     /// </summary>
     public Stream CreateScrubbingStream(Stream inner) => CreateScrubbingStream(inner, leaveOpen: false);
 
@@ -299,11 +402,11 @@ public sealed class Substitutor
     public Stream CreateScrubbingStream(Stream inner, bool leaveOpen)
     {
         ArgumentNullException.ThrowIfNull(inner);
-        return new ScrubbingStream(inner, CurrentMatcher().Matcher, leaveOpen);
+        return new ScrubbingStream(inner, CurrentMatcher().Matcher, _placeholderBytes, leaveOpen);
     }
 
-    /// <summary>Longest encoded form of any real value (the streaming window is one less).</summary>
-    public int LongestEncodedValue => CurrentMatcher().Matcher.MaxLength;
+    /// <summary>The longest input one encoded real value can span (the streaming window is one less).</summary>
+    public int LongestEncodedValue => CurrentMatcher().Matcher.Window;
 
     /// <inheritdoc />
     public override string ToString() => $"Substitutor {{ Secrets = [{string.Join(", ", _bindings.Select(b => b.Name))}] }}";
@@ -313,6 +416,7 @@ public sealed class Substitutor
         Raw,
         Form,
         Json,
+        Multipart,
     }
 
     private static BodyKind ClassifyContentType(string? contentType)
@@ -326,6 +430,11 @@ public sealed class Substitutor
         if (mediaType.Equals("application/x-www-form-urlencoded", StringComparison.OrdinalIgnoreCase))
         {
             return BodyKind.Form;
+        }
+
+        if (mediaType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase))
+        {
+            return BodyKind.Multipart;
         }
 
         return mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
@@ -392,14 +501,40 @@ public sealed class Substitutor
         return found;
     }
 
-    private string? FirstMisuse(List<int> indices, string host, Func<SecretBinding, bool> location)
+    /// <summary>
+    /// The misuse among the placeholders found, or null. Order: wrong host or location
+    /// (<c>secret-misuse</c>), then a name position (<c>placeholder-position</c>), then plain HTTP.
+    /// </summary>
+    private SubstitutionResult? Check(List<int> indices, SubstitutionTarget target, Func<SecretBinding, bool> location, HashSet<int>? nameIndices)
     {
         foreach (var index in indices)
         {
             var binding = _bindings[index];
-            if (!location(binding) || !binding.AppliesToHost(host))
+            if (!location(binding) || !binding.AppliesToHost(target.Host))
             {
-                return binding.Name;
+                return SubstitutionResult.Misuse(string.Empty, binding.Name);
+            }
+        }
+
+        if (nameIndices is { Count: > 0 })
+        {
+            foreach (var index in indices)
+            {
+                if (nameIndices.Contains(index))
+                {
+                    return SubstitutionResult.Misuse(string.Empty, _bindings[index].Name, SubstitutionReasons.PlaceholderPosition);
+                }
+            }
+        }
+
+        if (!target.VerifiedTls)
+        {
+            foreach (var index in indices)
+            {
+                if (!_bindings[index].AllowPlainHttp)
+                {
+                    return SubstitutionResult.Misuse(string.Empty, _bindings[index].Name, SubstitutionReasons.PlainHttp);
+                }
             }
         }
 
@@ -408,7 +543,7 @@ public sealed class Substitutor
 
     private IReadOnlyList<string> Names(List<int> indices) => indices.Select(i => _bindings[i].Name).ToArray();
 
-    private readonly record struct PlaceholderMatch(int Start, int Length, int Binding);
+    internal readonly record struct PlaceholderMatch(int Start, int Length, int Binding);
 
     /// <summary>
     /// Finds placeholders in raw bytes, seeing through percent-encoding: each byte or %XX triple is one
@@ -492,43 +627,101 @@ public sealed class Substitutor
     private MatcherState CurrentMatcher()
     {
         var state = _matcherState;
+        if (!IsStale(state))
+        {
+            return state;
+        }
+
+        lock (_buildGate)
+        {
+            state = _matcherState;
+            if (IsStale(state))
+            {
+                state = BuildMatcher(state);
+                _matcherState = state;
+            }
+
+            return state;
+        }
+    }
+
+    private bool IsStale(MatcherState state)
+    {
         for (var i = 0; i < _bindings.Length; i++)
         {
-            if (!ReferenceEquals(state.Sources[i], _bindings[i].Value.Peek()))
+            if (state.Versions[i] != _bindings[i].Value.Version)
             {
-                state = BuildMatcher(_bindings.Select(b => b.Value.Peek()).ToArray());
-                _matcherState = state;
-                break;
+                return true;
             }
         }
 
-        return state;
+        return _history is not null
+            && (state.HistoryVersion != _history.Version || _history.TimeProvider.GetUtcNow() >= state.NextExpiry);
     }
 
-    private MatcherState BuildMatcher(string?[] sources)
+    /// <summary>
+    /// Compiles the current and remembered previous values into the shared matcher. A binding's value
+    /// is recorded in the history when first seen and whenever its live value changed since
+    /// <paramref name="previous"/> (never from an older snapshot's unchanged values).
+    /// </summary>
+    private MatcherState BuildMatcher(MatcherState? previous)
     {
-        var patterns = new List<Pattern>();
-        for (var i = 0; i < sources.Length; i++)
+        var values = new List<KnownValue>();
+        var buffers = new List<byte[]>();
+        var versions = new long[_bindings.Length];
+        var nextExpiry = DateTimeOffset.MaxValue;
+        try
         {
-            var source = sources[i];
-            if (source is null)
+            for (var i = 0; i < _bindings.Length; i++)
             {
-                continue;
+                var binding = _bindings[i];
+                versions[i] = binding.Value.Version;
+                var current = binding.Value.PeekUtf8();
+                if (current is not null)
+                {
+                    buffers.Add(current);
+                    values.Add(new KnownValue(i, current));
+                    if (previous is null || previous.Versions[i] != versions[i])
+                    {
+                        _history?.Observe(binding.Name, current);
+                    }
+                }
             }
 
-            foreach (var form in EncodedForms.Build(source))
+            var historyVersion = _history?.Version ?? 0;
+            if (_history is not null)
             {
-                patterns.Add(new Pattern(form, i, _placeholderBytes[i]));
+                for (var i = 0; i < _bindings.Length; i++)
+                {
+                    foreach (var old in _history.Previous(_bindings[i].Name, ref nextExpiry))
+                    {
+                        buffers.Add(old);
+                        values.Add(new KnownValue(i, old));
+                    }
+                }
+
+                historyVersion = _history.Version;
+            }
+
+            return new MatcherState(versions, historyVersion, nextExpiry, new RealValueMatcher(values));
+        }
+        finally
+        {
+            foreach (var buffer in buffers)
+            {
+                Array.Clear(buffer);
             }
         }
-
-        return new MatcherState(sources, new ValueMatcher(patterns));
     }
 
-    private sealed class MatcherState(string?[] sources, ValueMatcher matcher)
+    private sealed class MatcherState(long[] versions, long historyVersion, DateTimeOffset nextExpiry, RealValueMatcher matcher)
     {
-        public string?[] Sources { get; } = sources;
+        public long[] Versions { get; } = versions;
 
-        public ValueMatcher Matcher { get; } = matcher;
+        public long HistoryVersion { get; } = historyVersion;
+
+        public DateTimeOffset NextExpiry { get; } = nextExpiry;
+
+        public RealValueMatcher Matcher { get; } = matcher;
     }
 }

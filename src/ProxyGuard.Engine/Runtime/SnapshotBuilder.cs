@@ -35,7 +35,10 @@ public static class SnapshotBuilder
                 var value = await secrets.GetAsync(secret.ValueReference, ct);
                 var hosts = secret.Hosts;
                 bindings.Add(new SecretBinding(
-                    secret.Name, placeholder, value, hosts.Matches, secret.InHeaders, secret.InQuery, secret.InBody));
+                    secret.Name, placeholder, value, hosts.Matches, secret.InHeaders, secret.InQuery, secret.InBody)
+                {
+                    AllowPlainHttp = secret.AllowPlainHttp,
+                });
             }
             catch (SecretUnavailableException ex)
             {
@@ -62,7 +65,7 @@ public static class SnapshotBuilder
         // Bounded: regular files of at most TlsSpec.MaxCaFileBytes, each read within the default time bound.
         var roots = policy.Tls.LoadUpstreamRoots(policy.FilePath, Policy.IO.BoundedFile.DefaultTimeout);
 
-        return new ProxySnapshot(policy, clients, scanner, new Substitutor(bindings), bindings, unavailable, roots);
+        return new ProxySnapshot(policy, clients, scanner, new Substitutor(bindings, secrets.History), bindings, unavailable, roots);
     }
 
     public static string PlaceholderFor(SecretSpec secret, byte[] installationKey) =>

@@ -133,8 +133,9 @@ internal sealed class ScannerCore
     public Dictionary<string, int> DetectorIndexById { get; }
 
     /// <summary>
-    /// Literal anchors for each known secret: its raw form (UTF-8 bytes read as Latin-1, like bodies) and the stable
-    /// middle of its base64 / base64url encoding at each of the three byte alignments.
+    /// Literal anchors for each known secret: its raw form (UTF-8 bytes read as Latin-1, like bodies) and its
+    /// base64 / base64url forms as built by the shared <see cref="Matching.RealValueMatcher"/> (whole encoding and the
+    /// stable middle at each of the three byte alignments).
     /// </summary>
     internal static (string[] Raw, string[] Encoded) BuildSecretAnchors(IReadOnlyList<KnownSecret> secrets)
     {
@@ -154,24 +155,14 @@ internal sealed class ScannerCore
             }
 
             raw.Add(Encoding.Latin1.GetString(bytes));
-            for (var align = 0; align < 3; align++)
-            {
-                var padded = new byte[align + bytes.Length];
-                bytes.CopyTo(padded, align);
-                var b64 = Convert.ToBase64String(padded);
-                var firstBit = 8 * align;
-                var endBit = 8 * (align + bytes.Length);
-                var first = (firstBit + 5) / 6;
-                var last = (endBit / 6) - 1;
-                if (last - first + 1 < 8)
-                {
-                    continue;
-                }
 
-                var core = b64.Substring(first, last - first + 1);
-                encoded.Add(core);
-                encoded.Add(core.Replace('+', '-').Replace('/', '_'));
+            // The same base64/base64url forms the shared real-value matcher looks for.
+            foreach (var form in Matching.RealValueMatcher.Base64Forms(bytes))
+            {
+                encoded.Add(Encoding.ASCII.GetString(form));
             }
+
+            Array.Clear(bytes);
         }
 
         return ([.. raw], [.. encoded]);

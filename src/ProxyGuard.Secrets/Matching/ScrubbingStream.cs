@@ -1,4 +1,5 @@
 using System.Buffers;
+using ProxyGuard.Inspection.Matching;
 
 namespace ProxyGuard.Secrets.Matching;
 
@@ -20,7 +21,7 @@ internal sealed class ScrubbingStream : Stream
     private bool _completed;
     private bool _disposed;
 
-    public ScrubbingStream(Stream inner, ValueMatcher matcher, bool leaveOpen)
+    public ScrubbingStream(Stream inner, RealValueMatcher matcher, IReadOnlyList<byte[]> replacements, bool leaveOpen)
     {
         _inner = inner;
         _leaveOpen = leaveOpen;
@@ -30,7 +31,7 @@ internal sealed class ScrubbingStream : Stream
             throw new ArgumentException("The inner stream must be readable or writable.", nameof(inner));
         }
 
-        _scrubber = new StreamingScrubber(matcher);
+        _scrubber = new StreamingScrubber(matcher, replacements);
     }
 
     public override bool CanRead => _readMode && !_disposed;

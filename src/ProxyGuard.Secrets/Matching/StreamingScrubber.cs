@@ -1,21 +1,27 @@
 using System.Buffers;
+using ProxyGuard.Inspection.Matching;
 
 namespace ProxyGuard.Secrets.Matching;
 
 /// <summary>
-/// Incremental scrubber: keeps back fewer than <c>MaxLength</c> bytes between chunks so that a value
-/// split across reads is still matched; memory is bounded by the chunk size plus that window.
+/// Incremental scrubber over the shared <see cref="RealValueMatcher"/>. Between chunks it holds back
+/// only the bytes from which some form of some value could still be completed by the next chunk (a
+/// prefix of a form, or an unfinished escape), at most <see cref="RealValueMatcher.Window"/> bytes, so a
+/// value split across reads is still matched while ordinary text is passed on at once. Memory is
+/// bounded by the chunk size plus that window.
 /// </summary>
 internal sealed class StreamingScrubber
 {
-    private readonly ValueMatcher _matcher;
+    private readonly RealValueMatcher _matcher;
+    private readonly IReadOnlyList<byte[]> _replacements;
     private byte[] _carry;
     private int _carryLength;
 
-    public StreamingScrubber(ValueMatcher matcher)
+    public StreamingScrubber(RealValueMatcher matcher, IReadOnlyList<byte[]> replacements)
     {
         _matcher = matcher;
-        _carry = new byte[Math.Max(matcher.MaxLength, 1)];
+        _replacements = replacements;
+        _carry = new byte[Math.Max(matcher.Window, 1)];
     }
 
     /// <summary>Scrubs <paramref name="input"/> (appended to the held-back window); writes what is decided.</summary>
@@ -34,33 +40,31 @@ internal sealed class StreamingScrubber
             _carry.AsSpan(0, _carryLength).CopyTo(rented);
             input.CopyTo(rented.AsSpan(_carryLength));
             var data = rented.AsSpan(0, total);
-            var decidedUpTo = final ? total : Math.Max(0, total - _matcher.MaxLength + 1);
+
+            // A match starting before decidedUpTo lies entirely within data: pendingFrom is where the
+            // longest still-open prefix of any form begins (Window also bounds it).
+            var matches = _matcher.FindAll(data, out var pendingFrom);
+            var decidedUpTo = final ? total : Math.Max(pendingFrom, total - _matcher.Window + 1);
+            decidedUpTo = Math.Min(decidedUpTo, total);
             var copied = 0;
-            var i = 0;
-            while (i < decidedUpTo)
+            foreach (var match in matches)
             {
-                var next = _matcher.NextCandidate(data[..decidedUpTo], i);
-                if (next < 0)
+                if (match.Start >= decidedUpTo)
                 {
-                    i = decidedUpTo;
                     break;
                 }
 
-                i = next;
-                var match = _matcher.MatchAt(data, i);
-                if (match is null)
+                if (match.Start < copied)
                 {
-                    i++;
                     continue;
                 }
 
-                output.Write(data[copied..i]);
-                output.Write(match.Replacement);
-                i += match.Bytes.Length;
-                copied = i;
+                output.Write(data[copied..match.Start]);
+                output.Write(_replacements[match.Owner]);
+                copied = match.End;
             }
 
-            var keepFrom = Math.Max(i, copied);
+            var keepFrom = Math.Max(decidedUpTo, copied);
             output.Write(data[copied..keepFrom]);
             _carryLength = total - keepFrom;
             if (_carryLength > _carry.Length)

@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace ProxyGuard.Secrets.Resolution;
 
 /// <summary>
@@ -13,7 +15,8 @@ internal sealed class VaultSecretEntry : ISecretSource
     private readonly SecretResolverOptions _options;
     private readonly CancellationToken _lifetime;
 
-    private string? _value;
+    private byte[]? _value;
+    private long _version;
     private DateTimeOffset _fetchedAt;
     private DateTimeOffset _nextBackgroundAttempt;
     private string? _lastError;
@@ -74,7 +77,7 @@ internal sealed class VaultSecretEntry : ISecretSource
 
     public string Reveal()
     {
-        string? value;
+        byte[]? value;
         TimeSpan age;
         string? lastError;
         lock (_gate)
@@ -102,14 +105,25 @@ internal sealed class VaultSecretEntry : ISecretSource
                 + (lastError is null ? string.Empty : $" (last error: {lastError})"));
         }
 
-        return value;
+        return Encoding.UTF8.GetString(value);
     }
 
-    public string? Peek()
+    public byte[]? PeekUtf8()
     {
         lock (_gate)
         {
-            return _value;
+            return (byte[]?)_value?.Clone();
+        }
+    }
+
+    public long Version
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _version;
+            }
         }
     }
 
@@ -153,10 +167,20 @@ internal sealed class VaultSecretEntry : ISecretSource
     {
         try
         {
-            var value = await _client.ReadFieldAsync(_reference, _lifetime);
+            var value = Encoding.UTF8.GetBytes(await _client.ReadFieldAsync(_reference, _lifetime));
             lock (_gate)
             {
-                _value = value;
+                if (_value is null || !_value.AsSpan().SequenceEqual(value))
+                {
+                    // The previous array may still be referenced by a reader; it is dropped, not cleared.
+                    _value = value;
+                    _version++;
+                }
+                else
+                {
+                    Array.Clear(value);
+                }
+
                 _fetchedAt = _options.TimeProvider.GetUtcNow();
                 _lastError = null;
             }

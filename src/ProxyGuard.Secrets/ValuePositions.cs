@@ -1,0 +1,180 @@
+using System.Text;
+
+namespace ProxyGuard.Secrets;
+
+/// <summary>
+/// Which placeholder matches sit in a name position (never substituted) rather than a value position:
+/// form/query names, JSON object keys, multipart part headers. Each is one linear pass over the bytes.
+/// </summary>
+internal static class ValuePositions
+{
+    /// <summary>Secrets whose placeholder is in a name of a form-encoded body or query (before '=' of a '&amp;'-separated pair).</summary>
+    public static HashSet<int> InFormNames(ReadOnlySpan<byte> data, List<Substitutor.PlaceholderMatch> matches)
+    {
+        var names = new HashSet<int>();
+        var m = 0;
+        var pairStart = 0;
+        while (pairStart <= data.Length && m < matches.Count)
+        {
+            var amp = data[pairStart..].IndexOf((byte)'&');
+            var pairEnd = amp < 0 ? data.Length : pairStart + amp;
+            var eq = data[pairStart..pairEnd].IndexOf((byte)'=');
+            var nameEnd = eq < 0 ? pairEnd : pairStart + eq;
+            while (m < matches.Count && matches[m].Start < pairEnd)
+            {
+                if (matches[m].Start < nameEnd)
+                {
+                    names.Add(matches[m].Binding);
+                }
+
+                m++;
+            }
+
+            pairStart = pairEnd + 1;
+        }
+
+        return names;
+    }
+
+    /// <summary>Secrets whose placeholder is inside a JSON object key (a string followed by ':').</summary>
+    public static HashSet<int> InJsonKeys(ReadOnlySpan<byte> data, List<Substitutor.PlaceholderMatch> matches)
+    {
+        var names = new HashSet<int>();
+        var m = 0;
+        var i = 0;
+        while (i < data.Length && m < matches.Count)
+        {
+            var quote = data[i..].IndexOf((byte)'"');
+            if (quote < 0)
+            {
+                break;
+            }
+
+            var start = i + quote;
+            var end = start + 1;
+            while (end < data.Length && data[end] != '"')
+            {
+                end += data[end] == '\\' ? 2 : 1;
+            }
+
+            var after = end + 1;
+            while (after < data.Length && data[after] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')
+            {
+                after++;
+            }
+
+            var isKey = after < data.Length && data[after] == ':';
+            while (m < matches.Count && matches[m].Start < end)
+            {
+                if (isKey && matches[m].Start > start)
+                {
+                    names.Add(matches[m].Binding);
+                }
+
+                m++;
+            }
+
+            i = end + 1;
+        }
+
+        return names;
+    }
+
+    /// <summary>
+    /// Secrets whose placeholder is in a multipart part's header block (field name, file name, any
+    /// part header) or outside any part. Without a usable boundary every placeholder counts.
+    /// </summary>
+    public static HashSet<int> InMultipartHeaders(ReadOnlySpan<byte> data, string contentType, List<Substitutor.PlaceholderMatch> matches)
+    {
+        var names = new HashSet<int>();
+        var boundary = MultipartBoundary(contentType);
+        if (boundary is null)
+        {
+            foreach (var match in matches)
+            {
+                names.Add(match.Binding);
+            }
+
+            return names;
+        }
+
+        // Value ranges: from the end of a part's header block to the next delimiter.
+        var delimiter = Encoding.ASCII.GetBytes("--" + boundary);
+        var values = new List<(int Start, int End)>();
+        var at = data.IndexOf(delimiter);
+        while (at >= 0)
+        {
+            var lineEnd = data[at..].IndexOf((byte)'\n');
+            if (lineEnd < 0)
+            {
+                break;
+            }
+
+            var headersStart = at + lineEnd + 1;
+            var rest = data[headersStart..];
+            var crlf = rest.IndexOf("\r\n\r\n"u8);
+            var lf = rest.IndexOf("\n\n"u8);
+            int bodyStart;
+            if (rest.StartsWith("\r\n"u8))
+            {
+                bodyStart = headersStart + 2;
+            }
+            else if (rest.StartsWith("\n"u8))
+            {
+                bodyStart = headersStart + 1;
+            }
+            else if (crlf >= 0 && (lf < 0 || crlf <= lf))
+            {
+                bodyStart = headersStart + crlf + 4;
+            }
+            else if (lf >= 0)
+            {
+                bodyStart = headersStart + lf + 2;
+            }
+            else
+            {
+                break;
+            }
+
+            var next = data[bodyStart..].IndexOf(delimiter);
+            var bodyEnd = next < 0 ? data.Length : bodyStart + next;
+            values.Add((bodyStart, bodyEnd));
+            at = next < 0 ? -1 : bodyEnd;
+        }
+
+        foreach (var match in matches)
+        {
+            var inValue = false;
+            foreach (var (start, end) in values)
+            {
+                if (match.Start >= start && match.Start + match.Length <= end)
+                {
+                    inValue = true;
+                    break;
+                }
+            }
+
+            if (!inValue)
+            {
+                names.Add(match.Binding);
+            }
+        }
+
+        return names;
+    }
+
+    private static string? MultipartBoundary(string contentType)
+    {
+        foreach (var parameter in contentType.Split(';').Skip(1))
+        {
+            var eq = parameter.IndexOf('=', StringComparison.Ordinal);
+            if (eq > 0 && parameter[..eq].Trim().Equals("boundary", StringComparison.OrdinalIgnoreCase))
+            {
+                var value = parameter[(eq + 1)..].Trim().Trim('"');
+                return value.Length is > 0 and <= 70 ? value : null;
+            }
+        }
+
+        return null;
+    }
+}
