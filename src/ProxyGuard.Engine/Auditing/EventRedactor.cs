@@ -56,13 +56,22 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
         return EventText.Clean(method);
     }
 
-    /// <summary>The host as recorded: only the last two labels when the name itself carries a credential.</summary>
+    /// <summary>
+    /// The host as recorded: when the name itself carries a credential, only its last two labels (where the request
+    /// was headed), each of them also redacted when it carries a secret or the scanner flags it.
+    /// </summary>
     public string Host(string host, bool carriesCredential)
     {
         if (carriesCredential || CarriesSecret(host))
         {
             var labels = host.Split('.');
-            return labels.Length <= 2 ? Redacted : Redacted + "." + labels[^2] + "." + labels[^1];
+            if (labels.Length <= 2)
+            {
+                return Redacted;
+            }
+
+            string Keep(string label) => CarriesSecret(label) || Flagged(label, ScanLocation.Host) ? Redacted : EventText.Clean(label)!;
+            return Redacted + "." + Keep(labels[^2]) + "." + Keep(labels[^1]);
         }
 
         return EventText.Clean(host)!;
@@ -75,37 +84,42 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
     public string Path(string rawPath, string rawQuery, bool scanSegments)
     {
         var builder = new StringBuilder(rawPath.Length + rawQuery.Length + 1);
-        var first = true;
-        foreach (var segment in rawPath.Split('/'))
+        var segments = rawPath.Split('/');
+        for (var i = 0; i < segments.Length; i++)
         {
-            if (!first)
-            {
-                builder.Append('/');
-            }
+            var segment = segments[i];
+            builder.Append(i > 0 ? "/" : string.Empty)
+                .Append(segment.Length > 0 && (CarriesSecret(segment) || (scanSegments && Flagged(segment, ScanLocation.Query))) ? Redacted : segment);
+        }
 
-            first = false;
-            builder.Append(segment.Length > 0 && (CarriesSecret(segment) || (scanSegments && Flagged(segment, ScanLocation.Query)))
-                ? Redacted
-                : segment);
+        if (CarriesSecret(builder.ToString()))
+        {
+            // A value that spans segments (it contains '/'): no single segment shows it, the whole path does.
+            builder.Clear().Append('/').Append(Redacted);
         }
 
         if (rawQuery.Length > 0)
         {
-            builder.Append('?');
-            var firstParameter = true;
+            var names = new List<string>();
             foreach (var parameter in rawQuery.Split('&'))
             {
-                if (!firstParameter)
-                {
-                    builder.Append('&');
-                }
-
-                firstParameter = false;
                 var eq = parameter.IndexOf('=', StringComparison.Ordinal);
                 var name = eq < 0 ? parameter : parameter[..eq];
-                builder.Append(name.Length > 0 && (CarriesSecret(name) || (scanSegments && Flagged(name, ScanLocation.Query))) ? Redacted : name);
-                builder.Append('=');
+                var value = eq < 0 ? string.Empty : parameter[(eq + 1)..];
+
+                // The name carries a secret, or the parameter does while its value does not (a value cut by '=', such
+                // as base64 padding, leaves the rest in the name).
+                var redact = name.Length > 0
+                    && (CarriesSecret(name) || (CarriesSecret(parameter) && !CarriesSecret(value)) || (scanSegments && Flagged(name, ScanLocation.Query)));
+                names.Add(redact ? Redacted : name);
             }
+
+            if (CarriesSecret(string.Join('&', names)))
+            {
+                names = [.. names.Select(_ => Redacted)]; // a value hidden across names
+            }
+
+            builder.Append('?').AppendJoin('&', names.Select(n => n + "="));
         }
 
         return PathRedaction.StripQueryValues(builder.ToString());

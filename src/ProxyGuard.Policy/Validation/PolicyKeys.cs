@@ -10,6 +10,6 @@ internal static class PolicyKeys
     public static readonly string[] Content = ["builtin", "scan", "max_body", "over_limit", "rules", "exempt"];
     public static readonly string[] ContentRule = ["name", "pattern", "action", "hosts"];
     public static readonly string[] Exemption = ["detectors", "hosts"];
-    public static readonly string[] Secret = ["name", "value", "placeholder", "sandbox_env", "hosts", "in"];
+    public static readonly string[] Secret = ["name", "value", "placeholder", "sandbox_env", "hosts", "in", "allow_plain_http"];
     public static readonly string[] Tls = ["upstream_ca_files"];
 }

@@ -92,6 +92,10 @@ internal static class SecretsReader
                 }
             }
 
+            var plainNode = map.Get("allow_plain_http");
+            var allowPlainHttp = plainNode is null ? false : r.Bool(plainNode, path + ".allow_plain_http");
+            ok &= allowPlainHttp is not null;
+
             if (ok)
             {
                 result.Add(new SecretSpec
@@ -105,6 +109,7 @@ internal static class SecretsReader
                     InHeaders = inHeaders,
                     InQuery = inQuery,
                     InBody = inBody,
+                    AllowPlainHttp = allowPlainHttp!.Value,
                     Line = map.Line,
                 });
             }

@@ -56,7 +56,8 @@ public sealed class AuditEventFactoryTests
         var exchange = InTunnel("GET", "/x", ApiPlaceholder + "=1&a=2");
         var denial = SecretGateStage.Run(exchange);
         Assert.Equal("placeholder-position", denial?.Reason);
-        Assert.Null(new SubstitutionStage(null).Run(exchange)); // even if substitution ran, the event uses the view
+        // The substitution stage refuses the name position too (value positions only), and the event uses the view.
+        Assert.Equal("placeholder-position", new SubstitutionStage(null).Run(exchange)?.Reason);
         var ev = AuditEventFactory.Request(exchange, denial!.Decision, denial.Status);
         Assert.Equal("/x?[redacted]=&a=", ev.Path);
         Assert.Equal("deny", ev.Decision);

@@ -62,7 +62,7 @@ internal sealed class SecretGateStage : IRequestStage
 
         foreach (var (text, where) in Positions(view, includeValues: false))
         {
-            if (substitutor.FindPlaceholder(text) is { } misplaced)
+            if (substitutor.FindPlaceholderAnywhere(text) is { } misplaced)
             {
                 return exchange.Refuse(Denial.Of(Reasons.PlaceholderPosition, "secrets",
                     $"{where} carries the placeholder of secret '{misplaced}'; placeholders are only substituted in header, query, cookie and body values"));
@@ -71,19 +71,15 @@ internal sealed class SecretGateStage : IRequestStage
 
         if (view.Target.Scheme != "https")
         {
+            // Over plain HTTP a placeholder goes nowhere, unless its secret opts in (allow_plain_http): the
+            // substitution stage then decides it like any other.
             foreach (var text in CarriedTexts(view))
             {
-                if (substitutor.FindPlaceholder(text) is { } plain)
+                if (substitutor.FindPlaceholderAnywhere(text) is { } plain && !AllowsPlainHttp(snapshot, plain))
                 {
                     return exchange.Refuse(Denial.Of(Reasons.SecretPlainHttp, "secrets",
                         $"the request carries the placeholder of secret '{plain}' toward a plain-HTTP destination; secrets are only substituted over verified TLS"));
                 }
-            }
-
-            if (view.Body is { } plainBody && substitutor.FindPlaceholder(plainBody.Span) is { } inPlainBody)
-            {
-                return exchange.Refuse(Denial.Of(Reasons.SecretPlainHttp, "secrets",
-                    $"the request body carries the placeholder of secret '{inPlainBody}' toward a plain-HTTP destination; secrets are only substituted over verified TLS"));
             }
         }
 
@@ -148,6 +144,9 @@ internal sealed class SecretGateStage : IRequestStage
             yield return System.Text.Encoding.UTF8.GetString(body.Span);
         }
     }
+
+    private static bool AllowsPlainHttp(Runtime.ProxySnapshot snapshot, string secret) =>
+        snapshot.Bindings.Any(b => b.Name == secret && b.AllowPlainHttp);
 
     internal static IEnumerable<string> QueryNames(string rawQuery)
     {

@@ -35,7 +35,8 @@ internal sealed class SubstitutionStage(Runtime.ProxyMetrics? metrics) : IReques
     {
         var view = exchange.View;
         var outgoing = exchange.Outgoing;
-        var host = view.Target.Host;
+        var target = new SubstitutionTarget(view.Target.Host, VerifiedTls: view.Target.Scheme == "https");
+        var host = target.Host;
         var names = new List<string>();
         foreach (var name in view.Headers.Select(h => h.Key).Distinct(StringComparer.OrdinalIgnoreCase).ToList())
         {
@@ -48,7 +49,7 @@ internal sealed class SubstitutionStage(Runtime.ProxyMetrics? metrics) : IReques
             var changed = false;
             for (var i = 0; i < values.Length; i++)
             {
-                var result = substitutor.SubstituteHeader(name, values[i], host);
+                var result = substitutor.SubstituteHeader(name, values[i], target);
                 if (result.IsMisuse)
                 {
                     return Misuse(exchange, result, host, $"the {name} header");
@@ -70,7 +71,7 @@ internal sealed class SubstitutionStage(Runtime.ProxyMetrics? metrics) : IReques
 
         if (outgoing.RawQuery.Length > 0)
         {
-            var result = substitutor.SubstituteQuery(outgoing.RawQuery, host);
+            var result = substitutor.SubstituteQuery(outgoing.RawQuery, target);
             if (result.IsMisuse)
             {
                 return Misuse(exchange, result, host, "the query string");
@@ -85,7 +86,7 @@ internal sealed class SubstitutionStage(Runtime.ProxyMetrics? metrics) : IReques
 
         if (outgoing.CurrentBody(view) is { } body)
         {
-            var result = substitutor.SubstituteBody(body.Span, host, view.ContentType, out var newBody);
+            var result = substitutor.SubstituteBody(body.Span, view.ContentType, target, out var newBody);
             if (result.IsMisuse)
             {
                 return Misuse(exchange, result, host, "the request body");
@@ -112,7 +113,14 @@ internal sealed class SubstitutionStage(Runtime.ProxyMetrics? metrics) : IReques
         return null;
     }
 
-    private static Denial? Misuse(ProxyExchange exchange, SubstitutionResult result, string host, string where) =>
-        exchange.Refuse(Denial.Of(Reasons.SecretMisuse, "secrets",
-            $"{where} carries the placeholder of secret '{result.MisusedSecret}', which is not bound to {host} in that location"));
+    private static Denial? Misuse(ProxyExchange exchange, SubstitutionResult result, string host, string where)
+    {
+        var reason = Reasons.Find(result.Reason) ?? Reasons.SecretMisuse;
+        var message = reason == Reasons.PlaceholderPosition
+            ? $"{where} carries the placeholder of secret '{result.MisusedSecret}' in a name position; placeholders are only substituted in values"
+            : reason == Reasons.SecretPlainHttp
+                ? $"{where} carries the placeholder of secret '{result.MisusedSecret}' toward plain-HTTP {host}; secrets are only substituted over verified TLS"
+                : $"{where} carries the placeholder of secret '{result.MisusedSecret}', which is not bound to {host} in that location";
+        return exchange.Refuse(Denial.Of(reason, "secrets", message));
+    }
 }
