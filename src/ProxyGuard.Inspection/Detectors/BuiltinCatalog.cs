@@ -195,13 +195,7 @@ internal static class BuiltinCatalog
                 "PuTTY private key file: PuTTY-User-Key-File-<n>: header.",
                 @"\GPuTTY-User-Key-File-[0-9]: ?[a-z0-9-]+",
                 ["PuTTY-User-Key-File-"]),
-            new RegexDetector(
-                "jwt",
-                "JSON Web Token: three base64url parts separated by dots whose first part decodes to a JSON object with \"alg\".",
-                @"\GeyJ[A-Za-z0-9_-]{10,}={0,2}\.[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_-]*",
-                ["eyJ"],
-                forward: 16384,
-                validator: Validators.JwtHeader),
+            new JwtDetector(),
             UrlPassword,
             new RegexDetector(
                 "atlassian-api-token",

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using System.Text.RegularExpressions;
 using ProxyGuard.Inspection.Decoding;
 using ProxyGuard.Inspection.Detectors;
 
@@ -11,14 +12,18 @@ internal sealed class ScanSession
     public const string LimitError = "decompression limit exceeded";
     public const string DepthError = "decode depth limit exceeded";
 
-    /// <summary>Characters decoded on each side of an interesting escape.</summary>
-    private const int EscapeWindow = 192;
-    private const int MaxWindowExtension = 64 * 1024;
+    /// <summary>Units of work (about one per character scanned or decoded) between two looks at the clock and the token.</summary>
+    private const long CheckEvery = 16 * 1024;
+
+    /// <summary>Work units charged for one detector confirmation (a regex over a window of up to ~600 characters).</summary>
+    private const int ConfirmCost = 256;
     private const int MinOutputForRatio = 1024 * 1024;
     private const int SampleChars = 128;
 
     /// <summary>Decoded base64 runs up to this many bytes are decoded on the stack.</summary>
     private const int SmallRun = 256;
+
+    private static readonly DetectorMemo _noMemo = new();
 
     private readonly ScannerCore _core;
     private readonly ScanLocation _location;
@@ -28,13 +33,21 @@ internal sealed class ScanSession
     private readonly bool[]? _ruleActive;
     private readonly bool _bytePath;
     private readonly int _maxDepth;
+    private readonly CancellationToken _cancellation;
+    private readonly long _deadline;
     private List<Finding>? _findings;
     private List<Redaction>? _redactions;
     private long _decoded;
+    private long _work;
+    private long _nextCheck;
+    private DetectorMemo[]? _memos;
+    private int _anchorPass;
 
-    public ScanSession(ScannerCore core, string host, ScanLocation location)
+    public ScanSession(ScannerCore core, string host, ScanLocation location, CancellationToken cancellation = default)
     {
         _core = core;
+        _cancellation = cancellation;
+        _deadline = core.Deadline();
         _location = location;
         _ignoreCase = location == ScanLocation.Host;
         _maxDepth = Math.Max(0, core.Options.MaxDepth);
@@ -76,13 +89,15 @@ internal sealed class ScanSession
 
     public string? Error { get; private set; }
 
+    public ScanErrorKind ErrorKind { get; private set; }
+
     public List<Redaction>? Redactions => _redactions;
 
     public ScanResult ToResult(Func<List<Redaction>, (byte[]? Body, string? Text)>? rewrite)
     {
         if (Error is not null)
         {
-            return new ScanResult(_findings, Error, null, null);
+            return new ScanResult(_findings, Error, null, null, ErrorKind);
         }
 
         if (_findings is null)
@@ -100,15 +115,56 @@ internal sealed class ScanSession
         return new ScanResult(_findings, null, body, text);
     }
 
-    public void Fail(string error) => Error ??= error;
+    public void Fail(string error, ScanErrorKind kind)
+    {
+        if (Error is null)
+        {
+            Error = error;
+            ErrorKind = kind;
+        }
+    }
+
+    /// <summary>
+    /// Counts <paramref name="units"/> of work; every <see cref="CheckEvery"/> units, ends the scan (with an error)
+    /// when the request was aborted or the scan budget is spent. Every loop of the scanner calls it with the size of
+    /// what it just did, so the checks come at bounded intervals of work.
+    /// </summary>
+    public void Tick(long units)
+    {
+        _work += units;
+        if (_work >= _nextCheck)
+        {
+            _nextCheck = _work + CheckEvery;
+            Check();
+        }
+    }
+
+    /// <summary>Looks at the token and the clock now; false (and an error) when the scan must stop.</summary>
+    public bool Check()
+    {
+        if (Error is null)
+        {
+            if (_cancellation.IsCancellationRequested)
+            {
+                Fail(ScanResult.CanceledReason, ScanErrorKind.Canceled);
+            }
+            else if (_deadline != long.MaxValue && _core.Options.TimeProvider.GetTimestamp() > _deadline)
+            {
+                Fail(ScanResult.BudgetExceededReason, ScanErrorKind.BudgetExceeded);
+            }
+        }
+
+        return Error is null;
+    }
 
     /// <summary>Counts decoded bytes against the per-scan budget; false (and an error) when it is exhausted.</summary>
     public bool Charge(long bytes)
     {
         _decoded += bytes;
+        Tick(bytes);
         if (_decoded > _core.Options.MaxDecodedBytes)
         {
-            Fail(LimitError);
+            Fail(LimitError, ScanErrorKind.DecodeLimit);
             return false;
         }
 
@@ -136,10 +192,10 @@ internal sealed class ScanSession
 
                 return true;
             case DecompressStatus.LimitExceeded:
-                Fail(LimitError);
+                Fail(LimitError, ScanErrorKind.DecodeLimit);
                 return false;
             default:
-                Fail("undecodable content-encoding: " + coding);
+                Fail("undecodable content-encoding: " + coding, ScanErrorKind.Undecodable);
                 return false;
         }
     }
@@ -209,6 +265,12 @@ internal sealed class ScanSession
     /// </summary>
     private void ScanLayerBytes(ReadOnlySpan<byte> bytes, int depth, LayerMap? map, ref char[]? chars)
     {
+        Tick(bytes.Length);
+        if (Error is not null)
+        {
+            return;
+        }
+
         RunAnchorsBytes(bytes, ref chars);
         if (_core.UrlPasswordEnabled)
         {
@@ -228,10 +290,12 @@ internal sealed class ScanSession
         }
 
         Span<int> hits = stackalloc int[128];
+        _anchorPass++;
         var from = 0;
-        while (from < bytes.Length)
+        while (from < bytes.Length && Error is null)
         {
             var count = filter.Collect(bytes, ref from, hits);
+            Tick(count * ConfirmCost);
             for (var k = 0; k < count; k++)
             {
                 var hit = hits[k];
@@ -268,7 +332,8 @@ internal sealed class ScanSession
                     continue;
                 }
 
-                if (detector.TryMatch(Widen(bytes, ref chars), start, entry.Length, false, out _, out _))
+                Tick(ConfirmCost);
+                if (detector.TryMatch(Widen(bytes, ref chars), start, entry.Length, false, Memo(detector), out _, out _))
                 {
                     AddFinding(detector.Id, ContentAction.Deny);
                 }
@@ -294,6 +359,7 @@ internal sealed class ScanSession
             }
 
             var hit = position + index;
+            Tick(index + 16);
             if (UrlPasswordDetector.MatchesAt(bytes, hit))
             {
                 AddFinding(detector.Id, ContentAction.Deny);
@@ -314,24 +380,14 @@ internal sealed class ScanSession
         var i = text.IndexOfAny((byte)'\\', (byte)'%');
         var windowStart = -1;
         var windowEnd = -1;
+        var walk = default(WindowWalk);
         while (i >= 0 && Error is null)
         {
             var interesting = TextUnescaper.IsInterestingEscape(text, i, out var length);
             if (interesting)
             {
-                var start = Math.Max(0, i - EscapeWindow);
-                var end = Math.Min(text.Length, i + length + EscapeWindow);
-                var floor = Math.Max(0, start - MaxWindowExtension);
-                while (start > floor && TextUnescaper.IsWindowChar(text[start - 1]))
-                {
-                    start--;
-                }
-
-                var ceiling = Math.Min(text.Length, end + MaxWindowExtension);
-                while (end < ceiling && TextUnescaper.IsWindowChar(text[end]))
-                {
-                    end++;
-                }
+                Tick(length);
+                var (start, end) = walk.Widen(text, i, length, windowStart >= 0 ? windowEnd : 0);
 
                 if (windowStart >= 0 && start <= windowEnd)
                 {
@@ -384,6 +440,7 @@ internal sealed class ScanSession
         var position = 0;
         while (Error is null && Base64RunFinder.FindNext(text, position, out var runStart, out var runEnd))
         {
+            Tick(runEnd - position);
             HandleRunBytes(text[runStart..runEnd], runStart, runEnd, depth, map);
             position = runEnd;
         }
@@ -392,6 +449,7 @@ internal sealed class ScanSession
     /// <summary>Runs every matcher over one layer of text, then the decoders that may reveal more layers.</summary>
     public void ScanLayer(ReadOnlySpan<char> text, int depth, LayerMap? map)
     {
+        Tick(text.Length);
         if (Error is not null || text.IsEmpty)
         {
             return;
@@ -436,6 +494,25 @@ internal sealed class ScanSession
     public void ScanMapped(ReadOnlySpan<char> text, int[] offsets, int depth, int[]? ends = null)
     {
         ScanLayer(text, depth, ends is null ? LayerMap.Offsets(null, offsets, 0) : LayerMap.Joined(offsets, ends));
+    }
+
+    /// <summary>The memo of <paramref name="detector"/> for the current anchor pass (one pass over one text, hits in order).</summary>
+    private DetectorMemo Memo(Detector detector)
+    {
+        if (!detector.UsesMemo)
+        {
+            return _noMemo;
+        }
+
+        _memos ??= new DetectorMemo[BuiltinCatalog.All.Count];
+        var memo = _memos[detector.Index] ??= new DetectorMemo();
+        if (memo.Pass != _anchorPass)
+        {
+            memo.Pass = _anchorPass;
+            memo.Valid = false;
+        }
+
+        return memo;
     }
 
     private bool IsActive(Detector detector)
@@ -505,6 +582,7 @@ internal sealed class ScanSession
 
         foreach (var group in table.Groups)
         {
+            _anchorPass++;
             RunAnchorGroup(text, table, group);
         }
     }
@@ -512,7 +590,7 @@ internal sealed class ScanSession
     private void RunAnchorGroup(ReadOnlySpan<char> text, AnchorTable table, SearchValues<string> group)
     {
         var position = 0;
-        while (position < text.Length)
+        while (position < text.Length && Error is null)
         {
             var index = text[position..].IndexOfAny(group);
             if (index < 0)
@@ -538,7 +616,8 @@ internal sealed class ScanSession
                             continue;
                         }
 
-                        if (detector.TryMatch(text, hit, entry.Anchor.Length, _ignoreCase, out _, out _))
+                        Tick(ConfirmCost);
+                        if (detector.TryMatch(text, hit, entry.Anchor.Length, _ignoreCase, Memo(detector), out _, out _))
                         {
                             AddFinding(detector.Id, ContentAction.Deny);
                         }
@@ -568,6 +647,7 @@ internal sealed class ScanSession
             }
 
             var hit = position + index;
+            Tick(index + 16);
             if (detector.TryMatch(text, hit, 1, _ignoreCase, out _, out _))
             {
                 AddFinding(detector.Id, ContentAction.Deny);
@@ -588,23 +668,46 @@ internal sealed class ScanSession
             }
 
             var action = rule.Rule.Action;
-            foreach (var match in rule.Regex.EnumerateMatches(text))
+            try
             {
-                if (match.Length == 0)
-                {
-                    continue;
-                }
-
-                AddFinding(rule.Rule.Name, action);
-                if (action != ContentAction.Redact)
-                {
-                    break;
-                }
-
-                var (start, end) = LayerMap.ToRoot(map, match.Index, match.Index + match.Length);
-                _redactions ??= [];
-                _redactions.Add(new Redaction(start, end, rule.Rule.Name));
+                RunRule(text, map, rule, action);
             }
+            catch (RegexMatchTimeoutException)
+            {
+                Fail(ScanResult.BudgetExceededReason, ScanErrorKind.BudgetExceeded);
+            }
+
+            if (Error is not null)
+            {
+                return;
+            }
+        }
+    }
+
+    private void RunRule(ReadOnlySpan<char> text, LayerMap? map, CompiledRule rule, ContentAction action)
+    {
+        foreach (var match in rule.Regex.EnumerateMatches(text))
+        {
+            Tick(match.Length + 1);
+            if (Error is not null)
+            {
+                return;
+            }
+
+            if (match.Length == 0)
+            {
+                continue;
+            }
+
+            AddFinding(rule.Rule.Name, action);
+            if (action != ContentAction.Redact)
+            {
+                break;
+            }
+
+            var (start, end) = LayerMap.ToRoot(map, match.Index, match.Index + match.Length);
+            _redactions ??= [];
+            _redactions.Add(new Redaction(start, end, rule.Rule.Name));
         }
     }
 
@@ -618,24 +721,14 @@ internal sealed class ScanSession
         var i = text.IndexOfAny('\\', '%');
         var windowStart = -1;
         var windowEnd = -1;
+        var walk = default(WindowWalk);
         while (i >= 0 && Error is null)
         {
             var interesting = TextUnescaper.IsInterestingEscape(text, i, out var length);
             if (interesting)
             {
-                var start = Math.Max(0, i - EscapeWindow);
-                var end = Math.Min(text.Length, i + length + EscapeWindow);
-                var floor = Math.Max(0, start - MaxWindowExtension);
-                while (start > floor && TextUnescaper.IsWindowChar(text[start - 1]))
-                {
-                    start--;
-                }
-
-                var ceiling = Math.Min(text.Length, end + MaxWindowExtension);
-                while (end < ceiling && TextUnescaper.IsWindowChar(text[end]))
-                {
-                    end++;
-                }
+                Tick(length);
+                var (start, end) = walk.Widen(text, i, length, windowStart >= 0 ? windowEnd : 0);
 
                 if (windowStart >= 0 && start <= windowEnd)
                 {
@@ -687,6 +780,7 @@ internal sealed class ScanSession
             return;
         }
 
+        Tick(source.Length);
         var chars = ArrayPool<char>.Shared.Rent(source.Length);
         var offsets = ArrayPool<int>.Shared.Rent(source.Length + 1);
         try
@@ -711,6 +805,7 @@ internal sealed class ScanSession
         var position = 0;
         while (Error is null && Base64RunFinder.FindNext(text, position, out var runStart, out var runEnd))
         {
+            Tick(runEnd - position);
             HandleRun(text, runStart, runEnd, depth, map);
             position = runEnd;
         }
@@ -746,7 +841,7 @@ internal sealed class ScanSession
 
             if (depth >= _maxDepth)
             {
-                Fail(DepthError);
+                Fail(DepthError, ScanErrorKind.DepthLimit);
                 return;
             }
 
@@ -771,7 +866,7 @@ internal sealed class ScanSession
                 {
                     if (status == DecompressStatus.LimitExceeded)
                     {
-                        Fail(LimitError);
+                        Fail(LimitError, ScanErrorKind.DecodeLimit);
                         return;
                     }
 
@@ -822,7 +917,7 @@ internal sealed class ScanSession
 
             if (depth >= _maxDepth)
             {
-                Fail(DepthError);
+                Fail(DepthError, ScanErrorKind.DepthLimit);
                 return;
             }
 
@@ -870,7 +965,7 @@ internal sealed class ScanSession
             {
                 if (status == DecompressStatus.LimitExceeded)
                 {
-                    Fail(LimitError);
+                    Fail(LimitError, ScanErrorKind.DecodeLimit);
                     return true;
                 }
 
@@ -893,6 +988,7 @@ internal sealed class ScanSession
     {
         foreach (var part in Multipart.Parse(bytes, boundary))
         {
+            Tick(part.BodyEnd - part.BodyStart + 64);
             if (Error is not null)
             {
                 return;
@@ -977,7 +1073,7 @@ internal sealed class ScanSession
         coding = coding == "x-gzip" ? "gzip" : coding;
         if (coding is not ("gzip" or "deflate" or "br"))
         {
-            Fail("undecodable content-encoding: " + ContentScanner.SafeCodingName(coding));
+            Fail("undecodable content-encoding: " + ContentScanner.SafeCodingName(coding), ScanErrorKind.Undecodable);
             return;
         }
 
