@@ -13,23 +13,41 @@ namespace ProxyGuard.Inspection.Scanning;
 /// </summary>
 internal sealed partial class ScanSession
 {
-    private void RunEscapes<T>(ReadOnlySpan<T> text, int depth, LayerMap? map)
+    /// <summary>
+    /// Decodes and scans the windows around interesting escapes. Returns whether the layer holds a line feed (the
+    /// same search finds them, so the wrapped-base64 pass is skipped for free on text without line breaks); true
+    /// when it did not look.
+    /// </summary>
+    private bool RunEscapes<T>(ReadOnlySpan<T> text, int depth, LayerMap? map)
         where T : unmanaged, IBinaryInteger<T>
     {
         if (depth >= _maxDepth)
         {
-            return;
+            return true;
         }
 
         var backslash = T.CreateTruncating('\\');
         var percent = T.CreateTruncating('%');
-        var i = text.IndexOfAny(backslash, percent);
+        var lineFeed = T.CreateTruncating('\n');
+        var sawLineFeed = false;
+        var i = text.IndexOfAny(backslash, percent, lineFeed);
         var windowStart = -1;
         var windowEnd = -1;
         var walk = default(WindowWalk);
         while (i >= 0 && Error is null)
         {
-            var interesting = TextUnescaper.IsInterestingEscape(text, i, out var length);
+            int length;
+            var interesting = false;
+            if (text[i] == lineFeed)
+            {
+                sawLineFeed = true;
+                length = 1;
+            }
+            else
+            {
+                interesting = TextUnescaper.IsInterestingEscape(text, i, out length);
+            }
+
             if (interesting)
             {
                 Tick(length);
@@ -56,7 +74,8 @@ internal sealed partial class ScanSession
                 break;
             }
 
-            var found = text[next..].IndexOfAny(backslash, percent);
+            // Line feeds only matter until the first one.
+            var found = sawLineFeed ? text[next..].IndexOfAny(backslash, percent) : text[next..].IndexOfAny(backslash, percent, lineFeed);
             i = found < 0 ? -1 : next + found;
         }
 
@@ -64,6 +83,8 @@ internal sealed partial class ScanSession
         {
             DecodeEscapeWindow(text, windowStart, windowEnd, depth + 1, map);
         }
+
+        return sawLineFeed || Error is not null;
     }
 
     /// <summary>Unescapes [start, end) of a layer (bytes are widened to <c>char</c> first) and scans the result.</summary>

@@ -291,9 +291,12 @@ internal sealed partial class ScanSession
             RunRules(text, map);
         }
 
-        RunEscapes(text, depth, map);
+        var lineFeeds = RunEscapes(text, depth, map);
         RunBase64(text, depth, map);
-        RunWrappedBase64(text, depth, map);
+        if (lineFeeds)
+        {
+            RunWrappedBase64(text, depth, map);
+        }
     }
 
     /// <summary>
@@ -314,9 +317,12 @@ internal sealed partial class ScanSession
             RunUrlPasswordBytes(bytes);
         }
 
-        RunEscapes(bytes, depth, map);
+        var lineFeeds = RunEscapes(bytes, depth, map);
         RunBase64(bytes, depth, map);
-        RunWrappedBase64(bytes, depth, map);
+        if (lineFeeds)
+        {
+            RunWrappedBase64(bytes, depth, map);
+        }
     }
 
     /// <summary>Decodes the whole text (percent escapes, optionally JSON escapes and + as space) and scans the result.</summary>
