@@ -8,7 +8,7 @@ namespace ProxyGuard.Inspection.Scanning;
 
 /// <summary>
 /// The state of one scan: findings, redactions, decode and time budget. Not thread-safe; one per call. Split by seam:
-/// this file (state, budget, layer entry points, findings), <c>ScanSession.Matchers.cs</c> (literal anchors, URL
+/// this file (state, budget, layer entry points), <c>ScanSession.Findings.cs</c>, <c>ScanSession.Matchers.cs</c> (literal anchors, URL
 /// passwords, policy rules), <c>ScanSession.Escapes.cs</c> (percent and JSON escapes), <c>ScanSession.Base64.cs</c>
 /// (base64 runs, wrapped blocks, compressed payloads) and <c>ScanSession.Multipart.cs</c>. Text is scanned as
 /// <c>char</c> or as bytes (Latin-1: byte i is char i); the escape and base64 paths are one generic implementation
@@ -340,82 +340,5 @@ internal sealed partial class ScanSession
     public void ScanMapped(ReadOnlySpan<char> text, int[] offsets, int depth, int[]? ends = null)
     {
         ScanLayer(text, depth, ends is null ? LayerMap.Offsets(null, offsets, 0) : LayerMap.Joined(offsets, ends));
-    }
-
-    /// <summary>The memo of <paramref name="detector"/> for the current anchor pass (one pass over one text, hits in order).</summary>
-    private DetectorMemo Memo(Detector detector)
-    {
-        if (!detector.UsesMemo)
-        {
-            return _noMemo;
-        }
-
-        _memos ??= new DetectorMemo[BuiltinCatalog.All.Count];
-        var memo = _memos[detector.Index] ??= new DetectorMemo();
-        if (memo.Pass != _anchorPass)
-        {
-            memo.Pass = _anchorPass;
-            memo.Valid = false;
-        }
-
-        return memo;
-    }
-
-    private bool IsActive(Detector detector)
-    {
-        if (detector is KnownSecretDetector)
-        {
-            return !_vaultExempt;
-        }
-
-        return _exempt is null || !_exempt[detector.Index];
-    }
-
-    private static bool IsNameExempt(ScannerCore core, string host, string name)
-    {
-        foreach (var exemption in core.Options.Exemptions)
-        {
-            foreach (var id in exemption.DetectorIds)
-            {
-                if (id == name && exemption.AppliesToHost(host))
-                {
-                    return true;
-                }
-            }
-        }
-
-        return false;
-    }
-
-    private bool AlreadyFound(string detector)
-    {
-        if (_findings is null)
-        {
-            return false;
-        }
-
-        foreach (var finding in _findings)
-        {
-            if (finding.Detector == detector)
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
-
-    private void AddFinding(string detector, ContentAction action)
-    {
-        _findings ??= [];
-        foreach (var finding in _findings)
-        {
-            if (finding.Detector == detector && finding.Action == action)
-            {
-                return;
-            }
-        }
-
-        _findings.Add(new Finding(detector, _location, action));
     }
 }
