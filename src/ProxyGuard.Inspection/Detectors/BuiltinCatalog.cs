@@ -45,7 +45,8 @@ internal static class BuiltinCatalog
                 ["aws_secret", "aws-secret", "awssecret", "aws secret", "secret_access_key", "secretaccesskey", "secret-access-key"],
                 back: 256,
                 forward: 256,
-                validator: Validators.MixedCaseWithDigit),
+                validator: Validators.MixedCaseWithDigit,
+                maxMatch: 40),
             new RegexDetector(
                 "github-token",
                 "GitHub classic token: ghp_/gho_/ghu_/ghs_/ghr_ followed by 36+ base62 characters (30 random + 6 checksum).",
