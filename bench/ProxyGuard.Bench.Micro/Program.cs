@@ -19,6 +19,12 @@ public static class Program
             return;
         }
 
+        if (args is ["complexity", .. var filter])
+        {
+            ComplexityProbe.Run(filter.Length > 0 ? filter[0] : null);
+            return;
+        }
+
         if (args is ["probe"])
         {
             Probe.Run();

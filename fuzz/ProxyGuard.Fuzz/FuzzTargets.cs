@@ -61,6 +61,7 @@ public static class FuzzTargets
         ["scan-gzip"] = data => ScanTarget(data, "gzip"),
         ["scan-deflate"] = data => ScanTarget(data, "deflate"),
         ["scan-br"] = data => ScanTarget(data, "br"),
+        ["scan-slow"] = ScanSlowTarget,
         ["sni"] = SniTarget,
         ["basic-auth"] = BasicAuthTarget,
     };
@@ -166,6 +167,124 @@ public static class FuzzTargets
         {
             Check(rewritten.Length >= 0, "rewritten body");
         }
+    }
+
+    /// <summary>
+    /// Slow-input detector: the input (first byte: content type, the rest: a unit of at most 256 bytes) is repeated
+    /// to 4 KiB and to 16 KiB and both bodies are scanned (fastest of three each). Fails when 4x the input costs
+    /// more than 10x the time (super-linear scanning), or when the time per byte is more than 50x the median of the
+    /// inputs seen so far in this process (a path with a huge constant). Both need at least 5 ms for the large body,
+    /// so clock noise does not count.
+    /// </summary>
+    public static void ScanSlowTarget(byte[] data)
+    {
+        if (data.Length < 2)
+        {
+            return;
+        }
+
+        var contentType = s_contentTypes[data[0] % s_contentTypes.Length];
+        var unit = data.AsSpan(1, Math.Min(256, data.Length - 1));
+        var small = Repeat(unit, 4 * 1024);
+        var large = Repeat(unit, 16 * 1024);
+        _ = FastestScan(small, contentType, 1);
+        var smallTime = FastestScan(small, contentType, 3);
+        var largeTime = FastestScan(large, contentType, 3);
+        if (Suspicious(smallTime, largeTime, large.Length, out _))
+        {
+            // Measure again, longer, before reporting: a preemption or a GC on a busy machine is not a finding.
+            smallTime = Math.Min(smallTime, FastestScan(small, contentType, 7));
+            largeTime = Math.Min(largeTime, FastestScan(large, contentType, 7));
+            if (Suspicious(smallTime, largeTime, large.Length, out var why))
+            {
+                throw new FuzzInvariantException(why);
+            }
+        }
+
+        RecordNsPerByte(largeTime * 1e9 / large.Length);
+    }
+
+    private const double FloorSeconds = 0.005;
+
+    private static bool Suspicious(double smallTime, double largeTime, int largeLength, out string why)
+    {
+        why = string.Empty;
+        if (largeTime < FloorSeconds)
+        {
+            return false;
+        }
+
+        var ratio = largeTime / Math.Max(smallTime, 1e-6);
+        if (ratio > 10)
+        {
+            why = $"super-linear scan: 4 KiB {smallTime * 1e3:F2} ms, 16 KiB {largeTime * 1e3:F2} ms ({ratio:F1}x for 4x the input)";
+            return true;
+        }
+
+        var nsPerByte = largeTime * 1e9 / largeLength;
+        var median = Median();
+        if (median > 0 && nsPerByte > 50 * median)
+        {
+            why = $"slow input: {nsPerByte:F0} ns/byte, median {median:F1} ns/byte";
+            return true;
+        }
+
+        return false;
+    }
+
+    private static readonly List<double> s_nsPerByte = [];
+
+    private static void RecordNsPerByte(double value)
+    {
+        lock (s_nsPerByte)
+        {
+            if (s_nsPerByte.Count >= 4096)
+            {
+                s_nsPerByte.RemoveAt(0);
+            }
+
+            s_nsPerByte.Add(value);
+        }
+    }
+
+    /// <summary>The median time per byte of the inputs seen so far (0 until there are 64).</summary>
+    private static double Median()
+    {
+        lock (s_nsPerByte)
+        {
+            if (s_nsPerByte.Count < 64)
+            {
+                return 0;
+            }
+
+            var sorted = s_nsPerByte.Order().ToList();
+            return sorted[sorted.Count / 2];
+        }
+    }
+
+    private static byte[] Repeat(ReadOnlySpan<byte> unit, int size)
+    {
+        var body = new byte[size - (size % unit.Length)];
+        for (var i = 0; i < body.Length; i += unit.Length)
+        {
+            unit.CopyTo(body.AsSpan(i));
+        }
+
+        return body;
+    }
+
+    private static double FastestScan(byte[] body, string? contentType, int repeats)
+    {
+        var best = double.MaxValue;
+        for (var i = 0; i < repeats; i++)
+        {
+            var start = System.Diagnostics.Stopwatch.GetTimestamp();
+            var result = s_scanner.Value.ScanBody(body, null, contentType, BoundHost);
+            best = Math.Min(best, System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalSeconds);
+            Check(result.Error is null || result.Blocked, "an undecodable body must be blocked");
+        }
+
+        return best;
     }
 
     /// <summary>ClientHello SNI parser: never throws; a name is returned only for a complete hello.</summary>

@@ -6,6 +6,7 @@ using SharpFuzz;
 //   ProxyGuard.Fuzz TARGET                       run TARGET under AFL++ (afl-fuzz starts this; see fuzz/run.sh)
 //   ProxyGuard.Fuzz --replay TARGET PATH...      run files (or every file in directories) through TARGET in-process
 //   ProxyGuard.Fuzz --mutate TARGET SECONDS DIR  uninstrumented random mutation of DIR's seeds for SECONDS (no AFL++ needed)
+//                                                 (also reports inputs whose time per byte is over 50x the median)
 //   ProxyGuard.Fuzz --list                       print the target names
 if (args.Length == 1 && args[0] == "--list")
 {
@@ -99,6 +100,8 @@ static IEnumerable<string> Files(IEnumerable<string> paths)
 /// <summary>A plain in-process mutation loop (bit flips, byte edits, splices, interesting values) for machines without AFL++.</summary>
 internal static class Mutator
 {
+    private const double SlowFactor = 50;
+
     public static int Run(string name, Action<byte[]> target, TimeSpan duration, string seedDirectory)
     {
         var seeds = Directory.Exists(seedDirectory)
@@ -115,6 +118,9 @@ internal static class Mutator
         long executions = 0;
         var crashes = 0;
         var slowest = TimeSpan.Zero;
+        var perByteSamples = new List<double>();
+        var median = 0.0;
+        var slow = 0;
         while (sw.Elapsed < duration)
         {
             var input = Mutate(seeds[random.Next(seeds.Count)], seeds[random.Next(seeds.Count)], random);
@@ -138,6 +144,24 @@ internal static class Mutator
                 slowest = elapsed;
             }
 
+            // Slow-input report: time per byte far above the median of this run (and at least 1 ms, above noise).
+            var perByte = elapsed.TotalMilliseconds / (input.Length + 16);
+            perByteSamples.Add(perByte);
+            if (perByteSamples.Count == 512 || (perByteSamples.Count > 512 && perByteSamples.Count % 4096 == 0))
+            {
+                median = perByteSamples.Order().ElementAt(perByteSamples.Count / 2);
+            }
+
+            if (median > 0 && elapsed.TotalMilliseconds >= 1 && perByte > SlowFactor * median && slow < 20 && StillSlow(target, input, SlowFactor * median))
+            {
+                slow++;
+                var slowDirectory = Path.Combine(Path.GetDirectoryName(crashDirectory)!, "mutate-slow");
+                Directory.CreateDirectory(slowDirectory);
+                var file = Path.Combine(slowDirectory, $"slow-{slow}");
+                File.WriteAllBytes(file, input);
+                Console.Error.WriteLine($"{name}: slow input, {perByte * 1e6:F0} ns/byte ({perByte / median:F0}x the median), {input.Length} bytes, {elapsed.TotalMilliseconds:F1} ms -> {file}");
+            }
+
             executions++;
             if (input.Length < 4096 && random.Next(2000) == 0)
             {
@@ -145,8 +169,30 @@ internal static class Mutator
             }
         }
 
-        Console.WriteLine($"{name}: {executions} executions in {sw.Elapsed.TotalSeconds:F0} s, {crashes} crashes, slowest input {slowest.TotalMilliseconds:F1} ms");
+        Console.WriteLine($"{name}: {executions} executions in {sw.Elapsed.TotalSeconds:F0} s, {crashes} crashes, slowest input {slowest.TotalMilliseconds:F1} ms, {slow} slow inputs (over {SlowFactor}x the median time per byte)");
         return crashes == 0 ? 0 : 1;
+    }
+
+    /// <summary>Runs a flagged input three more times: slow only if the fastest run is still over the limit (not a GC or a preemption).</summary>
+    private static bool StillSlow(Action<byte[]> target, byte[] input, double limitPerByte)
+    {
+        var best = double.MaxValue;
+        for (var i = 0; i < 3; i++)
+        {
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                target(input);
+            }
+            catch (Exception)
+            {
+                return false;
+            }
+
+            best = Math.Min(best, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+
+        return best >= 1 && best / (input.Length + 16) > limitPerByte;
     }
 
     private static readonly byte[] s_interesting = [0, 1, 0x7F, 0x80, 0xFF, (byte)'%', (byte)'.', (byte)'/', (byte)':', (byte)'\r', (byte)'\n', (byte)'[', (byte)']', (byte)'0', (byte)'x', (byte)'"', (byte)'\\', (byte)' '];
@@ -170,7 +216,9 @@ internal static class Mutator
                     data.Insert(random.Next(data.Count + 1), s_interesting[random.Next(s_interesting.Length)]);
                     break;
                 case 3 when data.Count > 0:
-                    data.RemoveRange(random.Next(data.Count), 1 + random.Next(Math.Min(16, data.Count)) - 1);
+                    // Remove up to 16 bytes (the old count could run past the end and end the whole run).
+                    var at = random.Next(data.Count);
+                    data.RemoveRange(at, random.Next(Math.Min(16, data.Count - at) + 1));
                     break;
                 case 4 when other.Length > 0:
                     var start = random.Next(other.Length);

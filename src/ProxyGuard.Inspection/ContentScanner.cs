@@ -33,14 +33,15 @@ public sealed class ContentScanner
     /// Scans one value: a header name or value, a host name (CONNECT target, Host, SNI: its DNS labels are also
     /// scanned joined together and hex-decoded), a path.
     /// </summary>
-    public ScanResult ScanText(string value, ScanLocation location, string host)
+    /// <param name="cancellationToken">Ends the scan (result <see cref="ScanErrorKind.Canceled"/>) when the request is aborted.</param>
+    public ScanResult ScanText(string value, ScanLocation location, string host, CancellationToken cancellationToken = default)
     {
         if (string.IsNullOrEmpty(value))
         {
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, location);
+        var session = new ScanSession(_core, host, location, cancellationToken);
         session.ScanLayer(value, 0, null);
         if (location == ScanLocation.Host && session.Error is null && value.Length <= MaxHostLength)
         {
@@ -51,14 +52,15 @@ public sealed class ContentScanner
     }
 
     /// <summary>Scans a raw query string: as sent, fully URL-decoded, and all values decoded and joined.</summary>
-    public ScanResult ScanQuery(string rawQuery, string host)
+    /// <param name="cancellationToken">Ends the scan (result <see cref="ScanErrorKind.Canceled"/>) when the request is aborted.</param>
+    public ScanResult ScanQuery(string rawQuery, string host, CancellationToken cancellationToken = default)
     {
         if (string.IsNullOrEmpty(rawQuery))
         {
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Query);
+        var session = new ScanSession(_core, host, ScanLocation.Query, cancellationToken);
         var raw = rawQuery.AsSpan();
         session.ScanLayer(raw, 0, null);
         if (session.Error is null)
@@ -78,7 +80,8 @@ public sealed class ContentScanner
     /// Scans a request body. <paramref name="contentEncoding"/> (e.g. <c>gzip, br</c>) is undone first; an unknown or
     /// corrupt coding, or output past the limits, yields <see cref="ScanResult.Error"/>.
     /// </summary>
-    public ScanResult ScanBody(ReadOnlyMemory<byte> body, string? contentEncoding, string? contentType, string host)
+    /// <param name="cancellationToken">Ends the scan (result <see cref="ScanErrorKind.Canceled"/>) when the request is aborted.</param>
+    public ScanResult ScanBody(ReadOnlyMemory<byte> body, string? contentEncoding, string? contentType, string host, CancellationToken cancellationToken = default)
     {
         if (body.IsEmpty)
         {
@@ -88,10 +91,10 @@ public sealed class ContentScanner
         var codings = ParseCodings(contentEncoding, out var codingError);
         if (codingError is not null)
         {
-            return ScanResult.Failed(codingError);
+            return ScanResult.Failed(codingError, ScanErrorKind.Undecodable);
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Body);
+        var session = new ScanSession(_core, host, ScanLocation.Body, cancellationToken);
         PooledBytes decoded = default;
         try
         {

@@ -5,8 +5,15 @@ public sealed class ScanResult
 {
     private static readonly Finding[] _noFindings = [];
 
-    internal ScanResult(IReadOnlyList<Finding>? findings, string? error, byte[]? rewrittenBody, string? rewrittenText)
+    /// <summary>The <see cref="Error"/> (and deny reason) when the scan ran past <see cref="ScannerOptions.ScanBudget"/>.</summary>
+    public const string BudgetExceededReason = "scan-budget-exceeded";
+
+    /// <summary>The <see cref="Error"/> when the caller's cancellation token fired (the request was aborted).</summary>
+    public const string CanceledReason = "scan-canceled";
+
+    internal ScanResult(IReadOnlyList<Finding>? findings, string? error, byte[]? rewrittenBody, string? rewrittenText, ScanErrorKind errorKind = ScanErrorKind.None)
     {
+        ErrorKind = error is null ? ScanErrorKind.None : errorKind == ScanErrorKind.None ? ScanErrorKind.Undecodable : errorKind;
         Findings = findings ?? _noFindings;
         Error = error;
         RewrittenBody = rewrittenBody;
@@ -33,6 +40,13 @@ public sealed class ScanResult
     public string? Error { get; }
 
     /// <summary>
+    /// Why <see cref="Error"/> is set: <see cref="ScanErrorKind.BudgetExceeded"/> (deny with reason
+    /// <c>scan-budget-exceeded</c>), <see cref="ScanErrorKind.Canceled"/> (the request was aborted; nothing to answer),
+    /// or a decoding failure. <see cref="ScanErrorKind.None"/> when the scan completed.
+    /// </summary>
+    public ScanErrorKind ErrorKind { get; }
+
+    /// <summary>
     /// Set when a redact rule rewrote the body: the identity-encoded body with matches replaced by
     /// <c>[REDACTED:&lt;rule&gt;]</c>. The engine drops Content-Encoding and re-frames Content-Length.
     /// </summary>
@@ -43,5 +57,5 @@ public sealed class ScanResult
 
     public static ScanResult Clean { get; } = new(null, null, null, null);
 
-    internal static ScanResult Failed(string error) => new(null, error, null, null);
+    internal static ScanResult Failed(string error, ScanErrorKind kind) => new(null, error, null, null, kind);
 }

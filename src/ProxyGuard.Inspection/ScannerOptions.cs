@@ -20,4 +20,14 @@ public sealed class ScannerOptions
 
     /// <summary>Maximum nested decode depth.</summary>
     public int MaxDepth { get; init; } = 4;
+
+    /// <summary>
+    /// Wall-clock time one scan (one call of <c>ScanBody</c>, <c>ScanQuery</c> or <c>ScanText</c>) may take; past it the
+    /// scan stops with <see cref="ScanErrorKind.BudgetExceeded"/> (reason <c>scan-budget-exceeded</c>), which blocks.
+    /// <see cref="Timeout.InfiniteTimeSpan"/> disables it. Default 2 s. Also the match timeout of each custom rule.
+    /// </summary>
+    public TimeSpan ScanBudget { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The clock the scan budget is measured with (tests substitute a fake one).</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 }

@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Text.Unicode;
 
@@ -17,25 +18,51 @@ internal static class Base64
     /// <summary>Upper bound of the decoded size of <paramref name="length"/> characters.</summary>
     public static int MaxDecodedLength(int length) => (int)(((long)length * 3 / 4) + 3);
 
-    /// <summary>Decodes until the first character that is neither alphabet nor CR/LF; returns the byte count.</summary>
-    public static int Decode(ReadOnlySpan<char> source, Span<byte> destination)
+    /// <summary>
+    /// Decodes until the first character that is neither alphabet nor CR/LF; returns the byte count. One
+    /// implementation for text as <c>char</c> and as bytes (Latin-1: byte i is char i); the JIT specialises it per type.
+    /// </summary>
+    public static int Decode<T>(ReadOnlySpan<T> source, Span<byte> destination)
+        where T : unmanaged, IBinaryInteger<T>
     {
+        // Fast path: whole quads of alphabet characters, four table lookups and three stores each. It stops at the first
+        // quad holding anything else (a line break, padding, the end of the run) with no bits pending, where the
+        // character loop below takes over, so the result is the same as decoding character by character.
+        var read = 0;
+        var written = 0;
+        while (read + 4 <= source.Length && written + 3 <= destination.Length)
+        {
+            int a = Value(source[read]), b = Value(source[read + 1]), c = Value(source[read + 2]), d = Value(source[read + 3]);
+            if ((a | b | c | d) < 0)
+            {
+                break;
+            }
+
+            var quad = (a << 18) | (b << 12) | (c << 6) | d;
+            destination[written] = (byte)(quad >> 16);
+            destination[written + 1] = (byte)(quad >> 8);
+            destination[written + 2] = (byte)quad;
+            read += 4;
+            written += 3;
+        }
+
         var acc = 0;
         var bits = 0;
-        var written = 0;
-        foreach (var c in source)
+        foreach (var element in source[read..])
         {
+            var c = int.CreateTruncating(element);
             if (c == '\r' || c == '\n')
             {
                 continue;
             }
 
-            if (c >= 128 || _table[c] < 0)
+            var value = Value(element);
+            if (value < 0)
             {
                 break;
             }
 
-            acc = (acc << 6) | (byte)_table[c];
+            acc = (acc << 6) | value;
             bits += 6;
             if (bits >= 8)
             {
@@ -53,62 +80,13 @@ internal static class Base64
         return written;
     }
 
-    /// <summary>The same as <see cref="Decode(ReadOnlySpan{char}, Span{byte})"/> on bytes (Latin-1: byte i is char i).</summary>
-    public static int Decode(ReadOnlySpan<byte> source, Span<byte> destination)
+    /// <summary>The 6-bit value of an alphabet character, -1 for anything else.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Value<T>(T element)
+        where T : unmanaged, IBinaryInteger<T>
     {
-        // Fast path: whole quads of alphabet characters, four table lookups and three stores each. It stops at the first
-        // quad holding anything else (a line break, padding, the end of the run) with no bits pending, where the
-        // character loop below takes over, so the result is the same as decoding character by character.
-        var table = _byteTable;
-        var read = 0;
-        var written = 0;
-        while (read + 4 <= source.Length && written + 3 <= destination.Length)
-        {
-            int a = table[source[read]], b = table[source[read + 1]], c = table[source[read + 2]], d = table[source[read + 3]];
-            if ((a | b | c | d) < 0)
-            {
-                break;
-            }
-
-            var quad = (a << 18) | (b << 12) | (c << 6) | d;
-            destination[written] = (byte)(quad >> 16);
-            destination[written + 1] = (byte)(quad >> 8);
-            destination[written + 2] = (byte)quad;
-            read += 4;
-            written += 3;
-        }
-
-        var acc = 0;
-        var bits = 0;
-        foreach (var c in source[read..])
-        {
-            if (c == '\r' || c == '\n')
-            {
-                continue;
-            }
-
-            var value = table[c];
-            if (value < 0)
-            {
-                break;
-            }
-
-            acc = (acc << 6) | (byte)value;
-            bits += 6;
-            if (bits >= 8)
-            {
-                bits -= 8;
-                if (written >= destination.Length)
-                {
-                    break;
-                }
-
-                destination[written++] = (byte)(acc >> bits);
-                acc &= (1 << bits) - 1;
-            }
-        }
-
-        return written;
+        var c = uint.CreateTruncating(element);
+        return c < 256 ? _byteTable[c] : -1;
     }
 
     /// <summary>Decodes a base64url segment (e.g. a JWT part) into a small buffer; false when it does not fit.</summary>

@@ -129,18 +129,31 @@ internal static class Multipart
             return 0;
         }
 
-        var crlf = headers.IndexOf("\r\n\r\n"u8);
-        var lf = headers.IndexOf("\n\n"u8);
-        if (crlf >= 0 && (lf < 0 || crlf < lf))
+        // One pass over the line feeds up to the first blank line (CRLF CRLF or LF LF, whichever comes first), so a
+        // part costs the length of its own headers; searching all 16 KiB for each pattern cost O(parts x 16 KiB).
+        var p = 0;
+        while (p < headers.Length)
         {
-            length = 4;
-            return crlf + 2 - 2;
-        }
+            var found = headers[p..].IndexOf((byte)'\n');
+            if (found < 0)
+            {
+                break;
+            }
 
-        if (lf >= 0)
-        {
-            length = 2;
-            return lf;
+            p += found;
+            if (p >= 1 && headers[p - 1] == (byte)'\r' && p + 2 < headers.Length && headers[p + 1] == (byte)'\r' && headers[p + 2] == (byte)'\n')
+            {
+                length = 4;
+                return p - 1;
+            }
+
+            if (p + 1 < headers.Length && headers[p + 1] == (byte)'\n')
+            {
+                length = 2;
+                return p;
+            }
+
+            p++;
         }
 
         length = 0;

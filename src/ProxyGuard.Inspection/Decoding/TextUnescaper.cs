@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace ProxyGuard.Inspection.Decoding;
 
 /// <summary>
@@ -12,23 +14,25 @@ internal static class TextUnescaper
         (uint)c < 128 && (char.IsAsciiLetterOrDigit((char)c) || c is '+' or '/' or '=' or '_' or '-' or '.' or '~' or ':' or '@');
 
     /// <summary>Characters a window around an escape is widened over.</summary>
-    public static bool IsWindowChar(char c) => IsTokenChar(c) || c == '\\' || c == '%';
+    public static bool IsWindowChar(int c) => IsTokenChar(c) || c == '\\' || c == '%';
 
     /// <summary>
     /// Is the escape starting at <paramref name="i"/> (a <c>\</c> or <c>%</c>) one that may hide part of a token or
     /// the boundary next to one? Escapes of printable ASCII are (serializers only need them for quotes and HTML
     /// characters); <c>\n</c>, <c>\"</c> and escapes of non-ASCII text are not.
-    /// Returns the escape length in <paramref name="length"/> (at least 1).
+    /// Returns the escape length in <paramref name="length"/> (at least 1). One implementation for text as
+    /// <c>char</c> and as bytes (Latin-1: byte i is char i).
     /// </summary>
-    public static bool IsInterestingEscape(ReadOnlySpan<char> text, int i, out int length)
+    public static bool IsInterestingEscape<T>(ReadOnlySpan<T> text, int i, out int length)
+        where T : unmanaged, IBinaryInteger<T>
     {
         length = 1;
-        if (text[i] == '%')
+        if (At(text, i) == '%')
         {
-            if (i + 2 < text.Length && char.IsAsciiHexDigit(text[i + 1]) && char.IsAsciiHexDigit(text[i + 2]))
+            if (i + 2 < text.Length && IsHex(At(text, i + 1)) && IsHex(At(text, i + 2)))
             {
                 length = 3;
-                var value = (HexValue(text[i + 1]) << 4) | HexValue(text[i + 2]);
+                var value = (HexValue(At(text, i + 1)) << 4) | HexValue(At(text, i + 2));
                 return value is >= 0x20 and < 0x7F;
             }
 
@@ -40,14 +44,14 @@ internal static class TextUnescaper
             return false;
         }
 
-        var next = text[i + 1];
+        var next = At(text, i + 1);
         length = 2;
         switch (next)
         {
             case '/':
                 return true;
             case '\\':
-                return i + 2 < text.Length && (text[i + 2] == 'u' || text[i + 2] == '/');
+                return i + 2 < text.Length && (At(text, i + 2) == 'u' || At(text, i + 2) == '/');
             case 'u':
                 if (i + 5 < text.Length && IsHex4(text.Slice(i + 2, 4)))
                 {
@@ -61,52 +65,6 @@ internal static class TextUnescaper
                 return false;
         }
     }
-
-    /// <summary>The same as <see cref="IsInterestingEscape(ReadOnlySpan{char}, int, out int)"/> on bytes (Latin-1: byte i is char i).</summary>
-    public static bool IsInterestingEscape(ReadOnlySpan<byte> text, int i, out int length)
-    {
-        length = 1;
-        if (text[i] == '%')
-        {
-            if (i + 2 < text.Length && char.IsAsciiHexDigit((char)text[i + 1]) && char.IsAsciiHexDigit((char)text[i + 2]))
-            {
-                length = 3;
-                var value = (HexValue((char)text[i + 1]) << 4) | HexValue((char)text[i + 2]);
-                return value is >= 0x20 and < 0x7F;
-            }
-
-            return false;
-        }
-
-        if (i + 1 >= text.Length)
-        {
-            return false;
-        }
-
-        var next = text[i + 1];
-        length = 2;
-        switch (next)
-        {
-            case (byte)'/':
-                return true;
-            case (byte)'\\':
-                return i + 2 < text.Length && (text[i + 2] == 'u' || text[i + 2] == '/');
-            case (byte)'u':
-                if (i + 5 < text.Length && IsHex4(text.Slice(i + 2, 4)))
-                {
-                    length = 6;
-                    var code = Hex4(text.Slice(i + 2, 4));
-                    return code is >= 0x20 and < 0x7F;
-                }
-
-                return false;
-            default:
-                return false;
-        }
-    }
-
-    /// <summary><see cref="IsWindowChar(char)"/> for a byte.</summary>
-    public static bool IsWindowChar(byte c) => IsWindowChar((char)c);
 
     /// <summary>
     /// Decodes <paramref name="source"/> into <paramref name="destination"/> (at least as long as the source) and
@@ -173,17 +131,17 @@ internal static class TextUnescaper
         return n;
     }
 
-    public static int HexValue(char c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+    public static int HexValue(int c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
 
-    private static bool IsHex4(ReadOnlySpan<char> s) =>
-        char.IsAsciiHexDigit(s[0]) && char.IsAsciiHexDigit(s[1]) && char.IsAsciiHexDigit(s[2]) && char.IsAsciiHexDigit(s[3]);
+    private static bool IsHex(int c) => (uint)c < 128 && char.IsAsciiHexDigit((char)c);
 
-    private static bool IsHex4(ReadOnlySpan<byte> s) =>
-        char.IsAsciiHexDigit((char)s[0]) && char.IsAsciiHexDigit((char)s[1]) && char.IsAsciiHexDigit((char)s[2]) && char.IsAsciiHexDigit((char)s[3]);
+    private static int At<T>(ReadOnlySpan<T> text, int i)
+        where T : unmanaged, IBinaryInteger<T> => int.CreateTruncating(text[i]);
 
-    private static int Hex4(ReadOnlySpan<byte> s) =>
-        (HexValue((char)s[0]) << 12) | (HexValue((char)s[1]) << 8) | (HexValue((char)s[2]) << 4) | HexValue((char)s[3]);
+    private static bool IsHex4<T>(ReadOnlySpan<T> s)
+        where T : unmanaged, IBinaryInteger<T> => IsHex(At(s, 0)) && IsHex(At(s, 1)) && IsHex(At(s, 2)) && IsHex(At(s, 3));
 
-    private static int Hex4(ReadOnlySpan<char> s) =>
-        (HexValue(s[0]) << 12) | (HexValue(s[1]) << 8) | (HexValue(s[2]) << 4) | HexValue(s[3]);
+    private static int Hex4<T>(ReadOnlySpan<T> s)
+        where T : unmanaged, IBinaryInteger<T> =>
+        (HexValue(At(s, 0)) << 12) | (HexValue(At(s, 1)) << 8) | (HexValue(At(s, 2)) << 4) | HexValue(At(s, 3));
 }

@@ -45,7 +45,8 @@ internal static class BuiltinCatalog
                 ["aws_secret", "aws-secret", "awssecret", "aws secret", "secret_access_key", "secretaccesskey", "secret-access-key"],
                 back: 256,
                 forward: 256,
-                validator: Validators.MixedCaseWithDigit),
+                validator: Validators.MixedCaseWithDigit,
+                maxMatch: 40),
             new RegexDetector(
                 "github-token",
                 "GitHub classic token: ghp_/gho_/ghu_/ghs_/ghr_ followed by 36+ base62 characters (30 random + 6 checksum).",
@@ -195,13 +196,7 @@ internal static class BuiltinCatalog
                 "PuTTY private key file: PuTTY-User-Key-File-<n>: header.",
                 @"\GPuTTY-User-Key-File-[0-9]: ?[a-z0-9-]+",
                 ["PuTTY-User-Key-File-"]),
-            new RegexDetector(
-                "jwt",
-                "JSON Web Token: three base64url parts separated by dots whose first part decodes to a JSON object with \"alg\".",
-                @"\GeyJ[A-Za-z0-9_-]{10,}={0,2}\.[A-Za-z0-9_-]{4,}={0,2}\.[A-Za-z0-9_-]*",
-                ["eyJ"],
-                forward: 16384,
-                validator: Validators.JwtHeader),
+            new JwtDetector(),
             UrlPassword,
             new RegexDetector(
                 "atlassian-api-token",

@@ -16,17 +16,11 @@ internal static class Validators
         return upper && lower && digit;
     }
 
-    /// <summary>The first part of a JWT must decode to a JSON object with an "alg" member.</summary>
-    public static bool JwtHeader(ReadOnlySpan<char> match)
+    /// <summary>The first part of a JWT (up to its dot) decodes to a JSON object with an "alg" member.</summary>
+    public static bool JwtHeaderPart(ReadOnlySpan<char> part)
     {
-        var dot = match.IndexOf('.');
-        if (dot <= 0)
-        {
-            return false;
-        }
-
         Span<byte> header = stackalloc byte[768];
-        if (!Decoding.Base64.TryDecodeSmall(match[..dot], header, out var written))
+        if (!Decoding.Base64.TryDecodeSmall(part, header, out var written))
         {
             return false;
         }

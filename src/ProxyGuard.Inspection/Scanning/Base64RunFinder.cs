@@ -23,18 +23,21 @@ internal static class Base64RunFinder
     private static readonly SearchValues<byte> _runBytes =
         SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_"u8);
 
-    /// <summary>Finds the next run starting at or after <paramref name="from"/>; returns false when none.</summary>
-    public static bool FindNext(ReadOnlySpan<char> text, int from, out int runStart, out int runEnd)
+    /// <summary>
+    /// Finds the next run starting at or after <paramref name="from"/>; returns false when none. One implementation
+    /// for text as <c>char</c> and as bytes (Latin-1: byte i is char i); only the 64-character classification differs.
+    /// </summary>
+    public static bool FindNext<T>(ReadOnlySpan<T> text, int from, out int runStart, out int runEnd)
+        where T : unmanaged, IBinaryInteger<T>
     {
         var length = text.Length;
         var i = from;
         var carry = 0;
         if (Vector256.IsHardwareAccelerated)
         {
-            ref var origin = ref Unsafe.As<char, ushort>(ref MemoryMarshal.GetReference(text));
             while (i + 64 <= length)
             {
-                var mask = Mask64(ref origin, i);
+                var mask = Mask64(text, i);
                 if (mask == ulong.MaxValue)
                 {
                     carry += 64;
@@ -66,7 +69,7 @@ internal static class Base64RunFinder
 
         for (; i < length; i++)
         {
-            if (Base64.IsRunChar(text[i]))
+            if (IsRunChar(text[i]))
             {
                 carry++;
                 continue;
@@ -89,115 +92,8 @@ internal static class Base64RunFinder
         return false;
     }
 
-    private static bool Finish(ReadOnlySpan<char> text, int start, out int runStart, out int runEnd)
-    {
-        runStart = start;
-        var lineStart = start;
-        var end = start;
-        while (true)
-        {
-            var rest = text[end..].IndexOfAnyExcept(_runChars);
-            end = rest < 0 ? text.Length : end + rest;
-
-            // Join MIME/PEM-style wrapped lines: a full line (multiple of 4, at least 40) followed by a line break
-            // and more base64.
-            var lineLength = end - lineStart;
-            if (lineLength >= 40 && lineLength % 4 == 0 && end < text.Length)
-            {
-                var next = end;
-                if (text[next] == '\r')
-                {
-                    next++;
-                }
-
-                if (next < text.Length && text[next] == '\n' && next + 1 < text.Length && Base64.IsRunChar(text[next + 1]))
-                {
-                    end = next + 1;
-                    lineStart = end;
-                    continue;
-                }
-            }
-
-            break;
-        }
-
-        for (var pad = 0; pad < 2 && end < text.Length && text[end] == '='; pad++)
-        {
-            end++;
-        }
-
-        runEnd = end;
-        return true;
-    }
-
-    /// <summary>The same search on bytes (a body read as Latin-1: byte i is char i).</summary>
-    public static bool FindNext(ReadOnlySpan<byte> text, int from, out int runStart, out int runEnd)
-    {
-        var length = text.Length;
-        var i = from;
-        var carry = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            ref var origin = ref MemoryMarshal.GetReference(text);
-            while (i + 64 <= length)
-            {
-                var mask = Mask32(Vector256.LoadUnsafe(ref origin, (nuint)i))
-                    | ((ulong)Mask32(Vector256.LoadUnsafe(ref origin, (nuint)(i + 32))) << 32);
-                if (mask == ulong.MaxValue)
-                {
-                    carry += 64;
-                    i += 64;
-                    continue;
-                }
-
-                var lead = BitOperations.TrailingZeroCount(~mask);
-                if (carry + lead >= MinRun)
-                {
-                    return Finish(text, i - carry, out runStart, out runEnd);
-                }
-
-                var inner = mask & ~((1UL << lead) - 1);
-                var x2 = inner & (inner >> 1);
-                var x4 = x2 & (x2 >> 2);
-                var x8 = x4 & (x4 >> 4);
-                var x16 = x8 & (x8 >> 8);
-                var x20 = x16 & (x4 >> 16);
-                if (x20 != 0)
-                {
-                    return Finish(text, i + BitOperations.TrailingZeroCount(x20), out runStart, out runEnd);
-                }
-
-                carry = BitOperations.LeadingZeroCount(~mask);
-                i += 64;
-            }
-        }
-
-        for (; i < length; i++)
-        {
-            if (Base64.IsRunChar((char)text[i]))
-            {
-                carry++;
-                continue;
-            }
-
-            if (carry >= MinRun)
-            {
-                return Finish(text, i - carry, out runStart, out runEnd);
-            }
-
-            carry = 0;
-        }
-
-        if (carry >= MinRun)
-        {
-            return Finish(text, length - carry, out runStart, out runEnd);
-        }
-
-        runStart = runEnd = length;
-        return false;
-    }
-
-    private static bool Finish(ReadOnlySpan<byte> text, int start, out int runStart, out int runEnd)
+    private static bool Finish<T>(ReadOnlySpan<T> text, int start, out int runStart, out int runEnd)
+        where T : unmanaged, IBinaryInteger<T>
     {
         runStart = start;
         var lineStart = start;
@@ -205,16 +101,19 @@ internal static class Base64RunFinder
         while (true)
         {
             end = RunEnd(text, end);
+
+            // Join MIME/PEM-style wrapped lines: a full line (multiple of 4, at least 40) followed by a line break
+            // and more base64. Shorter lines are joined by WrappedBase64.
             var lineLength = end - lineStart;
             if (lineLength >= 40 && lineLength % 4 == 0 && end < text.Length)
             {
                 var next = end;
-                if (text[next] == '\r')
+                if (int.CreateTruncating(text[next]) == '\r')
                 {
                     next++;
                 }
 
-                if (next < text.Length && text[next] == '\n' && next + 1 < text.Length && Base64.IsRunChar((char)text[next + 1]))
+                if (next < text.Length && int.CreateTruncating(text[next]) == '\n' && next + 1 < text.Length && IsRunChar(text[next + 1]))
                 {
                     end = next + 1;
                     lineStart = end;
@@ -225,13 +124,45 @@ internal static class Base64RunFinder
             break;
         }
 
-        for (var pad = 0; pad < 2 && end < text.Length && text[end] == '='; pad++)
+        for (var pad = 0; pad < 2 && end < text.Length && int.CreateTruncating(text[end]) == '='; pad++)
         {
             end++;
         }
 
         runEnd = end;
         return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool IsRunChar<T>(T c)
+        where T : unmanaged, IBinaryInteger<T> => Base64.IsRunChar((char)ushort.CreateTruncating(c));
+
+    /// <summary>The end of the alphabet characters starting at <paramref name="start"/> (the first other one, or the length).</summary>
+    private static int RunEnd<T>(ReadOnlySpan<T> text, int start)
+        where T : unmanaged, IBinaryInteger<T>
+    {
+        if (typeof(T) == typeof(byte))
+        {
+            return RunEnd(MemoryMarshal.Cast<T, byte>(text), start);
+        }
+
+        var rest = MemoryMarshal.Cast<T, char>(text)[start..].IndexOfAnyExcept(_runChars);
+        return rest < 0 ? text.Length : start + rest;
+    }
+
+    /// <summary>The alphabet mask of the 64 characters at <paramref name="index"/> (bit k: character index + k).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Mask64<T>(ReadOnlySpan<T> text, int index)
+        where T : unmanaged, IBinaryInteger<T>
+    {
+        if (typeof(T) == typeof(byte))
+        {
+            ref var origin = ref Unsafe.As<T, byte>(ref MemoryMarshal.GetReference(text));
+            return Mask32(Vector256.LoadUnsafe(ref origin, (nuint)index))
+                | ((ulong)Mask32(Vector256.LoadUnsafe(ref origin, (nuint)(index + 32))) << 32);
+        }
+
+        return Mask64(ref Unsafe.As<T, ushort>(ref MemoryMarshal.GetReference(text)), index);
     }
 
     // Nibble classification (as in IndexOfAnyAsciiSearcher): for each low nibble, the set of high nibbles 0..7 that make

@@ -4,13 +4,15 @@ namespace ProxyGuard.Inspection.Scanning;
 
 internal sealed class CompiledRule
 {
-    public CompiledRule(CustomRule rule, int index)
+    /// <param name="timeout">The scan budget: also bounds one regex search (custom patterns are sandbox-facing CPU).</param>
+    public CompiledRule(CustomRule rule, int index, TimeSpan timeout)
     {
         Rule = rule;
         Index = index;
         try
         {
-            Regex = new Regex(rule.Pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant);
+            Regex = new Regex(rule.Pattern, RegexOptions.NonBacktracking | RegexOptions.CultureInvariant,
+                timeout == Timeout.InfiniteTimeSpan || timeout <= TimeSpan.Zero ? Regex.InfiniteMatchTimeout : timeout);
         }
         catch (ArgumentException ex)
         {

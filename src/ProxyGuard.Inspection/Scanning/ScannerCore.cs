@@ -52,7 +52,7 @@ internal sealed class ScannerCore
         var rules = new CompiledRule[options.CustomRules.Count];
         for (var i = 0; i < rules.Length; i++)
         {
-            rules[i] = new CompiledRule(options.CustomRules[i], i);
+            rules[i] = new CompiledRule(options.CustomRules[i], i, options.ScanBudget);
         }
 
         Rules = rules;
@@ -114,6 +114,21 @@ internal sealed class ScannerCore
     }
 
     public ScannerOptions Options { get; }
+
+    /// <summary>The <see cref="TimeProvider"/> timestamp at which a scan starting now runs out of budget (long.MaxValue: never).</summary>
+    public long Deadline()
+    {
+        var budget = Options.ScanBudget;
+        if (budget == Timeout.InfiniteTimeSpan || budget < TimeSpan.Zero)
+        {
+            return long.MaxValue;
+        }
+
+        var time = Options.TimeProvider;
+        var ticks = budget.TotalSeconds * time.TimestampFrequency;
+        var now = time.GetTimestamp();
+        return ticks >= long.MaxValue - now ? long.MaxValue - 1 : now + (long)ticks;
+    }
 
     public bool[] Enabled { get; }
 
