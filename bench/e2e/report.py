@@ -9,7 +9,7 @@ import re
 import sys
 
 MIB = 1024 * 1024
-TARGET_ORDER = ["direct", "pg-minimal", "pg-realistic", "squid", "mitmproxy"]
+TARGET_ORDER = ["direct", "pg-minimal", "pg-realistic", "pg-baseline", "squid", "mitmproxy"]
 SCENARIOS = [
     ("ka16", "keep-alive HTTPS /small, 16 conns", None),
     ("ka64", "keep-alive HTTPS /small, 64 conns", None),

@@ -13,6 +13,8 @@
 #   BENCH_WARMUP=30      seconds of keep-alive warm-up per proxy before measuring (tiered JIT + PGO)
 #   BENCH_NO_BUILD=1     reuse the existing Release build
 #   PGB_DIR=/tmp/pg-bench   work directory (certificates, configs, logs, raw outputs)
+#   PG_BASELINE_DLL=path    another build's proxyguard.dll (e.g. an older commit, built elsewhere): adds target
+#                           "pg-baseline" (realistic policy) measured side by side with "pg-realistic" in the same run
 # Needs hey, openssl, python3, nginx; squid and mitmdump are skipped when missing. Runs as root for
 # the /etc/hosts entries of the benchmark names (removed on exit).
 set -uo pipefail
@@ -22,7 +24,7 @@ DUR=${BENCH_SECONDS:-8}; HOSTS=${BENCH_HOSTS:-48}; TUNNELS=${BENCH_TUNNELS:-5000
 TARGETS=${BENCH_TARGETS:-"direct pg-minimal pg-realistic squid mitmproxy"}
 SCENARIOS=${BENCH_SCENARIOS:-"ka16 ka64 handshake h2 download upload plain"}
 ORIGIN_TLS=19443; ORIGIN_PLAIN=19080; SQUID_PORT=13128; MITM_PORT=18081
-PG_MIN_PORT=18180; PG_MIN_ADMIN=18190; PG_REAL_PORT=18181; PG_REAL_ADMIN=18191
+PG_MIN_PORT=18180; PG_MIN_ADMIN=18190; PG_REAL_PORT=18181; PG_REAL_ADMIN=18191; PG_BASE_PORT=18182; PG_BASE_ADMIN=18192
 PLACEHOLDER=PGBENCH_PLACEHOLDER_TOKEN_0001
 export PG_BENCH_TOKEN=synthetic-bench-token-not-a-secret-0123456789
 export PROXYGUARD_LIMIT_MAX_CONNECTIONS_PER_CLIENT=20000
@@ -60,7 +62,7 @@ if ! grep -qF "$MARK" /etc/hosts; then
   for n in $names; do echo "127.0.0.1 $n $MARK"; done >> /etc/hosts
 fi
 
-for p in $ORIGIN_TLS $ORIGIN_PLAIN $SQUID_PORT $MITM_PORT $PG_MIN_PORT $PG_MIN_ADMIN $PG_REAL_PORT $PG_REAL_ADMIN; do
+for p in $ORIGIN_TLS $ORIGIN_PLAIN $SQUID_PORT $MITM_PORT $PG_MIN_PORT $PG_MIN_ADMIN $PG_REAL_PORT $PG_REAL_ADMIN $PG_BASE_PORT $PG_BASE_ADMIN; do
   port_free $p || { echo "run.sh: port $p is in use (another benchmark running?)" >&2; exit 2; }
 done
 
@@ -99,14 +101,19 @@ else dll=$root/src/ProxyGuard/bin/Release/net10.0/proxyguard.dll; fi
 [[ -f $dll ]] || { echo "run.sh: $dll not found" >&2; exit 2; }
 "$here/policies.sh" "$D" $ORIGIN_TLS $ORIGIN_PLAIN
 resolve=(); for n in $names; do resolve+=(--resolve "$n=127.0.0.1"); done
-start_pg() { # name policy port admin
-  rm -rf "$D/$1-data"; mkdir -p "$D/$1-ca"
-  PROXYGUARD_ADMIN_TOKEN=bench-admin-token setsid dotnet "$dll" run --policy "$D/$2.yaml" --listen 127.0.0.1:$3 --admin 127.0.0.1:$4 \
+start_pg() { # name policy port admin [dll]
+  rm -rf "$D/$1-data" "$D/$1-ca"; mkdir -p -m 700 "$D/$1-ca"
+  PROXYGUARD_ADMIN_TOKEN=bench-admin-token setsid dotnet "${5:-$dll}" run --policy "$D/$2.yaml" --listen 127.0.0.1:$3 --admin 127.0.0.1:$4 \
     --ca-dir "$D/$1-ca" --data-dir "$D/$1-data" "${resolve[@]}" >"$D/$1.out" 2>&1 & PID[$1]=$!
   PROXY[$1]=http://127.0.0.1:$3; CA[$1]=$D/$1-ca/ca.pem
 }
 [[ " $TARGETS " == *" pg-minimal "* ]] && start_pg pg-minimal minimal $PG_MIN_PORT $PG_MIN_ADMIN
 [[ " $TARGETS " == *" pg-realistic "* ]] && start_pg pg-realistic realistic $PG_REAL_PORT $PG_REAL_ADMIN
+if [[ -n ${PG_BASELINE_DLL:-} ]]; then
+  [[ -f $PG_BASELINE_DLL ]] || { echo "run.sh: PG_BASELINE_DLL $PG_BASELINE_DLL not found" >&2; exit 2; }
+  [[ " $TARGETS " == *" pg-baseline "* ]] || TARGETS+=" pg-baseline"
+  start_pg pg-baseline realistic $PG_BASE_PORT $PG_BASE_ADMIN "$PG_BASELINE_DLL"
+fi
 
 # Readiness: one request through each target (60 s at most).
 AUTH="Authorization: Bearer $PLACEHOLDER"
@@ -195,7 +202,7 @@ for scen in $SCENARIOS; do
 done
 
 rss=""
-for t in pg-minimal pg-realistic squid mitmproxy; do
+for t in pg-minimal pg-realistic pg-baseline squid mitmproxy; do
   [[ -n ${PID[$t]:-} && -r /proc/${PID[$t]}/status ]] && rss+="$t $(awk '/VmHWM/{print $2" "$3}' /proc/${PID[$t]}/status); "
 done
 echo "$rss" > "$OUT/rss.txt"

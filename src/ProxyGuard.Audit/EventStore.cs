@@ -1,3 +1,5 @@
+// Over 400 lines: the store's public surface (reserve, write, wait, flush, query, compact, dispose) shares one queue,
+// its slots and the failure state; each method is short, and splitting them would spread that shared state.
 using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
 using ProxyGuard.Audit.Storage;
@@ -194,7 +196,7 @@ public sealed class EventStore : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(e);
         ThrowIfUnavailable();
         var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), null);
-        if (_slots.Wait(0))
+        if (_slots.Wait(0, ct))
         {
             Enqueue(item);
             return ValueTask.CompletedTask;
@@ -213,7 +215,7 @@ public sealed class EventStore : IAsyncDisposable
         ThrowIfUnavailable();
         var completion = QueueItem.NewCompletion();
         var item = new QueueItem(QueueItemKind.Event, PreparedEvent.From(e, _options.TimeProvider), completion);
-        if (_slots.Wait(0))
+        if (_slots.Wait(0, ct))
         {
             Enqueue(item);
         }

@@ -1,3 +1,5 @@
+// Over 400 lines: the single writer thread owns the SQLite connection, its prepared statements and the batch being
+// committed (with retries and compaction steps between batches); keeping them in one class keeps that ownership in one place.
 using System.Diagnostics;
 using System.Globalization;
 using System.Threading.Channels;

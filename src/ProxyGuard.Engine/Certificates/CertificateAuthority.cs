@@ -75,11 +75,13 @@ public sealed class CertificateAuthority : IDisposable
         var certPath = Path.Combine(directory, CertificateFileName);
         var keyPath = Path.Combine(directory, KeyFileName);
         CheckPermissions(directory);
+        X509Certificate2? certificate = null;
+        ECDsa? key = null;
         try
         {
-            var certificate = X509CertificateLoader.LoadCertificate(
+            certificate = X509CertificateLoader.LoadCertificate(
                 Convert.FromBase64String(ExtractPemBody(File.ReadAllText(certPath), "CERTIFICATE", certPath)));
-            var key = ECDsa.Create();
+            key = ECDsa.Create();
             key.ImportFromPem(File.ReadAllText(keyPath));
             using var publicKey = certificate.GetECDsaPublicKey()
                 ?? throw new CertificateAuthorityException($"{certPath}: the CA certificate is not an ECDSA certificate");
@@ -88,7 +90,9 @@ public sealed class CertificateAuthority : IDisposable
                 throw new CertificateAuthorityException($"{keyPath}: the key does not belong to {certPath}");
             }
 
-            return new CertificateAuthority(certificate, key, directory);
+            var ca = new CertificateAuthority(certificate, key, directory);
+            (certificate, key) = (null, null); // owned by the CA now
+            return ca;
         }
         catch (CertificateAuthorityException)
         {
@@ -97,6 +101,11 @@ public sealed class CertificateAuthority : IDisposable
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or FormatException or ArgumentException)
         {
             throw new CertificateAuthorityException($"cannot load the CA from {directory}: {ex.Message}");
+        }
+        finally
+        {
+            certificate?.Dispose();
+            key?.Dispose();
         }
     }
 

@@ -3,6 +3,7 @@ using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
+using ProxyGuard.Engine.Logging;
 
 namespace ProxyGuard.Engine.Certificates;
 
@@ -154,13 +155,13 @@ public sealed class LeafCertificateCache : IDisposable
         switch (status.State)
         {
             case CaExpiryState.Expired:
-                _logger!.LogError("the interception CA {Path} expired at {NotAfter}: intercepted TLS fails; create a new CA (proxyguard ca init --force) and redistribute it", _ca.CertificatePath, notAfter);
+                EngineLog.CaExpired(_logger!, _ca.CertificatePath, notAfter);
                 break;
             case CaExpiryState.ExpiresSoon:
-                _logger!.LogWarning("the interception CA {Path} expires at {NotAfter} (in {Days} days): create a new CA and redistribute it before then", _ca.CertificatePath, notAfter, status.DaysLeft);
+                EngineLog.CaExpiresSoon(_logger!, _ca.CertificatePath, notAfter, status.DaysLeft);
                 break;
             default:
-                _logger!.LogInformation("the interception CA {Path} is valid until {NotAfter} ({Days} days)", _ca.CertificatePath, notAfter, status.DaysLeft);
+                EngineLog.CaValid(_logger!, _ca.CertificatePath, notAfter, status.DaysLeft);
                 break;
         }
     }

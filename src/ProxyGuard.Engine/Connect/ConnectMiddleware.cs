@@ -11,6 +11,7 @@ using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy;
 using ProxyGuard.Policy.Decisions;
+using ProxyGuard.Engine.Logging;
 
 namespace ProxyGuard.Engine.Connect;
 
@@ -57,7 +58,7 @@ public sealed class ConnectMiddleware
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ConnectionResetException or SocketException or ObjectDisposedException or InvalidOperationException)
         {
-            _logger.LogDebug("connection {Id} ended: {Error}", connection.ConnectionId, ex.Message);
+            EngineLog.ConnectionEnded(_logger, connection.ConnectionId, ex.Message);
         }
         finally
         {
@@ -274,7 +275,7 @@ public sealed class ConnectMiddleware
         }
         catch (Exception ex) when (ex is IOException or InvalidOperationException or ConnectionResetException)
         {
-            _logger.LogDebug("could not send the refusal: {Error}", ex.Message);
+            EngineLog.RefusalNotSent(_logger, ex.Message);
         }
     }
 

@@ -9,6 +9,7 @@ using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy;
 using ProxyGuard.Policy.Decisions;
+using ProxyGuard.Engine.Logging;
 
 namespace ProxyGuard.Engine.Connect;
 
@@ -96,7 +97,9 @@ internal sealed class RawTunnel
         Socket upstream;
         try
         {
+#pragma warning disable CA2000 // disposed by the using around the pumps below (the catches return before it exists)
             upstream = await _services.Connector.ConnectAsync(_tunnel.Host, _tunnel.Port, _connection.ConnectionClosed);
+#pragma warning restore CA2000
         }
         catch (DestinationBlockedException ex)
         {
@@ -126,7 +129,7 @@ internal sealed class RawTunnel
             }
             catch (Exception ex) when (ex is IOException or OperationCanceledException or SocketException or ObjectDisposedException or ConnectionResetException or InvalidOperationException)
             {
-                _logger.LogDebug("tunnel to {Host}:{Port} ended: {Error}", _tunnel.Host, _tunnel.Port, ex.Message);
+                EngineLog.TunnelEnded(_logger, _tunnel.Host, _tunnel.Port, ex.Message);
             }
         }
 

@@ -77,6 +77,9 @@ public sealed class ProxyServer : IAsyncDisposable
 
     public string AdminUrl => _adminAddress.UnixPath is not null ? "unix:" + _adminAddress.UnixPath : "http://" + Bound(_adminListen, _adminAddress);
 
+    // Every disposable built here is owned by the returned server and disposed in DisposeAsync; a start that fails
+    // half-way ends the process (the CLI reports the one-line reason), so nothing outlives it.
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "Ownership passes to the returned ProxyServer.")]
     public static async Task<ProxyServer> CreateAsync(ProxyServerOptions options, CancellationToken ct = default)
     {
         var proxyAddress = ListenAddress.Parse(options.Listen, "--listen");

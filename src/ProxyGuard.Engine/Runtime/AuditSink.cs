@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using ProxyGuard.Audit;
+using ProxyGuard.Engine.Logging;
 
 namespace ProxyGuard.Engine.Runtime;
 
@@ -56,7 +57,7 @@ public sealed class AuditSink
         }
         catch (Exception ex) when (ex is EventStoreException or OperationCanceledException)
         {
-            _logger.LogError("audit store cannot record a {Decision} event: {Error}", e.Decision, ex.Message);
+            EngineLog.AuditUnrecorded(_logger, e.Decision, ex.Message);
             return false;
         }
     }
@@ -74,8 +75,7 @@ public sealed class AuditSink
         }
         else if (_logger.IsEnabled(LogLevel.Information))
         {
-            _logger.LogInformation("deny {Kind} {Method} {Host}:{Port}{Path} rule={Rule} reason={Reason} client={Client}",
-                e.Kind, e.Method, e.Host, e.Port, e.Path, e.Rule, e.Reason, e.Client);
+            EngineLog.Denied(_logger, e.Kind, e.Method, e.Host, e.Port, e.Path, e.Rule, e.Reason, e.Client);
         }
     }
 }

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using ProxyGuard.Inspection;
 using ProxyGuard.Policy;
 using ProxyGuard.Secrets;
+using ProxyGuard.Engine.Logging;
 
 namespace ProxyGuard.Engine.Runtime;
 
@@ -110,19 +111,19 @@ public sealed class PolicyRuntime : IDisposable
 
             foreach (var problem in snapshot.Unavailable)
             {
-                _logger.LogWarning("secret {Name} is unavailable, requests that carry its placeholder are denied: {Reason}", problem.Name, problem.Reason);
+                EngineLog.SecretUnavailable(_logger, problem.Name, problem.Reason);
             }
 
             foreach (var client in snapshot.Clients.Where(c => c.Problem is not null))
             {
-                _logger.LogWarning("client {Id} cannot authenticate: {Reason}", client.Id, client.Problem);
+                EngineLog.ClientUnusable(_logger, client.Id, client.Problem);
             }
 
             var previous = Interlocked.Exchange(ref _current, snapshot);
             _metrics.PolicyReloads.WithLabels("ok").Inc();
             if (previous is not null)
             {
-                _logger.LogInformation("policy reloaded from {File} (sha256 {Sha})", _policyPath, snapshot.Policy.Sha256);
+                EngineLog.PolicyReloaded(_logger, _policyPath, snapshot.Policy.Sha256);
             }
 
             Reloaded?.Invoke(snapshot);
@@ -154,7 +155,7 @@ public sealed class PolicyRuntime : IDisposable
         {
             try
             {
-                _logger.LogInformation("reloading the policy {File} ({Trigger})", _policyPath, trigger);
+                EngineLog.PolicyReloading(_logger, _policyPath, trigger);
                 await reload();
             }
             catch (ObjectDisposedException)
@@ -163,7 +164,7 @@ public sealed class PolicyRuntime : IDisposable
             }
             catch (Exception ex)
             {
-                _logger.LogError(ex, "policy reload ({Trigger}) failed, keeping the last good policy", trigger);
+                EngineLog.PolicyReloadFailed(_logger, ex, trigger);
             }
         });
     }
@@ -182,7 +183,7 @@ public sealed class PolicyRuntime : IDisposable
         {
             if (Environment.TickCount64 - started > (long)SettleLimit.TotalMilliseconds)
             {
-                _logger.LogWarning("the policy file {File} kept changing for {Seconds} s; not reloaded (it is reloaded when it next changes, or on SIGHUP)", _policyPath, SettleLimit.TotalSeconds);
+                EngineLog.PolicyNeverSettled(_logger, _policyPath, SettleLimit.TotalSeconds);
                 return null;
             }
 
@@ -271,7 +272,7 @@ public sealed class PolicyRuntime : IDisposable
         watcher.Error += (_, e) =>
         {
             // Events were lost (queue overflow): reload to be sure nothing was missed.
-            _logger.LogWarning("watching {Directory} for policy changes reported an error ({Error}); reloading", directory, e.GetException().Message);
+            EngineLog.WatcherError(_logger, directory, e.GetException().Message);
             Interlocked.Increment(ref _writesSeen);
             Debounce();
         };
@@ -282,7 +283,7 @@ public sealed class PolicyRuntime : IDisposable
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or PlatformNotSupportedException or ArgumentException)
         {
             watcher.Dispose();
-            _logger.LogWarning("cannot watch {File} for changes ({Error}); reload with SIGHUP or POST /api/policy/reload", _policyPath, ex.Message);
+            EngineLog.WatchUnavailable(_logger, _policyPath, ex.Message);
             return;
         }
 
@@ -323,7 +324,7 @@ public sealed class PolicyRuntime : IDisposable
 
         foreach (var error in errors)
         {
-            _logger.LogError("policy reload rejected, keeping the last good policy: {Error}", error);
+            EngineLog.PolicyRejected(_logger, error);
         }
     }
 

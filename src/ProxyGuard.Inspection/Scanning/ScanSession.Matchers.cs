@@ -152,7 +152,7 @@ internal sealed partial class ScanSession
         }
     }
 
-    private void RunUrlPassword(ReadOnlySpan<char> text, LayerMap? map)
+    private void RunUrlPassword(ReadOnlySpan<char> text)
     {
         var detector = BuiltinCatalog.UrlPassword;
         if (!IsActive(detector))

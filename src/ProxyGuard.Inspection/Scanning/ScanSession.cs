@@ -283,7 +283,7 @@ internal sealed partial class ScanSession
 
         if (_core.UrlPasswordEnabled)
         {
-            RunUrlPassword(text, map);
+            RunUrlPassword(text);
         }
 
         if (_ruleActive is not null)

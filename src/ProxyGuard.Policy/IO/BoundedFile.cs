@@ -98,7 +98,9 @@ public static partial class BoundedFile
             SafeFileHandle? handle = null;
             try
             {
+#pragma warning disable CA2000 // disposed below: by the catch, or by the using around the read
                 handle = OpenLinux(path, maxBytes);
+#pragma warning restore CA2000
             }
             catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
             {
@@ -188,7 +190,9 @@ public static partial class BoundedFile
         }
 
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+#pragma warning disable CA2000 // disposing this probe stream would close the handle, which is read next and disposed by its using
         if (!new FileStream(handle, FileAccess.Read, 1).CanSeek)
+#pragma warning restore CA2000
         {
             throw new BoundedFileException($"'{path}' is not a regular file");
         }

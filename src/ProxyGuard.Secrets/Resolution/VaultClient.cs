@@ -30,6 +30,7 @@ internal sealed class VaultClient : IDisposable
             return;
         }
 
+#pragma warning disable CA2000 // owned by the HttpClient below (disposed with it), or disposed when the CA file fails
         var handler = new SocketsHttpHandler
         {
             UseProxy = false,
@@ -56,6 +57,7 @@ internal sealed class VaultClient : IDisposable
         }
 
         _http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+#pragma warning restore CA2000
     }
 
     public async Task<string> ReadFieldAsync(SecretReference reference, CancellationToken ct)

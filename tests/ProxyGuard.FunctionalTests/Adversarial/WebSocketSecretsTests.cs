@@ -67,7 +67,7 @@ public sealed class WebSocketSecretsTests : IClassFixture<WebSocketSecretsFixtur
             && ev.GetProperty("path").GetString()!.StartsWith("/ws?marker=", StringComparison.Ordinal), 10000);
         Assert.Equal("allow", e.GetProperty("decision").GetString());
         Assert.Equal(101, e.GetProperty("status").GetInt32());
-        Assert.Equal(["api"], e.GetProperty("secretsInjected").EnumerateArray().Select(x => x.GetString()).ToArray());
+        Assert.Equal(new[] { "api" }, e.GetProperty("secretsInjected").EnumerateArray().Select(x => x.GetString() ?? string.Empty).ToArray());
         Assert.DoesNotContain("InvalidOperationException", _f.Proxy.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("Unhandled", _f.Proxy.Output, StringComparison.Ordinal);
     }

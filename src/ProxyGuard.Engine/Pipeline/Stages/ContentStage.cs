@@ -26,18 +26,18 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
         var target = view.Target;
         var host = target.Host;
 
-        if (target.Scheme == "http" && Check(exchange, scanner.ScanText(host, ScanLocation.Host, host), "host", "the host name") is { } hostDenial)
+        if (target.Scheme == "http" && Check(exchange, scanner.ScanText(host, ScanLocation.Host, host, exchange.Aborted), "host", "the host name") is { } hostDenial)
         {
             exchange.HostCarriesCredential = true;
             return hostDenial;
         }
 
-        if (Check(exchange, scanner.ScanText(view.Method, ScanLocation.Header, host), "method", "the request method") is { } methodDenial)
+        if (Check(exchange, scanner.ScanText(view.Method, ScanLocation.Header, host, exchange.Aborted), "method", "the request method") is { } methodDenial)
         {
             return methodDenial;
         }
 
-        if (Check(exchange, scanner.ScanText(target.RawPath, ScanLocation.Query, host), "path", "the URL path") is { } pathDenial)
+        if (Check(exchange, scanner.ScanText(target.RawPath, ScanLocation.Query, host, exchange.Aborted), "path", "the URL path") is { } pathDenial)
         {
             return pathDenial;
         }
@@ -49,7 +49,7 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
 
         if (content.ScanQuery && target.RawQuery.Length > 0)
         {
-            var result = scanner.ScanQuery(target.RawQuery, host);
+            var result = scanner.ScanQuery(target.RawQuery, host, exchange.Aborted);
             if (Check(exchange, result, "query", "the query string") is { } queryDenial)
             {
                 return queryDenial;
@@ -63,7 +63,7 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
 
         if (content.ScanBody && view.Body is { } body)
         {
-            var result = scanner.ScanBody(body, view.ContentEncoding is { Length: > 0 } ce ? ce : null, view.ContentType, host);
+            var result = scanner.ScanBody(body, view.ContentEncoding is { Length: > 0 } ce ? ce : null, view.ContentType, host, exchange.Aborted);
             if (Check(exchange, result, "body", "the request body") is { } bodyDenial)
             {
                 return bodyDenial;
@@ -91,13 +91,13 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
             }
 
             if (!name.Equals(lastName, StringComparison.OrdinalIgnoreCase)
-                && Check(exchange, scanner.ScanText(name, ScanLocation.Header, host), "header", "a request header name") is { } nameDenial)
+                && Check(exchange, scanner.ScanText(name, ScanLocation.Header, host, exchange.Aborted), "header", "a request header name") is { } nameDenial)
             {
                 return nameDenial;
             }
 
             lastName = name;
-            var result = scanner.ScanText(value, ScanLocation.Header, host);
+            var result = scanner.ScanText(value, ScanLocation.Header, host, exchange.Aborted);
             if (Check(exchange, result, "header", $"the {name} header") is { } valueDenial)
             {
                 return valueDenial;
@@ -139,6 +139,18 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
         }
 
         var mode = exchange.Snapshot.Policy.Mode;
+        if (result.ErrorKind == ScanErrorKind.BudgetExceeded)
+        {
+            return exchange.Refuse(Denial.Of(Reasons.ScanBudgetExceeded, "content",
+                $"scanning {where} took longer than the per-request scan budget, so it cannot be forwarded unscanned"));
+        }
+
+        if (result.ErrorKind == ScanErrorKind.Canceled)
+        {
+            return exchange.Refuse(new Denial(new Decision(Verdict.Deny, "content", Reasons.ClientCanceled, DecisionStage.Content, mode),
+                "the client went away while its request was scanned"));
+        }
+
         if (result.Error is not null)
         {
             return exchange.Refuse(new Denial(Decision.Refuse("content", Reasons.Undecodable, mode),

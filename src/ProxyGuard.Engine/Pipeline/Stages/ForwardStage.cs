@@ -9,6 +9,7 @@ using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy.Decisions;
 using Yarp.ReverseProxy.Forwarder;
+using ProxyGuard.Engine.Logging;
 
 namespace ProxyGuard.Engine.Pipeline.Stages;
 
@@ -124,7 +125,7 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
 
     private Denial Classify(ForwarderError error, Exception? exception, Forwarding.RequestTarget target)
     {
-        _logger.LogDebug(exception, "forwarding to {Authority} failed: {Error}", target.Authority, error);
+        EngineLog.ForwardFailed(_logger, exception, target.Authority, error);
         for (var e = exception; e is not null; e = e.InnerException)
         {
             switch (e)
