@@ -2,7 +2,7 @@ using System.Security.Cryptography.X509Certificates;
 
 namespace ProxyGuard.Engine.Certificates;
 
-public enum CaExpiryState
+internal enum CaExpiryState
 {
     Valid,
     ExpiresSoon,
@@ -10,7 +10,7 @@ public enum CaExpiryState
 }
 
 /// <summary>The interception CA's expiry at a point in time: expiring soon below <see cref="WarnBefore"/>.</summary>
-public sealed record CaExpiry(DateTimeOffset NotAfter, CaExpiryState State, int DaysLeft)
+internal sealed record CaExpiry(DateTimeOffset NotAfter, CaExpiryState State, int DaysLeft)
 {
     public static readonly TimeSpan WarnBefore = TimeSpan.FromDays(30);
 

@@ -8,7 +8,7 @@ namespace ProxyGuard.Engine.Certificates;
 /// The interception CA: an ECDSA P-256 key and a self-signed certificate stored as PEM files
 /// (<c>ca.pem</c>, <c>ca-key.pem</c> with mode 0600). The key never leaves the proxy host.
 /// </summary>
-public sealed class CertificateAuthority : IDisposable
+internal sealed class CertificateAuthority : IDisposable
 {
     public const string CertificateFileName = "ca.pem";
     public const string KeyFileName = "ca-key.pem";

@@ -1,6 +1,6 @@
 namespace ProxyGuard.Engine.Certificates;
 
-public sealed class CertificateAuthorityException : Exception
+internal sealed class CertificateAuthorityException : Exception
 {
     public CertificateAuthorityException(string message)
         : base(message)

@@ -15,7 +15,7 @@ namespace ProxyGuard.Engine.Certificates;
 /// busy host never gets an expired certificate. With a logger it also reports the CA's own expiry at
 /// start and once a day (<see cref="CaExpiry"/>).
 /// </summary>
-public sealed class LeafCertificateCache : IDisposable
+internal sealed class LeafCertificateCache : IDisposable
 {
     /// <summary>Leaf lifetime (capped at the CA's NotAfter); leaves are backdated one day.</summary>
     public static readonly TimeSpan LeafLifetime = TimeSpan.FromDays(30);

@@ -4,7 +4,7 @@ using System.Text;
 namespace ProxyGuard.Engine.Connect;
 
 /// <summary>A parsed <c>CONNECT host:port HTTP/1.x</c> request head.</summary>
-public sealed class ConnectHead
+internal sealed class ConnectHead
 {
     private ConnectHead(string host, int port, string? proxyAuthorization, string? userAgent)
     {

@@ -21,7 +21,7 @@ namespace ProxyGuard.Engine.Connect;
 /// TLS interception, runs a pass-through/TCP tunnel, or refuses it. Anything else is a plain-HTTP
 /// proxy connection and goes straight to Kestrel's HTTP layer (skipping TLS).
 /// </summary>
-public sealed class ConnectMiddleware
+internal sealed class ConnectMiddleware
 {
     private readonly ConnectionDelegate _next;
     private readonly Func<ConnectionDelegate> _plainHttp;

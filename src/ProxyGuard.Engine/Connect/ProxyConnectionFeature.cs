@@ -7,7 +7,7 @@ namespace ProxyGuard.Engine.Connect;
 /// Per-connection state of a proxy-listener connection, set by <see cref="ConnectMiddleware"/>. Immutable: an
 /// accepted CONNECT replaces it with one that carries the tunnel target.
 /// </summary>
-public sealed class ProxyConnectionFeature(IPAddress? remoteAddress, TunnelTarget? tunnel = null)
+internal sealed class ProxyConnectionFeature(IPAddress? remoteAddress, TunnelTarget? tunnel = null)
 {
     public IPAddress? RemoteAddress { get; } = remoteAddress;
 
@@ -16,7 +16,7 @@ public sealed class ProxyConnectionFeature(IPAddress? remoteAddress, TunnelTarge
 }
 
 /// <summary>The authenticated CONNECT target of a tunnel.</summary>
-public sealed record TunnelTarget(string Host, int Port, string? ClientId, TunnelMode Mode, string Rule)
+internal sealed record TunnelTarget(string Host, int Port, string? ClientId, TunnelMode Mode, string Rule)
 {
     public string Authority => Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
 }

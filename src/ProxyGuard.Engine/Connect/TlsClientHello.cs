@@ -4,7 +4,7 @@ using System.Text;
 namespace ProxyGuard.Engine.Connect;
 
 /// <summary>Reads the SNI from a TLS ClientHello (RFC 8446 4.1.2, RFC 6066 3) without consuming it.</summary>
-public static class TlsClientHello
+internal static class TlsClientHello
 {
     public enum ParseStatus
     {

@@ -4,7 +4,7 @@ using ProxyGuard.Policy.Decisions;
 namespace ProxyGuard.Engine.Forwarding;
 
 /// <summary>What a refused client is told (SPEC 4.5): the decision's status, the decision headers and one plain paragraph.</summary>
-public sealed record Denial(Decision Decision, string Message)
+internal sealed record Denial(Decision Decision, string Message)
 {
     public const string DecisionHeader = "X-ProxyGuard-Decision";
     public const string RuleHeader = "X-ProxyGuard-Rule";

@@ -1,7 +1,7 @@
 namespace ProxyGuard.Engine.Forwarding;
 
 /// <summary>Where a request goes, parsed strictly from what the client sent.</summary>
-public sealed record RequestTarget(string Scheme, string Host, int Port, string RawPath, string RawQuery)
+internal sealed record RequestTarget(string Scheme, string Host, int Port, string RawPath, string RawQuery)
 {
     public string Authority => Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
 

@@ -5,7 +5,7 @@ using ProxyGuard.Engine.Certificates;
 namespace ProxyGuard.Engine.Hosting;
 
 /// <summary>The admin API bearer token: from PROXYGUARD_ADMIN_TOKEN, or generated into the data dir (mode 0600).</summary>
-public sealed class AdminToken
+internal sealed class AdminToken
 {
     public const string FileName = "admin.token";
     private readonly byte[] _tokenHash;

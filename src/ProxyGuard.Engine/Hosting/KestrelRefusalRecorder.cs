@@ -15,7 +15,7 @@ namespace ProxyGuard.Engine.Hosting;
 /// <c>Microsoft.AspNetCore.Server.Kestrel.BadRequests</c> category; this provider listens to that
 /// category alone and never records Kestrel's message (it can quote the request).
 /// </summary>
-public sealed class KestrelRefusalRecorder : ILoggerProvider
+internal sealed class KestrelRefusalRecorder : ILoggerProvider
 {
     public const string Category = "Microsoft.AspNetCore.Server.Kestrel.BadRequests";
 

@@ -4,7 +4,7 @@ using System.Net;
 namespace ProxyGuard.Engine.Hosting;
 
 /// <summary>A listener address: <c>ADDR:PORT</c>, <c>[v6]:PORT</c>, <c>localhost:PORT</c> or <c>unix:/path.sock</c>.</summary>
-public sealed record ListenAddress(IPEndPoint? EndPoint, string? UnixPath)
+internal sealed record ListenAddress(IPEndPoint? EndPoint, string? UnixPath)
 {
     public static ListenAddress Parse(string value, string option)
     {

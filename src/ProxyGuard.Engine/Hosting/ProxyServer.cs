@@ -31,7 +31,7 @@ namespace ProxyGuard.Engine.Hosting;
 /// interception → HTTP) and the admin listener, the policy runtime, the certificate cache, the
 /// upstream client and the audit store.
 /// </summary>
-public sealed class ProxyServer : IAsyncDisposable
+internal sealed class ProxyServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly WebApplication _adminApp;

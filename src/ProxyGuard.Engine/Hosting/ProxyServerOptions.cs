@@ -4,7 +4,7 @@ using ProxyGuard.Engine.Runtime;
 namespace ProxyGuard.Engine.Hosting;
 
 /// <summary>How <c>proxyguard run</c> was asked to run.</summary>
-public sealed record ProxyServerOptions
+internal sealed record ProxyServerOptions
 {
     public string PolicyPath { get; init; } = "policies/default.yaml";
 

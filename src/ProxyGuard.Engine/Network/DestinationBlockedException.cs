@@ -1,7 +1,7 @@
 namespace ProxyGuard.Engine.Network;
 
 /// <summary>Raised in the upstream connect path when every address of a destination is refused.</summary>
-public sealed class DestinationBlockedException : Exception
+internal sealed class DestinationBlockedException : Exception
 {
     public DestinationBlockedException(string reason, string message)
         : base(message)

@@ -10,7 +10,7 @@ namespace ProxyGuard.Engine.Network;
 /// <c>network.allow_destinations</c>. IPv6 forms that embed an IPv4 address (IPv4-mapped,
 /// IPv4-compatible, NAT64 64:ff9b::/96, 6to4 2002::/16) are judged by the embedded address.
 /// </summary>
-public static class DestinationGuard
+internal static class DestinationGuard
 {
     private static readonly (IPNetwork Network, string Category)[] BlockedV4 =
     [

@@ -10,7 +10,7 @@ namespace ProxyGuard.Engine.Network;
 /// every network interface (read each time: interfaces come and go). IPv4-mapped and other IPv6
 /// forms that carry an IPv4 address are judged by the address they carry; IPv6 scope ids are ignored.
 /// </summary>
-public static class LocalAddresses
+internal static class LocalAddresses
 {
     private static readonly IPNetwork ThisNetwork = IPNetwork.Parse("0.0.0.0/8");
 

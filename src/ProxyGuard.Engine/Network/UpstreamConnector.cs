@@ -7,7 +7,7 @@ namespace ProxyGuard.Engine.Network;
 /// The only way ProxyGuard opens upstream sockets: resolve once, check every address against the
 /// destination guard and the proxy's own listeners, and dial exactly an address that was checked.
 /// </summary>
-public sealed class UpstreamConnector
+internal sealed class UpstreamConnector
 {
     private readonly IReadOnlyDictionary<string, IPAddress> _pinned;
     private readonly Func<IReadOnlyList<IPNetwork>> _allowDestinations;

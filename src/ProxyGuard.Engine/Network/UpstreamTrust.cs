@@ -7,7 +7,7 @@ namespace ProxyGuard.Engine.Network;
 /// Upstream certificate validation: the system roots always, plus the policy's
 /// <c>tls.upstream_ca_files</c>. A name mismatch is never accepted.
 /// </summary>
-public sealed class UpstreamTrust
+internal sealed class UpstreamTrust
 {
     private readonly Func<X509Certificate2Collection> _extraRoots;
 

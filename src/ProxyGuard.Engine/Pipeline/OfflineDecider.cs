@@ -11,7 +11,7 @@ namespace ProxyGuard.Engine.Pipeline;
 /// <param name="Decision">The final decision, as the proxy would record it.</param>
 /// <param name="Evaluation">The client, CONNECT and rules part of it (the normalised host and path, the tunnel mode).</param>
 /// <param name="Message">The explanation a refused client would get (null when allowed).</param>
-public sealed record OfflineOutcome(
+internal sealed record OfflineOutcome(
     Decision Decision, PolicyEvaluation Evaluation, string? Message, IReadOnlyList<AuditFinding> Findings, IReadOnlyList<string> Injected);
 
 /// <summary>
@@ -19,7 +19,7 @@ public sealed record OfflineOutcome(
 /// the rules through the same <see cref="PolicyDecider"/>, then the same content, secret-gate and substitution stage
 /// classes the live request path runs, on a request view built from the given method, URL, headers and body.
 /// </summary>
-public static class OfflineDecider
+internal static class OfflineDecider
 {
     public static async Task<OfflineOutcome> DecideAsync(
         ProxySnapshot snapshot, string? clientId, string method, TargetUrl url, IReadOnlyList<KeyValuePair<string, string>> headers, byte[]? body,

@@ -8,7 +8,7 @@ namespace ProxyGuard.Engine.Runtime;
 /// Where the engine records decisions. Allow events are queued without waiting (a full queue drops
 /// and counts them); deny and audit-deny events wait for room and are never dropped.
 /// </summary>
-public sealed class AuditSink
+internal sealed class AuditSink
 {
     private static readonly Action<ILogger, string, string, string, int, string?, Exception?> LogDecision =
         LoggerMessage.Define<string, string, string, int, string?>(

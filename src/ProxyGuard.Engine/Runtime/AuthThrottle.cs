@@ -12,7 +12,7 @@ namespace ProxyGuard.Engine.Runtime;
 /// one entry. The table holds at most <see cref="MaxTracked"/> addresses: when it is full, entries
 /// whose window and block are over are dropped first, then the oldest half.
 /// </summary>
-public sealed class AuthThrottle
+internal sealed class AuthThrottle
 {
     public const int MaxFailures = 20;
     public const int MaxTracked = 4096;

@@ -3,7 +3,7 @@ using System.Collections.Concurrent;
 namespace ProxyGuard.Engine.Runtime;
 
 /// <summary>Counts open connections per client key to enforce <see cref="ProxyLimits.MaxConnectionsPerClient"/>.</summary>
-public sealed class ConnectionCounter
+internal sealed class ConnectionCounter
 {
     private readonly ConcurrentDictionary<string, StrongBox> _counts = new(StringComparer.Ordinal);
     private readonly int _limit;

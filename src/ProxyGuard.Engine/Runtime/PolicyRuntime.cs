@@ -7,13 +7,13 @@ using ProxyGuard.Engine.Logging;
 namespace ProxyGuard.Engine.Runtime;
 
 /// <summary>The result of a reload: success, or the diagnostics that kept the last good policy.</summary>
-public sealed record ReloadResult(bool Success, string? Sha256, IReadOnlyList<string> Errors);
+internal sealed record ReloadResult(bool Success, string? Sha256, IReadOnlyList<string> Errors);
 
 /// <summary>
 /// Holds the current <see cref="ProxySnapshot"/> and replaces it atomically on reload (file change,
 /// SIGHUP, admin API). An invalid file never replaces a good policy.
 /// </summary>
-public sealed class PolicyRuntime : IDisposable
+internal sealed class PolicyRuntime : IDisposable
 {
     private readonly string _policyPath;
     private readonly ISecretProvider _secrets;
@@ -369,7 +369,7 @@ public sealed class PolicyRuntime : IDisposable
     }
 }
 
-public sealed class PolicyLoadException : Exception
+internal sealed class PolicyLoadException : Exception
 {
     public PolicyLoadException(IReadOnlyList<string> errors)
         : base(string.Join(Environment.NewLine, errors))

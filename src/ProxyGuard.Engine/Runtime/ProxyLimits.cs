@@ -5,7 +5,7 @@ namespace ProxyGuard.Engine.Runtime;
 /// by the operator with an environment variable <c>PROXYGUARD_LIMIT_&lt;NAME&gt;</c> (see
 /// <see cref="WithEnvironment"/>); sizes and counts are integers, times are seconds.
 /// </summary>
-public sealed record ProxyLimits
+internal sealed record ProxyLimits
 {
     /// <summary>Bytes of a CONNECT head (request line and headers).</summary>
     public int MaxConnectHeadBytes { get; init; } = 8 * 1024;

@@ -6,7 +6,7 @@ namespace ProxyGuard.Engine.Runtime;
 /// Prometheus metrics. Labels are bounded: decisions, policy rule names, detector ids, secret names
 /// and error kinds come from the policy or the code, never from raw hosts or paths.
 /// </summary>
-public sealed class ProxyMetrics
+internal sealed class ProxyMetrics
 {
     public ProxyMetrics()
     {

@@ -5,7 +5,7 @@ using ProxyGuard.Engine.Network;
 namespace ProxyGuard.Engine.Runtime;
 
 /// <summary>The long-lived parts every connection and request uses.</summary>
-public sealed class ProxyServices
+internal sealed class ProxyServices
 {
     public ProxyServices(
         PolicyRuntime runtime,

@@ -12,7 +12,7 @@ namespace ProxyGuard.Engine.Runtime;
 /// Everything one request needs to be decided, compiled from one policy file: immutable, swapped
 /// atomically on reload so that a request sees one policy from start to end.
 /// </summary>
-public sealed class ProxySnapshot
+internal sealed class ProxySnapshot
 {
     public ProxySnapshot(
         CompiledPolicy policy,

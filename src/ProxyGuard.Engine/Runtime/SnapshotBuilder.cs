@@ -6,7 +6,7 @@ using ProxyGuard.Secrets;
 namespace ProxyGuard.Engine.Runtime;
 
 /// <summary>Compiles a loaded policy into a <see cref="ProxySnapshot"/>: resolves client tokens and secrets, builds the scanner.</summary>
-public static class SnapshotBuilder
+internal static class SnapshotBuilder
 {
     public static async Task<ProxySnapshot> BuildAsync(
         CompiledPolicy policy, ISecretProvider secrets, byte[] installationKey, CancellationToken ct)

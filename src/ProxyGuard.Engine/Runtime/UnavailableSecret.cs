@@ -1,4 +1,4 @@
 namespace ProxyGuard.Engine.Runtime;
 
 /// <summary>A policy secret whose value could not be resolved: requests carrying its placeholder fail closed.</summary>
-public sealed record UnavailableSecret(string Name, string Placeholder, string Reason);
+internal sealed record UnavailableSecret(string Name, string Placeholder, string Reason);
