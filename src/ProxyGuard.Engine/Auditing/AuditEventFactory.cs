@@ -63,7 +63,9 @@ internal static class AuditEventFactory
             ClientAddress = remote?.ToString(),
             Kind = kind,
             Method = "CONNECT",
-            Host = redactor.Host(host, hostCarriesCredential),
+
+            // The host as the head named it may not have been scanned yet (a 407 or a bad host): scan it here.
+            Host = redactor.Host(host, hostCarriesCredential || redactor.FlaggedHost(host)),
             Port = port,
             Decision = decision.VerdictName,
             Rule = decision.Rule,

@@ -125,6 +125,9 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
         return PathRedaction.StripQueryValues(builder.ToString());
     }
 
+    /// <summary>True when the content scanner flags <paramref name="host"/> (a credential in its labels).</summary>
+    public bool FlaggedHost(string host) => host.Length > 0 && Flagged(host, ScanLocation.Host);
+
     private bool Flagged(string text, ScanLocation location)
     {
         if (snapshot?.Scanner is not { } scanner)

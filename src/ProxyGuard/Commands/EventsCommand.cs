@@ -134,6 +134,7 @@ internal static class EventsCommand
 
     private static string Filter(string name, string? value) => string.IsNullOrEmpty(value) ? string.Empty : $"&{name}={Uri.EscapeDataString(value)}";
 
+    /// <summary>A field for the terminal table: control characters and escape sequences are shown escaped, never sent to the terminal.</summary>
     private static string Str(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v.ToString() : "-";
+        e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? Audit.EventText.Clean(v.ToString())! : "-";
 }
