@@ -46,31 +46,15 @@ public static class FilePermissions
     /// <paramref name="path"/> does not exist or neither group nor others may write it, otherwise a
     /// one-line refusal naming the file and the <c>chmod</c> that fixes it. Always <c>null</c> on Windows.
     /// </summary>
-    public static string? CheckPrivateFile(string path, string what)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        if (OperatingSystem.IsWindows())
-        {
-            return null;
-        }
-
-        var fullPath = Path.GetFullPath(path);
-        if (!File.Exists(fullPath))
-        {
-            return null;
-        }
-
-        var mode = File.GetUnixFileMode(fullPath);
-        return (mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0
-            ? $"refusing the {what} {fullPath}: it is writable by group or others (mode {Octal(mode)}); run: chmod 600 {fullPath}"
-            : null;
-    }
+    public static string? CheckPrivateFile(string path, string what) => CheckNotWritableByOthers(path, what, File.Exists, "600");
 
     /// <summary>
     /// The data and CA directories: <c>null</c> when <paramref name="path"/> does not exist or neither
     /// group nor others may write it, otherwise a one-line refusal with the <c>chmod</c> that fixes it.
     /// </summary>
-    public static string? CheckPrivateDirectory(string path, string what)
+    public static string? CheckPrivateDirectory(string path, string what) => CheckNotWritableByOthers(path, what, Directory.Exists, "700");
+
+    private static string? CheckNotWritableByOthers(string path, string what, Func<string, bool> exists, string fix)
     {
         ArgumentNullException.ThrowIfNull(path);
         if (OperatingSystem.IsWindows())
@@ -79,14 +63,14 @@ public static class FilePermissions
         }
 
         var fullPath = Path.GetFullPath(path);
-        if (!Directory.Exists(fullPath))
+        if (!exists(fullPath))
         {
             return null;
         }
 
         var mode = File.GetUnixFileMode(fullPath);
         return (mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0
-            ? $"refusing the {what} {fullPath}: it is writable by group or others (mode {Octal(mode)}); run: chmod 700 {fullPath}"
+            ? $"refusing the {what} {fullPath}: it is writable by group or others (mode {Octal(mode)}); run: chmod {fix} {fullPath}"
             : null;
     }
 

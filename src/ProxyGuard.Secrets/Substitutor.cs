@@ -115,7 +115,7 @@ public sealed class Substitutor
 
         if (headerName.Equals("Cookie", StringComparison.OrdinalIgnoreCase))
         {
-            foreach (var pair in value.Split(';'))
+            foreach (var pair in value.Split(';', ','))
             {
                 var eq = pair.IndexOf('=', StringComparison.Ordinal);
                 var name = eq < 0 ? pair : pair[..eq];
@@ -437,8 +437,8 @@ public sealed class Substitutor
             return BodyKind.Multipart;
         }
 
-        return mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
-            || mediaType.EndsWith("+json", StringComparison.OrdinalIgnoreCase)
+        // Any JSON flavour (application/json, text/json, +json, x-ndjson, jsonl, json-seq): object keys are names.
+        return mediaType.Contains("json", StringComparison.OrdinalIgnoreCase)
             ? BodyKind.Json
             : BodyKind.Raw;
     }

@@ -8,7 +8,7 @@ namespace ProxyGuard.Secrets;
 /// </summary>
 internal static class ValuePositions
 {
-    /// <summary>Secrets whose placeholder is in a name of a form-encoded body or query (before '=' of a '&amp;'-separated pair).</summary>
+    /// <summary>Secrets whose placeholder is in a name of a form-encoded body or query (before '=' of a pair separated by '&amp;' or ';').</summary>
     public static HashSet<int> InFormNames(ReadOnlySpan<byte> data, List<Substitutor.PlaceholderMatch> matches)
     {
         var names = new HashSet<int>();
@@ -16,7 +16,7 @@ internal static class ValuePositions
         var pairStart = 0;
         while (pairStart <= data.Length && m < matches.Count)
         {
-            var amp = data[pairStart..].IndexOf((byte)'&');
+            var amp = data[pairStart..].IndexOfAny((byte)'&', (byte)';'); // ';' separates pairs for some servers too
             var pairEnd = amp < 0 ? data.Length : pairStart + amp;
             var eq = data[pairStart..pairEnd].IndexOf((byte)'=');
             var nameEnd = eq < 0 ? pairEnd : pairStart + eq;

@@ -100,12 +100,18 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
 
         if (rawQuery.Length > 0)
         {
-            var names = new List<string>();
+            var names = new List<string?>();
             foreach (var parameter in rawQuery.Split('&'))
             {
                 var eq = parameter.IndexOf('=', StringComparison.Ordinal);
-                var name = eq < 0 ? parameter : parameter[..eq];
-                var value = eq < 0 ? string.Empty : parameter[(eq + 1)..];
+                if (eq < 0)
+                {
+                    names.Add(null); // a parameter without '=' is a value: never recorded
+                    continue;
+                }
+
+                var name = parameter[..eq];
+                var value = parameter[(eq + 1)..];
 
                 // The name carries a secret, or the parameter does while its value does not (a value cut by '=', such
                 // as base64 padding, leaves the rest in the name).
@@ -116,10 +122,10 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
 
             if (CarriesSecret(string.Join('&', names)))
             {
-                names = [.. names.Select(_ => Redacted)]; // a value hidden across names
+                names = [.. names.Select(n => n is null ? null : Redacted)]; // a value hidden across names
             }
 
-            builder.Append('?').AppendJoin('&', names.Select(n => n + "="));
+            builder.Append('?').AppendJoin('&', names.Select(n => n is null ? string.Empty : n + "="));
         }
 
         return PathRedaction.StripQueryValues(builder.ToString());

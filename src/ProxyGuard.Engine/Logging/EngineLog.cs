@@ -26,8 +26,8 @@ internal static partial class EngineLog
     [LoggerMessage(Level = LogLevel.Debug, Message = "tunnel to {Host}:{Port} ended: {Error}")]
     public static partial void TunnelEnded(ILogger logger, string host, int port, string error);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "forwarding to {Authority} failed: {Error}")]
-    public static partial void ForwardFailed(ILogger logger, Exception? exception, string authority, Yarp.ReverseProxy.Forwarder.ForwarderError error);
+    [LoggerMessage(Level = LogLevel.Debug, Message = "forwarding to {Authority} failed: {Error} ({Detail})")]
+    public static partial void ForwardFailed(ILogger logger, string authority, Yarp.ReverseProxy.Forwarder.ForwarderError error, string detail);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "audit store cannot record a {Decision} event: {Error}")]
     public static partial void AuditUnrecorded(ILogger logger, string decision, string error);

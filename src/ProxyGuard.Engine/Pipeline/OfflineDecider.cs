@@ -41,18 +41,30 @@ internal static class OfflineDecider
             exchange.View.SetBody(body);
         }
 
-        // The CONNECT layer scans the host before the rules decide the tunnel.
+        // A Host header that names another authority: Kestrel refuses an absolute-form request whose Host disagrees
+        // (400 bad-request), and inside a tunnel the target stage refuses it (host-mismatch).
         Denial? denial = null;
-        if (url.Scheme is "https" or "wss" && evaluation.Reason != Reasons.AuthRequired.Name && ContentChecks.ScanHost(snapshot, host) is { } hostFinding)
+        if (headers.FirstOrDefault(h => h.Key.Equals("Host", StringComparison.OrdinalIgnoreCase)).Value is { Length: > 0 } hostHeader
+            && !SameAuthority(hostHeader, host, url.Port))
+        {
+            denial = url.Scheme is "https" or "wss"
+                ? exchange.Refuse(Denial.Of(Reasons.HostMismatch, "tunnel",
+                    $"the request names {Denial.HeaderSafe(hostHeader)} inside a tunnel to {host}:{url.Port} (domain fronting is not allowed)"))
+                : exchange.Refuse(Denial.Of(Reasons.BadRequest, "protocol",
+                    $"the Host header {Denial.HeaderSafe(hostHeader)} differs from the absolute-form target (refused by the HTTP parser)"));
+        }
+
+        // The CONNECT layer (and the target stage, for plain requests) scans the host before the rules.
+        if (denial is null && evaluation.Reason != Reasons.AuthRequired.Name && ContentChecks.ScanHost(snapshot, host) is { } hostFinding)
         {
             exchange.HostCarriesCredential = true;
             denial = exchange.Refuse(hostFinding);
         }
 
         var rules = evaluation.Decision!;
+        exchange.Decision = rules;
         if (denial is null)
         {
-            exchange.Decision = rules;
             if (rules.Verdict != Verdict.Allow)
             {
                 denial = exchange.Refuse(new Denial(rules, $"{method} {url.Scheme}://{host}:{url.Port}{rawPath} is not allowed by the policy"));
@@ -69,8 +81,20 @@ internal static class OfflineDecider
         }
 
         ct.ThrowIfCancellationRequested();
+        if (denial?.Decision.Reason == Reasons.BadRequest)
+        {
+            // Refused before the proxy's stages: nothing else was decided.
+            return new OfflineOutcome(denial.Decision, evaluation, denial.Message, [], []);
+        }
+
         var decision = AuditStage.Final(exchange, denial?.Decision);
         return new OfflineOutcome(decision, evaluation, denial?.Message, exchange.Findings,
             decision.Verdict == Verdict.Deny ? [] : exchange.Injected);
     }
+
+    /// <summary>The Host header names <paramref name="host"/> (normalised), with no port or exactly <paramref name="port"/>.</summary>
+    private static bool SameAuthority(string hostHeader, string host, int port) =>
+        RequestTarget.TrySplitHostPort(hostHeader, out var rawHost, out var headerPort)
+        && HostNormalizer.TryNormalize(rawHost, out var normalized, out _)
+        && normalized == host && (headerPort is null || headerPort == port);
 }

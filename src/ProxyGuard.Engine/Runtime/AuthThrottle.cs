@@ -10,18 +10,26 @@ namespace ProxyGuard.Engine.Runtime;
 /// sandbox cannot keep guessing). A missing header is not a failure (clients send one only after the
 /// 407 challenge). IPv4-mapped IPv6 counts as the IPv4 address; connections on a Unix socket share
 /// one entry. The table holds at most <see cref="MaxTracked"/> addresses: when it is full, entries
-/// whose window and block are over are dropped first, then the oldest half.
+/// whose window and block are over are dropped first, then the oldest half of those not blocked; a blocked
+/// address is never evicted, and when the table is full of blocked addresses a failure from a new address is
+/// refused as throttled (fail closed). Spraying from many addresses is bounded too: once more than
+/// <see cref="MaxGlobalFailures"/> failures happened process-wide within <see cref="Window"/>, a single failure
+/// blocks its address. So the guessing rate stays bounded by the table size per backoff period, whatever the
+/// number of source addresses.
 /// </summary>
 internal sealed class AuthThrottle
 {
     public const int MaxFailures = 20;
     public const int MaxTracked = 4096;
+    public const int MaxGlobalFailures = 500;
     public static readonly TimeSpan Window = TimeSpan.FromSeconds(60);
     public static readonly TimeSpan Backoff = TimeSpan.FromSeconds(60);
 
     private readonly Dictionary<IPAddress, Entry> _entries = [];
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
+    private DateTimeOffset _globalWindowStart;
+    private int _globalFailures;
 
     public AuthThrottle(TimeProvider? time = null)
     {
@@ -60,11 +68,21 @@ internal sealed class AuthThrottle
         var now = _time.GetUtcNow();
         lock (_lock)
         {
+            if (now - _globalWindowStart > Window)
+            {
+                (_globalWindowStart, _globalFailures) = (now, 0);
+            }
+
+            var spraying = ++_globalFailures > MaxGlobalFailures;
             if (!_entries.TryGetValue(key, out var entry))
             {
                 if (_entries.Count >= MaxTracked)
                 {
                     Prune(now);
+                    if (_entries.Count >= MaxTracked)
+                    {
+                        return true; // every tracked address is blocked: refuse new ones rather than forget a block
+                    }
                 }
 
                 entry = new Entry { WindowStart = now };
@@ -85,7 +103,7 @@ internal sealed class AuthThrottle
 
             entry.Failures++;
             entry.LastSeen = now;
-            if (entry.Failures >= MaxFailures)
+            if (entry.Failures >= MaxFailures || spraying)
             {
                 entry.BlockedUntil = now + Backoff;
                 return true;
@@ -107,7 +125,7 @@ internal sealed class AuthThrottle
 
         if (_entries.Count >= MaxTracked)
         {
-            foreach (var (address, _) in _entries.OrderBy(e => e.Value.LastSeen).Take(_entries.Count / 2).ToList())
+            foreach (var (address, _) in _entries.Where(e => e.Value.BlockedUntil <= now).OrderBy(e => e.Value.LastSeen).Take(_entries.Count / 2).ToList())
             {
                 _entries.Remove(address);
             }

@@ -17,8 +17,20 @@ internal sealed class NodeReader
 
     public void Error(YNode node, string path, string message) => Error(node.Line, node.Column, path, message);
 
-    public void Error(int line, int column, string path, string message) =>
-        _diagnostics.Add(new PolicyDiagnostic(_file, line, column, path.Length == 0 ? message : $"{path}: {message}"));
+    /// <summary>At most this many problems are reported per file (the rest are counted in one last line).</summary>
+    public const int MaxDiagnostics = 100;
+
+    public void Error(int line, int column, string path, string message)
+    {
+        if (_diagnostics.Count < MaxDiagnostics)
+        {
+            _diagnostics.Add(new PolicyDiagnostic(_file, line, column, path.Length == 0 ? message : $"{path}: {message}"));
+        }
+        else if (_diagnostics.Count == MaxDiagnostics)
+        {
+            _diagnostics.Add(new PolicyDiagnostic(_file, line, column, $"more than {MaxDiagnostics} problems; fix these first"));
+        }
+    }
 
     /// <summary>Expects a mapping whose keys are all in <paramref name="allowedKeys"/>; unknown keys are reported.</summary>
     public YMapping? Mapping(YNode? node, string path, string[] allowedKeys)

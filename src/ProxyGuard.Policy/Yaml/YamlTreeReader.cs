@@ -89,8 +89,12 @@ internal static partial class YamlTreeReader
                 parser.MoveNext();
                 CheckTag(scalar.Tag, line, column, state);
                 var node = new YScalar(scalar.Value, scalar.Style, line, column);
-                Register(scalar.Anchor, node, 1, state);
-                state.Count(1);
+
+                // Text counts too: every 64 characters weigh one node, so aliasing one large scalar many times is
+                // bounded like any other expansion (memory and the diagnostics that quote it).
+                var weight = 1 + (scalar.Value.Length / 64);
+                Register(scalar.Anchor, node, weight, state);
+                state.Count(weight);
                 return node;
 
             case SequenceStart seq:
@@ -200,7 +204,7 @@ internal static partial class YamlTreeReader
             Expanded += nodes;
             if (Expanded > MaxExpandedNodes)
             {
-                throw new YamlException($"the document expands to more than {MaxExpandedNodes} nodes (alias bomb?)");
+                throw new YamlException($"the document expands to more than {MaxExpandedNodes} nodes, counting 64 characters of text as one (alias bomb?)");
             }
         }
 

@@ -124,7 +124,8 @@ internal static class EnvCommand
     /// Renders the variables so that every format is safe to source or <c>eval</c>: names must be
     /// shell identifiers (anything else is an error); <c>sh</c> single-quotes every value;
     /// <c>dotenv</c> writes a value bare when it holds only <c>A-Z a-z 0-9 _ . / : @ % + , = -</c> and
-    /// single-quotes it otherwise (a <c>'</c> becomes <c>'\''</c>; a newline stays inside the quotes);
+    /// single-quotes it otherwise (a <c>'</c> becomes <c>'\''</c>); a value with a line break is an error in every
+    /// format (line-based readers such as <c>docker --env-file</c> would read its second line as another variable);
     /// <c>json</c> is one object in which a repeated name keeps its last value (as sourcing does),
     /// at the position of its first occurrence.
     /// </summary>
@@ -135,6 +136,14 @@ internal static class EnvCommand
             if (!IsShellName(k))
             {
                 throw new EnvException($"'{Printable(k)}' is not a valid environment variable name");
+            }
+        }
+
+        foreach (var (k, v) in vars)
+        {
+            if (v.AsSpan().IndexOfAny('\n', '\r') >= 0)
+            {
+                throw new EnvException($"the value of {k} contains a line break ('{Printable(v)}'); no env format can carry it safely");
             }
         }
 

@@ -7,8 +7,11 @@ namespace ProxyGuard.FunctionalTests.Adversarial;
 /// <summary>A proxy holding one secret bound to the hostile origin, which tries to return that secret in every part of a response.</summary>
 public sealed class HostileOriginFixture : IAsyncLifetime
 {
-    /// <summary>A real value with characters that change under JSON, URL and HTML escaping.</summary>
-    public string Value { get; } = "pgsynthetic-\"hostile\\" + Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(10)) + "-é/<&>";
+    /// <summary>
+    /// A real value with characters that change under JSON, URL and HTML escaping (ASCII: it is substituted into a
+    /// header; non-ASCII values are covered by the scrubber's unit tests).
+    /// </summary>
+    public string Value { get; } = "pgsynthetic-\"hostile\\" + Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(10)) + "-/<&>+ ";
 
     public TempDir Dir { get; } = new();
 
@@ -93,14 +96,21 @@ public sealed class ResponseScrubbingTests : IClassFixture<HostileOriginFixture>
         Assert.True(leaks.Count == 0, $"{mode}: {string.Join(", ", leaks)} in:\n{text}");
 
         // What the proxy cannot decode it refuses (and says why); everything else arrives, scrubbed.
-        if (mode is "unknown-coding" or "te-gzip")
+        if (mode == "header-name")
+        {
+            // This value is not a valid header-name token: the upstream client refuses the response (502) before any of
+            // it reaches the sandbox; a valid name that carries a value is removed (see the unit tests).
+            Assert.Contains((int)response.StatusCode, new[] { 200, 502 });
+        }
+        else if (mode is "unknown-coding" or "te-gzip")
         {
             Assert.Equal(502, (int)response.StatusCode);
             Assert.Equal("response-undecodable", response.Headers.GetValues("X-ProxyGuard-Reason").Single());
         }
         else
         {
-            Assert.Equal(200, (int)response.StatusCode);
+            Assert.True((int)response.StatusCode == 200,
+                $"{mode}: {(int)response.StatusCode} {text}\n{string.Join('\n', _f.Proxy.Output.Split('\n').TakeLast(15))}");
         }
 
         if (mode is "gzip-gzip" or "gzip-identity" or "json" or "plain")

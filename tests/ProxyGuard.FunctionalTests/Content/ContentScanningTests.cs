@@ -253,7 +253,7 @@ public sealed class ContentScanningTests : IClassFixture<ContentFixture>, IDispo
         var (tcp2, other) = await RawProxyClient.ConnectAsync(_f.Proxy, "www.origin.test", _f.Origin.HttpsPort);
         tcp2.Dispose();
         Assert.NotNull(other);
-        Assert.Equal("no-rule-matched", other.Header("X-ProxyGuard-Reason"));
+        Assert.Equal("no-rule-allows-host-port", other.Header("X-ProxyGuard-Reason"));
     }
 
     [Theory]

@@ -18,8 +18,16 @@ public sealed class EnvOutputSafetyTests
     {
         using var dir = new TempDir();
         var marker = Path.Combine(dir.Path, "pwned");
-        var proxyValue = $"http://127.0.0.1:3128/$(touch {marker}1)`touch {marker}2`'\"${{IFS}}x\nEVIL=1; touch {marker}3\n";
-        var caDir = Path.Combine(dir.Path, $"ca $(touch {marker}4) 'q\n`touch {marker}5`");
+        var proxyValue = $"http://127.0.0.1:3128/$(touch {marker}1)`touch {marker}2`'\"${{IFS}}x EVIL=1; touch {marker}3";
+        var caDir = Path.Combine(dir.Path, $"ca $(touch {marker}4) 'q `touch {marker}5`");
+
+        // A line break cannot be carried safely by line-based readers (docker --env-file): refused, nothing printed.
+        var broken = await Cli.RunAsync(dir.Path, "env", "--format", format, "--proxy", proxyValue + "\nEVIL=1", "--ca-dir", caDir,
+            "--data-dir", Path.Combine(dir.Path, "data"), "--policy", Path.Combine(dir.Path, "absent.yaml"));
+        Assert.True(broken.ExitCode != 0, broken.All);
+        Assert.Equal(string.Empty, broken.Stdout);
+        Assert.Contains("line break", broken.Stderr, StringComparison.Ordinal);
+
         var result = await Cli.RunAsync(dir.Path, "env", "--format", format, "--proxy", proxyValue, "--ca-dir", caDir,
             "--data-dir", Path.Combine(dir.Path, "data"), "--policy", Path.Combine(dir.Path, "absent.yaml"));
         Assert.True(result.ExitCode == 0, result.Stderr);
@@ -44,7 +52,7 @@ public sealed class EnvOutputSafetyTests
     public async Task Json_is_valid_with_hostile_values_and_a_repeated_name_never_crashes()
     {
         using var dir = new TempDir();
-        var proxyValue = "http://127.0.0.1:3128/\"}\n{\"x\":\u0001$(id)";
+        var proxyValue = "http://127.0.0.1:3128/\"}{\"x\":\u0001$(id)";
         var result = await Cli.RunAsync(dir.Path, "env", "--format", "json", "--proxy", proxyValue, "--ca-dir", Path.Combine(dir.Path, "ca"),
             "--data-dir", Path.Combine(dir.Path, "data"), "--policy", Path.Combine(dir.Path, "absent.yaml"));
         Assert.True(result.ExitCode == 0, result.Stderr);

@@ -6,7 +6,7 @@ namespace ProxyGuard.Engine.Pipeline.Stages;
 
 /// <summary>
 /// The content scan of everything the sandbox sent, placeholders included (before substitution): the method, the
-/// path, a plain request's host, every header name and value, the query and the body. A finding with action
+/// path, every header name and value, the query and the body. A finding with action
 /// <c>redact</c> rewrites the outgoing header, query or body; <c>deny</c> refuses.
 /// </summary>
 internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStage
@@ -25,12 +25,6 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
         var view = exchange.View;
         var target = view.Target;
         var host = target.Host;
-
-        if (target.Scheme == "http" && Check(exchange, scanner.ScanText(host, ScanLocation.Host, host, exchange.Aborted), "host", "the host name") is { } hostDenial)
-        {
-            exchange.HostCarriesCredential = true;
-            return hostDenial;
-        }
 
         if (Check(exchange, scanner.ScanText(view.Method, ScanLocation.Header, host, exchange.Aborted), "method", "the request method") is { } methodDenial)
         {

@@ -80,7 +80,7 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         }
 
         var exception = context.Features.Get<IForwarderErrorFeature>()?.Exception;
-        var failure = Classify(error, exception, target);
+        var failure = Classify(error, exception, target, substitutor);
         if (context.Response.HasStarted)
         {
             exchange.Note = failure.Decision.Reason;
@@ -123,9 +123,27 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         }
     }
 
-    private Denial Classify(ForwarderError error, Exception? exception, Forwarding.RequestTarget target)
+    /// <summary>The exception chain as "Type: message; Type: message", every real value scrubbed, control characters escaped.</summary>
+    private static string Describe(Exception? exception, Secrets.Substitutor substitutor)
     {
-        EngineLog.ForwardFailed(_logger, exception, target.Authority, error);
+        var parts = new List<string>();
+        for (var e = exception; e is not null && parts.Count < 4; e = e.InnerException)
+        {
+            var message = substitutor.IsEmpty ? e.Message : substitutor.ScrubText(e.Message); // scrubbed whole, then cut
+            parts.Add(e.GetType().Name + ": " + Audit.EventText.Clean(message.Length > 300 ? message[..300] + "..." : message));
+        }
+
+        return parts.Count == 0 ? "no exception" : string.Join("; ", parts);
+    }
+
+    private Denial Classify(ForwarderError error, Exception? exception, Forwarding.RequestTarget target, Secrets.Substitutor substitutor)
+    {
+        if (_logger.IsEnabled(LogLevel.Debug))
+        {
+            // An exception message can quote upstream bytes (an invalid header line the upstream sent, which may
+            // echo a substituted secret): only the exception types, and the messages scrubbed and sanitised, are logged.
+            EngineLog.ForwardFailed(_logger, target.Authority, error, Describe(exception, substitutor));
+        }
         for (var e = exception; e is not null; e = e.InnerException)
         {
             switch (e)

@@ -155,7 +155,7 @@ internal sealed class SecretGateStage : IRequestStage
             yield break;
         }
 
-        foreach (var part in rawQuery.Split('&'))
+        foreach (var part in rawQuery.Split('&', ';'))
         {
             var eq = part.IndexOf('=', StringComparison.Ordinal);
             yield return eq < 0 ? part : part[..eq];
@@ -164,7 +164,7 @@ internal sealed class SecretGateStage : IRequestStage
 
     internal static IEnumerable<string> CookieNames(string cookieHeader)
     {
-        foreach (var part in cookieHeader.Split(';'))
+        foreach (var part in cookieHeader.Split(';', ','))
         {
             var eq = part.IndexOf('=', StringComparison.Ordinal);
             yield return (eq < 0 ? part : part[..eq]).Trim();

@@ -117,6 +117,14 @@ internal sealed class TargetStage(ProxyServices services) : IRequestStage
                 $"the Host header {Denial.HeaderSafe(hostHeader)} differs from the request target {host}");
         }
 
+        // Like a CONNECT host, a plain request's host is scanned before the rules: a credential in a DNS label leaks
+        // through the lookup whatever the rules say.
+        if (ContentChecks.ScanHost(snapshot, host) is { } hostFinding)
+        {
+            exchange.HostCarriesCredential = true;
+            return hostFinding;
+        }
+
         return null;
     }
 
