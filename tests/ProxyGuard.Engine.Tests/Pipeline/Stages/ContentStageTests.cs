@@ -1,4 +1,5 @@
 using System.Text;
+using ProxyGuard.Engine.Forwarding;
 using ProxyGuard.Engine.Pipeline;
 using ProxyGuard.Engine.Pipeline.Stages;
 using ProxyGuard.Engine.Tests.Support;
@@ -63,11 +64,13 @@ public sealed class ContentStageTests
         AssertDenied(Https(headers: [H("Content-Type", "text/plain")], body: Encoding.UTF8.GetBytes("x " + AcmeToken + " y")), "body");
 
     [Fact]
-    public void Credential_in_a_plain_http_host_is_refused_and_marks_the_host()
+    public void A_plain_http_host_is_scanned_before_the_rules_not_here()
     {
+        // The target stage scans a plain request's host (as the CONNECT layer does), before the rules decide.
         var exchange = WithView(Enforce, "GET", "http", AcmeToken + ".plain.example.net", 80, "/");
-        AssertDenied(exchange, "host");
-        Assert.True(exchange.HostCarriesCredential);
+        Assert.Null(new ContentStage(null).Run(exchange));
+        var denial = ContentChecks.ScanHost(exchange.Snapshot, AcmeToken + ".plain.example.net");
+        Assert.Equal("content-finding", denial?.Reason);
     }
 
     [Fact]
