@@ -83,6 +83,14 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
     /// </summary>
     public string Path(string rawPath, string rawQuery, bool scanSegments)
     {
+        // Fast path: nothing in the whole target carries a secret and nothing was flagged there, so no field needs
+        // looking at one by one (a value found in a field is always found in the whole).
+        var carries = CarriesSecret(rawQuery.Length == 0 ? rawPath : rawPath + "?" + rawQuery);
+        if (!carries && !scanSegments)
+        {
+            return PathRedaction.StripQueryValues(rawQuery.Length == 0 ? rawPath : rawPath + "?" + QueryNamesOnly(rawQuery));
+        }
+
         var builder = new StringBuilder(rawPath.Length + rawQuery.Length + 1);
         var segments = rawPath.Split('/');
         for (var i = 0; i < segments.Length; i++)
@@ -129,6 +137,25 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
         }
 
         return PathRedaction.StripQueryValues(builder.ToString());
+    }
+
+    /// <summary>The query with every value dropped and every parameter without '=' left out (it is a value).</summary>
+    private static string QueryNamesOnly(string rawQuery)
+    {
+        var builder = new StringBuilder(rawQuery.Length);
+        var first = true;
+        foreach (var parameter in rawQuery.Split('&'))
+        {
+            builder.Append(first ? string.Empty : "&");
+            first = false;
+            var eq = parameter.IndexOf('=', StringComparison.Ordinal);
+            if (eq >= 0)
+            {
+                builder.Append(parameter, 0, eq + 1);
+            }
+        }
+
+        return builder.ToString();
     }
 
     /// <summary>True when the content scanner flags <paramref name="host"/> (a credential in its labels).</summary>

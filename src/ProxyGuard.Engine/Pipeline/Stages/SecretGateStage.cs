@@ -45,7 +45,10 @@ internal sealed class SecretGateStage : IRequestStage
             return null;
         }
 
-        foreach (var (text, where) in Positions(view, includeValues: true))
+        // One pass over all the fields first; only a hit is located field by field (for the message).
+        var fields = Positions(view, includeValues: true).ToList();
+        var joined = string.Join('\n', fields.Select(f => f.Text));
+        foreach (var (text, where) in substitutor.FindRealValue(joined) is null ? [] : fields)
         {
             if (substitutor.FindRealValue(text) is { } leaked)
             {
@@ -60,7 +63,8 @@ internal sealed class SecretGateStage : IRequestStage
                 $"the request body carries the real value of secret '{inBody}'; the sandbox must only ever hold its placeholder"));
         }
 
-        foreach (var (text, where) in Positions(view, includeValues: false))
+        var names = Positions(view, includeValues: false).ToList();
+        foreach (var (text, where) in substitutor.FindPlaceholderAnywhere(string.Join('\n', names.Select(f => f.Text))) is null ? [] : names)
         {
             if (substitutor.FindPlaceholderAnywhere(text) is { } misplaced)
             {
