@@ -39,9 +39,6 @@ internal sealed class ProxyRequestDelegate
         _audit = new AuditStage(services);
     }
 
-    /// <summary>The stage names in order (docs/architecture.md lists the same).</summary>
-    public IEnumerable<string> StageNames => _stages.Select(s => s.GetType().Name).Append(nameof(AuditStage));
-
     public async Task InvokeAsync(HttpContext context)
     {
         var started = Stopwatch.GetTimestamp();

@@ -34,9 +34,6 @@ internal sealed class RequestView
     /// <summary>The buffered body, when it had to be read (scanning or substitution); null otherwise.</summary>
     public ReadOnlyMemory<byte>? Body { get; private set; }
 
-    /// <summary>True when a body was forwarded unscanned (<c>over_limit: allow</c>).</summary>
-    public bool BodyUnscanned { get; private set; }
-
     public string? ContentType => Header("Content-Type");
 
     public string? ContentEncoding => Header("Content-Encoding");
@@ -65,6 +62,4 @@ internal sealed class RequestView
 
         Body = body;
     }
-
-    public void MarkBodyUnscanned() => BodyUnscanned = true;
 }

@@ -14,9 +14,6 @@ public sealed record Decision(Verdict Verdict, string Rule, Reason Reason, Decis
     /// <summary>True when an allow rule with <c>websocket: true</c> decided.</summary>
     public bool WebSocketAllowed { get; init; }
 
-    /// <summary>True unless the verdict is <see cref="Verdict.Deny"/>.</summary>
-    public bool Forwards => Verdict != Verdict.Deny;
-
     public string VerdictName => DecisionNames.Of(Verdict);
 
     /// <summary>The status a refused client gets.</summary>

@@ -70,7 +70,6 @@ internal sealed class BodyStage : IRequestStage
                 $"the request body is larger than content.max_body ({limit} bytes) and cannot be scanned"));
         }
 
-        exchange.View.MarkBodyUnscanned();
         exchange.Note = Reasons.OverLimitUnscanned;
         return null;
     }
