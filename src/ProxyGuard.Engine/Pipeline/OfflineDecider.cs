@@ -45,7 +45,7 @@ internal static class OfflineDecider
         // (400 bad-request), and inside a tunnel the target stage refuses it (host-mismatch).
         Denial? denial = null;
         if (headers.FirstOrDefault(h => h.Key.Equals("Host", StringComparison.OrdinalIgnoreCase)).Value is { Length: > 0 } hostHeader
-            && !SameAuthority(hostHeader, host, url.Port))
+            && !Stages.TargetStage.AuthorityMatches(hostHeader, host, url.Port))
         {
             denial = url.Scheme is "https" or "wss"
                 ? exchange.Refuse(Denial.Of(Reasons.HostMismatch, "tunnel",
@@ -91,10 +91,4 @@ internal static class OfflineDecider
         return new OfflineOutcome(decision, evaluation, denial?.Message, exchange.Findings,
             decision.Verdict == Verdict.Deny ? [] : exchange.Injected);
     }
-
-    /// <summary>The Host header names <paramref name="host"/> (normalised), with no port or exactly <paramref name="port"/>.</summary>
-    private static bool SameAuthority(string hostHeader, string host, int port) =>
-        RequestTarget.TrySplitHostPort(hostHeader, out var rawHost, out var headerPort)
-        && HostNormalizer.TryNormalize(rawHost, out var normalized, out _)
-        && normalized == host && (headerPort is null || headerPort == port);
 }

@@ -31,7 +31,7 @@ internal sealed class SecretGateStage : IRequestStage
             return null;
         }
 
-        foreach (var text in CarriedTexts(view))
+        foreach (var text in snapshot.Unavailable.Count == 0 ? [] : CarriedTexts(view))
         {
             if (snapshot.FindUnavailablePlaceholder(text) is { } missing)
             {

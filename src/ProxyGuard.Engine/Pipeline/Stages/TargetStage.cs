@@ -151,7 +151,7 @@ internal sealed class TargetStage(ProxyServices services) : IRequestStage
             $"the request names {Denial.HeaderSafe(authority)} inside a tunnel to {tunnel.Authority} (domain fronting is not allowed)");
 
     /// <summary>The authority names <paramref name="host"/>, with no port or exactly <paramref name="port"/>.</summary>
-    private static bool AuthorityMatches(string authority, string host, int port)
+    internal static bool AuthorityMatches(string authority, string host, int port)
     {
         if (!RequestTarget.TrySplitHostPort(authority, out var rawHost, out var authorityPort)
             || !HostNormalizer.TryNormalize(rawHost, out var normalized, out _))
