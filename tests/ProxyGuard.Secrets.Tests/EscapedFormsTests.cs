@@ -58,6 +58,14 @@ public sealed class EscapedFormsTests
         yield return ("json-in-json-relaxed", JsonSerializer.Serialize(JsonSerializer.Serialize(value, new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }), new JsonSerializerOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }));
         yield return ("url-twice", Uri.EscapeDataString(Uri.EscapeDataString(value)));
 
+        // Twice escaped with the outer backslashes written as \u005C (no literal \\ anywhere in the text).
+        yield return ("json-in-json-u005c", "\"" + string.Concat(JsonSerializer.Serialize(value).Select(c => c switch
+        {
+            '\\' => "\\u005C",
+            '"' => "\\u0022",
+            _ => c.ToString(),
+        })) + "\"");
+
         // URL: upper and lower hex, '+' for space, every byte encoded.
         var escaped = Uri.EscapeDataString(value);
         yield return ("url-upper", escaped);
@@ -153,6 +161,35 @@ public sealed class EscapedFormsTests
         foreach (var size in new[] { 1, 2, 3, 5 })
         {
             Assert.Equal(whole, Stream(substitutor, body, Enumerable.Repeat(size, body.Length).ToArray()));
+        }
+    }
+
+    /// <summary>
+    /// The twice-escaped pass in binary noise full of escaped backslashes and stray escapes: the form is found and
+    /// exactly its range replaced (every noise byte survives), and noise alone stays untouched.
+    /// </summary>
+    [Fact]
+    public void TwiceEscapedFormInBinaryNoiseIsReplacedExactly()
+    {
+        var substitutor = Create();
+        var random = new Random(7);
+        var noise = new byte[64 * 1024];
+        random.NextBytes(noise);
+        for (var i = 0; i < noise.Length; i += 97)
+        {
+            noise[i] = (byte)'\\';
+        }
+
+        Assert.Null(substitutor.ScrubBody(noise));
+        var form = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(JsonSerializer.Serialize(Nasty)));
+        foreach (var at in new[] { 0, 1, 4095, 30000, noise.Length })
+        {
+            var body = noise[..at].Concat(form).Concat(noise[at..]).ToArray();
+            var scrubbed = substitutor.ScrubBody(body);
+            Assert.NotNull(scrubbed);
+            var expected = noise[..at].Concat(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(JsonSerializer.Serialize(NastyPlaceholder)))).Concat(noise[at..]).ToArray();
+            Assert.Equal(expected.Length, scrubbed.Length);
+            Assert.True(expected.AsSpan().SequenceEqual(scrubbed), $"form inserted at {at} was not replaced exactly");
         }
     }
 

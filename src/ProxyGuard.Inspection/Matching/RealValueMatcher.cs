@@ -233,7 +233,8 @@ public sealed class RealValueMatcher
     /// </summary>
     private bool ScanNested(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
     {
-        var json = data.IndexOf("\\\\"u8) >= 0;
+        // A second-level escape needs an escaped escape character: \\ or \u005C (JSON), %25 (URL).
+        var json = data.IndexOf("\\\\"u8) >= 0 || data.IndexOf("\\u005"u8) >= 0;
         var url = data.IndexOf("%25"u8) >= 0;
         if (!json && !url)
         {
@@ -241,11 +242,15 @@ public sealed class RealValueMatcher
         }
 
         var decoded = ArrayPool<byte>.Shared.Rent(data.Length);
-        var starts = ArrayPool<int>.Shared.Rent(data.Length + 1);
+        var map = new SourceMap();
         Span<byte> unit = stackalloc byte[4];
         try
         {
-            foreach (var (view, skip, wanted) in new[] { (EscapeView.Json, _skip[1], json), (EscapeView.Url, _skip[3], url) })
+            foreach (var (view, skip, intro, wanted) in new[]
+                     {
+                         (EscapeView.Json, _skip[1], EscapeDecoder.JsonIntro, json),
+                         (EscapeView.Url, _skip[3], EscapeDecoder.UrlIntro, url),
+                     })
             {
                 if (!wanted)
                 {
@@ -257,6 +262,7 @@ public sealed class RealValueMatcher
                 var rawTail = EscapeDecoder.IncompleteTail(view, data);
                 var outerLimit = int.MaxValue;
                 var count = 0;
+                map.Reset();
                 for (var i = 0; i < data.Length;)
                 {
                     if (i >= rawTail && rawTail >= 0 && outerLimit == int.MaxValue)
@@ -264,19 +270,27 @@ public sealed class RealValueMatcher
                         outerLimit = count;
                     }
 
-                    var n = EscapeDecoder.Decode(view, data, i, unit, out var length);
-                    for (var k = 0; k < n; k++)
+                    // Plain bytes up to the next escape are copied as one run (vectorised search and copy).
+                    var next = data[i..].IndexOfAny(intro);
+                    var plainEnd = next < 0 ? data.Length : i + next;
+                    if (plainEnd > i)
                     {
-                        decoded[count] = unit[k];
-                        starts[count] = i;
-                        count++;
+                        data[i..plainEnd].CopyTo(decoded.AsSpan(count));
+                        map.Add(count, i, plain: true);
+                        count += plainEnd - i;
+                        i = plainEnd;
+                        continue;
                     }
 
+                    var n = EscapeDecoder.Decode(view, data, i, unit, out var length);
+                    unit[..n].CopyTo(decoded.AsSpan(count));
+                    map.Add(count, i, plain: false);
+                    count += n;
                     i += length;
                 }
 
-                starts[count] = data.Length;
-                if (ScanText(view, skip, decoded.AsSpan(0, count), matches, stopAtFirst, starts, ref pendingFrom, outerLimit))
+                map.Seal(count, data.Length);
+                if (ScanText(view, skip, decoded.AsSpan(0, count), matches, stopAtFirst, map, ref pendingFrom, outerLimit))
                 {
                     return true;
                 }
@@ -288,11 +302,11 @@ public sealed class RealValueMatcher
         {
             decoded.AsSpan(0, data.Length).Clear();
             ArrayPool<byte>.Shared.Return(decoded);
-            ArrayPool<int>.Shared.Return(starts);
+            map.Dispose();
         }
     }
 
-    private bool ScanText(EscapeView view, SearchValues<byte> skip, ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, int[]? startMap, ref int pendingFrom, int outerLimit = int.MaxValue)
+    private bool ScanText(EscapeView view, SearchValues<byte> skip, ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, SourceMap? startMap, ref int pendingFrom, int outerLimit = int.MaxValue)
     {
         var automaton = _text;
         var ringSize = RingSize(automaton.MaxLength);
@@ -354,8 +368,8 @@ public sealed class RealValueMatcher
                         if (startMap is not null)
                         {
                             // A decoded unit ends where the next one starts (startMap has one entry past the end).
-                            start = startMap[start];
-                            end = startMap[end];
+                            start = startMap.Source(start);
+                            end = startMap.Source(end);
                         }
 
                         matches.Add(new ValueMatch(start, end - start, automaton.OutputOwner(state)));
@@ -386,7 +400,7 @@ public sealed class RealValueMatcher
     /// The input position from which a value could still complete: the start of the open prefix
     /// (<paramref name="depth"/> decoded bytes back), else the unfinished escape at <paramref name="limit"/>.
     /// </summary>
-    private static int PendingStart(int depth, long decoded, int[] ring, int mask, int limit, int length, int[]? startMap)
+    private static int PendingStart(int depth, long decoded, int[] ring, int mask, int limit, int length, SourceMap? startMap)
     {
         var from = depth > 0 ? ring[(int)((decoded - depth) & mask)] : limit;
         if (from >= length)
@@ -394,7 +408,7 @@ public sealed class RealValueMatcher
             return int.MaxValue;
         }
 
-        return startMap is null ? from : startMap[from];
+        return startMap is null ? from : startMap.Source(from);
     }
 
     /// <summary>Base64 forms, seeing through single line breaks (at most two CR/LF bytes in a row).</summary>
@@ -530,5 +544,74 @@ public sealed class RealValueMatcher
         }
 
         return forms;
+    }
+
+    /// <summary>
+    /// Where each byte of a once-decoded buffer came from, as runs instead of one entry per byte: a plain run maps
+    /// one to one, an escape's decoded bytes all map to the escape's start. Position <c>Length</c> (one past the
+    /// end) maps to the end of the source. Lookups (only on a match or a pending prefix) are a binary search.
+    /// </summary>
+    private sealed class SourceMap : IDisposable
+    {
+        private int[] _decoded = ArrayPool<int>.Shared.Rent(64);
+        private int[] _source = ArrayPool<int>.Shared.Rent(64);
+        private bool[] _plain = ArrayPool<bool>.Shared.Rent(64);
+        private int _count;
+        private int _decodedLength;
+        private int _sourceLength;
+
+        public void Reset() => _count = 0;
+
+        public void Add(int decoded, int source, bool plain)
+        {
+            if (_count == _decoded.Length)
+            {
+                Grow(ref _decoded);
+                Grow(ref _source);
+                Grow(ref _plain);
+            }
+
+            _decoded[_count] = decoded;
+            _source[_count] = source;
+            _plain[_count] = plain;
+            _count++;
+        }
+
+        public void Seal(int decodedLength, int sourceLength)
+        {
+            _decodedLength = decodedLength;
+            _sourceLength = sourceLength;
+        }
+
+        public int Source(int decoded)
+        {
+            if (decoded >= _decodedLength)
+            {
+                return _sourceLength;
+            }
+
+            var run = Array.BinarySearch(_decoded, 0, _count, decoded);
+            if (run < 0)
+            {
+                run = ~run - 1;
+            }
+
+            return _plain[run] ? _source[run] + (decoded - _decoded[run]) : _source[run];
+        }
+
+        public void Dispose()
+        {
+            ArrayPool<int>.Shared.Return(_decoded);
+            ArrayPool<int>.Shared.Return(_source);
+            ArrayPool<bool>.Shared.Return(_plain);
+        }
+
+        private void Grow<T>(ref T[] array)
+        {
+            var larger = ArrayPool<T>.Shared.Rent(array.Length * 2);
+            array.AsSpan(0, _count).CopyTo(larger);
+            ArrayPool<T>.Shared.Return(array);
+            array = larger;
+        }
     }
 }
