@@ -1,6 +1,7 @@
 // Over 400 lines: the substitutor is the one public surface of secrets on the request and response
 // paths (one call per position); its position parsing lives in ValuePositions, matching in
 // ProxyGuard.Inspection.Matching. Splitting it further would split one contract across files.
+using System.Buffers;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -568,40 +569,65 @@ public sealed class Substitutor
         }
         else
         {
-            var decoded = new byte[raw.Length];
-            var unitStart = new int[raw.Length + 1];
-            var count = 0;
-            var i = 0;
-            while (i < raw.Length)
+            // Plain runs are copied in bulk; only the %XX triples are remembered (their decoded positions), so a
+            // decoded position d maps back to d + 2 x (triples before d). Linear, and no per-byte map.
+            var decoded = ArrayPool<byte>.Shared.Rent(raw.Length);
+            var triples = new List<int>();
+            try
             {
-                unitStart[count] = i;
-                if (raw[i] == '%' && i + 2 < raw.Length && IsHex(raw[i + 1]) && IsHex(raw[i + 2]))
+                var count = 0;
+                var i = 0;
+                while (i < raw.Length)
                 {
-                    var value = (HexValue(raw[i + 1]) << 4) | HexValue(raw[i + 2]);
-                    decoded[count++] = value < 0x80 ? (byte)value : (byte)0xFF;
-                    i += 3;
+                    var next = raw[i..].IndexOf((byte)'%');
+                    var plainEnd = next < 0 ? raw.Length : i + next;
+                    raw[i..plainEnd].CopyTo(decoded.AsSpan(count));
+                    count += plainEnd - i;
+                    i = plainEnd;
+                    if (i >= raw.Length)
+                    {
+                        break;
+                    }
+
+                    if (i + 2 < raw.Length && IsHex(raw[i + 1]) && IsHex(raw[i + 2]))
+                    {
+                        var value = (HexValue(raw[i + 1]) << 4) | HexValue(raw[i + 2]);
+                        triples.Add(count);
+                        decoded[count++] = value < 0x80 ? (byte)value : (byte)0xFF;
+                        i += 3;
+                    }
+                    else
+                    {
+                        decoded[count++] = raw[i];
+                        i++;
+                    }
                 }
-                else
+
+                int RawAt(int position)
                 {
-                    decoded[count++] = raw[i];
-                    i++;
+                    var before = triples.BinarySearch(position);
+                    return position + (2 * (before < 0 ? ~before : before));
+                }
+
+                var view = decoded.AsSpan(0, count);
+                for (var b = 0; b < _bindings.Length; b++)
+                {
+                    var pattern = _placeholderBytes[b];
+                    var start = 0;
+                    int offset;
+                    while ((offset = view[start..].IndexOf(pattern)) >= 0)
+                    {
+                        var first = start + offset;
+                        var rawStart = RawAt(first);
+                        matches.Add(new PlaceholderMatch(rawStart, RawAt(first + pattern.Length) - rawStart, b));
+                        start = first + pattern.Length;
+                    }
                 }
             }
-
-            unitStart[count] = raw.Length;
-            var view = decoded.AsSpan(0, count);
-            for (var b = 0; b < _bindings.Length; b++)
+            finally
             {
-                var pattern = _placeholderBytes[b];
-                var start = 0;
-                int offset;
-                while ((offset = view[start..].IndexOf(pattern)) >= 0)
-                {
-                    var first = start + offset;
-                    var rawStart = unitStart[first];
-                    matches.Add(new PlaceholderMatch(rawStart, unitStart[first + pattern.Length] - rawStart, b));
-                    start = first + pattern.Length;
-                }
+                decoded.AsSpan(0, raw.Length).Clear();
+                ArrayPool<byte>.Shared.Return(decoded);
             }
         }
 

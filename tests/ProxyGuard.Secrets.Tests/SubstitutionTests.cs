@@ -176,6 +176,15 @@ public sealed class SubstitutionTests
     }
 
     [Fact]
+    public void PercentEncodedBodyPlaceholderAmongOtherEscapesIsReplacedExactly()
+    {
+        var encoded = string.Concat(BodyPlaceholder[..3].Select(c => "%" + ((int)c).ToString("X2", System.Globalization.CultureInfo.InvariantCulture))) + BodyPlaceholder[3..];
+        var body = Encoding.ASCII.GetBytes("a=%41%42%zz%&token=" + encoded + "&z=%2F%2f%");
+        _substitutor.SubstituteBody(body, "upload.test", "application/x-www-form-urlencoded", out var newBody);
+        Assert.Equal("a=%41%42%zz%&token=" + Uri.EscapeDataString(BodyValue) + "&z=%2F%2f%", Encoding.ASCII.GetString(newBody!));
+    }
+
+    [Fact]
     public void BodyTowardUnboundHostIsMisuse()
     {
         var result = _substitutor.SubstituteBody(Encoding.UTF8.GetBytes(BodyPlaceholder), "evil.test", out var newBody);
