@@ -26,6 +26,12 @@ public sealed class ContentScanner
         _core = new ScannerCore(options);
     }
 
+    /// <summary>
+    /// Starts one request's scan budget: pass the result to every scan of that request, so that all its fields share
+    /// one budget (and the clock is read once, not once per field).
+    /// </summary>
+    public ScanDeadline StartDeadline() => new(_core.Deadline());
+
     /// <summary>Every built-in detector id with a description (including <c>vault-secret</c>).</summary>
     public static IReadOnlyList<DetectorInfo> Builtins => BuiltinCatalog.Infos;
 
@@ -34,14 +40,19 @@ public sealed class ContentScanner
     /// scanned joined together and hex-decoded), a path.
     /// </summary>
     /// <param name="cancellationToken">Ends the scan (result <see cref="ScanErrorKind.Canceled"/>) when the request is aborted.</param>
-    public ScanResult ScanText(string value, ScanLocation location, string host, CancellationToken cancellationToken = default)
+    public ScanResult ScanText(string value, ScanLocation location, string host, CancellationToken cancellationToken = default) =>
+        ScanText(value, location, host, default, cancellationToken);
+
+    /// <inheritdoc cref="ScanText(string, ScanLocation, string, CancellationToken)"/>
+    /// <param name="deadline">The request's deadline (<see cref="StartDeadline"/>); unset: the budget starts now.</param>
+    public ScanResult ScanText(string value, ScanLocation location, string host, ScanDeadline deadline, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(value))
         {
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, location, cancellationToken);
+        var session = new ScanSession(_core, host, location, deadline, cancellationToken);
         session.ScanLayer(value, 0, null);
         if (location == ScanLocation.Host && session.Error is null && value.Length <= MaxHostLength)
         {
@@ -53,14 +64,19 @@ public sealed class ContentScanner
 
     /// <summary>Scans a raw query string: as sent, fully URL-decoded, and all values decoded and joined.</summary>
     /// <param name="cancellationToken">Ends the scan (result <see cref="ScanErrorKind.Canceled"/>) when the request is aborted.</param>
-    public ScanResult ScanQuery(string rawQuery, string host, CancellationToken cancellationToken = default)
+    public ScanResult ScanQuery(string rawQuery, string host, CancellationToken cancellationToken = default) =>
+        ScanQuery(rawQuery, host, default, cancellationToken);
+
+    /// <inheritdoc cref="ScanQuery(string, string, CancellationToken)"/>
+    /// <param name="deadline">The request's deadline (<see cref="StartDeadline"/>); unset: the budget starts now.</param>
+    public ScanResult ScanQuery(string rawQuery, string host, ScanDeadline deadline, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(rawQuery))
         {
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Query, cancellationToken);
+        var session = new ScanSession(_core, host, ScanLocation.Query, deadline, cancellationToken);
         var raw = rawQuery.AsSpan();
         session.ScanLayer(raw, 0, null);
         if (session.Error is null)
@@ -81,7 +97,12 @@ public sealed class ContentScanner
     /// corrupt coding, or output past the limits, yields <see cref="ScanResult.Error"/>.
     /// </summary>
     /// <param name="cancellationToken">Ends the scan (result <see cref="ScanErrorKind.Canceled"/>) when the request is aborted.</param>
-    public ScanResult ScanBody(ReadOnlyMemory<byte> body, string? contentEncoding, string? contentType, string host, CancellationToken cancellationToken = default)
+    public ScanResult ScanBody(ReadOnlyMemory<byte> body, string? contentEncoding, string? contentType, string host, CancellationToken cancellationToken = default) =>
+        ScanBody(body, contentEncoding, contentType, host, default, cancellationToken);
+
+    /// <inheritdoc cref="ScanBody(ReadOnlyMemory{byte}, string?, string?, string, CancellationToken)"/>
+    /// <param name="deadline">The request's deadline (<see cref="StartDeadline"/>); unset: the budget starts now.</param>
+    public ScanResult ScanBody(ReadOnlyMemory<byte> body, string? contentEncoding, string? contentType, string host, ScanDeadline deadline, CancellationToken cancellationToken)
     {
         if (body.IsEmpty)
         {
@@ -94,7 +115,7 @@ public sealed class ContentScanner
             return ScanResult.Failed(codingError, ScanErrorKind.Undecodable);
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Body, cancellationToken);
+        var session = new ScanSession(_core, host, ScanLocation.Body, deadline, cancellationToken);
         PooledBytes decoded = default;
         try
         {

@@ -50,6 +50,44 @@ public sealed class BudgetTests
         Assert.False(clean.Blocked);
     }
 
+    /// <summary>A clock the test moves by hand.</summary>
+    private sealed class ManualClock : TimeProvider
+    {
+        public long Now { get; set; } = 1;
+
+        public override long TimestampFrequency => 1000;
+
+        public override long GetTimestamp() => Now;
+    }
+
+    [Fact]
+    public void OneDeadlineIsSharedByEveryFieldOfARequest()
+    {
+        var clock = new ManualClock();
+        var scanner = new ContentScanner(new ScannerOptions { ScanBudget = TimeSpan.FromSeconds(2), TimeProvider = clock });
+        var deadline = scanner.StartDeadline();
+        Assert.True(deadline.IsSet);
+        var field = Encoding.Latin1.GetString(_text[..(64 * 1024)]);
+        Assert.Equal(ScanErrorKind.None, scanner.ScanText(field, ScanLocation.Header, "h", deadline, CancellationToken.None).ErrorKind);
+
+        // The request's earlier fields used up its budget: a later field of the same request is past it, although
+        // that field alone would be quick (a fresh scan gets a budget of its own).
+        clock.Now += 3000;
+        foreach (var late in new[]
+        {
+            scanner.ScanText(field, ScanLocation.Header, "h", deadline, CancellationToken.None),
+            scanner.ScanQuery(field, "h", deadline, CancellationToken.None),
+            scanner.ScanBody(_text, null, "text/plain", "h", deadline, CancellationToken.None),
+        })
+        {
+            Assert.Equal(ScanErrorKind.BudgetExceeded, late.ErrorKind);
+            Assert.True(late.Blocked);
+        }
+
+        Assert.Equal(ScanErrorKind.None, scanner.ScanText(field, ScanLocation.Header, "h").ErrorKind);
+        Assert.False(default(ScanDeadline).IsSet);
+    }
+
     [Fact]
     public void AnExpensiveCustomRuleIsCappedByTheBudget()
     {

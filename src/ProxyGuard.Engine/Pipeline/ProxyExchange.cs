@@ -64,6 +64,12 @@ internal sealed class ProxyExchange
     /// <summary>True when the destination host itself carries a credential: events then record only its last labels.</summary>
     public bool HostCarriesCredential { get; set; }
 
+    /// <summary>
+    /// False once the secret gate found no placeholder anywhere in the head (in any encoding): substitution then has
+    /// nothing to do there. True until the gate has looked.
+    /// </summary>
+    public bool HeadCarriesPlaceholder { get; set; } = true;
+
     /// <summary>Names of the secrets substituted (each once).</summary>
     public List<string> Injected { get; } = [];
 

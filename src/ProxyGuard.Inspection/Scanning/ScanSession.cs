@@ -47,10 +47,15 @@ internal sealed partial class ScanSession
     private int _anchorPass;
 
     public ScanSession(ScannerCore core, string host, ScanLocation location, CancellationToken cancellation = default)
+        : this(core, host, location, default, cancellation)
+    {
+    }
+
+    public ScanSession(ScannerCore core, string host, ScanLocation location, ScanDeadline deadline, CancellationToken cancellation)
     {
         _core = core;
         _cancellation = cancellation;
-        _deadline = core.Deadline();
+        _deadline = deadline.IsSet ? deadline.Timestamp : core.Deadline();
         _location = location;
         _ignoreCase = location == ScanLocation.Host;
         _maxDepth = Math.Max(0, core.Options.MaxDepth);

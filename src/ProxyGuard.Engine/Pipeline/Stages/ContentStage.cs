@@ -26,24 +26,26 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
         var target = view.Target;
         var host = target.Host;
 
-        if (Check(exchange, scanner.ScanText(view.Method, ScanLocation.Header, host, exchange.Aborted), "method", "the request method") is { } methodDenial)
+        // One budget for the whole request: every field below scans against the same deadline.
+        var deadline = scanner.StartDeadline();
+        if (Check(exchange, scanner.ScanText(view.Method, ScanLocation.Header, host, deadline, exchange.Aborted), "method", "the request method") is { } methodDenial)
         {
             return methodDenial;
         }
 
-        if (Check(exchange, scanner.ScanText(target.RawPath, ScanLocation.Query, host, exchange.Aborted), "path", "the URL path") is { } pathDenial)
+        if (Check(exchange, scanner.ScanText(target.RawPath, ScanLocation.Query, host, deadline, exchange.Aborted), "path", "the URL path") is { } pathDenial)
         {
             return pathDenial;
         }
 
-        if (content.ScanHeaders && ScanHeaders(exchange, scanner) is { } headerDenial)
+        if (content.ScanHeaders && ScanHeaders(exchange, scanner, deadline) is { } headerDenial)
         {
             return headerDenial;
         }
 
         if (content.ScanQuery && target.RawQuery.Length > 0)
         {
-            var result = scanner.ScanQuery(target.RawQuery, host, exchange.Aborted);
+            var result = scanner.ScanQuery(target.RawQuery, host, deadline, exchange.Aborted);
             if (Check(exchange, result, "query", "the query string") is { } queryDenial)
             {
                 return queryDenial;
@@ -57,7 +59,7 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
 
         if (content.ScanBody && view.Body is { } body)
         {
-            var result = scanner.ScanBody(body, view.ContentEncoding is { Length: > 0 } ce ? ce : null, view.ContentType, host, exchange.Aborted);
+            var result = scanner.ScanBody(body, view.ContentEncoding is { Length: > 0 } ce ? ce : null, view.ContentType, host, deadline, exchange.Aborted);
             if (Check(exchange, result, "body", "the request body") is { } bodyDenial)
             {
                 return bodyDenial;
@@ -72,7 +74,7 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
         return null;
     }
 
-    private Denial? ScanHeaders(ProxyExchange exchange, ContentScanner scanner)
+    private Denial? ScanHeaders(ProxyExchange exchange, ContentScanner scanner, ScanDeadline deadline)
     {
         var view = exchange.View;
         var host = view.Target.Host;
@@ -85,13 +87,13 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
             }
 
             if (!name.Equals(lastName, StringComparison.OrdinalIgnoreCase)
-                && Check(exchange, scanner.ScanText(name, ScanLocation.Header, host, exchange.Aborted), "header", "a request header name") is { } nameDenial)
+                && Check(exchange, scanner.ScanText(name, ScanLocation.Header, host, deadline, exchange.Aborted), "header", "a request header name") is { } nameDenial)
             {
                 return nameDenial;
             }
 
             lastName = name;
-            var result = scanner.ScanText(value, ScanLocation.Header, host, exchange.Aborted);
+            var result = scanner.ScanText(value, ScanLocation.Header, host, deadline, exchange.Aborted);
             if (Check(exchange, result, "header", $"the {name} header") is { } valueDenial)
             {
                 return valueDenial;

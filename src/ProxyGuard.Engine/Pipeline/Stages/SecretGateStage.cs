@@ -31,7 +31,7 @@ internal sealed class SecretGateStage : IRequestStage
             return null;
         }
 
-        foreach (var text in snapshot.Unavailable.Count == 0 ? [] : CarriedTexts(view))
+        foreach (var text in snapshot.Unavailable.Count == 0 ? [] : CarriedTextsAndBody(view))
         {
             if (snapshot.FindUnavailablePlaceholder(text) is { } missing)
             {
@@ -63,13 +63,21 @@ internal sealed class SecretGateStage : IRequestStage
                 $"the request body carries the real value of secret '{inBody}'; the sandbox must only ever hold its placeholder"));
         }
 
-        var names = Positions(view, includeValues: false).ToList();
-        foreach (var (text, where) in substitutor.FindPlaceholderAnywhere(string.Join('\n', names.Select(f => f.Text))) is null ? [] : names)
+        // Whether the head carries a placeholder at all, in any encoding the matcher knows (a superset of what
+        // substitution recognises, Basic credentials and the proxy's own header included). Without one, the position
+        // and plain-HTTP checks have nothing to find and substitution skips the head.
+        var extras = HeadExtras(view).ToList();
+        exchange.HeadCarriesPlaceholder = substitutor.FindPlaceholderAnywhere(extras.Count == 0 ? joined : joined + "\n" + string.Join('\n', extras)) is not null;
+        if (exchange.HeadCarriesPlaceholder)
         {
-            if (substitutor.FindPlaceholderAnywhere(text) is { } misplaced)
+            var names = Positions(view, includeValues: false).ToList();
+            foreach (var (text, where) in substitutor.FindPlaceholderAnywhere(string.Join('\n', names.Select(f => f.Text))) is null ? [] : names)
             {
-                return exchange.Refuse(Denial.Of(Reasons.PlaceholderPosition, "secrets",
-                    $"{where} carries the placeholder of secret '{misplaced}'; placeholders are only substituted in header, query, cookie and body values"));
+                if (substitutor.FindPlaceholderAnywhere(text) is { } misplaced)
+                {
+                    return exchange.Refuse(Denial.Of(Reasons.PlaceholderPosition, "secrets",
+                        $"{where} carries the placeholder of secret '{misplaced}'; placeholders are only substituted in header, query, cookie and body values"));
+                }
             }
         }
 
@@ -77,9 +85,10 @@ internal sealed class SecretGateStage : IRequestStage
         {
             // Over plain HTTP a placeholder goes nowhere, unless its secret opts in (allow_plain_http): the
             // substitution stage then decides it like any other.
-            foreach (var text in CarriedTexts(view))
+            var carried = exchange.HeadCarriesPlaceholder ? CarriedTexts(view).Select(t => substitutor.FindPlaceholderAnywhere(t)) : [];
+            foreach (var plain in carried.Append(view.Body is { } plainBody ? substitutor.FindPlaceholderAnywhere(plainBody.Span) : null))
             {
-                if (substitutor.FindPlaceholderAnywhere(text) is { } plain && !AllowsPlainHttp(snapshot, plain))
+                if (plain is not null && !AllowsPlainHttp(snapshot, plain))
                 {
                     return exchange.Refuse(Denial.Of(Reasons.SecretPlainHttp, "secrets",
                         $"the request carries the placeholder of secret '{plain}' toward a plain-HTTP destination; secrets are only substituted over verified TLS"));
@@ -88,6 +97,23 @@ internal sealed class SecretGateStage : IRequestStage
         }
 
         return null;
+    }
+
+    /// <summary>Head texts that <see cref="Positions"/> leaves out: the proxy credential and decoded Basic credentials.</summary>
+    private static IEnumerable<string> HeadExtras(RequestView view)
+    {
+        foreach (var (name, value) in view.Headers)
+        {
+            if (name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase))
+            {
+                yield return value;
+            }
+
+            if (value.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase) && DecodeBasic(value) is { } decoded)
+            {
+                yield return decoded;
+            }
+        }
     }
 
     /// <summary>
@@ -128,7 +154,7 @@ internal sealed class SecretGateStage : IRequestStage
         }
     }
 
-    /// <summary>Header values, the query and the path: where a placeholder can be carried as text.</summary>
+    /// <summary>Header names and values (Basic credentials decoded), the query and the path: where a placeholder can be carried as text in the head.</summary>
     private static IEnumerable<string> CarriedTexts(RequestView view)
     {
         yield return view.Target.RawPath;
@@ -142,12 +168,11 @@ internal sealed class SecretGateStage : IRequestStage
                 yield return decoded;
             }
         }
-
-        if (view.Body is { } body)
-        {
-            yield return System.Text.Encoding.UTF8.GetString(body.Span);
-        }
     }
+
+    /// <summary>The head texts and the body as text (only where a secret is unavailable or expired: rare).</summary>
+    private static IEnumerable<string> CarriedTextsAndBody(RequestView view) =>
+        view.Body is { } body ? CarriedTexts(view).Append(System.Text.Encoding.UTF8.GetString(body.Span)) : CarriedTexts(view);
 
     private static bool AllowsPlainHttp(Runtime.ProxySnapshot snapshot, string secret) =>
         snapshot.Bindings.Any(b => b.Name == secret && b.AllowPlainHttp);
@@ -197,7 +222,7 @@ internal sealed class SecretGateStage : IRequestStage
                 continue;
             }
 
-            carried ??= [.. CarriedTexts(exchange.View)];
+            carried ??= [.. CarriedTextsAndBody(exchange.View)];
             if (!carried.Any(t => t.Contains(binding.Placeholder, StringComparison.Ordinal)))
             {
                 continue;

@@ -38,7 +38,8 @@ internal sealed class SubstitutionStage(Runtime.ProxyMetrics? metrics) : IReques
         var target = new SubstitutionTarget(view.Target.Host, VerifiedTls: view.Target.Scheme == "https");
         var host = target.Host;
         var names = new List<string>();
-        foreach (var name in view.Headers.Select(h => h.Key).Distinct(StringComparer.OrdinalIgnoreCase).ToList())
+        var headNames = exchange.HeadCarriesPlaceholder ? view.Headers.Select(h => h.Key).Distinct(StringComparer.OrdinalIgnoreCase).ToList() : [];
+        foreach (var name in headNames)
         {
             if (name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase))
             {
@@ -69,7 +70,7 @@ internal sealed class SubstitutionStage(Runtime.ProxyMetrics? metrics) : IReques
             }
         }
 
-        if (outgoing.RawQuery.Length > 0)
+        if (exchange.HeadCarriesPlaceholder && outgoing.RawQuery.Length > 0)
         {
             var result = substitutor.SubstituteQuery(outgoing.RawQuery, target);
             if (result.IsMisuse)
