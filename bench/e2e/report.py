@@ -55,6 +55,28 @@ def parse_csvs(paths, wall):
     return {"rps": ok / wall if wall else 0.0, "p50": pick(0.50), "p99": pick(0.99), "ok": ok, "bad": bad}
 
 
+def with_cpu(result, path):
+    if os.path.exists(path):
+        try:
+            result["cpu"] = float(open(path).read().strip())
+        except ValueError:
+            pass
+    return result
+
+
+def median_round(rounds):
+    """The round with the median req/s, with the median CPU per request over all rounds and the round count."""
+    if len(rounds) == 1:
+        return rounds[0]
+    by_rps = sorted(rounds, key=lambda r: r["rps"])
+    chosen = dict(by_rps[len(by_rps) // 2])
+    per_req = sorted(r["cpu"] / r["ok"] for r in rounds if r.get("cpu") and r["ok"])
+    if per_req:
+        chosen["cpu"] = per_req[len(per_req) // 2] * chosen["ok"]
+    chosen["rounds"] = len(rounds)
+    return chosen
+
+
 def fmt(v, digits=1):
     return "—" if v is None else f"{v:,.{digits}f}"
 
@@ -68,19 +90,17 @@ def main():
     results = {}
     for scen, _, _ in SCENARIOS:
         for target in TARGET_ORDER:
-            txt = os.path.join(out, f"{scen}-{target}.txt")
             csvs = sorted(glob.glob(os.path.join(out, f"{scen}-{target}-*.csv")))
             wall = os.path.join(out, f"{scen}-{target}.wall")
             if csvs and os.path.exists(wall):
-                results[(scen, target)] = parse_csvs(csvs, float(open(wall).read().strip()))
-            elif os.path.exists(txt):
-                results[(scen, target)] = parse_summary(txt)
-            cpu = os.path.join(out, f"{scen}-{target}.cpu")
-            if (scen, target) in results and os.path.exists(cpu):
-                try:
-                    results[(scen, target)]["cpu"] = float(open(cpu).read().strip())
-                except ValueError:
-                    pass
+                results[(scen, target)] = with_cpu(parse_csvs(csvs, float(open(wall).read().strip())), os.path.join(out, f"{scen}-{target}.cpu"))
+                continue
+            # One run ("ka16-pg-realistic.txt") or several rounds ("ka16@r2-pg-realistic.txt"): the median round.
+            names = [f"{scen}-{target}"] + sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(out, f"{scen}@r*-{target}.txt")))
+            rounds = [with_cpu(parse_summary(os.path.join(out, n + ".txt")), os.path.join(out, n + ".cpu"))
+                      for n in names if os.path.exists(os.path.join(out, n + ".txt"))]
+            if rounds:
+                results[(scen, target)] = median_round(rounds)
     lines = []
     meta = os.path.join(out, "meta.txt")
     if os.path.exists(meta):
@@ -96,7 +116,8 @@ def main():
             r = results.get((scen, target))
             if r is None:
                 continue
-            lines.append(f"| {title} | {target} | {fmt(r['rps'])} | {fmt(r['rps'] * mib) if mib else ''} | "
+            label = f"{title} (median of {r['rounds']} rounds)" if r.get("rounds") else title
+            lines.append(f"| {label} | {target} | {fmt(r['rps'])} | {fmt(r['rps'] * mib) if mib else ''} | "
                          f"{fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['ok']} | {r['bad']} | "
                          f"{'' if target == 'direct' else ratio(r['rps'], direct)} | "
                          f"{'' if target in ('squid', 'direct') else ratio(r['rps'], squid)} | "

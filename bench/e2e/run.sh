@@ -13,6 +13,7 @@
 #   BENCH_WARMUP=30      seconds of keep-alive warm-up per proxy before measuring (tiered JIT + PGO)
 #   BENCH_NO_BUILD=1     reuse the existing Release build
 #   PGB_DIR=/tmp/pg-bench   work directory (certificates, configs, logs, raw outputs)
+#   BENCH_ROUNDS=1       rounds per time-bound scenario (targets alternate; the report shows each target's median round)
 #   PG_BASELINE_DLL=path    another build's proxyguard.dll (e.g. an older commit, built elsewhere): adds target
 #                           "pg-baseline" (realistic policy) measured side by side with "pg-realistic" in the same run
 # Needs hey, openssl, python3, nginx; squid and mitmdump are skipped when missing. Runs as root for
@@ -186,19 +187,27 @@ if (( TUNNELS > 0 )); then
   done
 fi
 
+# With BENCH_ROUNDS=N (N > 1) each time-bound scenario runs N rounds, the targets alternating in order from round to
+# round, and the report shows the median round of each target: on a shared, noisy machine one slow moment then
+# cannot decide a comparison. The handshake scenario runs once.
+ROUNDS=${BENCH_ROUNDS:-1}
 for scen in $SCENARIOS; do
-  for t in $TARGETS; do
-    log "$scen / $t"
-    case $scen in
-      ka16) hey_run $scen $t -c 16 https://origin.test:$ORIGIN_TLS/small ;;
-      ka64) hey_run $scen $t -c 64 https://origin.test:$ORIGIN_TLS/small ;;
-      handshake) handshake_run $t ;;
-      h2) hey_run $scen $t -h2 -c 16 https://origin.test:$ORIGIN_TLS/small ;;
-      download) hey_run $scen $t -c 4 https://origin.test:$ORIGIN_TLS/big.bin ;;
-      upload) hey_run $scen $t -c 4 -m POST -T application/octet-stream -D "$D/big.bin" https://origin.test:$ORIGIN_TLS/upload ;;
-      # No placeholder over plain HTTP: it is refused there (secret-plain-http) unless a secret opts in.
-      plain) HDR="X-Bench: plain" hey_run $scen $t -c 16 http://origin.test:$ORIGIN_PLAIN/small ;;
-    esac
+  for round in $(seq 1 "$ROUNDS"); do
+    order=$TARGETS; (( round % 2 == 0 )) && order=$(echo $TARGETS | tr ' ' '\n' | tac | tr '\n' ' ')
+    name=$scen; (( ROUNDS > 1 )) && name="$scen@r$round"
+    for t in $order; do
+      log "$scen / $t$( (( ROUNDS > 1 )) && echo " (round $round of $ROUNDS)")"
+      case $scen in
+        ka16) hey_run $name $t -c 16 https://origin.test:$ORIGIN_TLS/small ;;
+        ka64) hey_run $name $t -c 64 https://origin.test:$ORIGIN_TLS/small ;;
+        handshake) (( round == 1 )) && handshake_run $t ;;
+        h2) hey_run $name $t -h2 -c 16 https://origin.test:$ORIGIN_TLS/small ;;
+        download) hey_run $name $t -c 4 https://origin.test:$ORIGIN_TLS/big.bin ;;
+        upload) hey_run $name $t -c 4 -m POST -T application/octet-stream -D "$D/big.bin" https://origin.test:$ORIGIN_TLS/upload ;;
+        # No placeholder over plain HTTP: it is refused there (secret-plain-http) unless a secret opts in.
+        plain) HDR="X-Bench: plain" hey_run $name $t -c 16 http://origin.test:$ORIGIN_PLAIN/small ;;
+      esac
+    done
   done
 done
 

@@ -159,7 +159,8 @@ internal sealed class EventRedactor(ProxySnapshot? snapshot)
     }
 
     /// <summary>True when the content scanner flags <paramref name="host"/> (a credential in its labels).</summary>
-    public bool FlaggedHost(string host) => host.Length > 0 && Flagged(host, ScanLocation.Host);
+    public bool FlaggedHost(string host) =>
+        host.Length > 0 && snapshot?.ScanHostUnexempted(host) is { } result && (result.Findings.Count > 0 || result.Blocked);
 
     private bool Flagged(string text, ScanLocation location)
     {

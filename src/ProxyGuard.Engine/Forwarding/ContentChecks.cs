@@ -10,13 +10,7 @@ internal static class ContentChecks
     /// <summary>Scans a CONNECT host name: a credential in a DNS label is exfiltration through DNS.</summary>
     public static Denial? ScanHost(ProxySnapshot snapshot, string host)
     {
-        if (snapshot.Scanner is null)
-        {
-            return null;
-        }
-
-        var result = snapshot.Scanner.ScanText(host, ScanLocation.Host, host);
-        if (!result.Blocked)
+        if (snapshot.ScanHost(host) is not { Blocked: true } result)
         {
             return null;
         }

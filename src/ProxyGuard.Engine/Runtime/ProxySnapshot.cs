@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -48,6 +49,42 @@ internal sealed class ProxySnapshot
     public IReadOnlyList<UnavailableSecret> Unavailable { get; }
 
     public X509Certificate2Collection UpstreamRoots { get; }
+
+    /// <summary>Host names remembered per snapshot (bounded), so that a host is scanned once, not on every request.</summary>
+    private const int HostScanCacheSize = 4096;
+
+    private readonly ConcurrentDictionary<string, ScanResult> _hostScans = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ScanResult> _hostScansUnexempted = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The content scan of a host name (its DNS labels; the host's own exemptions apply), or null when scanning is off.
+    /// Complete results are remembered for this snapshot (a reload starts afresh); the memory is bounded.
+    /// </summary>
+    public ScanResult? ScanHost(string host) => Scanner is null ? null : Remember(_hostScans, host, host);
+
+    /// <summary>As <see cref="ScanHost"/>, with no exemption applied (whether an event must hide the host).</summary>
+    public ScanResult? ScanHostUnexempted(string host) => Scanner is null ? null : Remember(_hostScansUnexempted, host, string.Empty);
+
+    private ScanResult Remember(ConcurrentDictionary<string, ScanResult> cache, string host, string exemptionHost)
+    {
+        if (cache.TryGetValue(host, out var known))
+        {
+            return known;
+        }
+
+        var result = Scanner!.ScanText(host, ScanLocation.Host, exemptionHost);
+        if (result.ErrorKind == ScanErrorKind.None)
+        {
+            if (cache.Count >= HostScanCacheSize)
+            {
+                cache.Clear();
+            }
+
+            cache.TryAdd(host, result);
+        }
+
+        return result;
+    }
 
     /// <summary>
     /// Identifies the client from a <c>Proxy-Authorization: Basic</c> value. Returns false when the
