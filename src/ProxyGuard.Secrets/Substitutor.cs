@@ -5,6 +5,7 @@ using System.Buffers;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using ProxyGuard.Inspection;
 using ProxyGuard.Inspection.Matching;
 using ProxyGuard.Secrets.Matching;
 
@@ -367,6 +368,39 @@ public sealed class Substitutor
     /// <inheritdoc cref="FindRealValue(string)"/>
     public string? FindRealValue(ReadOnlySpan<byte> data) =>
         CurrentMatcher().Matcher.TryFindFirst(data, out var owner) ? _bindings[owner].Name : null;
+
+    /// <summary>
+    /// The values the content scanner's <c>vault-secret</c> detector looks for: the same set the shared real-value
+    /// matcher is built from (each bound secret's current value and its previous values still within the rotation
+    /// grace). Building it records the current values in the rotation history, as the matcher does.
+    /// </summary>
+    public IReadOnlyList<KnownSecret> KnownSecrets()
+    {
+        CurrentMatcher();
+        var known = new List<KnownSecret>();
+        var ignored = DateTimeOffset.MaxValue;
+        foreach (var binding in _bindings)
+        {
+            var values = new List<byte[]>();
+            if (binding.Value.PeekUtf8() is { } current)
+            {
+                values.Add(current);
+            }
+
+            if (_history is not null)
+            {
+                values.AddRange(_history.Previous(binding.Name, ref ignored));
+            }
+
+            foreach (var value in values)
+            {
+                known.Add(new KnownSecret(binding.Name, Encoding.UTF8.GetString(value)));
+                Array.Clear(value);
+            }
+        }
+
+        return known;
+    }
 
     /// <summary>Replaces real values (every form, see <see cref="FindRealValue(string)"/>) by their placeholders (response status line, header names and values, trailers).</summary>
     public string ScrubText(string text)

@@ -63,8 +63,17 @@ public sealed class RotationTests : IAsyncLifetime
             Assert.Equal(scrubbed, await reader.ReadToEndAsync());
         }
 
+        // The content scanner of the new snapshot knows both values too (vault-secret), from the same set.
+        var scanner = new Inspection.ContentScanner(new Inspection.ScannerOptions { KnownSecrets = second.KnownSecrets() });
+        foreach (var sent in new[] { "old-synthetic-value-\"1\"", "new-synthetic-value-2" })
+        {
+            var result = scanner.ScanText("Bearer " + sent, Inspection.ScanLocation.Header, "api.test");
+            Assert.Contains(result.Findings, f => f.Detector == "vault-secret");
+        }
+
         // Past the grace the old value is forgotten; the current one stays.
         _time.Advance(TimeSpan.FromHours(24) + TimeSpan.FromSeconds(1));
+        Assert.Equal(["new-synthetic-value-2"], second.KnownSecrets().Select(k => k.Value));
         Assert.Null(second.FindRealValue("old-synthetic-value-\"1\""));
         Assert.Null(second.ScrubBody(Encoding.UTF8.GetBytes("old-synthetic-value-\"1\"")));
         Assert.Equal("rotated", second.FindRealValue("new-synthetic-value-2"));

@@ -47,6 +47,7 @@ internal static class SnapshotBuilder
         }
 
         var content = policy.Content;
+        var substitutor = new Substitutor(bindings, secrets.History);
         ContentScanner? scanner = null;
         var builtinOff = content.BuiltinDetectorIds is { Count: 0 };
         if (!builtinOff || content.Rules.Count > 0 || bindings.Count > 0)
@@ -58,14 +59,14 @@ internal static class SnapshotBuilder
                     .Select(r => new CustomRule(r.Name, r.Pattern, Map(r.Action), r.Hosts.Matches))
                     .ToList(),
                 Exemptions = content.Exempt.Select(e => new Exemption(e.Detectors, e.Hosts.Matches)).ToList(),
-                KnownSecrets = KnownSecrets(bindings),
+                KnownSecrets = substitutor.KnownSecrets(),
             });
         }
 
         // Bounded: regular files of at most TlsSpec.MaxCaFileBytes, each read within the default time bound.
         var roots = policy.Tls.LoadUpstreamRoots(policy.FilePath, Policy.IO.BoundedFile.DefaultTimeout);
 
-        return new ProxySnapshot(policy, clients, scanner, new Substitutor(bindings, secrets.History), bindings, unavailable, roots);
+        return new ProxySnapshot(policy, clients, scanner, substitutor, bindings, unavailable, roots);
     }
 
     public static string PlaceholderFor(SecretSpec secret, byte[] installationKey) =>
@@ -88,29 +89,6 @@ internal static class SnapshotBuilder
         var key = RandomNumberGenerator.GetBytes(32);
         Certificates.CertificateAuthority.WritePrivateFile(path, Convert.ToHexString(key) + "\n");
         return key;
-    }
-
-    /// <summary>
-    /// The values the scanner looks for. A live (Vault) value that expired between resolving and here
-    /// is left out rather than failing the whole reload: the substitutor still detects and scrubs its
-    /// last known value, and requests that need it fail closed with <c>secret-unavailable</c>.
-    /// </summary>
-    private static List<KnownSecret> KnownSecrets(List<SecretBinding> bindings)
-    {
-        var known = new List<KnownSecret>(bindings.Count);
-        foreach (var binding in bindings)
-        {
-            try
-            {
-                known.Add(new KnownSecret(binding.Name, binding.Value.Reveal()));
-            }
-            catch (SecretUnavailableException)
-            {
-                // Fail closed at request time (see the secret gate and substitution stages).
-            }
-        }
-
-        return known;
     }
 
     private static ContentAction Map(ContentRuleAction action) => action switch
