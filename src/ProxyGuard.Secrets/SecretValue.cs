@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -44,6 +45,29 @@ public sealed class SecretValue
     public string Reveal() => _value is not null ? Encoding.UTF8.GetString(_value) : _source!.Reveal();
 
     /// <summary>
+    /// True when <paramref name="candidate"/> (UTF-8) is the value, compared in constant time for inputs of the
+    /// value's length; no string of the value is made.
+    /// </summary>
+    /// <exception cref="SecretUnavailableException">A live (Vault) value expired and cannot be refreshed.</exception>
+    public bool FixedTimeEquals(ReadOnlySpan<byte> candidate)
+    {
+        if (_value is not null)
+        {
+            return CryptographicOperations.FixedTimeEquals(_value, candidate);
+        }
+
+        var current = _source!.RevealUtf8();
+        try
+        {
+            return CryptographicOperations.FixedTimeEquals(current, candidate);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(current);
+        }
+    }
+
+    /// <summary>
     /// For a live (Vault) value: fetches it again when it is past its TTL (or was never fetched), as
     /// the resolver does; within the grace a failed fetch is tolerated. <see cref="Reveal"/> never
     /// fetches synchronously, so a caller that finds <see cref="IsAvailable"/> false (e.g. after a
@@ -84,6 +108,9 @@ public sealed class SecretValue
 internal interface ISecretSource
 {
     string Reveal();
+
+    /// <summary>As <see cref="Reveal"/>, as a copy of the UTF-8 bytes (the caller clears it).</summary>
+    byte[] RevealUtf8();
 
     bool IsAvailable { get; }
 

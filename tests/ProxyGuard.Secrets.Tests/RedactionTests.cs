@@ -7,6 +7,16 @@ namespace ProxyGuard.Secrets.Tests;
 public sealed class RedactionTests
 {
     [Fact]
+    public void SecretValueComparesBytesWithoutRevealing()
+    {
+        var value = new SecretValue(GitHubValue);
+        Assert.True(value.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(GitHubValue)));
+        Assert.False(value.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(GitHubValue + "x")));
+        Assert.False(value.FixedTimeEquals(System.Text.Encoding.UTF8.GetBytes(GitHubValue[..^1] + "?")));
+        Assert.False(value.FixedTimeEquals([]));
+    }
+
+    [Fact]
     public void SecretValueRendersRedacted()
     {
         var value = new SecretValue(GitHubValue);

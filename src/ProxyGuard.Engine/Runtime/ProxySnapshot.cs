@@ -157,18 +157,20 @@ internal sealed class ProxySnapshot
                 continue;
             }
 
-            byte[] expected;
+            bool tokenOk;
             try
             {
-                expected = Encoding.UTF8.GetBytes(client.Token.Reveal());
+                tokenOk = client.Token.FixedTimeEquals(token);
             }
             catch (SecretUnavailableException)
             {
                 return false; // a Vault token expired beyond its grace: fail closed (407)
             }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(token);
+            }
 
-            var tokenOk = CryptographicOperations.FixedTimeEquals(expected, token);
-            CryptographicOperations.ZeroMemory(expected);
             if (!tokenOk)
             {
                 return false;

@@ -77,6 +77,19 @@ internal sealed class VaultSecretEntry : ISecretSource
 
     public string Reveal()
     {
+        var value = RevealUtf8();
+        try
+        {
+            return Encoding.UTF8.GetString(value);
+        }
+        finally
+        {
+            Array.Clear(value);
+        }
+    }
+
+    public byte[] RevealUtf8()
+    {
         byte[]? value;
         TimeSpan age;
         string? lastError;
@@ -105,7 +118,7 @@ internal sealed class VaultSecretEntry : ISecretSource
                 + (lastError is null ? string.Empty : $" (last error: {lastError})"));
         }
 
-        return Encoding.UTF8.GetString(value);
+        return (byte[])value.Clone();
     }
 
     public byte[]? PeekUtf8()
