@@ -64,7 +64,8 @@ public sealed class WebSocketSecretsTests : IClassFixture<WebSocketSecretsFixtur
         Assert.Contains(_f.Origin.ReceivedHeaders, h => h.TryGetValue("Authorization", out var v) && v == "Bearer " + _f.ApiValue);
 
         var e = await _f.Proxy.WaitForEventAsync(ev => ev.GetProperty("kind").GetString() == "request"
-            && ev.GetProperty("path").GetString()!.StartsWith("/ws?marker=", StringComparison.Ordinal), 10000);
+            && ev.GetProperty("path").GetString()!.StartsWith("/ws?marker=", StringComparison.Ordinal)
+            && ev.GetProperty("host").GetString() == "localhost", 10000);
         Assert.Equal("allow", e.GetProperty("decision").GetString());
         Assert.Equal(101, e.GetProperty("status").GetInt32());
         Assert.Equal(new[] { "api" }, e.GetProperty("secretsInjected").EnumerateArray().Select(x => x.GetString() ?? string.Empty).ToArray());

@@ -40,7 +40,13 @@ public sealed class ProxyProcess : IAsyncDisposable
     /// <summary>Everything the process printed so far (stdout and stderr).</summary>
     public string Output => string.Join('\n', _output);
 
-    public static string DllPath => Path.Combine(AppContext.BaseDirectory, "proxyguard.dll");
+    /// <summary>
+    /// The proxyguard.dll every test starts (proxy and CLI): the one built next to the tests, or the one named by
+    /// <c>PG_PROXY_DLL</c> (to run the suite against another build, e.g. an older commit).
+    /// </summary>
+    public static string DllPath { get; } = Environment.GetEnvironmentVariable("PG_PROXY_DLL") is { Length: > 0 } dll
+        ? Path.GetFullPath(dll)
+        : Path.Combine(AppContext.BaseDirectory, "proxyguard.dll");
 
     /// <summary>Writes the policy and starts the proxy; returns once both listeners are up.</summary>
     public static async Task<ProxyProcess> StartAsync(
