@@ -740,7 +740,7 @@ public sealed class Substitutor
                 if (current is not null)
                 {
                     buffers.Add(current);
-                    values.Add(new KnownValue(i, current));
+                    AddWithTrimmed(values, i, current);
                     if (previous is null || previous.Versions[i] != versions[i])
                     {
                         _history?.Observe(binding.Name, current);
@@ -756,7 +756,7 @@ public sealed class Substitutor
                     foreach (var old in _history.Previous(_bindings[i].Name, ref nextExpiry))
                     {
                         buffers.Add(old);
-                        values.Add(new KnownValue(i, old));
+                        AddWithTrimmed(values, i, old);
                     }
                 }
 
@@ -773,6 +773,23 @@ public sealed class Substitutor
             }
         }
     }
+
+    /// <summary>
+    /// The value, and also without leading and trailing whitespace when it has some: an HTTP field parser trims a
+    /// header or trailer value, so an upstream echoing the value there delivers the trimmed form.
+    /// </summary>
+    private static void AddWithTrimmed(List<KnownValue> values, int owner, byte[] value)
+    {
+        values.Add(new KnownValue(owner, value));
+        var trimmed = value.AsMemory().Trim(" \t\r\n"u8);
+        if (trimmed.Length != value.Length && trimmed.Length >= MinimumTrimmedLength)
+        {
+            values.Add(new KnownValue(owner, trimmed));
+        }
+    }
+
+    /// <summary>A trimmed form shorter than this is not looked for (it would match ordinary text).</summary>
+    private const int MinimumTrimmedLength = 4;
 
     private sealed class MatcherState(long[] versions, long historyVersion, DateTimeOffset nextExpiry, RealValueMatcher matcher)
     {
