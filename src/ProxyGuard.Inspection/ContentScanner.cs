@@ -41,7 +41,7 @@ public sealed class ContentScanner
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, location, cancellationToken);
+        using var session = new ScanSession(_core, host, location, cancellationToken);
         session.ScanLayer(value, 0, null);
         if (location == ScanLocation.Host && session.Error is null && value.Length <= MaxHostLength)
         {
@@ -60,7 +60,7 @@ public sealed class ContentScanner
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Query, cancellationToken);
+        using var session = new ScanSession(_core, host, ScanLocation.Query, cancellationToken);
         var raw = rawQuery.AsSpan();
         session.ScanLayer(raw, 0, null);
         if (session.Error is null)
@@ -94,7 +94,7 @@ public sealed class ContentScanner
             return ScanResult.Failed(codingError, ScanErrorKind.Undecodable);
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Body, cancellationToken);
+        using var session = new ScanSession(_core, host, ScanLocation.Body, cancellationToken);
         PooledBytes decoded = default;
         try
         {
