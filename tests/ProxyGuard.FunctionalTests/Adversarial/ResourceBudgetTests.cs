@@ -1,0 +1,214 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+using ProxyGuard.FunctionalTests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace ProxyGuard.FunctionalTests.Adversarial;
+
+/// <summary>
+/// Issue 15, class 2 (unbounded buffered bodies): the review's attack, scaled down. Intercepted HTTP/2 connections,
+/// many streams each, every stream declaring a 1 MiB body (the policy's <c>max_body</c>) and sending all but its last
+/// byte. At 2f0756f every such stream held its body in memory (eight connections x 128 streams took the proxy from
+/// 96 MiB to 2.2 GiB). Now the proxy buffers at most its process-wide budget (48 MiB here), refuses the rest with
+/// <c>503 over-capacity</c> and an event, keeps serving other requests, and gives the memory back once the attackers
+/// are gone.
+/// </summary>
+[Collection("proxy")]
+public sealed partial class ResourceBudgetTests : IClassFixture<ResourceBudgetTests.Fixture>
+{
+    private const int BodyBytes = 1024 * 1024;
+    private const int BudgetBytes = 48 * BodyBytes;
+    private const int Connections = 4;
+    private const int StreamsPerConnection = 48;
+
+    private readonly Fixture _f;
+    private readonly ITestOutputHelper _output;
+
+    public ResourceBudgetTests(Fixture fixture, ITestOutputHelper output)
+    {
+        _f = fixture;
+        _output = output;
+    }
+
+    public sealed class Fixture : OriginFixture
+    {
+        protected override string Content => "content:\n  max_body: 1MiB\n";
+
+        protected override IDictionary<string, string>? ProxyEnvironment => new Dictionary<string, string>
+        {
+            ["PROXYGUARD_LIMIT_BUFFERED_BODY_BYTES"] = BudgetBytes.ToString(CultureInfo.InvariantCulture),
+            ["MALLOC_ARENA_MAX"] = "2", // as the shipped Dockerfile and systemd unit set it
+        };
+    }
+
+    [Fact]
+    public async Task Half_sent_http2_bodies_are_bounded_by_the_process_budget_refused_past_it_and_their_memory_returns()
+    {
+        using (var warm = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath, HttpVersion.Version20))
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                using var content = new ByteArrayContent(new byte[64 * 1024]);
+                using var response = await warm.PostAsync(_f.HttpsUrl("/echo/warm"), content);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+        }
+
+        await Task.Delay(1500);
+        var baseline = RssBytes(_f.Proxy.Pid);
+
+        using var release = new CancellationTokenSource();
+        var clients = Enumerable.Range(0, Connections)
+            .Select(_ => ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath, HttpVersion.Version20))
+            .ToList();
+        var peak = baseline;
+        var statuses = new List<Task<(HttpStatusCode Status, string? Reason)>>();
+        try
+        {
+            foreach (var client in clients)
+            {
+                for (var s = 0; s < StreamsPerConnection; s++)
+                {
+                    statuses.Add(HalfSendAsync(client, _f.HttpsUrl($"/echo/attack-{s}"), release.Token));
+                }
+            }
+
+            // Every stream past the budget is refused; the ones inside it hang, waiting for their last byte.
+            var expectedRefusals = (Connections * StreamsPerConnection) - (BudgetBytes / BodyBytes);
+            var sw = Stopwatch.StartNew();
+            while (statuses.Count(t => t.IsCompleted) < expectedRefusals && sw.Elapsed < TimeSpan.FromSeconds(30))
+            {
+                peak = Math.Max(peak, RssBytes(_f.Proxy.Pid));
+                await Task.Delay(100);
+            }
+
+            await Task.Delay(500);
+            peak = Math.Max(peak, RssBytes(_f.Proxy.Pid));
+            var done = statuses.Where(t => t.IsCompleted).Select(t => t.Result).ToList();
+            var refused = done.Count(r => r.Status == HttpStatusCode.ServiceUnavailable && r.Reason == "over-capacity");
+            var events = refused >= expectedRefusals ? "" : string.Join(", ", (await _f.Proxy.EventsAsync()).GroupBy(e => e.GetProperty("reason").GetString()).Select(g => $"{g.Key} x{g.Count()}"))
+                + "; in use " + await BudgetInUseAsync() + "; " + string.Join(", ", statuses.Where(t => t.IsFaulted).Take(2).Select(t => t.Exception!.InnerException!.Message));
+            Assert.True(refused >= expectedRefusals,
+                $"{refused} of {statuses.Count} half-sent bodies refused with 503 over-capacity (expected {expectedRefusals}); " +
+                $"completed: {string.Join(", ", done.GroupBy(r => $"{(int)r.Status} {r.Reason}").Select(g => $"{g.Key} x{g.Count()}"))}; " +
+                $"RSS {baseline >> 20} -> {peak >> 20} MiB; events {events}");
+            Assert.Equal(BudgetBytes, await BudgetInUseAsync());
+
+            // Under the attack the proxy still serves a request that needs no body buffer.
+            using (var normal = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath, HttpVersion.Version20))
+            using (var response = await normal.GetAsync(_f.HttpsUrl("/echo/normal")))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+
+            // What it holds stays near the budget (the review's run grew by the whole of every declared body).
+            Assert.True(peak - baseline < BudgetBytes + (64L << 20), $"RSS grew from {baseline >> 20} MiB to {peak >> 20} MiB under the attack");
+
+            var evt = await _f.Proxy.WaitForEventAsync(e => e.TryGetProperty("reason", out var r) && r.GetString() == "over-capacity", 10000);
+            Assert.Equal("deny", evt.GetProperty("decision").GetString());
+        }
+        finally
+        {
+            await release.CancelAsync();
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+
+            await Task.WhenAll(statuses.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+        }
+
+        // The attackers are gone: every lease is given back and the memory returns to the system.
+        var sw2 = Stopwatch.StartNew();
+        long inUse;
+        while ((inUse = await BudgetInUseAsync()) != 0 && sw2.Elapsed < TimeSpan.FromSeconds(15))
+        {
+            await Task.Delay(200);
+        }
+
+        Assert.Equal(0, inUse);
+        long after;
+        while ((after = RssBytes(_f.Proxy.Pid)) > baseline + (24L << 20) && sw2.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            await Task.Delay(250);
+        }
+
+        Assert.True(after <= baseline + (24L << 20),
+            $"RSS did not come back down: {baseline >> 20} MiB before, {peak >> 20} MiB at the peak, {after >> 20} MiB after the attackers left");
+
+        _output.WriteLine($"RSS: {baseline >> 20} MiB before, {peak >> 20} MiB at the peak, {after >> 20} MiB {sw2.Elapsed.TotalSeconds:F1} s after the attackers left");
+        _output.WriteLine(string.Join('\n', _f.Proxy.Output.Split('\n').Where(l => l.Contains("budgets back", StringComparison.Ordinal))));
+        using var again = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath, HttpVersion.Version20);
+        using var body = new ByteArrayContent(new byte[256 * 1024]);
+        using var ok = await again.PostAsync(_f.HttpsUrl("/echo/after"), body);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
+    private static async Task<(HttpStatusCode, string?)> HalfSendAsync(HttpClient client, string url, CancellationToken release)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, url)
+        {
+            Content = new HalfSentContent(BodyBytes, release),
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, release);
+        return (response.StatusCode, response.Headers.TryGetValues("X-ProxyGuard-Reason", out var r) ? r.Single() : null);
+    }
+
+    private async Task<long> BudgetInUseAsync()
+    {
+        using var admin = _f.Proxy.AdminClient();
+        var text = await admin.GetStringAsync("metrics");
+        var match = InUseLine().Match(text);
+        return match.Success ? (long)double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : -1; // -1: no such gauge
+    }
+
+    private static long RssBytes(int pid)
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        throw new InvalidOperationException("no VmRSS");
+    }
+
+    [GeneratedRegex("""^proxyguard_budget_in_use\{budget="buffered-bodies"\} (\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex InUseLine();
+
+    /// <summary>Declares <c>length</c> bytes and sends all but the last one, then waits (until the test releases it).</summary>
+    private sealed class HalfSentContent(long length, CancellationToken release) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        {
+            var chunk = new byte[64 * 1024];
+            Array.Fill(chunk, (byte)'a');
+            long sent = 0;
+            while (sent < length - 1)
+            {
+                var n = (int)Math.Min(chunk.Length, length - 1 - sent);
+                await stream.WriteAsync(chunk.AsMemory(0, n), cancellationToken);
+                sent += n;
+            }
+
+            await stream.FlushAsync(cancellationToken);
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, release);
+            await Task.Delay(Timeout.Infinite, both.Token);
+        }
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+            SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+        protected override bool TryComputeLength(out long length1)
+        {
+            length1 = length;
+            return true;
+        }
+    }
+}
