@@ -17,8 +17,8 @@ internal enum DecompressStatus
 /// Streams gzip / zlib / raw deflate / brotli into pooled segments and stops as soon as the output passes the limit,
 /// so a decompression bomb costs at most <c>limit</c> bytes of memory and the time to produce them. With a lease on
 /// the process-wide decompression budget, every segment is reserved before it is filled and the contiguous output
-/// before it is copied; the segments' share is given back when they are; the output's share stays on the lease
-/// (its owner releases it with the lease).
+/// before it is copied; the segments' share is given back once they are returned to the pool, and the output's share
+/// stays on the lease until its owner (the scan) releases the lease.
 /// </summary>
 internal static class Decompressor
 {

@@ -10,8 +10,8 @@ namespace ProxyGuard.FunctionalTests.Adversarial;
 /// <summary>
 /// Issue 15, class 2 (unbounded buffered bodies): the review's attack, scaled down. Intercepted HTTP/2 connections,
 /// many streams each, every stream declaring a 1 MiB body (the policy's <c>max_body</c>) and sending all but its last
-/// byte. At 2f0756f every such stream held its body in memory (eight connections x 128 streams took the proxy from
-/// 96 MiB to 2.2 GiB). Now the proxy buffers at most its process-wide budget (48 MiB here), refuses the rest with
+/// byte. Before the budgets every such stream held its body in memory (the review's eight connections x 128 streams
+/// took the proxy from 96 MiB to 2.2 GiB; this test at 98d2162: no refusal, RSS 96 -> 308 MiB). Now the proxy buffers at most its process-wide budget (48 MiB here), refuses the rest with
 /// <c>503 over-capacity</c> and an event, keeps serving other requests, and gives the memory back once the attackers
 /// are gone.
 /// </summary>
@@ -197,6 +197,101 @@ public sealed partial class ResourceBudgetTests : IClassFixture<ResourceBudgetTe
                 sent += n;
             }
 
+            await stream.FlushAsync(cancellationToken);
+            using var both = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, release);
+            await Task.Delay(Timeout.Infinite, both.Token);
+        }
+
+        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
+            SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+        protected override bool TryComputeLength(out long length1)
+        {
+            length1 = length;
+            return true;
+        }
+    }
+}
+
+/// <summary>
+/// HTTP/2 streams per intercepted connection follow <c>PROXYGUARD_LIMIT_MAX_STREAMS_PER_CONNECTION</c>: the proxy
+/// advertises it, so a client on one connection has at most that many requests in the proxy at once (the rest wait
+/// in the client; a client that ignores the setting gets REFUSED_STREAM from Kestrel). Seen here through the body
+/// budget: 20 half-sent bodies on one connection, only 8 of them buffered.
+/// </summary>
+[Collection("proxy")]
+public sealed partial class Http2StreamLimitTests : IClassFixture<Http2StreamLimitTests.Fixture>
+{
+    private const int BodyBytes = 64 * 1024;
+    private readonly Fixture _f;
+
+    public Http2StreamLimitTests(Fixture fixture)
+    {
+        _f = fixture;
+    }
+
+    public sealed class Fixture : OriginFixture
+    {
+        protected override string Content => "content:\n  max_body: 1MiB\n";
+
+        protected override IDictionary<string, string>? ProxyEnvironment => new Dictionary<string, string>
+        {
+            ["PROXYGUARD_LIMIT_MAX_STREAMS_PER_CONNECTION"] = "8",
+        };
+    }
+
+    [Fact]
+    public async Task One_connection_has_at_most_the_configured_number_of_streams_in_the_proxy()
+    {
+        using var release = new CancellationTokenSource();
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath, HttpVersion.Version20);
+        var sends = new List<Task>();
+        try
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                var request = new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl($"/echo/s{i}"))
+                {
+                    Content = new HalfSent(BodyBytes, release.Token),
+                    Version = HttpVersion.Version20,
+                    VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+                };
+                sends.Add(client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, release.Token)
+                    .ContinueWith(_ => request.Dispose(), TaskScheduler.Default));
+            }
+
+            var sw = Stopwatch.StartNew();
+            long inUse = 0;
+            while (sw.Elapsed < TimeSpan.FromSeconds(4))
+            {
+                inUse = Math.Max(inUse, await InUseAsync());
+                await Task.Delay(100);
+            }
+
+            Assert.Equal(8L * BodyBytes, inUse);
+        }
+        finally
+        {
+            await release.CancelAsync();
+            await Task.WhenAll(sends.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
+        }
+    }
+
+    private async Task<long> InUseAsync()
+    {
+        using var admin = _f.Proxy.AdminClient();
+        var match = InUseLine().Match(await admin.GetStringAsync("metrics"));
+        return match.Success ? (long)double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
+    }
+
+    [GeneratedRegex("""^proxyguard_budget_in_use\{budget="buffered-bodies"\} (\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex InUseLine();
+
+    private sealed class HalfSent(long length, CancellationToken release) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        {
+            await stream.WriteAsync(new byte[length - 1], cancellationToken);
             await stream.FlushAsync(cancellationToken);
             using var both = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, release);
             await Task.Delay(Timeout.Infinite, both.Token);
