@@ -307,3 +307,63 @@ public sealed partial class Http2StreamLimitTests : IClassFixture<Http2StreamLim
         }
     }
 }
+
+/// <summary>
+/// The decompression budget through the proxy: with 1 MiB for the whole process, a gzip body that inflates to 2 MiB
+/// is refused with <c>503 over-capacity</c> (rule <c>decompression</c>) and an event, and a small one still passes.
+/// </summary>
+[Collection("proxy")]
+public sealed class DecompressionBudgetTests : IClassFixture<DecompressionBudgetTests.Fixture>
+{
+    private readonly Fixture _f;
+
+    public DecompressionBudgetTests(Fixture fixture)
+    {
+        _f = fixture;
+    }
+
+    public sealed class Fixture : OriginFixture
+    {
+        protected override string Content => "content:\n  max_body: 8MiB\n";
+
+        protected override IDictionary<string, string>? ProxyEnvironment => new Dictionary<string, string>
+        {
+            ["PROXYGUARD_LIMIT_DECOMPRESSED_BYTES"] = (1024 * 1024).ToString(CultureInfo.InvariantCulture),
+        };
+    }
+
+    [Fact]
+    public async Task A_body_that_inflates_past_the_process_budget_is_refused_and_a_small_one_passes()
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        var before = _f.Origin.Received.Count;
+        using (var big = Gzipped(Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(1024 * 1024))))
+        using (var response = await client.PostAsync(_f.HttpsUrl("/echo/inflate-big"), big))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Equal("over-capacity", response.Headers.GetValues("X-ProxyGuard-Reason").Single());
+            Assert.Equal("decompression", response.Headers.GetValues("X-ProxyGuard-Rule").Single());
+        }
+
+        Assert.Equal(before, _f.Origin.Received.Count);
+        await _f.Proxy.WaitForEventAsync(e => e.TryGetProperty("reason", out var r) && r.GetString() == "over-capacity");
+
+        using var small = Gzipped("note=hello");
+        using var ok = await client.PostAsync(_f.HttpsUrl("/echo/inflate-small"), small);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+    }
+
+    private static ByteArrayContent Gzipped(string text)
+    {
+        using var output = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(output, System.IO.Compression.CompressionLevel.Fastest))
+        {
+            gzip.Write(System.Text.Encoding.ASCII.GetBytes(text));
+        }
+
+        var content = new ByteArrayContent(output.ToArray());
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("text/plain");
+        content.Headers.ContentEncoding.Add("gzip");
+        return content;
+    }
+}
