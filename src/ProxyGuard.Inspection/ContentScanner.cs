@@ -52,7 +52,7 @@ public sealed class ContentScanner
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, location, deadline, cancellationToken);
+        using var session = new ScanSession(_core, host, location, deadline, cancellationToken);
         session.ScanLayer(value, 0, null);
         if (location == ScanLocation.Host && session.Error is null && value.Length <= MaxHostLength)
         {
@@ -76,7 +76,7 @@ public sealed class ContentScanner
             return ScanResult.Clean;
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Query, deadline, cancellationToken);
+        using var session = new ScanSession(_core, host, ScanLocation.Query, deadline, cancellationToken);
         var raw = rawQuery.AsSpan();
         session.ScanLayer(raw, 0, null);
         if (session.Error is null)
@@ -115,7 +115,7 @@ public sealed class ContentScanner
             return ScanResult.Failed(codingError, ScanErrorKind.Undecodable);
         }
 
-        var session = new ScanSession(_core, host, ScanLocation.Body, deadline, cancellationToken);
+        using var session = new ScanSession(_core, host, ScanLocation.Body, deadline, cancellationToken);
         PooledBytes decoded = default;
         try
         {

@@ -18,6 +18,12 @@ public enum ScanErrorKind
     /// <summary>The scan ran past <see cref="ScannerOptions.ScanBudget"/>: deny with reason <c>scan-budget-exceeded</c>.</summary>
     BudgetExceeded,
 
+    /// <summary>
+    /// The process-wide decompression budget (<see cref="ScannerOptions.DecodeBudget"/>) had no room: the proxy is
+    /// busy with other requests' decoding; refuse with a retryable reason (<c>over-capacity</c>).
+    /// </summary>
+    CapacityExceeded,
+
     /// <summary>The caller's cancellation token fired (the request was aborted) before the scan finished.</summary>
     Canceled,
 }

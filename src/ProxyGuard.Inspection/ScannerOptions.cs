@@ -18,6 +18,14 @@ public sealed class ScannerOptions
     /// <summary>Maximum decompressed/compressed ratio of one decompression step (outputs under 1 MiB are always allowed).</summary>
     public int MaxExpansionRatio { get; init; } = 100;
 
+    /// <summary>
+    /// The process-wide budget of decompression output shared by every scan of every scanner built with it (null: no
+    /// process-wide bound, only <see cref="MaxDecodedBytes"/> per scan). A scan that cannot reserve the output of a
+    /// decompression step stops with <see cref="ScanErrorKind.CapacityExceeded"/>; what a scan reserved is given back
+    /// when the scan ends.
+    /// </summary>
+    public Budgets.ResourceBudget? DecodeBudget { get; init; }
+
     /// <summary>Maximum nested decode depth.</summary>
     public int MaxDepth { get; init; } = 4;
 

@@ -3,6 +3,8 @@ using System.Net;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
+using ProxyGuard.Inspection.Budgets;
+using ProxyGuard.Policy.Decisions;
 using ProxyGuard.Secrets;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -20,16 +22,31 @@ internal sealed class ProxyTransformer : HttpTransformer
     private readonly RequestTarget _target;
     private readonly string _rawQuery;
     private readonly Substitutor _substitutor;
+    private readonly ResourceLease? _decodeLease;
 
-    public ProxyTransformer(RequestTarget target, string rawQuery, Substitutor substitutor)
+    /// <param name="decodeLease">
+    /// A lease on the process-wide decompression budget (held by the request), grown by what each response decoder
+    /// may hold before it is created; null: no process-wide bound.
+    /// </param>
+    public ProxyTransformer(RequestTarget target, string rawQuery, Substitutor substitutor, ResourceLease? decodeLease = null)
     {
         _target = target;
         _rawQuery = rawQuery;
         _substitutor = substitutor;
+        _decodeLease = decodeLease;
     }
 
     /// <summary>Set when the response could not be made safe; the body was not forwarded.</summary>
     public string? Refusal { get; private set; }
+
+    /// <summary>Why <see cref="Refusal"/> is set: the response could not be decoded, or the decompression budget had no room.</summary>
+    public Reason RefusalReason { get; private set; } = Reasons.ResponseUndecodable;
+
+    /// <summary>
+    /// What a streaming decoder may hold: brotli's window (up to 16 MiB, chosen by the upstream) or zlib's 32 KiB
+    /// window, plus the stream's buffers.
+    /// </summary>
+    internal static long DecoderCost(string coding) => coding == "br" ? (16L * 1024 * 1024) + (64 * 1024) : 64 * 1024;
 
     public override async ValueTask TransformRequestAsync(
         HttpContext httpContext, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken cancellationToken)
@@ -158,6 +175,13 @@ internal sealed class ProxyTransformer : HttpTransformer
             }
 
             decoders.Add(decoder);
+        }
+
+        if (decoders.Count > 0 && _decodeLease is not null && !_decodeLease.TryGrow(codings.Sum(DecoderCost)))
+        {
+            Refusal = "the proxy is decoding as many responses as it may at once";
+            RefusalReason = Reasons.OverCapacity;
+            return false;
         }
 
         if (decoders.Count > 0)

@@ -43,12 +43,14 @@ internal sealed class ProxyServer : IAsyncDisposable
     private readonly SecretResolver _secrets;
     private readonly HttpMessageInvoker _client;
     private readonly CertificateAuthority _ca;
+    private readonly MemoryTrimmer _trimmer;
 
     private ProxyServer(
         WebApplication app, WebApplication adminApp, ProxyServices services, ListenOptions? proxyListen, ListenOptions? adminListen,
         ListenAddress proxyAddress, ListenAddress adminAddress, EventStore store, SecretResolver secrets,
-        HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken)
+        HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken, MemoryTrimmer trimmer)
     {
+        _trimmer = trimmer;
         _app = app;
         _adminApp = adminApp;
         Services = services;
@@ -98,6 +100,8 @@ internal sealed class ProxyServer : IAsyncDisposable
         var store = EventStore.Open(options.DataDirectory, options.Events);
         var secrets = new SecretResolver(SecretResolverOptions.FromEnvironment());
         var metrics = new ProxyMetrics();
+        var budgets = new ProcessBudgets(limits);
+        metrics.TrackBudgets(budgets);
 
         // Strict HTTP/1.x line endings: a bare LF is not a line terminator (an upstream might read
         // "X-A: a\nContent-Length: 5" as one header where Kestrel's lenient default reads two).
@@ -110,7 +114,7 @@ internal sealed class ProxyServer : IAsyncDisposable
             k.Limits.MaxRequestLineSize = limits.MaxRequestLineSize;
             k.Limits.KeepAliveTimeout = limits.IdleTimeout;
             k.Limits.RequestHeadersTimeout = limits.RequestHeadersTimeout;
-            k.Limits.Http2.MaxStreamsPerConnection = 128;
+            k.Limits.Http2.MaxStreamsPerConnection = limits.MaxStreamsPerConnection;
         });
 
         var app = builder.Build();
@@ -118,7 +122,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         adminBuilder.WebHost.ConfigureKestrel(k => k.AddServerHeader = false);
         var adminApp = adminBuilder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
-        var runtime = new PolicyRuntime(options.PolicyPath, secrets, installationKey, metrics, loggerFactory.CreateLogger("ProxyGuard.Policy"));
+        var runtime = new PolicyRuntime(options.PolicyPath, secrets, installationKey, metrics, loggerFactory.CreateLogger("ProxyGuard.Policy"), budgets.Decoding);
         try
         {
             await runtime.LoadInitialAsync(ct);
@@ -128,6 +132,7 @@ internal sealed class ProxyServer : IAsyncDisposable
             await store.DisposeAsync();
             secrets.Dispose();
             ca.Dispose();
+            budgets.Dispose();
             throw;
         }
 
@@ -154,7 +159,8 @@ internal sealed class ProxyServer : IAsyncDisposable
 
         var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
         var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize, loggerFactory.CreateLogger("ProxyGuard.Certificates"));
-        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory) { Refusals = refusals };
+        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory) { Refusals = refusals, Budgets = budgets };
+        var trimmer = new MemoryTrimmer(budgets, loggerFactory.CreateLogger("ProxyGuard.Memory"));
         refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
 
@@ -200,7 +206,7 @@ internal sealed class ProxyServer : IAsyncDisposable
             runtime.WatchFile();
         }
 
-        return new ProxyServer(app, adminApp, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken);
+        return new ProxyServer(app, adminApp, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken, trimmer);
     }
 
     /// <summary>A slim host with ProxyGuard's logging; the proxy's also records Kestrel's parser refusals.</summary>
@@ -284,6 +290,8 @@ internal sealed class ProxyServer : IAsyncDisposable
         Services.Runtime.Dispose();
         Services.Certificates.Dispose();
         _ca.Dispose();
+        _trimmer.Dispose();
+        Services.Budgets?.Dispose();
     }
 
     private static SslServerAuthenticationOptions TlsOptionsFor(TlsHandshakeCallbackContext context, ProxyServices services)

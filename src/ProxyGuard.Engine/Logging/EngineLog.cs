@@ -61,4 +61,7 @@ internal static partial class EngineLog
 
     [LoggerMessage(Level = LogLevel.Error, Message = "policy reload rejected, keeping the last good policy: {Error}")]
     public static partial void PolicyRejected(ILogger logger, string error);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "budgets back to {InUseMiB} MiB after a peak of {PeakMiB} MiB: heap compacted and returned to the system ({Milliseconds} ms)")]
+    public static partial void MemoryTrimmed(ILogger logger, long inUseMiB, long peakMiB, long milliseconds);
 }

@@ -14,6 +14,7 @@ namespace ProxyGuard.Engine.Pipeline;
 /// </summary>
 internal sealed class ProxyExchange
 {
+    private readonly List<IDisposable> _held = [];
     private RequestView? _view;
     private OutgoingRequest? _outgoing;
 
@@ -79,6 +80,38 @@ internal sealed class ProxyExchange
     public long RequestBytes { get; set; }
 
     public long ResponseBytes { get; set; }
+
+    /// <summary>
+    /// Keeps <paramref name="lease"/> (a share of a process-wide budget) until the request ends: the request delegate
+    /// releases everything held in its <c>finally</c>, so it is given back on every path (completion, refusal, client
+    /// abort, exception). Returns the lease.
+    /// </summary>
+    public T Hold<T>(T lease)
+        where T : IDisposable
+    {
+        lock (_held)
+        {
+            _held.Add(lease);
+        }
+
+        return lease;
+    }
+
+    /// <summary>Releases everything <see cref="Hold"/> kept (once; later calls find nothing).</summary>
+    public void ReleaseHeld()
+    {
+        IDisposable[] held;
+        lock (_held)
+        {
+            held = [.. _held];
+            _held.Clear();
+        }
+
+        foreach (var lease in held)
+        {
+            lease.Dispose();
+        }
+    }
 
     /// <summary>
     /// Applies a stage's refusal: in audit mode an auditable one is remembered and the request goes on (returns

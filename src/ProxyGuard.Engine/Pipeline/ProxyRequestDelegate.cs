@@ -30,8 +30,8 @@ internal sealed class ProxyRequestDelegate
             new StrictHttpStage(),
             new TargetStage(services),
             new RulesStage(),
-            new BodyStage(),
-            new ContentStage(services.Metrics),
+            new BodyStage(services.Budgets?.Bodies),
+            new ContentStage(services.Metrics, services.Budgets?.Scans),
             new SecretGateStage(),
             new SubstitutionStage(services.Metrics),
             new ForwardStage(services, forwarder, client),
@@ -66,6 +66,7 @@ internal sealed class ProxyRequestDelegate
         }
         finally
         {
+            exchange.ReleaseHeld(); // every budget lease the stages took, on every path
             exchange.Reservation?.Dispose(); // unused only when the request failed before its event (it is then logged by the host)
             _services.Metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
         }

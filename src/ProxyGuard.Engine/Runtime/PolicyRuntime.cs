@@ -21,6 +21,7 @@ internal sealed class PolicyRuntime : IDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _reloadLock = new(1, 1);
     private readonly ProxyMetrics _metrics;
+    private readonly Inspection.Budgets.ResourceBudget? _decodeBudget;
     private ProxySnapshot? _current;
     private FileSystemWatcher? _watcher;
     private Timer? _debounce;
@@ -32,7 +33,14 @@ internal sealed class PolicyRuntime : IDisposable
     private const string ChangedWhileLoading = "the policy file changed while it was loaded";
 
     public PolicyRuntime(string policyPath, ISecretProvider secrets, byte[] installationKey, ProxyMetrics metrics, ILogger logger)
+        : this(policyPath, secrets, installationKey, metrics, logger, null)
     {
+    }
+
+    /// <param name="decodeBudget">The process-wide decompression budget every snapshot's scanner charges.</param>
+    public PolicyRuntime(string policyPath, ISecretProvider secrets, byte[] installationKey, ProxyMetrics metrics, ILogger logger, Inspection.Budgets.ResourceBudget? decodeBudget)
+    {
+        _decodeBudget = decodeBudget;
         _policyPath = Path.GetFullPath(policyPath);
         _secrets = secrets;
         _installationKey = installationKey;
@@ -99,7 +107,7 @@ internal sealed class PolicyRuntime : IDisposable
             ProxySnapshot snapshot;
             try
             {
-                snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, _secrets, _installationKey, ct);
+                snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, _secrets, _installationKey, ct, _decodeBudget);
             }
             catch (Exception ex) when (ex is IOException or System.Security.Cryptography.CryptographicException or ArgumentException)
             {

@@ -40,6 +40,29 @@ internal sealed record ProxyLimits
     /// <summary>Time to establish an upstream TCP connection.</summary>
     public TimeSpan UpstreamConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Request-body bytes buffered for scanning across all requests in flight (process-wide). A request reserves its
+    /// declared Content-Length (or 64 KiB steps of a body without one) before reading; past it, <c>503 over-capacity</c>.
+    /// Default: 256 MiB, or a quarter of the memory available to the process (container limit) when that is less.
+    /// </summary>
+    public int MaxBufferedBodyBytes { get; init; } = DefaultByteBudget();
+
+    /// <summary>
+    /// Bytes of decompression output held at once across the process: the scanner's decoded request bodies and parts,
+    /// and the decoders of responses that are decoded to be scrubbed. Past it, <c>503 over-capacity</c>. Default as
+    /// <see cref="MaxBufferedBodyBytes"/>.
+    /// </summary>
+    public int MaxDecompressedBytes { get; init; } = DefaultByteBudget();
+
+    /// <summary>Content scans running at once (process-wide). Default: twice the processor count, at least 4.</summary>
+    public int MaxConcurrentScans { get; init; } = Math.Max(4, 2 * Environment.ProcessorCount);
+
+    /// <summary>Time a request may wait for a scan slot before it is refused (<c>503 over-capacity</c>).</summary>
+    public TimeSpan ScanQueueTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Concurrent HTTP/2 streams per client connection (Kestrel; past it the stream is reset with REFUSED_STREAM).</summary>
+    public int MaxStreamsPerConnection { get; init; } = 100;
+
     /// <summary>Time a request may wait for the audit queue when it is full before failing closed.</summary>
     public TimeSpan EventQueueWait { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -65,7 +88,20 @@ internal sealed record ProxyLimits
             MaxConnectionsPerClient = Int("MAX_CONNECTIONS_PER_CLIENT", MaxConnectionsPerClient),
             CertificateCacheSize = Int("CERTIFICATE_CACHE_SIZE", CertificateCacheSize),
             UpstreamConnectTimeout = Seconds("UPSTREAM_CONNECT_TIMEOUT", UpstreamConnectTimeout),
+            MaxBufferedBodyBytes = Int("BUFFERED_BODY_BYTES", MaxBufferedBodyBytes),
+            MaxDecompressedBytes = Int("DECOMPRESSED_BYTES", MaxDecompressedBytes),
+            MaxConcurrentScans = Int("CONCURRENT_SCANS", MaxConcurrentScans),
+            ScanQueueTimeout = Seconds("SCAN_QUEUE_TIMEOUT", ScanQueueTimeout),
+            MaxStreamsPerConnection = Int("MAX_STREAMS_PER_CONNECTION", MaxStreamsPerConnection),
         };
+    }
+
+    /// <summary>256 MiB, or a quarter of the memory the GC may use (the container's limit, if any) when that is less.</summary>
+    private static int DefaultByteBudget()
+    {
+        var available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        var quarter = available > 0 ? available / 4 : long.MaxValue;
+        return (int)Math.Clamp(quarter, 16L * 1024 * 1024, 256L * 1024 * 1024);
     }
 
     private static long? Read(Func<string, string?> getVariable, string name)

@@ -34,6 +34,28 @@ internal sealed class ProxyMetrics
 
     public CollectorRegistry Registry { get; }
 
+    /// <summary>Exports the process-wide budgets: capacity, what is held now, and refusals, by budget name.</summary>
+    public void TrackBudgets(ProcessBudgets budgets)
+    {
+        var factory = Metrics.WithCustomRegistry(Registry);
+        var capacity = factory.CreateGauge("proxyguard_budget_capacity", "Capacity of each process-wide budget (bytes, or scans for concurrent-scans).", "budget");
+        var inUse = factory.CreateGauge("proxyguard_budget_in_use", "What each process-wide budget holds now (bytes, or scans for concurrent-scans).", "budget");
+        var refused = factory.CreateCounter("proxyguard_budget_refusals_total", "Reservations each process-wide budget refused since start (those requests were refused with over-capacity).", "budget");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            foreach (var budget in new[] { budgets.Bodies, budgets.Decoding })
+            {
+                capacity.WithLabels(budget.Name).Set(budget.Capacity);
+                inUse.WithLabels(budget.Name).Set(budget.InUse);
+                refused.WithLabels(budget.Name).IncTo(budget.Refusals);
+            }
+
+            capacity.WithLabels(ProcessBudgets.ScansName).Set(budgets.Scans.Capacity);
+            inUse.WithLabels(ProcessBudgets.ScansName).Set(budgets.Scans.InUse);
+            refused.WithLabels(ProcessBudgets.ScansName).IncTo(budgets.Scans.Refusals);
+        });
+    }
+
     public Counter Requests { get; }
 
     /// <summary>Counts one request decision (the labels carry the same verdict, rule and reason as the header and event).</summary>

@@ -63,6 +63,9 @@ internal sealed class ProxyServices
             "the proxy requires a valid client token (Proxy-Authorization: Basic)");
     }
 
+    /// <summary>The process-wide budgets (set by the host; null in unit tests that build a bare service set).</summary>
+    public ProcessBudgets? Budgets { get; init; }
+
     /// <summary>Records Kestrel's own parser refusals as audit events (set by the host).</summary>
     public Hosting.KestrelRefusalRecorder? Refusals { get; init; }
 }

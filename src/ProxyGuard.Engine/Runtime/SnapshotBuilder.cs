@@ -8,8 +8,9 @@ namespace ProxyGuard.Engine.Runtime;
 /// <summary>Compiles a loaded policy into a <see cref="ProxySnapshot"/>: resolves client tokens and secrets, builds the scanner.</summary>
 internal static class SnapshotBuilder
 {
+    /// <param name="decodeBudget">The process-wide decompression budget the scanner charges (null offline).</param>
     public static async Task<ProxySnapshot> BuildAsync(
-        CompiledPolicy policy, ISecretProvider secrets, byte[] installationKey, CancellationToken ct)
+        CompiledPolicy policy, ISecretProvider secrets, byte[] installationKey, CancellationToken ct, Inspection.Budgets.ResourceBudget? decodeBudget = null)
     {
         var clients = new List<ClientCredential>(policy.Clients.Count);
         foreach (var client in policy.Clients)
@@ -60,6 +61,7 @@ internal static class SnapshotBuilder
                     .ToList(),
                 Exemptions = content.Exempt.Select(e => new Exemption(e.Detectors, e.Hosts.Matches)).ToList(),
                 KnownSecrets = substitutor.KnownSecrets(),
+                DecodeBudget = decodeBudget,
             });
         }
 

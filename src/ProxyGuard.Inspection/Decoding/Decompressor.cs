@@ -8,11 +8,17 @@ internal enum DecompressStatus
     Ok,
     Corrupt,
     LimitExceeded,
+
+    /// <summary>The process-wide decompression budget had no room for more output.</summary>
+    BudgetExhausted,
 }
 
 /// <summary>
 /// Streams gzip / zlib / raw deflate / brotli into pooled segments and stops as soon as the output passes the limit,
-/// so a decompression bomb costs at most <c>limit</c> bytes of memory and the time to produce them.
+/// so a decompression bomb costs at most <c>limit</c> bytes of memory and the time to produce them. With a lease on
+/// the process-wide decompression budget, every segment is reserved before it is filled and the contiguous output
+/// before it is copied; the segments' share is given back once they are returned to the pool, and the output's share
+/// stays on the lease until its owner (the scan) releases the lease.
 /// </summary>
 internal static class Decompressor
 {
@@ -24,7 +30,7 @@ internal static class Decompressor
         data.Length >= 2 && (data[0] & 0x0F) == 8 && (data[0] >> 4) <= 7 && ((data[0] << 8) | data[1]) % 31 == 0;
 
     /// <summary>Decompresses <paramref name="input"/> (array segment) with the given coding: gzip, deflate, br.</summary>
-    public static DecompressStatus Decompress(byte[] input, int offset, int count, string coding, long limit, out PooledBytes output)
+    public static DecompressStatus Decompress(byte[] input, int offset, int count, string coding, long limit, out PooledBytes output, Budgets.ResourceLease? lease = null)
     {
         output = default;
         using var source = new MemoryStream(input, offset, count, writable: false);
@@ -48,15 +54,16 @@ internal static class Decompressor
 
         using (stream)
         {
-            return ReadAll(stream, limit, out output);
+            return ReadAll(stream, limit, lease, out output);
         }
     }
 
-    private static DecompressStatus ReadAll(Stream stream, long limit, out PooledBytes output)
+    private static DecompressStatus ReadAll(Stream stream, long limit, Budgets.ResourceLease? lease, out PooledBytes output)
     {
         output = default;
         var pool = ArrayPool<byte>.Shared;
         var segments = new List<byte[]>();
+        long reserved = 0;
         long total = 0;
         var filled = 0;
         byte[]? current = null;
@@ -71,6 +78,12 @@ internal static class Decompressor
                         segments.Add(current);
                     }
 
+                    if (lease is not null && !lease.TryGrow(SegmentSize))
+                    {
+                        return DecompressStatus.BudgetExhausted;
+                    }
+
+                    reserved += SegmentSize;
                     current = pool.Rent(SegmentSize);
                     filled = 0;
                 }
@@ -108,7 +121,12 @@ internal static class Decompressor
                 }
             }
 
-            var result = pool.Rent((int)Math.Max(total, 1));
+            if (lease is not null && !lease.TryGrow(total))
+            {
+                return DecompressStatus.BudgetExhausted;
+            }
+
+            var result = ScratchArrays<byte>.Rent((int)Math.Max(total, 1));
             var position = 0;
             foreach (var segment in segments)
             {
@@ -135,6 +153,8 @@ internal static class Decompressor
             {
                 pool.Return(current);
             }
+
+            lease?.Shrink(reserved);
         }
     }
 }

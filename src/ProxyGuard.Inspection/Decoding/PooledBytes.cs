@@ -23,7 +23,7 @@ internal struct PooledBytes : IDisposable
     {
         if (_array is not null)
         {
-            ArrayPool<byte>.Shared.Return(_array);
+            ScratchArrays<byte>.Return(_array);
             _array = null;
         }
     }

@@ -80,7 +80,7 @@ internal sealed partial class ScanSession
 
             var maxLength = Base64.MaxDecodedLength(candidate.Length);
             byte[]? rented = null;
-            var buffer = maxLength <= SmallRun ? small : (rented = ArrayPool<byte>.Shared.Rent(maxLength));
+            var buffer = maxLength <= SmallRun ? small : (rented = ScratchArrays<byte>.Rent(maxLength));
             try
             {
                 var count = Base64.Decode(candidate, buffer);
@@ -98,7 +98,7 @@ internal sealed partial class ScanSession
             {
                 if (rented is not null)
                 {
-                    ArrayPool<byte>.Shared.Return(rented);
+                    ScratchArrays<byte>.Return(rented);
                 }
             }
         }
@@ -113,16 +113,15 @@ internal sealed partial class ScanSession
             return true;
         }
 
-        var copy = ArrayPool<byte>.Shared.Rent(decoded.Length);
+        var copy = ScratchArrays<byte>.Rent(decoded.Length);
         try
         {
             decoded.CopyTo(copy);
-            var status = Decompressor.Decompress(copy, 0, decoded.Length, compressed, DecompressLimit(decoded.Length), out var inflated);
+            var status = Decompress(copy, 0, decoded.Length, compressed, out var inflated);
             using (inflated)
             {
-                if (status == DecompressStatus.LimitExceeded)
+                if (status is DecompressStatus.LimitExceeded or DecompressStatus.BudgetExhausted)
                 {
-                    Fail(LimitError, ScanErrorKind.DecodeLimit);
                     return true;
                 }
 
@@ -137,7 +136,7 @@ internal sealed partial class ScanSession
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(copy);
+            ScratchArrays<byte>.Return(copy);
         }
     }
 }

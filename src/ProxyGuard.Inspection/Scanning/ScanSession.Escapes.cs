@@ -97,7 +97,7 @@ internal sealed partial class ScanSession
             return;
         }
 
-        var window = ArrayPool<char>.Shared.Rent(end - start);
+        var window = ScratchArrays<char>.Rent(end - start);
         try
         {
             var count = Encoding.Latin1.GetChars(MemoryMarshal.Cast<T, byte>(text)[start..end], window);
@@ -105,7 +105,7 @@ internal sealed partial class ScanSession
         }
         finally
         {
-            ArrayPool<char>.Shared.Return(window);
+            ScratchArrays<char>.Return(window);
         }
     }
 
@@ -128,8 +128,8 @@ internal sealed partial class ScanSession
         }
 
         Tick(source.Length);
-        var chars = ArrayPool<char>.Shared.Rent(source.Length);
-        var offsets = ArrayPool<int>.Shared.Rent(source.Length + 1);
+        var chars = ScratchArrays<char>.Rent(source.Length);
+        var offsets = ScratchArrays<int>.Rent(source.Length + 1);
         try
         {
             var count = TextUnescaper.Unescape(source, chars, offsets, json, plusAsSpace);
@@ -142,8 +142,8 @@ internal sealed partial class ScanSession
         }
         finally
         {
-            ArrayPool<char>.Shared.Return(chars);
-            ArrayPool<int>.Shared.Return(offsets);
+            ScratchArrays<char>.Return(chars);
+            ScratchArrays<int>.Return(offsets);
         }
     }
 }

@@ -27,7 +27,7 @@ internal sealed partial class ScanSession
             {
                 case "base64":
                 {
-                    var buffer = ArrayPool<byte>.Shared.Rent(Base64.MaxDecodedLength(partBytes.Length));
+                    var buffer = ScratchArrays<byte>.Rent(Base64.MaxDecodedLength(partBytes.Length));
                     try
                     {
                         var count = DecodeBase64Lines(text[part.BodyStart..part.BodyEnd], buffer);
@@ -38,7 +38,7 @@ internal sealed partial class ScanSession
                     }
                     finally
                     {
-                        ArrayPool<byte>.Shared.Return(buffer);
+                        ScratchArrays<byte>.Return(buffer);
                     }
 
                     break;
@@ -46,7 +46,7 @@ internal sealed partial class ScanSession
 
                 case "quoted-printable":
                 {
-                    var buffer = ArrayPool<byte>.Shared.Rent(partBytes.Length);
+                    var buffer = ScratchArrays<byte>.Rent(partBytes.Length);
                     try
                     {
                         var count = QuotedPrintable.Decode(partBytes, buffer);
@@ -57,7 +57,7 @@ internal sealed partial class ScanSession
                     }
                     finally
                     {
-                        ArrayPool<byte>.Shared.Return(buffer);
+                        ScratchArrays<byte>.Return(buffer);
                     }
 
                     break;
@@ -66,7 +66,7 @@ internal sealed partial class ScanSession
                 default:
                     if (part.ContentEncoding is not null || MediaType.IsMultipart(part.ContentType) || MediaType.IsForm(part.ContentType))
                     {
-                        var copy = ArrayPool<byte>.Shared.Rent(partBytes.Length);
+                        var copy = ScratchArrays<byte>.Rent(partBytes.Length);
                         try
                         {
                             partBytes.CopyTo(copy);
@@ -74,7 +74,7 @@ internal sealed partial class ScanSession
                         }
                         finally
                         {
-                            ArrayPool<byte>.Shared.Return(copy);
+                            ScratchArrays<byte>.Return(copy);
                         }
                     }
 

@@ -14,10 +14,11 @@ namespace ProxyGuard.Inspection.Scanning;
 /// <c>char</c> or as bytes (Latin-1: byte i is char i); the escape and base64 paths are one generic implementation
 /// for both, specialised by the JIT.
 /// </summary>
-internal sealed partial class ScanSession
+internal sealed partial class ScanSession : IDisposable
 {
     public const string LimitError = "decompression limit exceeded";
     public const string DepthError = "decode depth limit exceeded";
+    public const string CapacityError = "the proxy's decompression budget is spent";
 
     /// <summary>Units of work (about one per character scanned or decoded) between two looks at the clock and the token.</summary>
     private const long CheckEvery = 16 * 1024;
@@ -45,6 +46,8 @@ internal sealed partial class ScanSession
     private long _nextCheck;
     private DetectorMemo[]? _memos;
     private int _anchorPass;
+    private Budgets.ResourceLease? _decodeLease;
+    private bool _decodeLeaseTaken;
 
     public ScanSession(ScannerCore core, string host, ScanLocation location, CancellationToken cancellation = default)
         : this(core, host, location, default, cancellation)
@@ -179,6 +182,40 @@ internal sealed partial class ScanSession
         return true;
     }
 
+    /// <summary>Gives back what this scan's decompression output held of the process-wide budget.</summary>
+    public void Dispose() => _decodeLease?.Dispose();
+
+    /// <summary>
+    /// This scan's lease on the process-wide decompression budget (null without one). Taken on the first decompression;
+    /// it holds every decompression output of the scan until the scan ends.
+    /// </summary>
+    private Budgets.ResourceLease? DecodeLease()
+    {
+        if (!_decodeLeaseTaken)
+        {
+            _decodeLeaseTaken = true;
+            _decodeLease = _core.Options.DecodeBudget?.TryReserve(0);
+        }
+
+        return _decodeLease;
+    }
+
+    /// <summary>Runs one decompression step under the scan's limits and the process-wide budget.</summary>
+    public DecompressStatus Decompress(byte[] array, int offset, int count, string coding, out PooledBytes output)
+    {
+        var status = Decompressor.Decompress(array, offset, count, coding, DecompressLimit(count), out output, DecodeLease());
+        if (status == DecompressStatus.BudgetExhausted)
+        {
+            Fail(CapacityError, ScanErrorKind.CapacityExceeded);
+        }
+        else if (status == DecompressStatus.LimitExceeded)
+        {
+            Fail(LimitError, ScanErrorKind.DecodeLimit);
+        }
+
+        return status;
+    }
+
     public long DecompressLimit(int inputLength)
     {
         var ratioLimit = Math.Max((long)inputLength * Math.Max(1, _core.Options.MaxExpansionRatio), MinOutputForRatio);
@@ -188,7 +225,7 @@ internal sealed partial class ScanSession
     /// <summary>Decompresses one content-coding step, charging the budget. Sets <see cref="Error"/> on failure.</summary>
     public bool TryDecompress(byte[] array, int offset, int count, string coding, out PooledBytes output)
     {
-        var status = Decompressor.Decompress(array, offset, count, coding, DecompressLimit(count), out output);
+        var status = Decompress(array, offset, count, coding, out output);
         switch (status)
         {
             case DecompressStatus.Ok:
@@ -199,8 +236,7 @@ internal sealed partial class ScanSession
                 }
 
                 return true;
-            case DecompressStatus.LimitExceeded:
-                Fail(LimitError, ScanErrorKind.DecodeLimit);
+            case DecompressStatus.LimitExceeded or DecompressStatus.BudgetExhausted:
                 return false;
             default:
                 Fail("undecodable content-encoding: " + coding, ScanErrorKind.Undecodable);
@@ -250,7 +286,7 @@ internal sealed partial class ScanSession
         {
             if (chars is not null)
             {
-                ArrayPool<char>.Shared.Return(chars);
+                ScratchArrays<char>.Return(chars);
             }
         }
     }
@@ -260,7 +296,7 @@ internal sealed partial class ScanSession
     {
         if (chars is null)
         {
-            chars = ArrayPool<char>.Shared.Rent(bytes.Length);
+            chars = ScratchArrays<char>.Rent(bytes.Length);
             Encoding.Latin1.GetChars(bytes, chars);
         }
 

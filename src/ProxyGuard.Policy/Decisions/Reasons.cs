@@ -85,6 +85,8 @@ public static class Reasons
 
     // Limits and audit.
     public static readonly Reason TooManyConnections = new("too-many-connections", DecisionStage.Limits, 429, false, "the per-client or per-address connection limit");
+    public static readonly Reason OverCapacity = new("over-capacity", DecisionStage.Limits, 503, false,
+        "a process-wide budget (buffered request bodies, decompression output, concurrent scans) is spent; new requests are refused until it frees, retry shortly");
     public static readonly Reason AuditUnavailable = new("audit-unavailable", DecisionStage.Audit, 503, false,
         "the audit store cannot record events, so nothing is forwarded");
 

@@ -1,16 +1,17 @@
-using System.Buffers;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Net.Http.Headers;
 using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Inspection.Budgets;
 using ProxyGuard.Policy.Decisions;
 
 namespace ProxyGuard.Engine.Pipeline.Stages;
 
 /// <summary>
 /// Reads the request body whole (up to <c>content.max_body</c>) when it must be scanned or may carry a placeholder,
-/// into the request view. A larger body is refused (413) or, with <c>over_limit: allow</c>, forwarded unscanned.
+/// into the request view. A larger body is refused (413) or, with <c>over_limit: allow</c>, forwarded unscanned. Every
+/// buffered byte is first reserved from the process-wide body budget (<c>503 over-capacity</c> when it has no room).
 /// </summary>
-internal sealed class BodyStage : IRequestStage
+internal sealed class BodyStage(ResourceBudget? budget) : IRequestStage
 {
     private const int ChunkSize = 64 * 1024;
 
@@ -31,36 +32,65 @@ internal sealed class BodyStage : IRequestStage
             return OverLimit(exchange, limit);
         }
 
-        var buffer = new MemoryStream((int)Math.Min(limit + 1, request.ContentLength ?? ChunkSize));
-        var chunk = ArrayPool<byte>.Shared.Rent(ChunkSize);
-        try
+        // The process-wide budget is reserved before a byte is buffered: the declared length at once, a body without
+        // one in steps as it arrives (one byte past the limit is read to tell "at the limit" from "over it"). The lease
+        // is held by the exchange, which gives it back when the request ends, however it ends.
+        var capacity = (int)Math.Min(limit + 1, request.ContentLength ?? ChunkSize);
+        ResourceLease? lease = null;
+        if (budget is not null)
         {
-            while (true)
+            lease = budget.TryReserve(capacity);
+            if (lease is null)
             {
-                var n = await request.Body.ReadAsync(chunk, exchange.Aborted);
-                if (n == 0)
+                return OverCapacity(exchange, budget);
+            }
+
+            exchange.Hold(lease);
+        }
+
+        var buffer = GC.AllocateUninitializedArray<byte>(capacity);
+        var length = 0;
+        while (true)
+        {
+            if (length == buffer.Length)
+            {
+                if (length == request.ContentLength)
                 {
-                    break;
+                    break; // the declared length is all there is (Kestrel refuses more)
                 }
 
-                buffer.Write(chunk, 0, n);
                 if (buffer.Length > limit)
                 {
                     // Keep what was read in front of the rest, for over_limit: allow.
-                    buffer.Position = 0;
-                    request.Body = new PrefixedStream(buffer, request.Body);
+                    request.Body = new PrefixedStream(new MemoryStream(buffer, 0, length, writable: false), request.Body);
                     return OverLimit(exchange, limit);
                 }
+
+                var grown = (int)Math.Min(limit + 1, Math.Max((long)buffer.Length * 2, ChunkSize));
+                if (lease is not null && !lease.TryGrow(grown - buffer.Length))
+                {
+                    return OverCapacity(exchange, budget!);
+                }
+
+                Array.Resize(ref buffer, grown);
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(chunk);
+
+            var n = await request.Body.ReadAsync(buffer.AsMemory(length), exchange.Aborted);
+            if (n == 0)
+            {
+                break;
+            }
+
+            length += n;
         }
 
-        exchange.View.SetBody(buffer.GetBuffer().AsMemory(0, (int)buffer.Length));
+        exchange.View.SetBody(buffer.AsMemory(0, length));
         return null;
     }
+
+    private static Denial OverCapacity(ProxyExchange exchange, ResourceBudget budget) =>
+        exchange.Refuse(Denial.Of(Reasons.OverCapacity, budget.Name,
+            $"the proxy is buffering as many request bodies as it may at once ({budget.Capacity} bytes); retry shortly"))!;
 
     private static Denial? OverLimit(ProxyExchange exchange, long limit)
     {

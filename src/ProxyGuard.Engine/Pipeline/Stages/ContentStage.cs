@@ -9,9 +9,38 @@ namespace ProxyGuard.Engine.Pipeline.Stages;
 /// path, every header name and value, the query and the body. A finding with action
 /// <c>redact</c> rewrites the outgoing header, query or body; <c>deny</c> refuses.
 /// </summary>
-internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStage
+internal sealed class ContentStage(Runtime.ProxyMetrics? metrics, Runtime.ScanGate? gate = null) : IRequestStage
 {
-    public ValueTask<Denial?> RunAsync(ProxyExchange exchange) => ValueTask.FromResult(Run(exchange));
+    /// <summary>Runs the scans in one of the process's scan slots (<c>503 over-capacity</c> when none comes free in time).</summary>
+    public async ValueTask<Denial?> RunAsync(ProxyExchange exchange)
+    {
+        if (gate is null || exchange.Snapshot.Scanner is null)
+        {
+            return Run(exchange);
+        }
+
+        IDisposable? slot;
+        try
+        {
+            slot = await gate.EnterAsync(exchange.Aborted);
+        }
+        catch (OperationCanceledException)
+        {
+            return exchange.Refuse(new Denial(new Decision(Verdict.Deny, "content", Reasons.ClientCanceled, DecisionStage.Content, exchange.Snapshot.Policy.Mode),
+                "the client went away while its request waited to be scanned"));
+        }
+
+        if (slot is null)
+        {
+            return exchange.Refuse(Denial.Of(Reasons.OverCapacity, Runtime.ProcessBudgets.ScansName,
+                $"the proxy is already running as many content scans as it may at once ({gate.Capacity}); retry shortly"));
+        }
+
+        using (slot)
+        {
+            return Run(exchange);
+        }
+    }
 
     public Denial? Run(ProxyExchange exchange)
     {
@@ -139,6 +168,12 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics) : IRequestStag
         {
             return exchange.Refuse(Denial.Of(Reasons.ScanBudgetExceeded, "content",
                 $"scanning {where} took longer than the per-request scan budget, so it cannot be forwarded unscanned"));
+        }
+
+        if (result.ErrorKind == ScanErrorKind.CapacityExceeded)
+        {
+            return exchange.Refuse(Denial.Of(Reasons.OverCapacity, Runtime.ProcessBudgets.DecodingName,
+                $"the proxy is decompressing as much as it may at once, so {where} cannot be decoded for scanning now; retry shortly"));
         }
 
         if (result.ErrorKind == ScanErrorKind.Canceled)

@@ -38,7 +38,8 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         var substitutor = exchange.Snapshot.Substitutor;
         Apply(exchange);
 
-        var transformer = new ProxyTransformer(target, exchange.Outgoing.RawQuery, substitutor);
+        var decodeLease = substitutor.IsEmpty ? null : services.Budgets?.Decoding.TryReserve(0) is { } lease ? exchange.Hold(lease) : null;
+        var transformer = new ProxyTransformer(target, exchange.Outgoing.RawQuery, substitutor, decodeLease);
         var originalResponseBody = context.Response.Body;
         var countingResponse = new CountingStream(originalResponseBody);
         context.Response.Body = substitutor.IsEmpty ? countingResponse : substitutor.CreateScrubbingStream(countingResponse);
@@ -70,8 +71,11 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         {
             // The body was not forwarded: the response could not be made safe to return.
             context.Response.Clear();
-            return exchange.Refuse(Denial.Of(Reasons.ResponseUndecodable, "upstream",
-                $"the response from {target.Authority} cannot be decoded to scrub secrets from it ({unsafeResponse})"));
+            return exchange.Refuse(transformer.RefusalReason == Reasons.OverCapacity
+                ? Denial.Of(Reasons.OverCapacity, Runtime.ProcessBudgets.DecodingName,
+                    $"the response from {target.Authority} must be decoded to scrub secrets from it, and {unsafeResponse}; retry shortly")
+                : Denial.Of(Reasons.ResponseUndecodable, "upstream",
+                    $"the response from {target.Authority} cannot be decoded to scrub secrets from it ({unsafeResponse})"));
         }
 
         if (error == ForwarderError.None)
