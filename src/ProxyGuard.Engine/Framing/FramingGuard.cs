@@ -12,14 +12,14 @@ namespace ProxyGuard.Engine.Framing;
 /// strict-HTTP stage refuses what the tracker flagged. The tracker never changes a byte and buffers only a bounded
 /// part of one head or header block.
 /// </summary>
-internal sealed class FramingGuard(ConnectionDelegate next, int maxHead, int headerTableSize, int maxHeaderBlock)
+internal sealed class FramingGuard(ConnectionDelegate next, int maxHead, int headerTableSize, int maxFrame, int maxHeaderBlock)
 {
     public Task OnConnectionAsync(ConnectionContext connection)
     {
         var feature = new FramingFeature();
         var h2 = connection.Features.Get<ITlsApplicationProtocolFeature>()?.ApplicationProtocol.Span.SequenceEqual("h2"u8) == true;
         Action<ReadOnlySpan<byte>> feed = h2
-            ? new Http2FramingTracker(feature, headerTableSize, maxHeaderBlock).Feed
+            ? new Http2FramingTracker(feature, headerTableSize, maxFrame, maxHeaderBlock).Feed
             : new Http1FramingTracker(feature, maxHead).Feed;
         connection.Features.Set(feature);
         var transport = connection.Transport;

@@ -20,6 +20,7 @@ internal sealed class Http2FramingTracker
 
     private readonly FramingFeature _feature;
     private readonly HpackDecoder _hpack;
+    private readonly int _maxFrame;
     private readonly int _maxBlock;
     private readonly byte[] _frameHeader = new byte[FrameHeaderLength];
     private int _prefaceSeen;
@@ -39,10 +40,13 @@ internal sealed class Http2FramingTracker
     private int _maxStream;
     private bool _stopped;
 
-    public Http2FramingTracker(FramingFeature feature, int headerTableSize, int maxBlock)
+    /// <param name="maxFrame">the largest frame payload Kestrel accepts (it ends the connection on a larger one)</param>
+    /// <param name="maxBlock">the largest header block (all its frames) followed; past it the tracker stops</param>
+    public Http2FramingTracker(FramingFeature feature, int headerTableSize, int maxFrame, int maxBlock)
     {
         _feature = feature;
         _hpack = new HpackDecoder(headerTableSize);
+        _maxFrame = maxFrame;
         _maxBlock = maxBlock;
     }
 
@@ -110,7 +114,7 @@ internal sealed class Http2FramingTracker
 
         if (_bufferPayload)
         {
-            if (length > _maxBlock)
+            if (length > _maxFrame || length > _maxBlock)
             {
                 Stop();
                 return;

@@ -181,7 +181,8 @@ internal sealed class ProxyServer : IAsyncDisposable
                     next,
                     limits.MaxRequestLineSize + limits.MaxRequestHeadersTotalSize + 1024,
                     kestrel.Limits.Http2.HeaderTableSize,
-                    (2 * limits.MaxRequestHeadersTotalSize) + (16 * 1024)).OnConnectionAsync;
+                    kestrel.Limits.Http2.MaxFrameSize,
+                    limits.MaxRequestHeadersTotalSize + (16 * 1024)).OnConnectionAsync;
                 return plain;
             });
         }
