@@ -161,6 +161,12 @@ public sealed class StrictFramingTests : IClassFixture<IdentityFixture>
                 Content = new StringContent("body " + i),
             };
             request.Headers.Add("X-Repeated", "the same value on every request so that it is indexed");
+            if (i == 4)
+            {
+                // 24 KiB of header: more than one 16 KiB frame, so the block arrives as HEADERS + CONTINUATION.
+                request.Headers.Add("X-Large", new string('l', 24 * 1024));
+            }
+
             using var response = await client.SendAsync(request);
             Assert.Equal(HttpVersion.Version20, response.Version);
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
