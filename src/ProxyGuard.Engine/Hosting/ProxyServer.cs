@@ -17,6 +17,7 @@ using ProxyGuard.Audit;
 using ProxyGuard.Engine.Admin;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Connect;
+using ProxyGuard.Engine.Framing;
 using ProxyGuard.Engine.Pipeline;
 using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
@@ -181,8 +182,14 @@ internal sealed class ProxyServer : IAsyncDisposable
             });
             listen.Use(next =>
             {
-                plain = next;
-                return next;
+                // Both paths into Kestrel's HTTP layer (plain connections and decrypted tunnels) pass the framing guard.
+                plain = new FramingGuard(
+                    next,
+                    limits.MaxRequestLineSize + limits.MaxRequestHeadersTotalSize + 1024,
+                    kestrel.Limits.Http2.HeaderTableSize,
+                    kestrel.Limits.Http2.MaxFrameSize,
+                    limits.MaxRequestHeadersTotalSize + (16 * 1024)).OnConnectionAsync;
+                return plain;
             });
         }
 

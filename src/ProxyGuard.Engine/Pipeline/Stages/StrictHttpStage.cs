@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Net.Http.Headers;
 using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Framing;
 using ProxyGuard.Policy.Decisions;
 
 namespace ProxyGuard.Engine.Pipeline.Stages;
@@ -14,7 +16,7 @@ internal sealed class StrictHttpStage : IRequestStage
     public ValueTask<Denial?> RunAsync(ProxyExchange exchange)
     {
         var context = exchange.Http!;
-        var denial = Check(context.Request);
+        var denial = CheckAsSent(context) ?? Check(context.Request);
         if (denial is null)
         {
             return ValueTask.FromResult<Denial?>(null);
@@ -31,6 +33,36 @@ internal sealed class StrictHttpStage : IRequestStage
         {
             context.Response.Headers.Connection = "close";
         }
+    }
+
+    /// <summary>
+    /// What Kestrel normalised before the application ran, as the framing guard recorded it from the client's bytes:
+    /// Content-Length with Transfer-Encoding (Kestrel drops Content-Length), a signed or otherwise non-canonical
+    /// Content-Length (Kestrel reads "+5" as 5), HTTP/2 :authority and host that disagree (Kestrel replaces host).
+    /// A request the guard could not follow is refused too.
+    /// </summary>
+    private static Denial? CheckAsSent(HttpContext context)
+    {
+        if (context.Features.Get<FramingFeature>() is not { } framing)
+        {
+            return null; // not a proxy-listener connection (unit tests build contexts without one)
+        }
+
+        var problem = context.Features.Get<IHttp2StreamIdFeature>() is { } stream
+            ? framing.Stream(stream.StreamId)
+            : framing.CurrentHttp1();
+        return problem switch
+        {
+            FramingProblem.None => null,
+            FramingProblem.LengthAndTransferEncoding => Denial.Of(Reasons.AmbiguousLength, "protocol",
+                "the request has both Content-Length and Transfer-Encoding, which servers may frame differently"),
+            FramingProblem.NonCanonicalLength => Denial.Of(Reasons.AmbiguousLength, "protocol",
+                "the Content-Length header is not one canonical number (no sign, list, space or leading zero)"),
+            FramingProblem.AuthorityMismatch => Denial.Of(Reasons.AuthorityMismatch, "protocol",
+                "the HTTP/2 :authority and the host header name different hosts (or host appears twice)"),
+            _ => Denial.Of(Reasons.AmbiguousLength, "protocol",
+                "the proxy could not follow this connection's request framing, so the request is not forwarded"),
+        };
     }
 
     private static Denial? Check(HttpRequest request)
