@@ -40,6 +40,12 @@ internal sealed record ProxyLimits
     /// <summary>Time to establish an upstream TCP connection.</summary>
     public TimeSpan UpstreamConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// Bytes of WebSocket messages held for inspection across the whole process (each message is also bounded by
+    /// <c>content.max_body</c>). Past it, a connection that needs more is closed with 1013.
+    /// </summary>
+    public int MaxWebSocketBufferedBytes { get; init; } = 256 * 1024 * 1024;
+
     /// <summary>Time a request may wait for the audit queue when it is full before failing closed.</summary>
     public TimeSpan EventQueueWait { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -65,6 +71,7 @@ internal sealed record ProxyLimits
             MaxConnectionsPerClient = Int("MAX_CONNECTIONS_PER_CLIENT", MaxConnectionsPerClient),
             CertificateCacheSize = Int("CERTIFICATE_CACHE_SIZE", CertificateCacheSize),
             UpstreamConnectTimeout = Seconds("UPSTREAM_CONNECT_TIMEOUT", UpstreamConnectTimeout),
+            MaxWebSocketBufferedBytes = Int("MAX_WEBSOCKET_BUFFERED_BYTES", MaxWebSocketBufferedBytes),
         };
     }
 

@@ -49,6 +49,8 @@ public static class Reasons
     public static readonly Reason TlsNotAllowed = new("tls-not-allowed", DecisionStage.Protocol, 0, false, "a TLS ClientHello on a protocol: tcp tunnel");
     public static readonly Reason AuthorityMismatch = new("authority-mismatch", DecisionStage.Protocol, 400, false,
         "HTTP/2 :authority and Host disagree");
+    public static readonly Reason WebSocketProtocol = new("websocket-protocol", DecisionStage.Protocol, 400, false,
+        "a WebSocket frame that breaks RFC 6455 (unmasked client frame, reserved bits or opcode, non-minimal length, oversized or fragmented control frame, invalid UTF-8 text); the connection is closed");
 
     // Tunnel identity.
     public static readonly Reason HostMismatch = new("host-mismatch", DecisionStage.Target, 403, false,
@@ -84,6 +86,8 @@ public static class Reasons
     public static readonly Reason DnsFailure = new("dns-failure", DecisionStage.Network, 502, false, "the destination name does not resolve");
 
     // Limits and audit.
+    public static readonly Reason WebSocketBufferFull = new("websocket-buffer-full", DecisionStage.Limits, 503, false,
+        "the process-wide bound on buffered WebSocket message bytes is reached; the connection is closed (1013)");
     public static readonly Reason TooManyConnections = new("too-many-connections", DecisionStage.Limits, 429, false, "the per-client or per-address connection limit");
     public static readonly Reason AuditUnavailable = new("audit-unavailable", DecisionStage.Audit, 503, false,
         "the audit store cannot record events, so nothing is forwarded");
