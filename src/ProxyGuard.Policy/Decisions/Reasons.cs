@@ -98,7 +98,7 @@ public static class Reasons
     public static readonly Reason UpstreamTimeout = new("upstream-timeout", DecisionStage.Upstream, 504, false, "the upstream did not answer in time");
     public static readonly Reason UpstreamError = new("upstream-error", DecisionStage.Upstream, 502, false, "forwarding to the upstream failed");
     public static readonly Reason ResponseUndecodable = new("response-undecodable", DecisionStage.Upstream, 502, false,
-        "secrets must be scrubbed from the response, but its coding (an unknown Content-Encoding, a Transfer-Encoding other than chunked) cannot be decoded");
+        "secrets must be scrubbed from the response, but its coding (an unknown Content-Encoding, a Transfer-Encoding other than chunked) cannot be decoded; or a WebSocket upgrade negotiated an extension the proxy did not offer");
     public static readonly Reason ClientCanceled = new("client-canceled", DecisionStage.Upstream, 502, false, "the client went away before the exchange finished");
     public static readonly Reason ClientError = new("client-error", DecisionStage.Upstream, 502, false, "reading from or writing to the client failed");
 
