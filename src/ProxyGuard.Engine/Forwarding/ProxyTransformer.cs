@@ -62,6 +62,9 @@ internal sealed class ProxyTransformer : HttpTransformer
         proxyRequest.Headers.Remove("X-Forwarded-For");
         proxyRequest.Headers.Remove("X-Forwarded-Host");
         proxyRequest.Headers.Remove("X-Forwarded-Proto");
+
+        // No WebSocket extension is offered upstream (permessage-deflate would hide frames from the inspection).
+        proxyRequest.Headers.Remove(HeaderNames.SecWebSocketExtensions);
     }
 
     public override async ValueTask<bool> TransformResponseAsync(
@@ -70,6 +73,13 @@ internal sealed class ProxyTransformer : HttpTransformer
         var result = await base.TransformResponseAsync(httpContext, proxyResponse, cancellationToken);
         var headers = httpContext.Response.Headers;
         headers.Remove(HeaderNames.AltSvc);
+        if (proxyResponse is not null && NegotiatesExtension(proxyResponse))
+        {
+            // The proxy offered none: an upstream that negotiates one anyway would send frames it cannot inspect.
+            // (The header's value is upstream text: it is not quoted.)
+            Refusal = "the upstream negotiated a WebSocket extension (Sec-WebSocket-Extensions) that the proxy did not offer";
+            return false;
+        }
         if (_substitutor.IsEmpty)
         {
             return result;
@@ -108,6 +118,13 @@ internal sealed class ProxyTransformer : HttpTransformer
             Scrub(trailers);
         }
     }
+
+    /// <summary>The <c>Sec-WebSocket-Extensions</c> of an upgrade's answer (101, or 200 to an extended CONNECT), if any.</summary>
+    private static bool NegotiatesExtension(HttpResponseMessage response) =>
+        (response.StatusCode == HttpStatusCode.SwitchingProtocols
+            || (response.StatusCode == HttpStatusCode.OK && response.RequestMessage?.Method == HttpMethod.Connect))
+        && response.Headers.TryGetValues(HeaderNames.SecWebSocketExtensions, out var values)
+        && values.Any(v => !string.IsNullOrWhiteSpace(v));
 
     /// <summary>Scrubs every value; removes a field whose name carries a real value (a name cannot be rewritten safely).</summary>
     private void Scrub(IHeaderDictionary headers)

@@ -76,7 +76,9 @@ internal sealed class ProxyRequestDelegate
     {
         var context = exchange.Http!;
         var upstreamFailure = AuditStage.IsUpstreamFailure(denial.Decision);
-        var recorded = await _audit.RecordAsync(exchange, AuditStage.Final(exchange, denial.Decision), denial.Status);
+        // After an upgrade (a WebSocket message refused) the client got 101 and then a close frame: the event says 101.
+        var status = context.Response.HasStarted ? context.Response.StatusCode : denial.Status;
+        var recorded = await _audit.RecordAsync(exchange, AuditStage.Final(exchange, denial.Decision), status);
         if (context.Response.HasStarted)
         {
             return;

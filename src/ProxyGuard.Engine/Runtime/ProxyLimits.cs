@@ -63,6 +63,12 @@ internal sealed record ProxyLimits
     /// <summary>Concurrent HTTP/2 streams per client connection (Kestrel; past it the stream is reset with REFUSED_STREAM).</summary>
     public int MaxStreamsPerConnection { get; init; } = 100;
 
+    /// <summary>
+    /// Bytes of WebSocket messages held for inspection across the whole process (each message is also bounded by
+    /// <c>content.max_body</c>). Past it, a connection that needs more is closed with 1013.
+    /// </summary>
+    public int MaxWebSocketBufferedBytes { get; init; } = 256 * 1024 * 1024;
+
     /// <summary>Time a request may wait for the audit queue when it is full before failing closed.</summary>
     public TimeSpan EventQueueWait { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -93,6 +99,7 @@ internal sealed record ProxyLimits
             MaxConcurrentScans = Int("CONCURRENT_SCANS", MaxConcurrentScans),
             ScanQueueTimeout = Seconds("SCAN_QUEUE_TIMEOUT", ScanQueueTimeout),
             MaxStreamsPerConnection = Int("MAX_STREAMS_PER_CONNECTION", MaxStreamsPerConnection),
+            MaxWebSocketBufferedBytes = Int("MAX_WEBSOCKET_BUFFERED_BYTES", MaxWebSocketBufferedBytes),
         };
     }
 

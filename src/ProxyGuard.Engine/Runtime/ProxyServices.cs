@@ -24,6 +24,7 @@ internal sealed class ProxyServices
         Limits = limits;
         LoggerFactory = loggerFactory;
         Connections = new ConnectionCounter(limits.MaxConnectionsPerClient);
+        WebSocketBuffers = new ByteBudget(limits.MaxWebSocketBufferedBytes);
     }
 
     public PolicyRuntime Runtime { get; }
@@ -41,6 +42,9 @@ internal sealed class ProxyServices
     public ILoggerFactory LoggerFactory { get; }
 
     public ConnectionCounter Connections { get; }
+
+    /// <summary>Bytes of WebSocket messages held for inspection, across the process.</summary>
+    public ByteBudget WebSocketBuffers { get; }
 
     /// <summary>
     /// Identifies the client of a CONNECT or a plain request from its <c>Proxy-Authorization</c> value; returns the

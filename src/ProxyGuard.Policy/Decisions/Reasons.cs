@@ -49,6 +49,8 @@ public static class Reasons
     public static readonly Reason TlsNotAllowed = new("tls-not-allowed", DecisionStage.Protocol, 0, false, "a TLS ClientHello on a protocol: tcp tunnel");
     public static readonly Reason AuthorityMismatch = new("authority-mismatch", DecisionStage.Protocol, 400, false,
         "HTTP/2 :authority and Host disagree");
+    public static readonly Reason WebSocketProtocol = new("websocket-protocol", DecisionStage.Protocol, 400, false,
+        "a WebSocket frame that breaks RFC 6455 (unmasked client frame, reserved bits or opcode, non-minimal length, oversized or fragmented control frame, invalid UTF-8 text); the connection is closed");
 
     // Tunnel identity.
     public static readonly Reason HostMismatch = new("host-mismatch", DecisionStage.Target, 403, false,
@@ -84,6 +86,8 @@ public static class Reasons
     public static readonly Reason DnsFailure = new("dns-failure", DecisionStage.Network, 502, false, "the destination name does not resolve");
 
     // Limits and audit.
+    public static readonly Reason WebSocketBufferFull = new("websocket-buffer-full", DecisionStage.Limits, 503, false,
+        "the process-wide bound on buffered WebSocket message bytes is reached; the connection is closed (1013)");
     public static readonly Reason TooManyConnections = new("too-many-connections", DecisionStage.Limits, 429, false, "the per-client or per-address connection limit");
     public static readonly Reason OverCapacity = new("over-capacity", DecisionStage.Limits, 503, false,
         "a process-wide budget (buffered request bodies, decompression output, concurrent scans) is spent; new requests are refused until it frees, retry shortly");
@@ -96,7 +100,7 @@ public static class Reasons
     public static readonly Reason UpstreamTimeout = new("upstream-timeout", DecisionStage.Upstream, 504, false, "the upstream did not answer in time");
     public static readonly Reason UpstreamError = new("upstream-error", DecisionStage.Upstream, 502, false, "forwarding to the upstream failed");
     public static readonly Reason ResponseUndecodable = new("response-undecodable", DecisionStage.Upstream, 502, false,
-        "secrets must be scrubbed from the response, but its coding (an unknown Content-Encoding, a Transfer-Encoding other than chunked) cannot be decoded");
+        "secrets must be scrubbed from the response, but its coding (an unknown Content-Encoding, a Transfer-Encoding other than chunked) cannot be decoded; or a WebSocket upgrade negotiated an extension the proxy did not offer");
     public static readonly Reason ClientCanceled = new("client-canceled", DecisionStage.Upstream, 502, false, "the client went away before the exchange finished");
     public static readonly Reason ClientError = new("client-error", DecisionStage.Upstream, 502, false, "reading from or writing to the client failed");
 

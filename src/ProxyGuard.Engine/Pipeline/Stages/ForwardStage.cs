@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Net.Http.Headers;
 using ProxyGuard.Engine.Forwarding;
+using ProxyGuard.Engine.Forwarding.WebSockets;
 using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy.Decisions;
@@ -45,6 +46,15 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         context.Response.Body = substitutor.IsEmpty ? countingResponse : substitutor.CreateScrubbingStream(countingResponse);
         var countingBody = new CountingStream(context.Request.Body);
         context.Request.Body = countingBody;
+
+        // An upgrade is relayed frame by frame: decided and scrubbed like requests and responses.
+        WebSocketRelay? relay = null;
+        if (view.Upgrade)
+        {
+            relay = new WebSocketRelay(exchange, services.Metrics, services.WebSocketBuffers);
+            relay.Install(context);
+        }
+
         var error = ForwarderError.None;
         try
         {
@@ -65,8 +75,20 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
             context.Response.Body = originalResponseBody;
         }
 
-        exchange.RequestBytes = countingBody.Count;
-        exchange.ResponseBytes = countingResponse.Count;
+        exchange.RequestBytes = countingBody.Count + (relay?.ClientBytes ?? 0);
+        exchange.ResponseBytes = countingResponse.Count + (relay?.UpstreamBytes ?? 0);
+        if (relay?.Refusal(exchange.Snapshot.Policy.Mode) is { } frameRefusal)
+        {
+            // A message the client sent was refused: both sides were closed (1008 and the like) and the event records it.
+            return frameRefusal;
+        }
+
+        if (relay?.UpstreamStop is { } upstreamStop)
+        {
+            exchange.Note = upstreamStop.Reason;
+            return null;
+        }
+
         if (transformer.Refusal is { } unsafeResponse && !context.Response.HasStarted)
         {
             // The body was not forwarded: the response could not be made safe to return.
