@@ -54,7 +54,7 @@ internal static class PolicyCommands
                 }
 
                 // The files the policy names, read as 'run' reads them (CA bundles in tls.upstream_ca_files).
-                if (result.Success && ReferencedFilesProblem(result.Policy!) is { } fileProblem)
+                if (result.Success && ReferencedFilesProblem(result.Policy!, file) is { } fileProblem)
                 {
                     Console.Error.WriteLine(fileProblem.ToString());
                     failed = true;
@@ -76,7 +76,7 @@ internal static class PolicyCommands
     }
 
     /// <summary>The first file the policy references that 'run' could not load, with its position; null when all load.</summary>
-    internal static PolicyDiagnostic? ReferencedFilesProblem(CompiledPolicy policy)
+    internal static PolicyDiagnostic? ReferencedFilesProblem(CompiledPolicy policy, string displayName)
     {
         try
         {
@@ -90,12 +90,9 @@ internal static class PolicyCommands
         }
         catch (PolicyFileException ex)
         {
-            return ex.Diagnostic with { File = DisplayName(policy, ex.Diagnostic.File) };
+            return ex.Diagnostic with { File = displayName };
         }
     }
-
-    private static string DisplayName(CompiledPolicy policy, string file) =>
-        Path.GetRelativePath(Directory.GetCurrentDirectory(), file) is { } relative && !relative.StartsWith("..", StringComparison.Ordinal) ? relative : policy.FilePath;
 
     private static Command Test()
     {
@@ -137,7 +134,7 @@ internal static class PolicyCommands
             }
             catch (PolicyFileException ex)
             {
-                Console.Error.WriteLine(ex.Diagnostic.ToString());
+                Console.Error.WriteLine((ex.Diagnostic with { File = parse.GetValue(file)! }).ToString());
                 return ExitCodes.Failed;
             }
 
@@ -249,7 +246,7 @@ internal static class PolicyCommands
             catch (PolicyFileException ex)
             {
                 // 'run' would refuse to start with this policy: say where, as 'policy check' does.
-                Console.Error.WriteLine(ex.Diagnostic.ToString());
+                Console.Error.WriteLine((ex.Diagnostic with { File = parse.GetValue(file)! }).ToString());
                 return ExitCodes.Failed;
             }
 
