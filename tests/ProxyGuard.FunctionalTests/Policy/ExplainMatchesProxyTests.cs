@@ -36,6 +36,10 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
               allow_destinations: [127.0.0.0/8]
             content:
               builtin: all
+              rules:
+                - name: internal-marker
+                  pattern: "ACME-INTERNAL-[0-9][0-9][0-9][0-9]"
+                  action: deny
             tls:
               upstream_ca_files: [{_o.OriginCaPath}]
             rules:
@@ -75,6 +79,9 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
             new("placeholder in body, headers-only secret", "POST", _o.HttpsUrl("/echo/x9"), ["Content-Type: text/plain"], "token " + placeholder, "deny", "secrets", "secret-misuse"),
             new("placeholder as query name", "GET", _o.HttpsUrl($"/echo/x10?{placeholder}=1"), [], null, "deny", "secrets", "placeholder-position"),
             new("real value sent (the content scan knows it)", "GET", _o.HttpsUrl("/echo/x11"), [$"Authorization: Bearer {ApiValue}"], null, "deny", "vault-secret", "content-finding"),
+            new("credential in body", "POST", _o.HttpsUrl("/echo/x13"), ["Content-Type: application/json"], $"{{\"k\":\"{aws}\"}}", "deny", "aws-access-key-id", "content-finding"),
+            new("custom content rule in body", "POST", _o.HttpsUrl("/echo/x14"), ["Content-Type: text/plain"], "see ACME-INTERNAL-1234", "deny", "internal-marker", "content-finding"),
+            new("plain http: no rule for the path", "POST", _o.HttpUrl("/other/x15"), ["Content-Type: text/plain"], "hello", "deny", "default", "no-rule-matched"),
             new("placeholder over plain http", "GET", _o.HttpUrl("/echo/x12"), [$"Authorization: Bearer {placeholder}"], null, "deny", "secrets", "secret-plain-http"),
         ];
 
