@@ -53,13 +53,17 @@ internal static class PolicyCommands
                     Console.Error.WriteLine(diagnostic.ToString());
                 }
 
-                // The files the policy names, read as 'run' reads them (CA bundles in tls.upstream_ca_files).
-                if (result.Success && ReferencedFilesProblem(result.Policy!, file) is { } fileProblem)
+                // The files the policy names, read as 'run' reads them (CA bundles in tls.upstream_ca_files): every problem.
+                var fileProblems = result.Success
+                    ? result.Policy!.Tls.CheckUpstreamCaFiles(result.Policy.FilePath, Policy.IO.BoundedFile.DefaultTimeout)
+                    : [];
+                foreach (var problem in fileProblems)
                 {
-                    Console.Error.WriteLine(fileProblem.ToString());
+                    Console.Error.WriteLine((problem with { File = file }).ToString());
                     failed = true;
                 }
-                else if (result.Success)
+
+                if (result.Success && fileProblems.Count == 0)
                 {
                     var p = result.Policy!;
                     Console.WriteLine($"{file}: ok ({p.Rules.Count} rules, {p.Clients.Count} clients, {p.Secrets.Count} secrets, mode {p.Mode.ToString().ToLowerInvariant()}, default {p.Default.ToString().ToLowerInvariant()})");
@@ -73,25 +77,6 @@ internal static class PolicyCommands
             return failed ? ExitCodes.Failed : ExitCodes.Ok;
         });
         return command;
-    }
-
-    /// <summary>The first file the policy references that 'run' could not load, with its position; null when all load.</summary>
-    internal static PolicyDiagnostic? ReferencedFilesProblem(CompiledPolicy policy, string displayName)
-    {
-        try
-        {
-            var roots = policy.Tls.LoadUpstreamRoots(policy.FilePath, Policy.IO.BoundedFile.DefaultTimeout);
-            foreach (var root in roots)
-            {
-                root.Dispose();
-            }
-
-            return null;
-        }
-        catch (PolicyFileException ex)
-        {
-            return ex.Diagnostic with { File = displayName };
-        }
     }
 
     private static Command Test()

@@ -134,7 +134,7 @@ public sealed class PolicyCliTests
             version: 1
             default: deny
             tls:
-              upstream_ca_files: [{dir.File("missing-ca.pem")}]
+              upstream_ca_files: [{dir.File("missing-ca.pem")}, {dir.File("also-missing.pem")}]
             rules:
               - name: gh
                 hosts: [api.github.com]
@@ -147,6 +147,7 @@ public sealed class PolicyCliTests
         var check = await Cli.RunAsync(RepoRoot, "policy", "check", policy);
         Assert.True(check.ExitCode == 1, check.All);
         Assert.Contains($"{policy}:4:23: tls.upstream_ca_files[0]: ", check.Stderr, StringComparison.Ordinal);
+        Assert.Contains("tls.upstream_ca_files[1]: ", check.Stderr, StringComparison.Ordinal);
         Assert.Contains($"{policy}:10:5: warning: secret 'orphan' is bound to nowhere.example.org, which no allow rule reaches", check.Stderr, StringComparison.Ordinal);
         Assert.DoesNotContain(": ok", check.Stdout, StringComparison.Ordinal);
 
@@ -159,6 +160,7 @@ public sealed class PolicyCliTests
 
         // With the CA file present the policy passes (the warning stays a warning).
         await File.WriteAllTextAsync(dir.File("missing-ca.pem"), string.Empty);
+        await File.WriteAllTextAsync(dir.File("also-missing.pem"), string.Empty);
         var ok = await Cli.RunAsync(RepoRoot, "policy", "check", policy);
         Assert.True(ok.ExitCode == 0, ok.All);
         Assert.Contains("warning: secret 'orphan'", ok.Stderr, StringComparison.Ordinal);
