@@ -25,7 +25,7 @@ internal sealed record Denial(Decision Decision, string Message)
     /// </summary>
     public string Body(string policyFile) => IsUpstreamFailure
         ? $"ProxyGuard could not complete this request: {Message} (reason: {Reason}). This is not a policy decision: the policy " +
-          "allowed the request, and the upstream (or its name lookup) failed. Retrying later may work; if it keeps failing, tell the operator.\n"
+          "allowed the request, and the upstream (or resolving its name) failed. Retrying later may work; if it keeps failing, tell the operator.\n"
         : $"ProxyGuard blocked this request: {Message} (reason: {Reason}; deciding rule: {Rule}; policy: {Path.GetFileName(policyFile)}). " +
           "The agent cannot change this itself; if the access is needed, ask the operator to change that policy.\n";
 
