@@ -133,7 +133,7 @@ public sealed class CompiledPolicy
                 continue;
             }
 
-            if (!MatchesClient(rule, clientId) || !MatchesPort(rule, port, defaultPort) || !rule.HostMatcher.Matches(normalized))
+            if (!MatchesClient(rule, clientId) || !MatchesRequestPort(rule, port, defaultPort) || !rule.HostMatcher.Matches(normalized))
             {
                 continue;
             }
@@ -172,6 +172,108 @@ public sealed class CompiledPolicy
         return new RuleMatch(false, DefaultRuleName, skippedForAmbiguity ? Reasons.AmbiguousPath : Reasons.NoRuleMatched);
     }
 
+    /// <summary>
+    /// Why no allow rule took a request the default refused: for the allow rules that name its host (closest first,
+    /// at most <paramref name="max"/>), what matched and what each lacked, e.g.
+    /// <c>rule 'read' (line 6): client, host and port matched; method POST is not in [GET]</c>.
+    /// <paramref name="method"/> null explains a CONNECT (host and port only).
+    /// </summary>
+    public IReadOnlyList<string> NearMisses(string? clientId, string scheme, string host, int port, string? method, string? rawPath, int max = 3)
+    {
+        if (!HostNormalizer.TryNormalize(host ?? string.Empty, out var normalized, out _))
+        {
+            return [];
+        }
+
+        var connect = method is null;
+        var defaultPort = connect ? HttpsPort : DefaultPort(scheme);
+        var path = PathNormalizer.Normalize(rawPath ?? "/");
+        var misses = new List<(int Missed, int Order, string Text)>();
+        for (var i = 0; i < Rules.Count; i++)
+        {
+            var rule = Rules[i];
+            if (rule.Action != RuleAction.Allow || !rule.HostMatcher.Matches(normalized))
+            {
+                continue;
+            }
+
+            var matched = new List<string>();
+            var missed = new List<string>();
+            if (rule.ClientSet is not null)
+            {
+                if (clientId is not null && rule.ClientSet.Contains(clientId))
+                {
+                    matched.Add("client");
+                }
+                else
+                {
+                    missed.Add(clientId is null ? $"no client was identified; the rule is for [{string.Join(", ", rule.Clients)}]" : $"client '{clientId}' is not in [{string.Join(", ", rule.Clients)}]");
+                }
+            }
+
+            matched.Add("host");
+            if (connect ? MatchesPort(rule, port, defaultPort) : MatchesRequestPort(rule, port, defaultPort))
+            {
+                matched.Add("port");
+            }
+            else if (!connect && port == HttpsPort && defaultPort != HttpsPort)
+            {
+                missed.Add("port 443 is for HTTPS only: a plain-HTTP request to it matches no rule");
+            }
+            else
+            {
+                missed.Add(rule.Ports.Count == 0
+                    ? $"port {port} is not {defaultPort} (a rule without 'ports' takes the scheme's default port)"
+                    : $"port {port} is not in [{string.Join(", ", rule.Ports)}]");
+            }
+
+            if (!connect)
+            {
+                var upper = method!.ToUpperInvariant();
+                if (rule.TunnelMode != TunnelMode.Intercept)
+                {
+                    missed.Add("it is a tunnel rule (inspect: false or protocol: tcp), which decides only CONNECTs");
+                }
+
+                if (rule.MethodSet is not null)
+                {
+                    if (rule.MethodSet.Contains(upper))
+                    {
+                        matched.Add("method");
+                    }
+                    else
+                    {
+                        missed.Add($"method {upper} is not in [{string.Join(", ", rule.Methods)}]");
+                    }
+                }
+
+                if (rule.CompiledPaths.Count > 0)
+                {
+                    if (path.Ambiguous)
+                    {
+                        missed.Add("the path is ambiguous, and an ambiguous path never matches an allow rule with 'paths'");
+                    }
+                    else if (MatchesAnyPath(rule, path.Path))
+                    {
+                        matched.Add("path");
+                    }
+                    else
+                    {
+                        missed.Add($"path {path.Path} matches none of [{string.Join(", ", rule.Paths)}]");
+                    }
+                }
+            }
+
+            if (missed.Count > 0)
+            {
+                var matchedText = matched.Count == 1 ? matched[0] : string.Join(", ", matched.Take(matched.Count - 1)) + " and " + matched[^1];
+                misses.Add((missed.Count, i, $"rule '{rule.Name}' (line {rule.Line}): {matchedText} matched; {string.Join("; ", missed)}"));
+            }
+        }
+
+        return misses.OrderBy(m => m.Missed).ThenBy(m => m.Order).Take(max).Select(m => m.Text).ToList();
+    }
+
     /// <summary>The scheme's default port: 443 for https/wss, 80 for http/ws, otherwise 0 (no default).</summary>
     public static int DefaultPort(string? scheme) => scheme?.ToLowerInvariant() switch
     {
@@ -183,7 +285,17 @@ public sealed class CompiledPolicy
     private static bool MatchesClient(RuleSpec rule, string? clientId) =>
         rule.ClientSet is null || (clientId is not null && rule.ClientSet.Contains(clientId));
 
-    private static bool MatchesPort(RuleSpec rule, int port, int defaultPort)
+    /// <summary>
+    /// A request's port: as <see cref="MatchesPort"/>, except that port 443 means HTTPS. A plain-HTTP (<c>http</c>/<c>ws</c>)
+    /// request to port 443 matches no rule, even one that lists 443: nothing verified who answers, and a rule written
+    /// for HTTPS must not also allow cleartext to the same port.
+    /// </summary>
+    internal static bool MatchesRequestPort(RuleSpec rule, int port, int defaultPort) =>
+        !(port == HttpsPort && defaultPort != HttpsPort) && MatchesPort(rule, port, defaultPort);
+
+    internal const int HttpsPort = 443;
+
+    internal static bool MatchesPort(RuleSpec rule, int port, int defaultPort)
     {
         if (rule.Ports.Count == 0)
         {

@@ -32,6 +32,19 @@ internal static class HostPattern
             return true;
         }
 
+        if (raw.Contains("://", StringComparison.Ordinal))
+        {
+            error = $"invalid host pattern '{raw}': write a host name ('api.example.com' or '*.example.com'), not a URL; the port goes in 'ports' and the path in 'paths'";
+            return false;
+        }
+
+        // A port written into the host ('*.npmjs.org:443', 'example.com:8443'), before anything reads the colon as IPv6.
+        if (!raw.StartsWith('[') && raw.Count(c => c == ':') == 1)
+        {
+            error = $"invalid host pattern '{raw}': a host pattern has no port; put the port in 'ports' (e.g. ports: [{raw[(raw.IndexOf(':', StringComparison.Ordinal) + 1)..]}])";
+            return false;
+        }
+
         if (raw.StartsWith("*.", StringComparison.Ordinal))
         {
             var rest = raw[2..];
@@ -82,12 +95,6 @@ internal static class HostPattern
             return true;
         }
 
-        if (!raw.StartsWith('[') && raw.Count(c => c == ':') == 1)
-        {
-            error = $"invalid host '{raw}': put ports in 'ports', not in the host";
-            return false;
-        }
-
         if (!HostNormalizer.TryNormalize(raw, out var normalized, out var normalizeError))
         {
             error = $"invalid host '{raw}': {normalizeError}";
@@ -111,9 +118,15 @@ internal static class HostPattern
             return false;
         }
 
+        if (raw.Contains("://", StringComparison.Ordinal))
+        {
+            error = $"invalid CIDR '{raw}': expected an IP address or a CIDR such as 10.0.0.0/8 or fd00::/8, not a URL";
+            return false;
+        }
+
         if (!IsStrictAddress(addressText, out var address))
         {
-            error = $"invalid CIDR '{raw}': '{addressText}' is not an IP address";
+            error = $"invalid CIDR '{raw}': '{addressText}' is not an IP address (expected an IP address or a CIDR such as 10.0.0.0/8 or fd00::/8; host names are not allowed here)";
             return false;
         }
 

@@ -17,13 +17,36 @@ internal sealed class PathGlob
 
     public string Pattern { get; }
 
+    /// <summary>
+    /// A valid glob that reads like a regular expression (<c>.*</c>, <c>.+</c>, <c>|</c>, a trailing <c>$</c>): it is
+    /// matched literally, which is rarely what was meant. Returns the warning text, or null.
+    /// </summary>
+    public static string? RegexLookalikeWarning(string pattern)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        var looksLikeRegex = pattern.Contains(".*", StringComparison.Ordinal) || pattern.Contains(".+", StringComparison.Ordinal)
+            || pattern.Contains('|', StringComparison.Ordinal) || pattern.EndsWith('$');
+        if (!looksLikeRegex)
+        {
+            return null;
+        }
+
+        var trimmed = pattern.TrimEnd('$');
+        var suggestion = trimmed.EndsWith("/.*", StringComparison.Ordinal) || trimmed.EndsWith("/.+", StringComparison.Ordinal)
+            ? $"; did you mean '{trimmed[..^2]}**'?"
+            : string.Empty;
+        return $"path glob '{pattern}' looks like a regular expression but is matched literally (globs take '*' within one segment and '**' for any depth){suggestion}";
+    }
+
     public static bool TryCompile(string pattern, out PathGlob? glob, out string? error)
     {
         glob = null;
         error = null;
         if (pattern.Length == 0 || pattern[0] != '/')
         {
-            error = $"path glob '{pattern}' must start with '/'";
+            error = pattern.StartsWith('^')
+                ? $"path glob '{pattern}' must start with '/' (paths are globs, not regular expressions: '*' within a segment, '**' for any depth)"
+                : $"path glob '{pattern}' must start with '/'";
             return false;
         }
 

@@ -4,4 +4,10 @@ namespace ProxyGuard.Policy;
 public sealed record PolicyLoadResult(CompiledPolicy? Policy, IReadOnlyList<PolicyDiagnostic> Diagnostics)
 {
     public bool Success => Policy is not null;
+
+    /// <summary>
+    /// What is valid but probably not meant (a path glob that reads like a regex, a secret bound to hosts no rule
+    /// allows), each as <c>FILE:LINE:COL: warning: ...</c>. Warnings never fail a load.
+    /// </summary>
+    public IReadOnlyList<PolicyDiagnostic> Warnings { get; init; } = [];
 }

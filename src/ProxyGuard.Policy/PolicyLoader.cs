@@ -86,16 +86,22 @@ public static class PolicyLoader
     private static PolicyLoadResult Compile(string text, string displayName, string filePath, string sha256, string baseDirectory, PolicyLoadOptions options)
     {
         var diagnostics = new List<PolicyDiagnostic>();
+        var warnings = new List<PolicyDiagnostic>();
         var root = YamlTreeReader.Read(text, displayName, diagnostics);
         CompiledPolicy? policy = null;
         if (root is not null)
         {
-            var compiled = new PolicyCompiler(displayName, baseDirectory, options, diagnostics).Compile(root, filePath, sha256);
+            var compiled = new PolicyCompiler(displayName, baseDirectory, options, diagnostics, warnings).Compile(root, filePath, sha256);
             policy = diagnostics.Count == 0 ? compiled : null;
         }
 
+        if (policy is not null)
+        {
+            warnings.AddRange(PolicyLint.UnreachableSecrets(policy, displayName));
+        }
+
         var sorted = diagnostics.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList();
-        return new PolicyLoadResult(policy, sorted);
+        return new PolicyLoadResult(policy, sorted) { Warnings = warnings.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList() };
     }
 
     private static PolicyLoadResult Fail(string file, int line, int column, string message) =>

@@ -29,4 +29,7 @@ public sealed class SecretSpec
     public bool AllowPlainHttp { get; init; }
 
     public int Line { get; init; }
+
+    /// <summary>Where the secret's mapping starts (1-based column).</summary>
+    public int Column { get; init; } = 1;
 }

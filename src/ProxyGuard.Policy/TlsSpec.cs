@@ -26,20 +26,50 @@ public sealed class TlsSpec
         var roots = new X509Certificate2Collection();
         for (var i = 0; i < UpstreamCaFiles.Count; i++)
         {
-            var file = UpstreamCaFiles[i];
-            try
+            if (TryImport(roots, i, policyFile, timeout) is { } failure)
             {
-                roots.ImportFromPem(Encoding.UTF8.GetString(BoundedFile.ReadAllBytes(file, MaxCaFileBytes, timeout)));
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
-            {
-                var (line, column) = i < UpstreamCaFilePositions.Count ? UpstreamCaFilePositions[i] : (1, 1);
-                var reason = ex is BoundedFileException ? ex.Message : $"cannot load '{file}': {ex.Message}";
-                throw new PolicyFileException(new PolicyDiagnostic(policyFile, line, column, $"tls.upstream_ca_files[{i}]: {reason}"), ex);
+                throw failure;
             }
         }
 
         return roots;
+    }
+
+    /// <summary>Every CA file that <see cref="LoadUpstreamRoots"/> would refuse, each at its entry's position.</summary>
+    public IReadOnlyList<PolicyDiagnostic> CheckUpstreamCaFiles(string policyFile, TimeSpan timeout)
+    {
+        var problems = new List<PolicyDiagnostic>();
+        for (var i = 0; i < UpstreamCaFiles.Count; i++)
+        {
+            var roots = new X509Certificate2Collection();
+            if (TryImport(roots, i, policyFile, timeout) is { } failure)
+            {
+                problems.Add(failure.Diagnostic);
+            }
+
+            foreach (var root in roots)
+            {
+                root.Dispose();
+            }
+        }
+
+        return problems;
+    }
+
+    private PolicyFileException? TryImport(X509Certificate2Collection roots, int i, string policyFile, TimeSpan timeout)
+    {
+        var file = UpstreamCaFiles[i];
+        try
+        {
+            roots.ImportFromPem(Encoding.UTF8.GetString(BoundedFile.ReadAllBytes(file, MaxCaFileBytes, timeout)));
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            var (line, column) = i < UpstreamCaFilePositions.Count ? UpstreamCaFilePositions[i] : (1, 1);
+            var reason = ex is BoundedFileException ? ex.Message : $"cannot load '{file}': {ex.Message}";
+            return new PolicyFileException(new PolicyDiagnostic(policyFile, line, column, $"tls.upstream_ca_files[{i}]: {reason}"), ex);
+        }
     }
 }
 

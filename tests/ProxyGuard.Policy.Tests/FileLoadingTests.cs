@@ -144,7 +144,7 @@ public sealed class FileLoadingTests : IDisposable
             """;
         Assert.True(PolicyLoader.LoadText(yaml, "d.yaml").Success);
         var diagnostics = PolicyLoader.LoadText(yaml, "d.yaml", new PolicyLoadOptions { KnownDetectorIds = ["github-token"] }).Diagnostics;
-        Assert.Equal(["d.yaml:3:27: content.builtin[1]: unknown detector 'nope'", "d.yaml:7:43: content.exempt[0].detectors[2]: unknown detector 'nada'"], diagnostics.Select(d => d.ToString()));
+        Assert.Equal(["d.yaml:3:27: content.builtin[1]: unknown detector 'nope'; see docs/detectors.md for the list", "d.yaml:7:43: content.exempt[0].detectors[2]: unknown detector 'nada'; see docs/detectors.md for the list"], diagnostics.Select(d => d.ToString()));
     }
 
     [Fact]

@@ -23,9 +23,14 @@ internal sealed record Denial(Decision Decision, string Message)
     /// The explanation. It names the policy file by its file name only: the client may be unauthenticated and has no
     /// business learning the proxy host's directory layout.
     /// </summary>
-    public string Body(string policyFile) =>
-        $"ProxyGuard blocked this request: {Message} (reason: {Reason}; deciding rule: {Rule}; policy: {Path.GetFileName(policyFile)}). " +
-        "The agent cannot change this itself; if the access is needed, ask the operator to change that policy.\n";
+    public string Body(string policyFile) => IsUpstreamFailure
+        ? $"ProxyGuard could not complete this request: {Message} (reason: {Reason}). This is not a policy decision: the policy " +
+          "allowed the request, and the upstream (or resolving its name) failed. Retrying later may work; if it keeps failing, tell the operator.\n"
+        : $"ProxyGuard blocked this request: {Message} (reason: {Reason}; deciding rule: {Rule}; policy: {Path.GetFileName(policyFile)}). " +
+          "The agent cannot change this itself; if the access is needed, ask the operator to change that policy.\n";
+
+    /// <summary>A failure after the policy allowed the request: the upstream (or its name) failed, not the policy.</summary>
+    public bool IsUpstreamFailure => Decision.Stage == DecisionStage.Upstream || Decision.Reason == Reasons.DnsFailure;
 
     /// <summary>A complete HTTP/1.1 response for connections that never reach the HTTP server (CONNECT).</summary>
     public byte[] ToRawResponse(string policyFile, string? extraHeaders = null)
@@ -44,7 +49,7 @@ internal sealed record Denial(Decision Decision, string Message)
         };
         var head = new StringBuilder()
             .Append("HTTP/1.1 ").Append(Status).Append(' ').Append(reasonPhrase).Append("\r\n")
-            .Append(DecisionHeader).Append(": deny\r\n")
+            .Append(DecisionHeader).Append(IsUpstreamFailure ? ": error\r\n" : ": deny\r\n")
             .Append(RuleHeader).Append(": ").Append(HeaderSafe(Rule)).Append("\r\n")
             .Append(ReasonHeader).Append(": ").Append(HeaderSafe(Reason)).Append("\r\n")
             .Append(extraHeaders)

@@ -1,7 +1,19 @@
 namespace ProxyGuard.Policy;
 
+/// <summary>What a case produced. <paramref name="Findings"/> and <paramref name="Secrets"/> are null when only the rules ran.</summary>
+public sealed record PolicyCaseOutcome(
+    bool Allowed, string Rule, string Reason, string Stage, TunnelMode? TunnelMode, bool WebSocketAllowed,
+    IReadOnlyList<string>? Findings = null, IReadOnlyList<string>? Secrets = null)
+{
+    public static PolicyCaseOutcome From(PolicyEvaluation evaluation)
+    {
+        ArgumentNullException.ThrowIfNull(evaluation);
+        return new(evaluation.Allowed, evaluation.Rule, evaluation.Reason, evaluation.Stage, evaluation.TunnelMode, evaluation.WebSocketAllowed);
+    }
+}
+
 /// <summary>The outcome of one case. <paramref name="Message"/> explains a failure (empty when passed).</summary>
-public sealed record PolicyCaseResult(PolicyCase Case, bool Passed, PolicyEvaluation Actual, string Message)
+public sealed record PolicyCaseResult(PolicyCase Case, bool Passed, PolicyCaseOutcome Actual, string Message)
 {
     public override string ToString() => Passed
         ? $"PASS {Case.Name}"

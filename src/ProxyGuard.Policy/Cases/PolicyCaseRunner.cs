@@ -13,14 +13,19 @@ namespace ProxyGuard.Policy;
 ///     method: GET                # default GET
 ///     url: https://registry.npmjs.org/left-pad
 ///     connect: false             # true: check only the CONNECT decision
-///     expect: { decision: allow, rule: npm-read }
+///     headers: { Authorization: "Bearer {{placeholder:github}}" }   # optional
+///     body: "text"               # optional (or body_file: relative/to/the/cases/file)
+///     expect: { decision: allow, rule: npm-read, findings: [], secrets: [github] }
 /// </code>
 /// </summary>
-public static class PolicyCaseRunner
+public static partial class PolicyCaseRunner
 {
     internal static readonly string[] TopKeys = ["cases"];
-    internal static readonly string[] CaseKeys = ["name", "client", "method", "url", "connect", "expect"];
-    internal static readonly string[] ExpectKeys = ["decision", "rule", "reason", "mode", "websocket"];
+    internal static readonly string[] CaseKeys = ["name", "client", "method", "url", "connect", "headers", "body", "body_file", "expect"];
+    internal static readonly string[] ExpectKeys = ["decision", "rule", "reason", "mode", "websocket", "findings", "secrets"];
+
+    /// <summary>The largest case body (inline or from <c>body_file</c>).</summary>
+    public const int MaxBodyBytes = 1024 * 1024;
 
     private static readonly Dictionary<string, bool> s_decisions = new(StringComparer.Ordinal) { ["allow"] = true, ["deny"] = false };
     private static readonly Dictionary<string, TunnelMode> s_modes = new(StringComparer.Ordinal)
@@ -90,6 +95,73 @@ public static class PolicyCaseRunner
             }
 
             var connect = map.Get("connect") is { } connectNode ? r.Bool(connectNode, path + ".connect") : false;
+            var ok = true;
+            var headers = new List<KeyValuePair<string, string>>();
+            if (map.Get("headers") is { } headersNode && headersNode is not YMapping)
+            {
+                r.Error(headersNode, path + ".headers", "expected a mapping of header names to values");
+                ok = false;
+            }
+            else if (map.Get("headers") is YMapping headersMap)
+            {
+                foreach (var (key, valueNode) in headersMap.Entries)
+                {
+                    if (key.Value.Length == 0 || !key.Value.All(ch => ch is > ' ' and < (char)0x7F and not ':'))
+                    {
+                        r.Error(key, path + ".headers", $"invalid header name '{CommonReaders.Printable(key.Value)}'");
+                        ok = false;
+                    }
+                    else if (r.Scalar(valueNode, $"{path}.headers.{key.Value}", "a header value") is { } valueScalar)
+                    {
+                        headers.Add(new(key.Value, valueScalar.Value));
+                    }
+                    else
+                    {
+                        ok = false;
+                    }
+                }
+            }
+
+            byte[]? body = null;
+            var bodyNode = map.Get("body");
+            var bodyFileNode = map.Get("body_file");
+            if (bodyNode is not null && bodyFileNode is not null)
+            {
+                r.Error(bodyFileNode, path + ".body_file", "give either 'body' or 'body_file', not both");
+                ok = false;
+            }
+            else if (bodyNode is not null)
+            {
+                if (r.Scalar(bodyNode, path + ".body", "a string") is { } bodyScalar)
+                {
+                    body = System.Text.Encoding.UTF8.GetBytes(bodyScalar.Value);
+                }
+                else
+                {
+                    ok = false;
+                }
+            }
+            else if (bodyFileNode is not null)
+            {
+                if (r.Scalar(bodyFileNode, path + ".body_file", "a file path") is { } fileScalar)
+                {
+                    var bodyPath = Path.GetFullPath(fileScalar.Value, Path.GetDirectoryName(Path.GetFullPath(fileName)) ?? Directory.GetCurrentDirectory());
+                    try
+                    {
+                        body = IO.BoundedFile.ReadAllBytes(bodyPath, MaxBodyBytes, IO.BoundedFile.DefaultTimeout);
+                    }
+                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                    {
+                        r.Error(fileScalar, path + ".body_file", $"cannot read '{CommonReaders.Printable(fileScalar.Value)}': {ex.Message}");
+                        ok = false;
+                    }
+                }
+                else
+                {
+                    ok = false;
+                }
+            }
+
             PolicyCaseExpectation? expect = null;
             var expectMap = r.Mapping(r.Required(map, path, "expect"), path + ".expect", ExpectKeys);
             if (expectMap is not null)
@@ -99,28 +171,88 @@ public static class PolicyCaseRunner
                 var reason = expectMap.Get("reason") is { } reasonNode ? r.String(reasonNode, path + ".expect.reason") : null;
                 var mode = expectMap.Get("mode") is { } modeNode ? r.Enum(modeNode, path + ".expect.mode", s_modes) : null;
                 var webSocket = expectMap.Get("websocket") is { } wsNode ? r.Bool(wsNode, path + ".expect.websocket") : null;
+                var findings = expectMap.Get("findings") is { } findingsNode ? Names(r.StringList(findingsNode, path + ".expect.findings", allowEmpty: true)) : null;
+                var secrets = expectMap.Get("secrets") is { } secretsNode ? Names(r.StringList(secretsNode, path + ".expect.secrets", allowEmpty: true)) : null;
+                ok &= (expectMap.Get("findings") is null || findings is not null) && (expectMap.Get("secrets") is null || secrets is not null);
                 if (decision is not null)
                 {
-                    expect = new PolicyCaseExpectation(decision.Value, rule, reason, mode, webSocket);
+                    expect = new PolicyCaseExpectation(decision.Value, rule, reason, mode, webSocket, findings, secrets);
                 }
             }
 
-            if (name is not null && method is not null && url is not null && connect is not null && expect is not null)
+            if (ok && name is not null && method is not null && url is not null && connect is not null && expect is not null)
             {
-                cases.Add(new PolicyCase(name, client, method, url, connect.Value, expect, fileName, map.Line, map.Column));
+                var parsed = new PolicyCase(name, client, method, url, connect.Value, expect, fileName, map.Line, map.Column) { Headers = headers, Body = body };
+                if (parsed.ConnectOnly && parsed.NeedsContentStages)
+                {
+                    r.Error(map, path, "a 'connect: true' case checks only the CONNECT: it takes no headers, body, findings or secrets");
+                }
+                else
+                {
+                    cases.Add(parsed);
+                }
             }
         }
 
         return (cases, diagnostics.OrderBy(d => d.Line).ThenBy(d => d.Column).ToList());
     }
 
-    /// <summary>Runs parsed cases against <paramref name="policy"/>.</summary>
+    /// <summary>
+    /// Runs parsed cases against <paramref name="policy"/>'s rules only. A case that needs the content and secret
+    /// stages (headers, a body, expected findings or secrets) fails here: <c>proxyguard policy test</c> runs those.
+    /// </summary>
     public static IReadOnlyList<PolicyCaseResult> Run(CompiledPolicy policy, IEnumerable<PolicyCase> cases)
     {
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentNullException.ThrowIfNull(cases);
-        return cases.Select(c => RunOne(policy, c)).ToList();
+        return cases.Select(c => c.NeedsContentStages
+            ? new PolicyCaseResult(c, false, PolicyCaseOutcome.From(PolicyEvaluator.Evaluate(policy, c.Client, c.Method, c.Url, c.ConnectOnly)),
+                "this case has headers, a body, findings or secrets: it needs the content and secret stages (run it with 'proxyguard policy test')")
+            : Compare(c, PolicyCaseOutcome.From(PolicyEvaluator.Evaluate(policy, c.Client, c.Method, c.Url, c.ConnectOnly)))).ToList();
     }
+
+    /// <summary>Runs parsed cases through <paramref name="evaluate"/> (the whole offline decision) and compares.</summary>
+    public static async Task<IReadOnlyList<PolicyCaseResult>> RunAsync(
+        IEnumerable<PolicyCase> cases, Func<PolicyCase, CancellationToken, Task<PolicyCaseOutcome>> evaluate, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(cases);
+        ArgumentNullException.ThrowIfNull(evaluate);
+        var results = new List<PolicyCaseResult>();
+        foreach (var c in cases)
+        {
+            results.Add(Compare(c, await evaluate(c, ct)));
+        }
+
+        return results;
+    }
+
+    /// <summary>
+    /// Replaces <c>{{placeholder:NAME}}</c> with secret NAME's placeholder and <c>{{value:NAME}}</c> with the value
+    /// the test stands in for it. Returns null and an error for an unknown secret name.
+    /// </summary>
+    public static string? ExpandMarkers(string text, IReadOnlyDictionary<string, (string Placeholder, string Value)> secrets, out string? error)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(secrets);
+        string? unknown = null;
+        var expanded = Marker().Replace(text, m =>
+        {
+            if (!secrets.TryGetValue(m.Groups[2].Value, out var secret))
+            {
+                unknown ??= m.Value;
+                return m.Value;
+            }
+
+            return m.Groups[1].Value == "placeholder" ? secret.Placeholder : secret.Value;
+        });
+        error = unknown is null ? null : $"{unknown} names no secret of the policy";
+        return unknown is null ? expanded : null;
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\{\{(placeholder|value):([A-Za-z0-9_.-]+)\}\}")]
+    private static partial System.Text.RegularExpressions.Regex Marker();
+
+    private static List<string>? Names(List<YScalar>? list) => list?.Select(s => s.Value).ToList();
 
     /// <summary>Parses <paramref name="casesPath"/> and runs it against <paramref name="policy"/>. A file with problems runs no case.</summary>
     public static PolicyCaseReport RunFile(CompiledPolicy policy, string casesPath)
@@ -136,9 +268,8 @@ public static class PolicyCaseRunner
         return diagnostics.Count > 0 ? new PolicyCaseReport([], diagnostics) : new PolicyCaseReport(Run(policy, cases), []);
     }
 
-    private static PolicyCaseResult RunOne(CompiledPolicy policy, PolicyCase c)
+    private static PolicyCaseResult Compare(PolicyCase c, PolicyCaseOutcome actual)
     {
-        var actual = PolicyEvaluator.Evaluate(policy, c.Client, c.Method, c.Url, c.ConnectOnly);
         var problems = new List<string>();
         if (actual.Allowed != c.Expect.Allow)
         {
@@ -165,6 +296,16 @@ public static class PolicyCaseRunner
             problems.Add($"expected websocket {(webSocket ? "allowed" : "not allowed")}, got {(actual.WebSocketAllowed ? "allowed" : "not allowed")}");
         }
 
+        if (c.Expect.Findings is { } findings && !SameSet(findings, actual.Findings))
+        {
+            problems.Add($"expected findings [{string.Join(", ", findings)}], got [{string.Join(", ", actual.Findings ?? [])}]");
+        }
+
+        if (c.Expect.Secrets is { } secrets && !SameSet(secrets, actual.Secrets))
+        {
+            problems.Add($"expected secrets [{string.Join(", ", secrets)}], got [{string.Join(", ", actual.Secrets ?? [])}]");
+        }
+
         var message = problems.Count == 0
             ? string.Empty
             : $"{string.Join("; ", problems)} — {c.Method} {c.Url.Scheme}://{c.Url.Host}:{c.Url.Port}{c.Url.RawPath} was {(actual.Allowed ? "allowed" : "denied")} by rule '{actual.Rule}' at the {actual.Stage} stage (reason: {actual.Reason})";
@@ -172,4 +313,7 @@ public static class PolicyCaseRunner
     }
 
     private static string Word(bool allow) => allow ? "allow" : "deny";
+
+    private static bool SameSet(IReadOnlyList<string> expected, IReadOnlyList<string>? actual) =>
+        actual is not null && expected.ToHashSet(StringComparer.Ordinal).SetEquals(actual);
 }

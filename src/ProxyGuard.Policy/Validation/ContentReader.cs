@@ -140,7 +140,9 @@ internal static class ContentReader
             }
             else if (c.Options.KnownDetectorIds is { } known && !known.Contains(id) && (customRules is null || !customRules.ContainsKey(id)))
             {
-                r.Error(list[i], $"{path}[{i}]", $"unknown detector '{id}'");
+                var candidates = known.Concat(customRules?.Keys ?? Enumerable.Empty<string>()).Order(StringComparer.Ordinal).ToArray();
+                var suggestion = NodeReader.Suggest(id, candidates);
+                r.Error(list[i], $"{path}[{i}]", $"unknown detector '{id}'" + (suggestion is null ? "; see docs/detectors.md for the list" : $"; did you mean '{suggestion}'?"));
                 ok = false;
             }
             else if (!result.Contains(id))

@@ -9,10 +9,22 @@ internal sealed class NodeReader
     private readonly string _file;
     private readonly List<PolicyDiagnostic> _diagnostics;
 
-    public NodeReader(string file, List<PolicyDiagnostic> diagnostics)
+    private readonly List<PolicyDiagnostic>? _warnings;
+
+    public NodeReader(string file, List<PolicyDiagnostic> diagnostics, List<PolicyDiagnostic>? warnings = null)
     {
         _file = file;
         _diagnostics = diagnostics;
+        _warnings = warnings;
+    }
+
+    /// <summary>Something valid that is probably a mistake: reported as <c>warning: ...</c>, never fails the load.</summary>
+    public void Warn(YNode node, string path, string message)
+    {
+        if (_warnings is not null && _warnings.Count < MaxDiagnostics)
+        {
+            _warnings.Add(new PolicyDiagnostic(_file, node.Line, node.Column, $"warning: {path}: {message}"));
+        }
     }
 
     public void Error(YNode node, string path, string message) => Error(node.Line, node.Column, path, message);
@@ -209,7 +221,8 @@ internal sealed class NodeReader
 
     private static string Truncate(string value) => value.Length > 40 ? value[..40] + "..." : value;
 
-    private static string? Suggest(string key, string[] candidates)
+    /// <summary>The candidate closest to <paramref name="key"/> (edit distance at most a third of its length), or null.</summary>
+    public static string? Suggest(string key, string[] candidates)
     {
         string? best = null;
         var bestDistance = int.MaxValue;

@@ -15,9 +15,9 @@ internal sealed class PolicyCompiler
     private readonly int _errorsBefore;
     private readonly List<PolicyDiagnostic> _diagnostics;
 
-    public PolicyCompiler(string file, string baseDirectory, PolicyLoadOptions options, List<PolicyDiagnostic> diagnostics)
+    public PolicyCompiler(string file, string baseDirectory, PolicyLoadOptions options, List<PolicyDiagnostic> diagnostics, List<PolicyDiagnostic>? warnings = null)
     {
-        _context = new SectionContext(new NodeReader(file, diagnostics), options, baseDirectory);
+        _context = new SectionContext(new NodeReader(file, diagnostics, warnings), options, baseDirectory);
         _diagnostics = diagnostics;
         _errorsBefore = diagnostics.Count;
     }
@@ -37,7 +37,9 @@ internal sealed class PolicyCompiler
             var scalar = r.Scalar(versionNode, "version", "1");
             if (scalar is not null && !(scalar.IsPlain && scalar.Value == "1"))
             {
-                r.Error(scalar, "version", $"unsupported version '{scalar.Value}'; this ProxyGuard reads version 1");
+                r.Error(scalar, "version", scalar.Value == "1"
+                    ? "version must be the plain number 1, not the string \"1\" (remove the quotes)"
+                    : $"unsupported version '{scalar.Value}'; this ProxyGuard reads version 1");
             }
         }
 

@@ -138,6 +138,10 @@ internal static class RulesReader
                 {
                     paths.Add(list[i].Value);
                     globs.Add(glob!);
+                    if (PathGlob.RegexLookalikeWarning(list[i].Value) is { } warning)
+                    {
+                        r.Warn(list[i], $"{path}.paths[{i}]", warning);
+                    }
                 }
                 else
                 {

@@ -111,6 +111,7 @@ internal static class SecretsReader
                     InBody = inBody,
                     AllowPlainHttp = allowPlainHttp!.Value,
                     Line = map.Line,
+                    Column = map.Column,
                 });
             }
         }

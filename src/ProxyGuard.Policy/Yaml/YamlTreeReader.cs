@@ -42,6 +42,12 @@ internal static partial class YamlTreeReader
 
             return root;
         }
+        catch (YamlException ex) when (ex.Message.Contains("tab", StringComparison.OrdinalIgnoreCase) && FindIndentationTab(text, (int)ex.Start.Line) is { } tab)
+        {
+            // The parser reports a tab where the surrounding construct started (often 1:1): point at the tab itself.
+            diagnostics.Add(new PolicyDiagnostic(file, tab.Line, tab.Column, "YAML syntax error: a tab character in indentation; YAML indents with spaces only"));
+            return null;
+        }
         catch (YamlException ex)
         {
             diagnostics.Add(new PolicyDiagnostic(file, Math.Max(1, (int)ex.Start.Line), Math.Max(1, (int)ex.Start.Column), "YAML syntax error: " + CleanMessage(ex.Message)));
@@ -54,6 +60,34 @@ internal static partial class YamlTreeReader
             diagnostics.Add(new PolicyDiagnostic(file, Math.Max(1, state.LastLine), Math.Max(1, state.LastColumn), "YAML syntax error: malformed document after this point (check brackets, braces and quotes)"));
             return null;
         }
+    }
+
+    /// <summary>The first tab in a line's leading whitespace, from line <paramref name="fromLine"/> on (1-based positions).</summary>
+    private static (int Line, int Column)? FindIndentationTab(string text, int fromLine)
+    {
+        var line = 1;
+        var column = 1;
+        var leading = true;
+        foreach (var ch in text)
+        {
+            if (ch == '\n')
+            {
+                line++;
+                column = 1;
+                leading = true;
+                continue;
+            }
+
+            if (leading && ch == '\t' && line >= fromLine)
+            {
+                return (line, column);
+            }
+
+            leading &= ch is ' ' or '\t' or '\r';
+            column++;
+        }
+
+        return null;
     }
 
     private static string CleanMessage(string message)

@@ -48,12 +48,22 @@ internal static class PolicyCommands
             foreach (var file in parse.GetValue(files)!)
             {
                 var result = PolicyLoader.LoadFile(file, options);
-                foreach (var diagnostic in result.Diagnostics)
+                foreach (var diagnostic in result.Diagnostics.Concat(result.Warnings))
                 {
                     Console.Error.WriteLine(diagnostic.ToString());
                 }
 
-                if (result.Success)
+                // The files the policy names, read as 'run' reads them (CA bundles in tls.upstream_ca_files): every problem.
+                var fileProblems = result.Success
+                    ? result.Policy!.Tls.CheckUpstreamCaFiles(result.Policy.FilePath, Policy.IO.BoundedFile.DefaultTimeout)
+                    : [];
+                foreach (var problem in fileProblems)
+                {
+                    Console.Error.WriteLine((problem with { File = file }).ToString());
+                    failed = true;
+                }
+
+                if (result.Success && fileProblems.Count == 0)
                 {
                     var p = result.Policy!;
                     Console.WriteLine($"{file}: ok ({p.Rules.Count} rules, {p.Clients.Count} clients, {p.Secrets.Count} secrets, mode {p.Mode.ToString().ToLowerInvariant()}, default {p.Default.ToString().ToLowerInvariant()})");
@@ -74,7 +84,7 @@ internal static class PolicyCommands
         var file = new Argument<string>("FILE") { Description = "Policy file." };
         var cases = new Argument<string>("CASES") { Description = "Cases file (see docs/policy.md)." };
         var command = new Command("test", "Run expectation cases against a policy; prints N passed, N failed.") { file, cases };
-        command.SetAction(parse =>
+        command.SetAction(async (parse, ct) =>
         {
             var loaded = PolicyLoader.LoadFile(parse.GetValue(file)!, LoadOptions(null));
             if (!loaded.Success)
@@ -87,21 +97,73 @@ internal static class PolicyCommands
                 return ExitCodes.Failed;
             }
 
-            var report = PolicyCaseRunner.RunFile(loaded.Policy!, parse.GetValue(cases)!);
-            foreach (var diagnostic in report.Diagnostics)
+            var (parsed, problems) = PolicyCaseRunner.LoadFile(parse.GetValue(cases)!);
+            foreach (var diagnostic in problems)
             {
                 Console.Error.WriteLine(diagnostic.ToString());
             }
 
+            if (problems.Count > 0)
+            {
+                Console.WriteLine(new PolicyCaseReport([], problems).Summary);
+                return ExitCodes.Failed;
+            }
+
+            // Secrets are never read: each gets a stand-in value, and placeholders come from a key made for this run,
+            // so a cases file gives the same result on every machine and nothing is written.
+            using var secrets = new OfflineSecretProvider(resolve: false);
+            ProxySnapshot snapshot;
+            try
+            {
+                snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, System.Security.Cryptography.RandomNumberGenerator.GetBytes(32), ct);
+            }
+            catch (PolicyFileException ex)
+            {
+                Console.Error.WriteLine((ex.Diagnostic with { File = parse.GetValue(file)! }).ToString());
+                return ExitCodes.Failed;
+            }
+
+            var results = await PolicyCaseRunner.RunAsync(parsed, (c, token) => RunCaseAsync(snapshot, c, token), ct);
+            var report = new PolicyCaseReport(results, []);
             foreach (var result in report.Results)
             {
-                Console.WriteLine($"{(result.Passed ? "PASS" : "FAIL")} {result.Case.Name}{(result.Passed ? string.Empty : ": " + result.Message)}");
+                Console.WriteLine(result.ToString());
             }
 
             Console.WriteLine(report.Summary);
             return report.Success ? ExitCodes.Ok : ExitCodes.Failed;
         });
         return command;
+    }
+
+    /// <summary>One case through the same stages as <c>policy explain</c> (a CONNECT-only case through the rules alone).</summary>
+    internal static async Task<PolicyCaseOutcome> RunCaseAsync(ProxySnapshot snapshot, PolicyCase c, CancellationToken ct)
+    {
+        if (c.ConnectOnly)
+        {
+            return PolicyCaseOutcome.From(PolicyEvaluator.Evaluate(snapshot.Policy, c.Client, c.Method, c.Url, connectOnly: true));
+        }
+
+        var placeholders = snapshot.Bindings.Select(b => (b.Name, b.Placeholder)).Concat(snapshot.Unavailable.Select(u => (u.Name, u.Placeholder)))
+            .ToDictionary(p => p.Name, p => p.Placeholder, StringComparer.Ordinal);
+        var secrets = snapshot.Policy.Secrets.ToDictionary(
+            s => s.Name, s => (placeholders[s.Name], OfflineSecretProvider.StandIn(s.ValueReference)), StringComparer.Ordinal);
+        string? error = null;
+        string Expand(string text) => error is null ? PolicyCaseRunner.ExpandMarkers(text, secrets, out error) ?? text : text;
+        var url = c.Url with { RawPath = Expand(c.Url.RawPath) };
+        var headers = c.Headers.Select(h => new KeyValuePair<string, string>(h.Key, Expand(h.Value))).ToList();
+        var body = c.Body is null ? null : Encoding.UTF8.GetBytes(Expand(Encoding.UTF8.GetString(c.Body)));
+        if (error is not null)
+        {
+            return new PolicyCaseOutcome(false, "-", error, "case", null, false, [], []);
+        }
+
+        var outcome = await OfflineDecider.DecideAsync(snapshot, c.Client, c.Method, url, headers, body, ct);
+        var decision = outcome.Decision;
+        var stage = decision.Stage is DecisionStage.Rules or DecisionStage.Client ? outcome.Evaluation.Stage : DecisionNames.Of(decision.Stage);
+        return new PolicyCaseOutcome(
+            decision.Verdict == Verdict.Allow, decision.Rule, decision.Reason.Name, stage, outcome.Evaluation.TunnelMode, outcome.Evaluation.WebSocketAllowed,
+            outcome.Findings.Select(f => f.Detector).Distinct(StringComparer.Ordinal).ToList(), outcome.Injected.ToList());
     }
 
     private static Command Explain()
@@ -161,12 +223,38 @@ internal static class PolicyCommands
             }
 
             using var secrets = new OfflineSecretProvider();
-            var snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, SnapshotBuilder.LoadInstallationKey(parse.GetValue(dataDir)!), ct);
+            ProxySnapshot snapshot;
+            try
+            {
+                snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, SnapshotBuilder.LoadInstallationKey(parse.GetValue(dataDir)!), ct);
+            }
+            catch (PolicyFileException ex)
+            {
+                // 'run' would refuse to start with this policy: say where, as 'policy check' does.
+                Console.Error.WriteLine((ex.Diagnostic with { File = parse.GetValue(file)! }).ToString());
+                return ExitCodes.Failed;
+            }
+
             var (allowed, text) = await DescribeAsync(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target!, headerList, body, ct);
             Console.Write(text);
+            foreach (var line in Warnings(loaded.Policy!, secrets, HostNormalizer.NormalizeOrNull(target!.Host) ?? target.Host))
+            {
+                Console.WriteLine(line);
+            }
+
             return allowed ? ExitCodes.Ok : ExitCodes.Failed;
         });
         return command;
+    }
+
+    /// <summary>For each secret bound to the request's host that did not resolve here, what that means.</summary>
+    internal static IEnumerable<string> Warnings(CompiledPolicy policy, OfflineSecretProvider secrets, string host)
+    {
+        foreach (var secret in policy.Secrets.Where(s => secrets.Unresolved.ContainsKey(s.ValueReference) && s.Hosts.Matches(host)))
+        {
+            yield return $"warning:   secret '{secret.Name}' does not resolve here ({secrets.Unresolved[secret.ValueReference]}); explained as if it "
+                + "resolves on the proxy host. If it does not resolve there either, requests that carry its placeholder are denied (secret-unavailable).";
+        }
     }
 
     /// <summary>
@@ -193,6 +281,22 @@ internal static class PolicyCommands
         if (outcome.Message is { } message)
         {
             sb.AppendLine($"message:   {message}");
+        }
+
+        if (decision.Verdict != Verdict.Allow && decision.Rule == CompiledPolicy.DefaultRuleName && decision.Stage == DecisionStage.Rules)
+        {
+            var connect = evaluation.Stage == "connect";
+            var misses = snapshot.Policy.NearMisses(
+                snapshot.Policy.RequiresAuthentication ? client : null, target.Scheme, target.Host, target.Port, connect ? null : method, target.RawPath);
+            if (misses.Count == 0)
+            {
+                sb.AppendLine($"nearest:   no allow rule names the host {evaluation.NormalizedHost}");
+            }
+
+            foreach (var miss in misses)
+            {
+                sb.AppendLine($"nearest:   {miss}");
+            }
         }
 
         var findings = outcome.Findings.Select(f => $"{f.Detector} in {f.Location} ({f.Action})").ToList();

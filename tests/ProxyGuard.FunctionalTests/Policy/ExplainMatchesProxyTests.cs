@@ -7,8 +7,9 @@ using ProxyGuard.FunctionalTests.Infrastructure;
 namespace ProxyGuard.FunctionalTests.Policy;
 
 /// <summary>
-/// One truth: the same requests (headers, bodies, secrets, content rules) go through <c>policy explain</c> and through
-/// the live proxy, and the decision, rule and reason agree in the CLI output, the X-ProxyGuard-* headers and the event.
+/// One truth: the same requests (headers, bodies, secrets, content rules) go through <c>policy explain</c>, through
+/// <c>policy test</c> (as a cases file) and through the live proxy, and the decision, rule and reason agree in the CLI
+/// output, the cases run, the X-ProxyGuard-* headers and the event.
 /// </summary>
 [Collection("proxy")]
 public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigin>
@@ -35,6 +36,10 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
               allow_destinations: [127.0.0.0/8]
             content:
               builtin: all
+              rules:
+                - name: internal-marker
+                  pattern: "ACME-INTERNAL-[0-9][0-9][0-9][0-9]"
+                  action: deny
             tls:
               upstream_ca_files: [{_o.OriginCaPath}]
             rules:
@@ -45,7 +50,7 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
                 action: deny
               - name: echo
                 hosts: [localhost]
-                ports: [{"{HTTPS}"}, {"{HTTP}"}]
+                ports: [{"{HTTPS}"}, {"{HTTP}"}, 443]
                 methods: [GET, POST]
                 paths: ["/echo/**"]
                 action: allow
@@ -74,6 +79,10 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
             new("placeholder in body, headers-only secret", "POST", _o.HttpsUrl("/echo/x9"), ["Content-Type: text/plain"], "token " + placeholder, "deny", "secrets", "secret-misuse"),
             new("placeholder as query name", "GET", _o.HttpsUrl($"/echo/x10?{placeholder}=1"), [], null, "deny", "secrets", "placeholder-position"),
             new("real value sent (the content scan knows it)", "GET", _o.HttpsUrl("/echo/x11"), [$"Authorization: Bearer {ApiValue}"], null, "deny", "vault-secret", "content-finding"),
+            new("credential in body", "POST", _o.HttpsUrl("/echo/x13"), ["Content-Type: application/json"], $"{{\"k\":\"{aws}\"}}", "deny", "aws-access-key-id", "content-finding"),
+            new("custom content rule in body", "POST", _o.HttpsUrl("/echo/x14"), ["Content-Type: text/plain"], "see ACME-INTERNAL-1234", "deny", "internal-marker", "content-finding"),
+            new("plain http: no rule for the path", "POST", _o.HttpUrl("/other/x15"), ["Content-Type: text/plain"], "hello", "deny", "default", "no-rule-matched"),
+            new("plain http to port 443, which the rule lists (443 is HTTPS only)", "GET", "http://localhost:443/echo/x16", [], null, "deny", "default", "no-rule-matched"),
             new("placeholder over plain http", "GET", _o.HttpUrl("/echo/x12"), [$"Authorization: Bearer {placeholder}"], null, "deny", "secrets", "secret-plain-http"),
         ];
 
@@ -98,6 +107,15 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
 
             Check("explain", cli.Verdict, cli.Rule, cli.Reason);
             Check("event", recorded.Verdict, recorded.Rule, recorded.Reason);
+            if (c.Verdict == "deny" && e.TryGetProperty("secretsInjected", out var injected) && injected.GetArrayLength() > 0)
+            {
+                failures.Add($"{c.Name}: a deny event records secretsInjected {injected}");
+            }
+
+            if (c.Verdict == "deny" && c.Rule == "default" && !cli.Nearest.Any(n => n.StartsWith("rule 'echo'", StringComparison.Ordinal)))
+            {
+                failures.Add($"{c.Name}: explain names no near-miss rule: [{string.Join(" | ", cli.Nearest)}]");
+            }
             if (c.Verdict == "deny")
             {
                 Check($"headers ({status})", headers.GetValueOrDefault("x-proxyguard-decision"), headers.GetValueOrDefault("x-proxyguard-rule"),
@@ -109,10 +127,49 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
             }
         }
 
+        // The same table as a cases file: placeholders and the real value written as markers, run offline.
+        var casesFile = Path.Combine(proxy.Directory, "table.cases.yaml");
+        await File.WriteAllTextAsync(casesFile, CasesYaml(cases, placeholder, ApiValue));
+        var test = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "policy", "test", proxy.PolicyPath, casesFile], proxy.Directory, new Dictionary<string, string>());
+        if (test.ExitCode != 0 || !test.Stdout.Contains($"{cases.Length} passed, 0 failed", StringComparison.Ordinal))
+        {
+            failures.Add("policy test disagrees:\n" + test.All);
+        }
+
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
-    private static async Task<(string? Verdict, string? Rule, string? Reason)> ExplainAsync(ProxyProcess proxy, Case c, Dictionary<string, string> environment)
+    /// <summary>The table as a cases file; the placeholder and the real value become {{placeholder:api}} and {{value:api}}.</summary>
+    private static string CasesYaml(IEnumerable<Case> cases, string placeholder, string realValue)
+    {
+        static string Q(string text) => JsonSerializer.Serialize(text);
+        string Mark(string text) => text.Replace(placeholder, "{{placeholder:api}}", StringComparison.Ordinal).Replace(realValue, "{{value:api}}", StringComparison.Ordinal);
+        var sb = new StringBuilder("cases:\n");
+        foreach (var c in cases)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"  - name: {Q(c.Name)}\n    method: {c.Method}\n    url: {Q(Mark(c.Url))}\n");
+            if (c.Headers.Length > 0)
+            {
+                sb.Append("    headers:\n");
+                foreach (var header in c.Headers)
+                {
+                    var colon = header.IndexOf(':', StringComparison.Ordinal);
+                    sb.Append(CultureInfo.InvariantCulture, $"      {Q(header[..colon].Trim())}: {Q(Mark(header[(colon + 1)..].Trim()))}\n");
+                }
+            }
+
+            if (c.Body is not null)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"    body: {Q(Mark(c.Body))}\n");
+            }
+
+            sb.Append(CultureInfo.InvariantCulture, $"    expect: {{ decision: {c.Verdict}, rule: {Q(c.Rule)}, reason: {c.Reason} }}\n");
+        }
+
+        return sb.ToString();
+    }
+
+    private static async Task<(string? Verdict, string? Rule, string? Reason, List<string> Nearest)> ExplainAsync(ProxyProcess proxy, Case c, Dictionary<string, string> environment)
     {
         var args = new List<string> { ProxyProcess.DllPath, "policy", "explain", proxy.PolicyPath, c.Method, c.Url, "--data-dir", proxy.DataDirectory };
         foreach (var header in c.Headers)
@@ -129,7 +186,8 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
 
         var result = await Cli.RunProgramAsync("dotnet", args, proxy.Directory, environment);
         string? Field(string name) => Regex.Match(result.Stdout, $"^{name}:\\s+(\\S+)", RegexOptions.Multiline) is { Success: true } m ? m.Groups[1].Value : null;
-        return (Field("decision"), Field("rule"), Field("reason"));
+        var nearest = Regex.Matches(result.Stdout, @"^nearest:\s+(.+)$", RegexOptions.Multiline).Select(m => m.Groups[1].Value.TrimEnd()).ToList();
+        return (Field("decision"), Field("rule"), Field("reason"), nearest);
     }
 
     private static async Task<(int Status, Dictionary<string, string> Headers)> SendAsync(HttpClient client, Case c)

@@ -30,6 +30,27 @@ public sealed class PolicyAuditModeTests : IClassFixture<PolicyOrigin>
     }
 
     [Fact]
+    public async Task Audit_mode_records_the_would_be_deny_when_the_upstream_fails_and_502_is_worded_as_an_upstream_failure()
+    {
+        using var dir = new TempDir();
+        await using var proxy = await _o.StartProxyAsync(dir, "mode: audit\n" + Rules);
+
+        // No rule allows POST to this host; the name does not resolve: the event still records the policy's verdict.
+        var post = await CurlAsync(proxy, "POST", "http://nonexistent.invalid/aud-dns", data: "payload");
+        Assert.True(post.Status == 502, post.ToString());
+        Assert.Equal("error", post.Header("X-ProxyGuard-Decision"));
+        Assert.Equal("dns-failure", post.Header("X-ProxyGuard-Reason"));
+        Assert.Contains("not a policy decision", post.Body, StringComparison.Ordinal);
+        Assert.DoesNotContain("blocked this request", post.Body, StringComparison.Ordinal);
+        var e = await proxy.WaitForEventAsync(ev => ev.GetProperty("kind").GetString() == "request" && ev.GetProperty("host").GetString() == "nonexistent.invalid");
+        Assert.Equal("audit-deny", e.GetProperty("decision").GetString());
+        Assert.Equal("default", e.GetProperty("rule").GetString());
+        Assert.Equal("no-rule-matched", e.GetProperty("reason").GetString());
+        Assert.Equal(502, e.GetProperty("status").GetInt32());
+        Assert.False(e.TryGetProperty("secretsInjected", out var injected) && injected.GetArrayLength() > 0);
+    }
+
+    [Fact]
     public async Task Audit_mode_forwards_would_be_denials_and_records_audit_deny_events()
     {
         using var dir = new TempDir();

@@ -127,6 +127,134 @@ public sealed class PolicyCliTests
     }
 
     [Fact]
+    public async Task Policy_check_reads_the_CA_files_run_reads_and_warns_about_secrets_no_rule_reaches()
+    {
+        using var dir = new TempDir();
+        var policy = dir.Write("ca.yaml", $"""
+            version: 1
+            default: deny
+            tls:
+              upstream_ca_files: [{dir.File("missing-ca.pem")}, {dir.File("also-missing.pem")}]
+            rules:
+              - name: gh
+                hosts: [api.github.com]
+                action: allow
+            secrets:
+              - name: orphan
+                value: env:PG_ORPHAN_SECRET
+                hosts: [nowhere.example.org]
+            """);
+        var check = await Cli.RunAsync(RepoRoot, "policy", "check", policy);
+        Assert.True(check.ExitCode == 1, check.All);
+        Assert.Contains($"{policy}:4:23: tls.upstream_ca_files[0]: ", check.Stderr, StringComparison.Ordinal);
+        Assert.Contains("tls.upstream_ca_files[1]: ", check.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"{policy}:10:5: warning: secret 'orphan' is bound to nowhere.example.org, which no allow rule reaches", check.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain(": ok", check.Stdout, StringComparison.Ordinal);
+
+        // explain and test refuse it the same way, with the position and without a stack trace.
+        var explain = await Cli.RunAsync(dir.Path, "policy", "explain", policy, "GET", "https://api.github.com/");
+        Assert.True(explain.ExitCode == 1, explain.All);
+        Assert.Contains($"{policy}:4:23: tls.upstream_ca_files[0]: ", explain.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", explain.All, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", explain.All, StringComparison.Ordinal);
+
+        // With the CA file present the policy passes (the warning stays a warning).
+        await File.WriteAllTextAsync(dir.File("missing-ca.pem"), string.Empty);
+        await File.WriteAllTextAsync(dir.File("also-missing.pem"), string.Empty);
+        var ok = await Cli.RunAsync(RepoRoot, "policy", "check", policy);
+        Assert.True(ok.ExitCode == 0, ok.All);
+        Assert.Contains("warning: secret 'orphan'", ok.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Policy_explain_warns_when_a_secret_does_not_resolve_here_and_lists_near_misses()
+    {
+        using var dir = new TempDir();
+        var policy = dir.Write("p.yaml", """
+            version: 1
+            default: deny
+            rules:
+              - name: read
+                hosts: [api.example.com]
+                methods: [GET]
+                action: allow
+            secrets:
+              - name: api
+                value: env:PG_EXPLAIN_NOT_SET_ANYWHERE
+                hosts: [api.example.com]
+            """);
+        var allowed = await Cli.RunAsync(dir.Path, "policy", "explain", policy, "GET", "https://api.example.com/x");
+        Assert.True(allowed.ExitCode == 0, allowed.All);
+        Assert.Matches(new Regex(@"^warning:\s+secret 'api' does not resolve here .*PG_EXPLAIN_NOT_SET_ANYWHERE", RegexOptions.Multiline), allowed.Stdout);
+        Assert.DoesNotContain("result:", allowed.Stdout, StringComparison.Ordinal);
+
+        var denied = await Cli.RunAsync(dir.Path, "policy", "explain", policy, "POST", "https://api.example.com/x");
+        Assert.True(denied.ExitCode == 1, denied.All);
+        Assert.Matches(new Regex(@"^decision:\s+deny ", RegexOptions.Multiline), denied.Stdout);
+        Assert.Matches(new Regex(@"^nearest:\s+rule 'read' \(line 4\): host and port matched; method POST is not in \[GET\]$", RegexOptions.Multiline), denied.Stdout);
+        Assert.DoesNotMatch(new Regex(@"\ballow\b", RegexOptions.Multiline), Regex.Replace(denied.Stdout, "^(nearest|warning):.*$", string.Empty, RegexOptions.Multiline));
+    }
+
+    [Fact]
+    public async Task Policy_test_runs_content_and_secret_cases_and_prints_failure_locations()
+    {
+        using var dir = new TempDir();
+        var policy = dir.Write("p.yaml", """
+            version: 1
+            default: deny
+            rules:
+              - name: llm
+                hosts: [api.example.com]
+                methods: [POST]
+                action: allow
+            content:
+              rules:
+                - name: internal-marker
+                  pattern: "ACME-INTERNAL-[0-9]{4}"
+                  action: deny
+            secrets:
+              - name: llm-key
+                value: vault:secret/data/llm#key
+                hosts: [api.example.com]
+                in: [headers]
+            """);
+        dir.Write("body.txt", "key={{placeholder:llm-key}}");
+        var cases = dir.Write("p.cases.yaml", """
+            cases:
+              - name: key in a header is substituted
+                method: POST
+                url: https://api.example.com/v1
+                headers: { Authorization: "Bearer {{placeholder:llm-key}}" }
+                expect: { decision: allow, rule: llm, secrets: [llm-key], findings: [] }
+              - name: key in the body is misuse
+                method: POST
+                url: https://api.example.com/v1
+                body_file: body.txt
+                expect: { decision: deny, rule: secrets, reason: secret-misuse, secrets: [] }
+              - name: a content rule denies
+                method: POST
+                url: https://api.example.com/v1
+                body: "see ACME-INTERNAL-1234"
+                expect: { decision: deny, reason: content-finding, findings: [internal-marker] }
+              - name: the real value is refused
+                method: POST
+                url: https://api.example.com/v1
+                headers: { Authorization: "Bearer {{value:llm-key}}" }
+                expect: { decision: deny, reason: content-finding }
+              - name: wrongly expected
+                method: POST
+                url: https://api.example.com/v1
+                body: "ACME-INTERNAL-0000"
+                expect: { decision: allow, findings: [] }
+            """);
+        var result = await Cli.RunAsync(dir.Path, "policy", "test", policy, cases);
+        Assert.True(result.ExitCode == 1, result.All);
+        Assert.Contains("4 passed, 1 failed", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"FAIL wrongly expected ({cases}:22:5): expected allow, got deny; expected findings [], got [internal-marker]", result.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("pgstandin", result.All, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Policy_check_resolves_secret_references_only_when_asked()
     {
         const string example = "policies/examples/coding-agent.yaml";
