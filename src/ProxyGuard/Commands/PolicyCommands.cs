@@ -161,7 +161,7 @@ internal static class PolicyCommands
             }
 
             using var secrets = new OfflineSecretProvider();
-            var snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, SnapshotBuilder.LoadInstallationKey(parse.GetValue(dataDir)!), ct);
+            var snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, InstallationKeyFile.ReadOrEphemeral(parse.GetValue(dataDir)!, loaded.Policy!.Secrets.Any(s => s.Placeholder is null)), ct);
             var (allowed, text) = await DescribeAsync(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target!, headerList, body, ct);
             Console.Write(text);
             return allowed ? ExitCodes.Ok : ExitCodes.Failed;

@@ -14,11 +14,11 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var policy = new Option<string>("--policy") { Description = "Policy file.", DefaultValueFactory = _ => "policies/default.yaml" };
+        var policy = new Option<string>("--policy") { Description = "Policy file.", DefaultValueFactory = _ => "policies/default.yaml" }.NotEmpty();
         var listen = new Option<string>("--listen") { Description = "Proxy listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:8080" };
         var admin = new Option<string>("--admin") { Description = "Admin API listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
-        var caDir = new Option<string>("--ca-dir") { Description = "CA directory (created on first run).", DefaultValueFactory = _ => "certs-dev" };
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (events, tokens).", DefaultValueFactory = _ => ".proxyguard" };
+        var caDir = new Option<string>("--ca-dir") { Description = "CA directory (created on first run).", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (events, tokens).", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
         var resolve = new Option<string[]>("--resolve") { Description = "Pin HOST=IP (repeatable).", AllowMultipleArgumentsPerToken = false };
         var jsonLogs = new Option<bool>("--json-logs") { Description = "Structured JSON console logs (for container platforms)." };
 
@@ -145,7 +145,7 @@ internal static class RunCommand
             }
             catch (IOException ex)
             {
-                await Console.Error.WriteLineAsync("proxyguard: cannot start: " + OneLine(ex.Message));
+                await Console.Error.WriteLineAsync("proxyguard: cannot start: " + BindFailure(ex, options));
                 return ExitCodes.Failed;
             }
 
@@ -188,6 +188,42 @@ internal static class RunCommand
         ?? FilePermissions.CheckPrivateDirectory(options.CaDirectory, "CA directory")
         ?? FilePermissions.CheckPrivateFile(Path.Combine(options.CaDirectory, CertificateAuthority.KeyFileName), "CA key")
         ?? FilePermissions.CheckPrivateFile(Path.Combine(options.CaDirectory, CertificateAuthority.LeafKeyFileName), "leaf key");
+
+    /// <summary>
+    /// A listener that cannot be bound, said in the user's terms: which option, and the address as the banner
+    /// would print it (<c>http://</c>: both listeners speak plain HTTP to their clients; Kestrel's own message
+    /// says <c>https://</c> for the proxy listener because of its TLS-detecting middleware).
+    /// </summary>
+    internal static string BindFailure(IOException ex, ProxyServerOptions options)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(ex.Message, @"^Failed to bind to address (?:https?://)?(?<address>\S+?): (?<why>.*)$");
+        if (!match.Success)
+        {
+            return OneLine(ex.Message);
+        }
+
+        var address = match.Groups["address"].Value;
+        var option = Describes(options.Admin, address) ? $" (--admin {options.Admin})"
+            : Describes(options.Listen, address) ? $" (--listen {options.Listen})"
+            : string.Empty;
+        var shown = address.StartsWith("unix:", StringComparison.Ordinal) || address.StartsWith('/') ? address : "http://" + address;
+        return $"cannot listen on {shown}{option}: {OneLine(match.Groups["why"].Value).TrimEnd('.')}";
+    }
+
+    private static bool Describes(string option, string address)
+    {
+        try
+        {
+            var parsed = ListenAddress.Parse(option, "option");
+            return parsed.UnixPath is { } path
+                ? address.Contains(path, StringComparison.Ordinal)
+                : address == parsed.EndPoint!.ToString();
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
 
     internal static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
 }
