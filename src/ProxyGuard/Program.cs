@@ -10,16 +10,7 @@ public static class Program
 
     public static async Task<int> Main(string[] args)
     {
-        var root = new RootCommand("ProxyGuard: the TLS-intercepting egress proxy for sandboxed AI agents.")
-        {
-            RunCommand.Create(),
-            CaCommands.Create(),
-            PolicyCommands.Create(),
-            EnvCommand.Create(),
-            EventsCommand.Create(),
-        };
-
-        var parse = root.Parse(HelpAlias(args));
+        var parse = CreateRoot().Parse(HelpAlias(args));
         if (parse.Errors.Count > 0)
         {
             foreach (var error in parse.Errors)
@@ -56,6 +47,16 @@ public static class Program
             return ExitCodes.Failed;
         }
     }
+
+    /// <summary>Every command; the documentation test parses the command lines of the docs with it.</summary>
+    internal static RootCommand CreateRoot() => new("ProxyGuard: the TLS-intercepting egress proxy for sandboxed AI agents.")
+    {
+        RunCommand.Create(),
+        CaCommands.Create(),
+        PolicyCommands.Create(),
+        EnvCommand.Create(),
+        EventsCommand.Create(),
+    };
 
     /// <summary><c>proxyguard help [COMMAND...]</c> is <c>proxyguard [COMMAND...] --help</c>.</summary>
     internal static string[] HelpAlias(string[] args) =>
