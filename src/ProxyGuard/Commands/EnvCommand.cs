@@ -47,7 +47,7 @@ internal static class EnvCommand
     public static Command Create()
     {
         var policy = new Option<string>("--policy") { Description = "Policy file (for secret placeholders).", DefaultValueFactory = _ => "policies/default.yaml" }.NotEmpty();
-        var proxy = new Option<string>("--proxy") { Description = "Proxy URL the sandbox uses.", DefaultValueFactory = _ => "http://127.0.0.1:8080" }.NotEmpty();
+        var proxy = new Option<string>("--proxy") { Description = "Proxy the sandbox uses: http://ADDR:PORT or ADDR:PORT.", DefaultValueFactory = _ => "http://127.0.0.1:8080" }.NotEmpty();
         var format = new Option<string>("--format") { Description = "sh | dotenv | json", DefaultValueFactory = _ => "sh" };
         format.AcceptOnlyFromAmong("sh", "dotenv", "json");
         var caDir = new Option<string>("--ca-dir") { Description = "The proxy's CA directory (never created here).", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
@@ -60,7 +60,7 @@ internal static class EnvCommand
             try
             {
                 var policyGiven = parse.GetResult(policy) is { Implicit: false };
-                var variables = Build(parse.GetValue(policy)!, policyGiven, parse.GetValue(proxy)!, parse.GetValue(caDir)!, parse.GetValue(dataDir)!);
+                var variables = Build(parse.GetValue(policy)!, policyGiven, ProxyUrl(parse.GetValue(proxy)!), parse.GetValue(caDir)!, parse.GetValue(dataDir)!);
                 Console.Write(Render(variables, fmt));
                 return ExitCodes.Ok;
             }
@@ -77,6 +77,10 @@ internal static class EnvCommand
         });
         return command;
     }
+
+    /// <summary>The proxy URL for the variables: <c>ADDR:PORT</c> (what <c>run --listen</c> takes) becomes <c>http://ADDR:PORT</c>.</summary>
+    internal static string ProxyUrl(string value) =>
+        value.Contains("://", StringComparison.Ordinal) || value.StartsWith("unix:", StringComparison.Ordinal) ? value : "http://" + value;
 
     /// <summary>
     /// The variables, from an existing CA and (for derived placeholders) the proxy's existing installation key.

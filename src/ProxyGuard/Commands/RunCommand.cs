@@ -15,8 +15,8 @@ internal static class RunCommand
     public static Command Create()
     {
         var policy = new Option<string>("--policy") { Description = "Policy file.", DefaultValueFactory = _ => "policies/default.yaml" }.NotEmpty();
-        var listen = new Option<string>("--listen") { Description = "Proxy listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:8080" };
-        var admin = new Option<string>("--admin") { Description = "Admin API listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
+        var listen = new Option<string>("--listen") { Description = "Proxy listener: ADDR:PORT, http://ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:8080" };
+        var admin = new Option<string>("--admin") { Description = "Admin API listener: ADDR:PORT, http://ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
         var caDir = new Option<string>("--ca-dir") { Description = "CA directory (created on first run).", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
         var dataDir = new Option<string>("--data-dir") { Description = "Data directory (events, tokens).", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
         var resolve = new Option<string[]>("--resolve") { Description = "Pin HOST=IP (repeatable).", AllowMultipleArgumentsPerToken = false };
@@ -30,11 +30,12 @@ internal static class RunCommand
         {
             Dictionary<string, IPAddress> pins;
             EventStoreOptions retention;
+            string listenValue, adminValue;
             try
             {
                 pins = ParsePins(parse.GetValue(resolve) ?? []);
-                ListenAddress.Parse(parse.GetValue(listen)!, "--listen");
-                ListenAddress.Parse(parse.GetValue(admin)!, "--admin");
+                listenValue = ListenValue(parse.GetValue(listen)!, "--listen");
+                adminValue = ListenValue(parse.GetValue(admin)!, "--admin");
                 retention = ParseRetention(parse.GetValue(retain)!, parse.GetValue(maxEvents), parse.GetValue(maxSize)!);
             }
             catch (ArgumentException ex)
@@ -46,8 +47,8 @@ internal static class RunCommand
             var options = new ProxyServerOptions
             {
                 PolicyPath = parse.GetValue(policy)!,
-                Listen = parse.GetValue(listen)!,
-                Admin = parse.GetValue(admin)!,
+                Listen = listenValue,
+                Admin = adminValue,
                 CaDirectory = parse.GetValue(caDir)!,
                 DataDirectory = parse.GetValue(dataDir)!,
                 Resolve = pins,
@@ -57,6 +58,31 @@ internal static class RunCommand
             return await RunAsync(options, ct);
         });
         return command;
+    }
+
+    /// <summary>
+    /// A listener as <c>ADDR:PORT</c> or <c>unix:PATH</c>; the URL form the banner prints (<c>http://ADDR:PORT</c>)
+    /// is accepted too. Throws <see cref="ArgumentException"/> naming <paramref name="option"/>.
+    /// </summary>
+    internal static string ListenValue(string value, string option)
+    {
+        var text = value.Trim();
+        if (text.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException($"{option}: the listener speaks plain HTTP to its clients (TLS is inside CONNECT): use ADDR:PORT or http://ADDR:PORT, got '{value}'");
+        }
+
+        if (text.StartsWith("http://", StringComparison.OrdinalIgnoreCase))
+        {
+            text = text["http://".Length..].TrimEnd('/');
+            if (text.Contains('/', StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"{option}: a listener has no path: use ADDR:PORT or http://ADDR:PORT, got '{value}'");
+            }
+        }
+
+        ListenAddress.Parse(text, option);
+        return text;
     }
 
     internal static EventStoreOptions ParseRetention(string retain, long maxCount, string maxSize)

@@ -71,6 +71,7 @@ public sealed class CliRoughEdgesTests
     [InlineData("ca|init|--dir|")]
     [InlineData("env|--data-dir|")]
     [InlineData("run|--ca-dir|")]
+    [InlineData("run|--listen|https://127.0.0.1:8080")]
     [InlineData("events|--admin|not an address")]
     [InlineData("events|--admin|ftp://127.0.0.1:9090")]
     [InlineData("events|--since|yesterday")]
@@ -111,6 +112,19 @@ public sealed class CliRoughEdgesTests
         Assert.Equal("false\n", (await Cli.RunAsync(dir.Path, "env", "--no-such-flag")).Stdout);
         Assert.Equal(string.Empty, (await Cli.RunAsync(dir.Path, "env", "--format", "dotenv")).Stdout);
         Assert.Equal(string.Empty, (await Cli.RunAsync(dir.Path, "env", "--format", "json")).Stdout);
+    }
+
+    [Fact]
+    public async Task Env_takes_the_proxy_as_a_url_or_as_ADDR_PORT()
+    {
+        using var dir = new TempDir();
+        Assert.Equal(0, (await Cli.RunAsync(dir.Path, "ca", "init", "--dir", "ca")).ExitCode);
+        foreach (var form in new[] { "127.0.0.1:3128", "http://127.0.0.1:3128" })
+        {
+            var result = await Cli.RunAsync(dir.Path, "env", "--ca-dir", "ca", "--proxy", form, "--format", "dotenv");
+            Assert.True(result.ExitCode == 0, result.All);
+            Assert.Contains("\nHTTPS_PROXY=http://127.0.0.1:3128\n", result.Stdout, StringComparison.Ordinal);
+        }
     }
 
     [Fact]

@@ -146,6 +146,21 @@ public sealed class RunStartupTests : IDisposable
     }
 
     [Fact]
+    public async Task Listeners_can_be_given_as_the_urls_the_banner_prints()
+    {
+        await using var proxy = await ProxyProcess.StartAsync(Path.Combine(_dir.Path, "url"), Policy, environment: SecretEnv, listen: "http://127.0.0.1:0/");
+        Assert.Matches(@"^http://127\.0\.0\.1:\d+$", proxy.ProxyUrl);
+
+        // The admin listener too: a taken port shows that the URL was understood as that address.
+        using var busy = new TcpListener(IPAddress.Loopback, 0);
+        busy.Start();
+        var port = ((IPEndPoint)busy.LocalEndpoint).Port;
+        var policy = _dir.Write("url.yaml", Policy);
+        var line = OneLine(await RunExpectingFailureAsync("--policy", policy, "--listen", "127.0.0.1:0", "--admin", $"http://127.0.0.1:{port}"));
+        Assert.Contains($"cannot listen on http://127.0.0.1:{port} (--admin 127.0.0.1:{port})", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Missing_policy_file_is_one_clear_line()
     {
         var missing = Path.Combine(_dir.Path, "nope", "policy.yaml");
