@@ -13,6 +13,8 @@
 #                                  tests/ProxyGuard.FunctionalTests/Ecosystem/PackagingTests.cs runs
 #   ```yaml / ```text / ```ini / ```json  not commands
 # PG_DOCS_VERBOSE=1 prints each guide's full output.
+# The other docs are checked by tests/ProxyGuard.FunctionalTests/Ecosystem/DocsSnippetsTests.cs: every policy
+# snippet passes `policy check`, every `proxyguard ...` command line and synopsis parses.
 # `proxyguard` is $PROXYGUARD_DLL run with dotnet when set, else the proxyguard on PATH. `claude`
 # is a stub that checks the variables it was given (Claude Code itself is not installed here).
 set -euo pipefail

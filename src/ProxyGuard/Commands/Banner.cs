@@ -20,8 +20,8 @@ internal static class Banner
                     (policy.Secrets.Count > 0 ? $" [{string.Join(", ", policy.Secrets.Select(s => s.Name))}]" : string.Empty));
         var proxy = server.ProxyUrl.StartsWith("unix:", StringComparison.Ordinal) ? string.Empty : $" --proxy {server.ProxyUrl}";
 
-        // --data-dir matters: placeholders derive from the installation key stored there.
-        o.WriteLine($"proxyguard: for a sandbox: eval \"$(proxyguard env --policy {Quote(options.PolicyPath)} --ca-dir {Quote(options.CaDirectory)} --data-dir {Quote(options.DataDirectory)}{proxy})\"");
+        // Absolute paths, so the line works from any directory; --data-dir matters: placeholders derive from the installation key stored there.
+        o.WriteLine($"proxyguard: for a sandbox: eval \"$(proxyguard env --policy {Quote(Path.GetFullPath(options.PolicyPath))} --ca-dir {Quote(Path.GetFullPath(options.CaDirectory))} --data-dir {Quote(Path.GetFullPath(options.DataDirectory))}{proxy})\"");
         o.Flush();
     }
 

@@ -7,7 +7,7 @@ internal static class CaCommands
 {
     public static Command Create()
     {
-        var initDir = new Option<string>("--dir") { Description = "CA directory.", DefaultValueFactory = _ => "certs-dev" };
+        var initDir = new Option<string>("--dir") { Description = "CA directory.", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
         var force = new Option<bool>("--force") { Description = "Replace an existing CA." };
         var init = new Command("init", "Create a CA (key file mode 0600).") { initDir, force };
         init.SetAction(parse =>
@@ -25,8 +25,8 @@ internal static class CaCommands
             }
         });
 
-        var exportDir = new Option<string>("--dir") { Description = "CA directory.", DefaultValueFactory = _ => "certs-dev" };
-        var output = new Option<string?>("--out") { Description = "Write the PEM here instead of stdout." };
+        var exportDir = new Option<string>("--dir") { Description = "CA directory.", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
+        var output = new Option<string?>("--out") { Description = "Write the PEM here instead of stdout." }.NotEmpty();
         var export = new Command("export", "Write the CA certificate (PEM) for sandboxes to trust.") { exportDir, output };
         export.SetAction(parse =>
         {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Text;
 using System.Text.Json;
 using ProxyGuard.Engine.Certificates;
@@ -24,39 +25,81 @@ internal static class EnvCommand
         "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem", "/etc/ssl/ca-bundle.pem",
     ];
 
+    /// <summary>
+    /// What <c>sh</c> output is when <c>env</c> fails: a statement that fails, so that <c>eval "$(proxyguard env)"</c>
+    /// (whose status is that of the last statement it ran, not of the command substitution) fails too and a
+    /// <c>set -e</c> script or an <c>&amp;&amp;</c> chain stops instead of running an agent without the proxy.
+    /// </summary>
+    internal const string FailedShellStatement = "false\n";
+
+    /// <summary>True when <paramref name="parse"/> is an <c>env</c> command line whose output would be <c>sh</c> (the default).</summary>
+    internal static bool WantsShellOutput(ParseResult parse)
+    {
+        if (parse.CommandResult.Command.Name != "env" || parse.CommandResult.Parent is not CommandResult { Parent: null })
+        {
+            return false;
+        }
+
+        var format = parse.CommandResult.Children.OfType<OptionResult>().FirstOrDefault(o => o.Option.Name == "--format");
+        return format is null || format.Tokens.Count == 0 || format.Tokens[^1].Value is not ("dotenv" or "json");
+    }
+
     public static Command Create()
     {
-        var policy = new Option<string>("--policy") { Description = "Policy file (for secret placeholders).", DefaultValueFactory = _ => "policies/default.yaml" };
-        var proxy = new Option<string>("--proxy") { Description = "Proxy URL the sandbox uses.", DefaultValueFactory = _ => "http://127.0.0.1:8080" };
+        var policy = new Option<string>("--policy") { Description = "Policy file (for secret placeholders).", DefaultValueFactory = _ => "policies/default.yaml" }.NotEmpty();
+        var proxy = new Option<string>("--proxy") { Description = "Proxy the sandbox uses: http://ADDR:PORT or ADDR:PORT.", DefaultValueFactory = _ => "http://127.0.0.1:8080" }.NotEmpty();
         var format = new Option<string>("--format") { Description = "sh | dotenv | json", DefaultValueFactory = _ => "sh" };
         format.AcceptOnlyFromAmong("sh", "dotenv", "json");
-        var caDir = new Option<string>("--ca-dir") { Description = "CA directory.", DefaultValueFactory = _ => "certs-dev" };
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (placeholder key).", DefaultValueFactory = _ => ".proxyguard" };
+        var caDir = new Option<string>("--ca-dir") { Description = "The proxy's CA directory (never created here).", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
+        var dataDir = new Option<string>("--data-dir") { Description = "The proxy's data directory (installation key for derived placeholders; never created here).", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
 
         var command = new Command("env", "Print what a sandbox needs: proxy, CA and placeholder variables.") { policy, proxy, format, caDir, dataDir };
         command.SetAction(parse =>
         {
+            var fmt = parse.GetValue(format)!;
             try
             {
-                var variables = Build(parse.GetValue(policy)!, parse.GetValue(proxy)!, parse.GetValue(caDir)!, parse.GetValue(dataDir)!);
-                Console.Write(Render(variables, parse.GetValue(format)!));
+                var policyGiven = parse.GetResult(policy) is { Implicit: false };
+                var variables = Build(parse.GetValue(policy)!, policyGiven, ProxyUrl(parse.GetValue(proxy)!), parse.GetValue(caDir)!, parse.GetValue(dataDir)!);
+                Console.Write(Render(variables, fmt));
                 return ExitCodes.Ok;
             }
-            catch (EnvException ex)
+            catch (Exception ex) when (ex is EnvException or IOException or UnauthorizedAccessException or ArgumentException)
             {
-                Console.Error.WriteLine("proxyguard: " + ex.Message);
+                Console.Error.WriteLine("proxyguard: env: " + RunCommand.OneLine(ex.Message));
+                if (fmt == "sh")
+                {
+                    Console.Write(FailedShellStatement);
+                }
+
                 return ExitCodes.Failed;
             }
         });
         return command;
     }
 
-    internal static List<KeyValuePair<string, string>> Build(string policyPath, string proxyUrl, string caDirectory, string dataDirectory)
+    /// <summary>The proxy URL for the variables: <c>ADDR:PORT</c> (what <c>run --listen</c> takes) becomes <c>http://ADDR:PORT</c>.</summary>
+    internal static string ProxyUrl(string value) =>
+        value.Contains("://", StringComparison.Ordinal) || value.StartsWith("unix:", StringComparison.Ordinal) ? value : "http://" + value;
+
+    /// <summary>
+    /// The variables, from an existing CA and (for derived placeholders) the proxy's existing installation key.
+    /// Creates no CA and no key: a missing one is an error that says where it looked and how to get one.
+    /// </summary>
+    internal static List<KeyValuePair<string, string>> Build(string policyPath, bool policyGiven, string proxyUrl, string caDirectory, string dataDirectory)
     {
+        if (!CertificateAuthority.Exists(caDirectory))
+        {
+            var dir = Path.GetFullPath(caDirectory);
+            throw new EnvException(
+                $"no CA in {dir} (looked for {CertificateAuthority.CertificateFileName} and {CertificateAuthority.KeyFileName}): " +
+                $"pass the proxy's --ca-dir, or create one with 'proxyguard ca init --dir {Banner.Quote(dir)}' (the proxy also creates it on first start)");
+        }
+
         CertificateAuthority ca;
         try
         {
-            ca = CertificateAuthority.LoadOrCreate(caDirectory, out _);
+            ca = CertificateAuthority.Load(caDirectory);
         }
         catch (CertificateAuthorityException ex)
         {
@@ -66,9 +109,7 @@ internal static class EnvCommand
         using (ca)
         {
             var caPath = Path.GetFullPath(ca.CertificatePath);
-            var bundlePath = Path.GetFullPath(Path.Combine(caDirectory, "bundle.pem"));
-            WriteBundle(bundlePath, ca.ExportCertificatePem());
-
+            var bundlePath = Path.GetFullPath(Path.Combine(caDirectory, BundleFileName));
             var vars = new List<KeyValuePair<string, string>>
             {
                 new("HTTP_PROXY", proxyUrl),
@@ -84,28 +125,49 @@ internal static class EnvCommand
             };
             vars.AddRange(BundleVariables.Select(v => new KeyValuePair<string, string>(v, bundlePath)));
 
-            if (File.Exists(policyPath))
+            if (!File.Exists(policyPath))
             {
-                var loaded = PolicyLoader.LoadFile(policyPath);
-                if (!loaded.Success)
+                if (policyGiven)
                 {
-                    throw new EnvException($"the policy is invalid: {loaded.Diagnostics[0]}");
+                    throw new EnvException($"the policy file {Path.GetFullPath(policyPath)} does not exist");
                 }
 
-                FilePermissions.CreatePrivateDirectory(dataDirectory);
-                var key = SnapshotBuilder.LoadInstallationKey(dataDirectory);
-                foreach (var secret in loaded.Policy!.Secrets)
+                Console.Error.WriteLine($"proxyguard: env: no policy at {Path.GetFullPath(policyPath)} (use --policy FILE): printing no placeholder variables");
+            }
+            else
+            {
+                var loaded = PolicyLoader.LoadFile(policyPath, PolicyCommands.LoadOptions(null));
+                if (!loaded.Success)
                 {
-                    if (secret.SandboxEnv is { Length: > 0 } name)
+                    foreach (var diagnostic in loaded.Diagnostics)
                     {
-                        vars.Add(new(name, SnapshotBuilder.PlaceholderFor(secret, key)));
+                        Console.Error.WriteLine(diagnostic.ToString());
                     }
+
+                    throw new EnvException($"the policy {policyPath} is invalid ({loaded.Diagnostics.Count} problem{(loaded.Diagnostics.Count == 1 ? string.Empty : "s")} above); printing nothing");
+                }
+
+                var exported = loaded.Policy!.Secrets.Where(s => s.SandboxEnv is { Length: > 0 }).ToList();
+                byte[]? key = null;
+                if (exported.Any(s => s.Placeholder is null))
+                {
+                    key = InstallationKeyFile.TryRead(dataDirectory, out var problem) ?? throw new EnvException(problem);
+                }
+
+                foreach (var secret in exported)
+                {
+                    vars.Add(new(secret.SandboxEnv!, SnapshotBuilder.PlaceholderFor(secret, key ?? [])));
                 }
             }
 
+            // Written last, once everything else succeeded: the one file env writes, next to the CA it was made from.
+            WriteBundle(bundlePath, ca.ExportCertificatePem());
             return vars;
         }
     }
+
+    /// <summary>The combined trust file (system roots + the ProxyGuard CA) that the bundle variables name.</summary>
+    internal const string BundleFileName = "bundle.pem";
 
     private static void WriteBundle(string path, string caPem)
     {
@@ -117,7 +179,18 @@ internal static class EnvCommand
         }
 
         sb.Append("# ProxyGuard interception CA\n").Append(caPem);
-        File.WriteAllText(path, sb.ToString());
+        var text = sb.ToString();
+        try
+        {
+            if (!File.Exists(path) || File.ReadAllText(path) != text)
+            {
+                File.WriteAllText(path, text);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new EnvException($"cannot write the CA bundle {path}: {RunCommand.OneLine(ex.Message)}");
+        }
     }
 
     /// <summary>

@@ -1,7 +1,9 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Net.Http.Headers;
+using System.Text;
 using System.Text.Json;
+using ProxyGuard.Audit;
 using ProxyGuard.Engine.Hosting;
 
 namespace ProxyGuard.Commands;
@@ -9,42 +11,79 @@ namespace ProxyGuard.Commands;
 /// <summary><c>proxyguard events</c>: pulls audit events from a running proxy's admin API.</summary>
 internal static class EventsCommand
 {
+    internal static readonly string[] Decisions = [AuditDecisions.Allow, AuditDecisions.Deny, AuditDecisions.AuditDeny];
+
+    private const int PageSize = 500;
+
     public static Command Create()
     {
-        var admin = new Option<string>("--admin") { Description = "Admin API URL.", DefaultValueFactory = _ => "http://127.0.0.1:9090" };
+        var admin = new Option<string>("--admin") { Description = "Admin API: ADDR:PORT, http://ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
         var after = new Option<long>("--after") { Description = "Only events with a larger id." };
+        var since = new Option<string?>("--since") { Description = "Only events at or after this time: a duration ago (90s, 15m, 2h, 7d) or a UTC time (2026-01-31T12:00:00Z)." };
         var follow = new Option<bool>("--follow", "-f") { Description = "Keep pulling new events." };
         var decision = new Option<string?>("--decision") { Description = "allow | deny | audit-deny" };
         var client = new Option<string?>("--client") { Description = "Client id." };
         var host = new Option<string?>("--host") { Description = "Host (normalised)." };
         var json = new Option<bool>("--json") { Description = "One JSON object per line (for SIEM shipping)." };
-        var token = new Option<string?>("--token") { Description = "Admin token (default: PROXYGUARD_ADMIN_TOKEN, then DATA_DIR/admin.token)." };
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory holding admin.token.", DefaultValueFactory = _ => ".proxyguard" };
-        var command = new Command("events", "Pull audit events from a running proxy.") { admin, after, follow, decision, client, host, json, token, dataDir };
+        var token = new Option<string?>("--token") { Description = "Admin token (default: PROXYGUARD_ADMIN_TOKEN, then DATA_DIR/admin.token)." }.NotEmpty();
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory holding admin.token.", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
+
+        decision.Validators.Add(result =>
+        {
+            var value = result.Tokens.Count > 0 ? result.Tokens[^1].Value : null;
+            if (value is not null && !Decisions.Contains(value, StringComparer.Ordinal))
+            {
+                result.AddError($"--decision: '{value}' is not a decision; use one of {string.Join(", ", Decisions)}");
+            }
+        });
+        admin.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0)
+            {
+                try
+                {
+                    AdminEndpoint.Parse(result.Tokens[^1].Value, "--admin");
+                }
+                catch (ArgumentException ex)
+                {
+                    result.AddError(ex.Message);
+                }
+            }
+        });
+        since.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && !TryParseSince(result.Tokens[^1].Value, DateTimeOffset.UtcNow, out _))
+            {
+                result.AddError($"--since: expected a duration such as 15m, 2h or 7d, or a time such as 2026-01-31T12:00:00Z, got '{result.Tokens[^1].Value}'");
+            }
+        });
+
+        var command = new Command("events", "Pull audit events from a running proxy.") { admin, after, since, follow, decision, client, host, json, token, dataDir };
         command.SetAction(async (parse, ct) =>
         {
-            var adminToken = parse.GetValue(token) ?? Environment.GetEnvironmentVariable("PROXYGUARD_ADMIN_TOKEN");
-            var tokenFile = Path.Combine(parse.GetValue(dataDir)!, AdminToken.FileName);
-            if (string.IsNullOrEmpty(adminToken) && File.Exists(tokenFile))
+            var endpoint = AdminEndpoint.Parse(parse.GetValue(admin)!, "--admin");
+            var (adminToken, tokenSource) = await FindTokenAsync(parse.GetValue(token), parse.GetValue(dataDir)!, ct);
+            DateTimeOffset? from = null;
+            if (parse.GetValue(since) is { } sinceText)
             {
-                adminToken = (await File.ReadAllTextAsync(tokenFile, ct)).Trim();
+                TryParseSince(sinceText, DateTimeOffset.UtcNow, out var parsed);
+                from = parsed;
             }
 
-            // The admin API is never reached through a proxy: a shell that ran `eval "$(proxyguard env)"`
-            // has HTTP_PROXY set, and the proxy refuses to reach itself.
-            using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = new Uri(parse.GetValue(admin)!.TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(30) };
-            if (!string.IsNullOrEmpty(adminToken))
+            using var http = endpoint.CreateClient(TimeSpan.FromSeconds(30));
+            if (adminToken is not null)
             {
                 http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", adminToken);
             }
 
+            var filters = Filter("decision", parse.GetValue(decision)) + Filter("client", parse.GetValue(client)) + Filter("host", parse.GetValue(host));
             var cursor = parse.GetValue(after);
             var asJson = parse.GetValue(json);
-            var header = false;
+            var table = new EventTable(UseColour());
+            var printed = 0L;
             while (!ct.IsCancellationRequested)
             {
-                var query = $"api/events?after={cursor.ToString(CultureInfo.InvariantCulture)}&limit=500"
-                    + Filter("decision", parse.GetValue(decision)) + Filter("client", parse.GetValue(client)) + Filter("host", parse.GetValue(host));
+                var query = $"api/events?after={cursor.ToString(CultureInfo.InvariantCulture)}&limit=" + PageSize.ToString(CultureInfo.InvariantCulture) + filters;
                 HttpResponseMessage response;
                 try
                 {
@@ -52,7 +91,7 @@ internal static class EventsCommand
                 }
                 catch (HttpRequestException ex)
                 {
-                    await Console.Error.WriteLineAsync($"proxyguard: cannot reach the admin API: {ex.Message}");
+                    await Console.Error.WriteLineAsync($"proxyguard: cannot reach the admin API at {endpoint.Display} (--admin): {RunCommand.OneLine(ex.Message)}");
                     return ExitCodes.Failed;
                 }
                 catch (OperationCanceledException) when (ct.IsCancellationRequested)
@@ -61,70 +100,108 @@ internal static class EventsCommand
                 }
                 catch (TaskCanceledException)
                 {
-                    await Console.Error.WriteLineAsync("proxyguard: the admin API did not answer within 30 s");
+                    await Console.Error.WriteLineAsync($"proxyguard: the admin API at {endpoint.Display} did not answer within 30 s");
                     return ExitCodes.Failed;
                 }
 
-                if (!response.IsSuccessStatusCode)
+                using (response)
                 {
-                    await Console.Error.WriteLineAsync($"proxyguard: the admin API answered {(int)response.StatusCode}" +
-                        (response.StatusCode == System.Net.HttpStatusCode.Unauthorized ? " (missing or wrong admin token)" : string.Empty));
-                    return ExitCodes.Failed;
-                }
-
-                JsonDocument doc;
-                try
-                {
-                    doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
-                }
-                catch (JsonException)
-                {
-                    await Console.Error.WriteLineAsync("proxyguard: the admin API answered something that is not an events page (is --admin the admin listener?)");
-                    return ExitCodes.Failed;
-                }
-                catch (OperationCanceledException) when (ct.IsCancellationRequested)
-                {
-                    break;
-                }
-
-                using var page = doc;
-                var events = doc.RootElement.GetProperty("events");
-                foreach (var e in events.EnumerateArray())
-                {
-                    if (asJson)
+                    if (!response.IsSuccessStatusCode)
                     {
-                        Console.WriteLine(e.GetRawText());
-                        continue;
+                        await Console.Error.WriteLineAsync($"proxyguard: the admin API at {endpoint.Display} answered {(int)response.StatusCode}" +
+                            (response.StatusCode == System.Net.HttpStatusCode.Unauthorized ? $" (missing or wrong admin token; {tokenSource})" : string.Empty));
+                        return ExitCodes.Failed;
                     }
 
-                    if (!header)
-                    {
-                        Console.WriteLine($"{"ID",8}  {"TIME",-24}  {"DECISION",-10}  {"KIND",-7}  {"CLIENT",-10}  {"STATUS",6}  TARGET  RULE  REASON");
-                        header = true;
-                    }
-
-                    Console.WriteLine(
-                        $"{e.GetProperty("id").GetInt64(),8}  {Str(e, "time"),-24}  {Str(e, "decision"),-10}  {Str(e, "kind"),-7}  {Str(e, "client"),-10}  {Str(e, "status"),6}  " +
-                        $"{Str(e, "method")} {Str(e, "host")}:{Str(e, "port")}{Str(e, "path")}  {Str(e, "rule")}  {Str(e, "reason")}");
-                }
-
-                cursor = doc.RootElement.GetProperty("next").GetInt64();
-                if (!parse.GetValue(follow))
-                {
-                    break;
-                }
-
-                if (events.GetArrayLength() == 0)
-                {
+                    JsonDocument doc;
                     try
                     {
-                        await Task.Delay(1000, ct);
+                        doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
                     }
-                    catch (OperationCanceledException)
+                    catch (JsonException)
+                    {
+                        await Console.Error.WriteLineAsync($"proxyguard: {endpoint.Display} answered something that is not an events page (is --admin the admin listener?)");
+                        return ExitCodes.Failed;
+                    }
+                    catch (OperationCanceledException) when (ct.IsCancellationRequested)
                     {
                         break;
                     }
+
+                    using var page = doc;
+                    if (doc.RootElement.ValueKind != JsonValueKind.Object
+                        || !doc.RootElement.TryGetProperty("events", out var events) || events.ValueKind != JsonValueKind.Array
+                        || !doc.RootElement.TryGetProperty("next", out var next) || !next.TryGetInt64(out var nextId))
+                    {
+                        await Console.Error.WriteLineAsync($"proxyguard: {endpoint.Display} answered something that is not an events page (is --admin the admin listener?)");
+                        return ExitCodes.Failed;
+                    }
+
+                    var selected = events.EnumerateArray().Where(e => from is null || EventTime(e) is not { } t || t >= from).ToList();
+                    if (asJson)
+                    {
+                        foreach (var e in selected)
+                        {
+                            Console.WriteLine(e.GetRawText());
+                        }
+                    }
+                    else
+                    {
+                        Console.Write(table.Render(selected));
+                    }
+
+                    printed += selected.Count;
+                    cursor = nextId;
+                    if (!parse.GetValue(follow))
+                    {
+                        if (events.GetArrayLength() >= PageSize)
+                        {
+                            continue; // a full page: there may be more
+                        }
+
+                        break;
+                    }
+
+                    if (events.GetArrayLength() > 0)
+                    {
+                        continue;
+                    }
                 }
+
+                try
+                {
+                    await Task.Delay(1000, ct);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+
+            if (printed == 0 && !asJson && !parse.GetValue(follow))
+            {
+                var applied = new List<string>();
+                foreach (var (name, value) in new[] { ("decision", parse.GetValue(decision)), ("client", parse.GetValue(client)), ("host", parse.GetValue(host)) })
+                {
+                    if (!string.IsNullOrEmpty(value))
+                    {
+                        applied.Add($"--{name} {EventText.Clean(value)}");
+                    }
+                }
+
+                if (from is { } f)
+                {
+                    applied.Add($"--since {f.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture)}Z");
+                }
+
+                if (parse.GetValue(after) > 0)
+                {
+                    applied.Add($"--after {parse.GetValue(after).ToString(CultureInfo.InvariantCulture)}");
+                }
+
+                Console.WriteLine(applied.Count == 0
+                    ? $"no events yet (admin API {endpoint.Display})"
+                    : $"no events match {string.Join(" ", applied)} (admin API {endpoint.Display})");
             }
 
             return ExitCodes.Ok;
@@ -132,9 +209,169 @@ internal static class EventsCommand
         return command;
     }
 
+    /// <summary>
+    /// The admin token and a sentence saying where it came from (or every place that was looked at), for messages.
+    /// The token itself is never printed.
+    /// </summary>
+    internal static async Task<(string? Token, string Source)> FindTokenAsync(string? option, string dataDirectory, CancellationToken ct)
+    {
+        if (!string.IsNullOrEmpty(option))
+        {
+            return (option, "token from --token");
+        }
+
+        if (Environment.GetEnvironmentVariable("PROXYGUARD_ADMIN_TOKEN") is { Length: > 0 } fromEnv)
+        {
+            return (fromEnv, "token from PROXYGUARD_ADMIN_TOKEN");
+        }
+
+        var file = Path.GetFullPath(Path.Combine(dataDirectory, AdminToken.FileName));
+        if (!File.Exists(file))
+        {
+            return (null, $"no token: --token not given, PROXYGUARD_ADMIN_TOKEN not set, and {file} does not exist (use the proxy's --data-dir)");
+        }
+
+        try
+        {
+            var text = (await File.ReadAllTextAsync(file, ct)).Trim();
+            return text.Length == 0 ? (null, $"no token: {file} is empty") : (text, $"token from {file}");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return (null, $"no token: cannot read {file}: {RunCommand.OneLine(ex.Message)}");
+        }
+    }
+
+    /// <summary><c>15m</c>, <c>2h</c>, <c>7d</c>, <c>90s</c> ago, or an absolute time (UTC unless it carries an offset).</summary>
+    internal static bool TryParseSince(string text, DateTimeOffset now, out DateTimeOffset since)
+    {
+        since = default;
+        var t = text.Trim();
+        if (t.Length >= 2 && long.TryParse(t.AsSpan(0, t.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= 100_000_000)
+        {
+            TimeSpan? ago = t[^1] switch
+            {
+                's' => TimeSpan.FromSeconds(n),
+                'm' => TimeSpan.FromMinutes(n),
+                'h' => TimeSpan.FromHours(n),
+                'd' => TimeSpan.FromDays(n),
+                _ => null,
+            };
+            if (ago is { } span)
+            {
+                since = now - span;
+                return true;
+            }
+        }
+
+        return t.Length >= 10 && char.IsAsciiDigit(t[0])
+            && DateTimeOffset.TryParse(t, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out since);
+    }
+
+    /// <summary>Colour only for a terminal, and never when NO_COLOR is set or TERM is dumb.</summary>
+    private static bool UseColour() =>
+        !Console.IsOutputRedirected
+        && string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"))
+        && Environment.GetEnvironmentVariable("TERM") is not (null or "" or "dumb");
+
+    private static DateTimeOffset? EventTime(JsonElement e) =>
+        e.TryGetProperty("time", out var v) && v.ValueKind == JsonValueKind.String && v.TryGetDateTimeOffset(out var t) ? t : null;
+
     private static string Filter(string name, string? value) => string.IsNullOrEmpty(value) ? string.Empty : $"&{name}={Uri.EscapeDataString(value)}";
 
-    /// <summary>A field for the terminal table: control characters and escape sequences are shown escaped, never sent to the terminal.</summary>
-    private static string Str(JsonElement e, string name) =>
-        e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? Audit.EventText.Clean(v.ToString())! : "-";
+    /// <summary>
+    /// The terminal table: column widths follow the widest value seen so far (they never shrink while following),
+    /// times are UTC to the second, and every field is cleaned of control characters and escape sequences.
+    /// </summary>
+    internal sealed class EventTable(bool colour)
+    {
+        private static readonly string[] Headers = ["ID", "TIME (UTC)", "DECISION", "KIND", "CLIENT", "STATUS", "TARGET", "RULE", "REASON"];
+
+        /// <summary>Right-aligned columns (numbers).</summary>
+        private static readonly bool[] Right = [true, false, false, false, false, true, false, false, false];
+
+        /// <summary>A very long target does not push every other row's rule and reason off screen.</summary>
+        private const int MaxAlignedWidth = 60;
+
+        private readonly int[] _widths = Headers.Select(h => h.Length).ToArray();
+        private bool _headerPrinted;
+
+        public string Render(IReadOnlyList<JsonElement> events)
+        {
+            if (events.Count == 0)
+            {
+                return string.Empty;
+            }
+
+            var rows = events.Select(Row).ToList();
+            foreach (var row in rows)
+            {
+                for (var i = 0; i < row.Length; i++)
+                {
+                    _widths[i] = Math.Max(_widths[i], Math.Min(row[i].Length, MaxAlignedWidth));
+                }
+            }
+
+            var sb = new StringBuilder();
+            if (!_headerPrinted)
+            {
+                Append(sb, Headers, header: true);
+                _headerPrinted = true;
+            }
+
+            foreach (var row in rows)
+            {
+                Append(sb, row, header: false);
+            }
+
+            return sb.ToString();
+        }
+
+        private void Append(StringBuilder sb, string[] cells, bool header)
+        {
+            for (var i = 0; i < cells.Length; i++)
+            {
+                var last = i == cells.Length - 1;
+                var text = cells[i];
+                var pad = Math.Max(0, _widths[i] - text.Length);
+                if (Right[i])
+                {
+                    sb.Append(' ', pad);
+                }
+
+                sb.Append(!header && colour && i == 2 ? Colour(text) : text);
+                if (!last)
+                {
+                    sb.Append(' ', Right[i] ? 0 : pad).Append("  ");
+                }
+            }
+
+            sb.Append('\n');
+        }
+
+        private static string Colour(string decision) => decision switch
+        {
+            AuditDecisions.Allow => "\e[32m" + decision + "\e[0m",
+            AuditDecisions.Deny => "\e[31m" + decision + "\e[0m",
+            AuditDecisions.AuditDeny => "\e[33m" + decision + "\e[0m",
+            _ => decision,
+        };
+
+        private static string[] Row(JsonElement e)
+        {
+            var time = EventTime(e) is { } t ? t.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : Str(e, "time");
+            var port = Str(e, "port");
+            var target = $"{Str(e, "method")} {Str(e, "host")}{(port == "-" ? string.Empty : ":" + port)}{(Has(e, "path") ? Str(e, "path") : string.Empty)}";
+            return
+            [
+                Str(e, "id"), time, Str(e, "decision"), Str(e, "kind"), Str(e, "client"), Str(e, "status"), target, Str(e, "rule"), Str(e, "reason"),
+            ];
+        }
+
+        private static bool Has(JsonElement e, string name) => e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;
+
+        /// <summary>A field for the terminal table: control characters and escape sequences are shown escaped, never sent to the terminal.</summary>
+        private static string Str(JsonElement e, string name) =>
+            e.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? EventText.Clean(v.ToString())! : "-";
+    }
 }

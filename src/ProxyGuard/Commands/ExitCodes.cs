@@ -1,6 +1,6 @@
 namespace ProxyGuard.Commands;
 
-/// <summary>SPEC 2: 0 success, 1 a failed check or runtime error, 2 bad usage.</summary>
+/// <summary>Exit codes of every command: 0 success, 1 a failed check or runtime error, 2 bad usage.</summary>
 internal static class ExitCodes
 {
     public const int Ok = 0;

@@ -226,7 +226,7 @@ internal static class PolicyCommands
             ProxySnapshot snapshot;
             try
             {
-                snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, SnapshotBuilder.LoadInstallationKey(parse.GetValue(dataDir)!), ct);
+                snapshot = await SnapshotBuilder.BuildAsync(loaded.Policy!, secrets, InstallationKeyFile.ReadOrEphemeral(parse.GetValue(dataDir)!, loaded.Policy!.Secrets.Any(s => s.Placeholder is null)), ct);
             }
             catch (PolicyFileException ex)
             {

@@ -14,11 +14,11 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var policy = new Option<string>("--policy") { Description = "Policy file.", DefaultValueFactory = _ => "policies/default.yaml" };
-        var listen = new Option<string>("--listen") { Description = "Proxy listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:8080" };
-        var admin = new Option<string>("--admin") { Description = "Admin API listener: ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
-        var caDir = new Option<string>("--ca-dir") { Description = "CA directory (created on first run).", DefaultValueFactory = _ => "certs-dev" };
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (events, tokens).", DefaultValueFactory = _ => ".proxyguard" };
+        var policy = new Option<string>("--policy") { Description = "Policy file.", DefaultValueFactory = _ => "policies/default.yaml" }.NotEmpty();
+        var listen = new Option<string>("--listen") { Description = "Proxy listener: ADDR:PORT, http://ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:8080" };
+        var admin = new Option<string>("--admin") { Description = "Admin API listener: ADDR:PORT, http://ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
+        var caDir = new Option<string>("--ca-dir") { Description = "CA directory (created on first run).", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (events, tokens).", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
         var resolve = new Option<string[]>("--resolve") { Description = "Pin HOST=IP (repeatable).", AllowMultipleArgumentsPerToken = false };
         var jsonLogs = new Option<bool>("--json-logs") { Description = "Structured JSON console logs (for container platforms)." };
 
@@ -30,11 +30,12 @@ internal static class RunCommand
         {
             Dictionary<string, IPAddress> pins;
             EventStoreOptions retention;
+            string listenValue, adminValue;
             try
             {
                 pins = ParsePins(parse.GetValue(resolve) ?? []);
-                ListenAddress.Parse(parse.GetValue(listen)!, "--listen");
-                ListenAddress.Parse(parse.GetValue(admin)!, "--admin");
+                listenValue = ListenValue(parse.GetValue(listen)!, "--listen");
+                adminValue = ListenValue(parse.GetValue(admin)!, "--admin");
                 retention = ParseRetention(parse.GetValue(retain)!, parse.GetValue(maxEvents), parse.GetValue(maxSize)!);
             }
             catch (ArgumentException ex)
@@ -46,8 +47,8 @@ internal static class RunCommand
             var options = new ProxyServerOptions
             {
                 PolicyPath = parse.GetValue(policy)!,
-                Listen = parse.GetValue(listen)!,
-                Admin = parse.GetValue(admin)!,
+                Listen = listenValue,
+                Admin = adminValue,
                 CaDirectory = parse.GetValue(caDir)!,
                 DataDirectory = parse.GetValue(dataDir)!,
                 Resolve = pins,
@@ -57,6 +58,31 @@ internal static class RunCommand
             return await RunAsync(options, ct);
         });
         return command;
+    }
+
+    /// <summary>
+    /// A listener as <c>ADDR:PORT</c> or <c>unix:PATH</c>; the URL form the banner prints (<c>http://ADDR:PORT</c>)
+    /// is accepted too. Throws <see cref="ArgumentException"/> naming <paramref name="option"/>.
+    /// </summary>
+    internal static string ListenValue(string value, string option)
+    {
+        var text = value.Trim();
+        if (text.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException($"{option}: the listener speaks plain HTTP to its clients (TLS is inside CONNECT): use ADDR:PORT or http://ADDR:PORT, got '{value}'");
+        }
+
+        if (text.StartsWith("http://", StringComparison.OrdinalIgnoreCase))
+        {
+            text = text["http://".Length..].TrimEnd('/');
+            if (text.Contains('/', StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"{option}: a listener has no path: use ADDR:PORT or http://ADDR:PORT, got '{value}'");
+            }
+        }
+
+        ListenAddress.Parse(text, option);
+        return text;
     }
 
     internal static EventStoreOptions ParseRetention(string retain, long maxCount, string maxSize)
@@ -145,7 +171,7 @@ internal static class RunCommand
             }
             catch (IOException ex)
             {
-                await Console.Error.WriteLineAsync("proxyguard: cannot start: " + OneLine(ex.Message));
+                await Console.Error.WriteLineAsync("proxyguard: cannot start: " + BindFailure(ex, options));
                 return ExitCodes.Failed;
             }
 
@@ -188,6 +214,42 @@ internal static class RunCommand
         ?? FilePermissions.CheckPrivateDirectory(options.CaDirectory, "CA directory")
         ?? FilePermissions.CheckPrivateFile(Path.Combine(options.CaDirectory, CertificateAuthority.KeyFileName), "CA key")
         ?? FilePermissions.CheckPrivateFile(Path.Combine(options.CaDirectory, CertificateAuthority.LeafKeyFileName), "leaf key");
+
+    /// <summary>
+    /// A listener that cannot be bound, said in the user's terms: which option, and the address as the banner
+    /// would print it (<c>http://</c>: both listeners speak plain HTTP to their clients; Kestrel's own message
+    /// says <c>https://</c> for the proxy listener because of its TLS-detecting middleware).
+    /// </summary>
+    internal static string BindFailure(IOException ex, ProxyServerOptions options)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(ex.Message, @"^Failed to bind to address (?:https?://)?(?<address>\S+?): (?<why>.*)$");
+        if (!match.Success)
+        {
+            return OneLine(ex.Message);
+        }
+
+        var address = match.Groups["address"].Value;
+        var option = Describes(options.Admin, address) ? $" (--admin {options.Admin})"
+            : Describes(options.Listen, address) ? $" (--listen {options.Listen})"
+            : string.Empty;
+        var shown = address.StartsWith("unix:", StringComparison.Ordinal) || address.StartsWith('/') ? address : "http://" + address;
+        return $"cannot listen on {shown}{option}: {OneLine(match.Groups["why"].Value).TrimEnd('.')}";
+    }
+
+    private static bool Describes(string option, string address)
+    {
+        try
+        {
+            var parsed = ListenAddress.Parse(option, "option");
+            return parsed.UnixPath is { } path
+                ? address.Contains(path, StringComparison.Ordinal)
+                : address == parsed.EndPoint!.ToString();
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
 
     internal static string OneLine(string message) => message.ReplaceLineEndings(" ").Trim();
 }

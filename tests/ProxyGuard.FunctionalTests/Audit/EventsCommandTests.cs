@@ -83,11 +83,115 @@ public sealed class EventsCommandTests : IClassFixture<ClientsFixture>
 
         // The table: a header, then one row per event with client, decision and target.
         var table = (await EventsAsync("--client", "agent-b")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        Assert.Matches(@"^\s*ID\s+TIME\s+DECISION\s+KIND\s+CLIENT\s+STATUS\s+TARGET", table[0]);
+        Assert.Matches(@"^\s*ID\s+TIME \(UTC\)\s+DECISION\s+KIND\s+CLIENT\s+STATUS\s+TARGET", table[0]);
         Assert.Equal(JsonLines(await EventsAsync("--json", "--client", "agent-b")).Count, table.Length - 1);
         var row = Assert.Single(table, l => l.Contains($"/echo/cli/{marker}/3", StringComparison.Ordinal));
-        Assert.Matches($@"^\s*\d+\s+\S+\s+allow\s+request\s+agent-b\s+200\s+GET localhost:{_f.Origin.HttpsPort}/echo/cli/{marker}/3\s+origin", row);
+        Assert.Matches($@"^\s*\d+\s+\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\s+allow\s+request\s+agent-b\s+200\s+GET localhost:{_f.Origin.HttpsPort}/echo/cli/{marker}/3\s+origin", row);
         Assert.DoesNotContain(table, l => l.TrimStart().StartsWith('{'));
+    }
+
+    [Fact]
+    public async Task Admin_address_works_in_every_form_run_takes_and_as_a_url()
+    {
+        var url = new Uri(_f.Proxy.AdminUrl);
+        var expected = (await EventsAsync("--json")).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+        foreach (var form in new[] { $"127.0.0.1:{url.Port}", $"localhost:{url.Port}", $"http://127.0.0.1:{url.Port}", $"http://127.0.0.1:{url.Port}/" })
+        {
+            var result = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "events", "--admin", form, "--json"], _f.Dir.Path, TokenEnv, TimeSpan.FromSeconds(60));
+            Assert.True(result.ExitCode == 0, $"--admin {form}: {result.All}");
+            Assert.DoesNotContain("   at ", result.All, StringComparison.Ordinal);
+            Assert.True(JsonLines(result.Stdout).Count >= expected, $"--admin {form}: {result.Stdout}");
+        }
+    }
+
+    [Fact]
+    public async Task An_invalid_decision_is_refused_with_the_valid_values()
+    {
+        var result = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "events", "--admin", _f.Proxy.AdminUrl, "--decision", "denied"],
+            _f.Dir.Path, TokenEnv, TimeSpan.FromSeconds(60));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Empty(result.Stdout);
+        Assert.Contains("'denied'", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("allow, deny, audit-deny", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_empty_result_says_so_and_json_stays_empty()
+    {
+        var table = await EventsAsync("--host", "nothing-here.invalid");
+        Assert.StartsWith("no events match --host nothing-here.invalid", table, StringComparison.Ordinal);
+        Assert.Single(table.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(string.Empty, await EventsAsync("--host", "nothing-here.invalid", "--json"));
+    }
+
+    [Fact]
+    public async Task Table_columns_line_up_and_colour_is_for_terminals_only()
+    {
+        var marker = Traffic.Marker();
+        await CurlAsync("agent-a", ClientsFixture.TokenA, $"/echo/cli/{marker}/a", 200);
+        await CurlAsync("agent-b", ClientsFixture.TokenB, $"/echo/blocked/{marker}/a-much-longer-path-than-the-others/xxxxxxxxxxxxxxxx", 403);
+        await CurlAsync("agent-a", ClientsFixture.TokenA, $"/echo/cli/{marker}/b", 200);
+        await _f.Proxy.WaitForEventAsync(e => AdminApiTests.Path(e) == $"/echo/cli/{marker}/b");
+
+        var lines = (await EventsAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.DoesNotContain('\e', string.Concat(lines)); // piped: no colour
+        var header = lines[0];
+        var rows = lines.Skip(1).ToList();
+        Assert.True(rows.Count >= 3, string.Join('\n', lines));
+
+        // Every column that follows a fixed-width one starts where its header starts.
+        foreach (var column in new[] { "DECISION", "KIND", "CLIENT", "TARGET" })
+        {
+            var at = header.IndexOf(column, StringComparison.Ordinal);
+            Assert.All(rows, r =>
+            {
+                Assert.True(r.Length > at && r[at] != ' ' && r[at - 1] == ' ', $"{column} at {at}:\n{header}\n{r}");
+            });
+        }
+
+        var status = header.IndexOf("STATUS", StringComparison.Ordinal) + "STATUS".Length - 1;
+        Assert.All(rows, r => Assert.True(char.IsAsciiDigit(r[status]) || r[status] == '-', $"STATUS right-aligned at {status}:\n{header}\n{r}"));
+
+        // On a terminal (script(1) gives it one) the decision is coloured; NO_COLOR turns that off.
+        if (Cli.Exists("script"))
+        {
+            var command = $"dotnet '{ProxyProcess.DllPath}' events --admin {_f.Proxy.AdminUrl} --client agent-b";
+            var env = new Dictionary<string, string>(TokenEnv) { ["TERM"] = "xterm" };
+            var tty = await Cli.RunProgramAsync("script", ["-qec", command, "/dev/null"], _f.Dir.Path, env, TimeSpan.FromSeconds(60));
+            Assert.True(tty.ExitCode == 0, tty.All);
+            Assert.Contains("\e[31mdeny\e[0m", tty.Stdout, StringComparison.Ordinal);
+            env["NO_COLOR"] = "1";
+            var plain = await Cli.RunProgramAsync("script", ["-qec", command, "/dev/null"], _f.Dir.Path, env, TimeSpan.FromSeconds(60));
+            Assert.DoesNotContain("\e[3", plain.Stdout, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Since_takes_a_duration_or_a_time()
+    {
+        var marker = Traffic.Marker();
+        await CurlAsync("agent-a", ClientsFixture.TokenA, $"/echo/since/{marker}", 200);
+        await _f.Proxy.WaitForEventAsync(e => AdminApiTests.Path(e) == $"/echo/since/{marker}");
+        var all = JsonLines(await EventsAsync("--json"));
+
+        Assert.Equal(all.Select(Id), JsonLines(await EventsAsync("--json", "--since", "24h")).Select(Id));
+        Assert.Empty(JsonLines(await EventsAsync("--json", "--since", "2999-01-01T00:00:00Z")));
+        Assert.StartsWith("no events match --since 2999-01-01 00:00:00Z", await EventsAsync("--since", "2999-01-01T00:00:00Z"), StringComparison.Ordinal);
+
+        var pivot = all[all.Count / 2].GetProperty("time").GetDateTimeOffset();
+        var since = JsonLines(await EventsAsync("--json", "--since", pivot.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal(all.Where(e => e.GetProperty("time").GetDateTimeOffset() >= pivot).Select(Id), since.Select(Id));
+    }
+
+    [Fact]
+    public async Task A_missing_token_says_where_it_looked()
+    {
+        var result = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "events", "--admin", _f.Proxy.AdminUrl, "--data-dir", "no-such-dir"],
+            _f.Dir.Path, null, TimeSpan.FromSeconds(60));
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("401", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("PROXYGUARD_ADMIN_TOKEN", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains(Path.Combine(_f.Dir.Path, "no-such-dir", "admin.token"), result.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -20,16 +20,17 @@ public sealed class EnvOutputSafetyTests
         var marker = Path.Combine(dir.Path, "pwned");
         var proxyValue = $"http://127.0.0.1:3128/$(touch {marker}1)`touch {marker}2`'\"${{IFS}}x EVIL=1; touch {marker}3";
         var caDir = Path.Combine(dir.Path, $"ca $(touch {marker}4) 'q `touch {marker}5`");
+        await InitCaAsync(dir.Path, caDir); // env uses the proxy's CA; it never creates one
 
         // A line break cannot be carried safely by line-based readers (docker --env-file): refused, nothing printed.
         var broken = await Cli.RunAsync(dir.Path, "env", "--format", format, "--proxy", proxyValue + "\nEVIL=1", "--ca-dir", caDir,
-            "--data-dir", Path.Combine(dir.Path, "data"), "--policy", Path.Combine(dir.Path, "absent.yaml"));
+            "--data-dir", Path.Combine(dir.Path, "data"));
         Assert.True(broken.ExitCode != 0, broken.All);
-        Assert.Equal(string.Empty, broken.Stdout);
+        Assert.Equal(format == "sh" ? "false\n" : string.Empty, broken.Stdout); // sh: a failing statement, so eval fails too
         Assert.Contains("line break", broken.Stderr, StringComparison.Ordinal);
 
         var result = await Cli.RunAsync(dir.Path, "env", "--format", format, "--proxy", proxyValue, "--ca-dir", caDir,
-            "--data-dir", Path.Combine(dir.Path, "data"), "--policy", Path.Combine(dir.Path, "absent.yaml"));
+            "--data-dir", Path.Combine(dir.Path, "data"));
         Assert.True(result.ExitCode == 0, result.Stderr);
         var file = Path.Combine(dir.Path, "sandbox.env");
         await File.WriteAllTextAsync(file, result.Stdout);
@@ -53,8 +54,9 @@ public sealed class EnvOutputSafetyTests
     {
         using var dir = new TempDir();
         var proxyValue = "http://127.0.0.1:3128/\"}{\"x\":\u0001$(id)";
+        await InitCaAsync(dir.Path, Path.Combine(dir.Path, "ca"));
         var result = await Cli.RunAsync(dir.Path, "env", "--format", "json", "--proxy", proxyValue, "--ca-dir", Path.Combine(dir.Path, "ca"),
-            "--data-dir", Path.Combine(dir.Path, "data"), "--policy", Path.Combine(dir.Path, "absent.yaml"));
+            "--data-dir", Path.Combine(dir.Path, "data"));
         Assert.True(result.ExitCode == 0, result.Stderr);
         using (var doc = JsonDocument.Parse(result.Stdout))
         {
@@ -87,8 +89,15 @@ public sealed class EnvOutputSafetyTests
         }
         else
         {
-            Assert.StartsWith("proxyguard: ", dup.Stderr, StringComparison.Ordinal);
-            Assert.Single(dup.Stderr.Trim().Split('\n'));
+            // The policy's own FILE:LINE:COL diagnostics, then one line from env.
+            Assert.DoesNotContain("   at ", dup.All, StringComparison.Ordinal);
+            Assert.StartsWith("proxyguard: ", dup.Stderr.Trim().Split('\n')[^1], StringComparison.Ordinal);
         }
+    }
+
+    internal static async Task InitCaAsync(string workingDirectory, string caDirectory)
+    {
+        var init = await Cli.RunAsync(workingDirectory, "ca", "init", "--dir", caDirectory);
+        Assert.True(init.ExitCode == 0, init.All);
     }
 }

@@ -106,6 +106,58 @@ public sealed class RunStartupTests : IDisposable
         var line = OneLine(result);
         Assert.Contains($"127.0.0.1:{port}", line, StringComparison.Ordinal);
         Assert.Contains("in use", line, StringComparison.OrdinalIgnoreCase);
+
+        // Both listeners speak plain HTTP to their clients: the address is shown as such, with the option that set it.
+        Assert.Contains($"http://127.0.0.1:{port} (--listen 127.0.0.1:{port})", line, StringComparison.Ordinal);
+        Assert.DoesNotContain("https://", line, StringComparison.Ordinal);
+        var admin = OneLine(await RunExpectingFailureAsync("--policy", policy, "--listen", "127.0.0.1:0", "--admin", $"127.0.0.1:{port}"));
+        Assert.Contains($"http://127.0.0.1:{port} (--admin 127.0.0.1:{port})", admin, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task The_banner_env_command_works_from_any_directory_and_env_elsewhere_creates_nothing()
+    {
+        await using var proxy = await ProxyProcess.StartAsync(Path.Combine(_dir.Path, "p"), Policy, environment: SecretEnv);
+        var envLine = Assert.Single(proxy.Output.Split('\n'), l => l.StartsWith("proxyguard: for a sandbox: eval \"$(proxyguard env ", StringComparison.Ordinal));
+        var command = envLine["proxyguard: for a sandbox: eval \"$(".Length..^2];
+        var shim = _dir.Write("bin/proxyguard", $"#!/bin/sh\nexec dotnet '{ProxyProcess.DllPath}' \"$@\"\n");
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(shim, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+
+        var elsewhere = Path.Combine(_dir.Path, "elsewhere");
+        Directory.CreateDirectory(elsewhere);
+        var env = new Dictionary<string, string> { ["PATH"] = Path.GetDirectoryName(shim) + ":" + Environment.GetEnvironmentVariable("PATH") };
+
+        var result = await Cli.RunProgramAsync("bash", ["-c", $"eval \"$({command})\" && echo \"$PROXYGUARD_CA_CERT|$GITHUB_TOKEN\""], elsewhere, env);
+        Assert.True(result.ExitCode == 0, result.All);
+        var parts = result.Stdout.Trim().Split('|');
+        Assert.Equal(proxy.CaPath, parts[0]);
+        Assert.Equal((await proxy.EnvAsync())["GITHUB_TOKEN"], parts[1]);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(elsewhere));
+
+        // Without the proxy's --data-dir (it uses "data", not the default): no placeholder of a made-up key, a clear error.
+        var wrong = await Cli.RunAsync(proxy.Directory, "env", "--policy", proxy.PolicyPath, "--ca-dir", proxy.CaDirectory);
+        Assert.Equal(1, wrong.ExitCode);
+        Assert.Contains(Path.Combine(proxy.Directory, ".proxyguard", "installation.key"), wrong.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("GITHUB_TOKEN", wrong.Stdout, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(proxy.Directory, ".proxyguard")));
+    }
+
+    [Fact]
+    public async Task Listeners_can_be_given_as_the_urls_the_banner_prints()
+    {
+        await using var proxy = await ProxyProcess.StartAsync(Path.Combine(_dir.Path, "url"), Policy, environment: SecretEnv, listen: "http://127.0.0.1:0/");
+        Assert.Matches(@"^http://127\.0\.0\.1:\d+$", proxy.ProxyUrl);
+
+        // The admin listener too: a taken port shows that the URL was understood as that address.
+        using var busy = new TcpListener(IPAddress.Loopback, 0);
+        busy.Start();
+        var port = ((IPEndPoint)busy.LocalEndpoint).Port;
+        var policy = _dir.Write("url.yaml", Policy);
+        var line = OneLine(await RunExpectingFailureAsync("--policy", policy, "--listen", "127.0.0.1:0", "--admin", $"http://127.0.0.1:{port}"));
+        Assert.Contains($"cannot listen on http://127.0.0.1:{port} (--admin 127.0.0.1:{port})", line, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -16,7 +16,8 @@ public sealed partial class SandboxEnvReservedTests
     public async Task Every_variable_that_env_prints_is_refused_as_sandbox_env_in_any_case()
     {
         using var dir = new TempDir();
-        var env = await Cli.RunAsync(dir.Path, "env", "--policy", dir.File("none.yaml"), "--ca-dir", dir.File("ca"), "--data-dir", dir.File("data"));
+        await Ecosystem.EnvOutputSafetyTests.InitCaAsync(dir.Path, dir.File("ca"));
+        var env = await Cli.RunAsync(dir.Path, "env", "--ca-dir", dir.File("ca"), "--data-dir", dir.File("data"));
         Assert.True(env.ExitCode == 0, env.All);
         var names = ExportedName().Matches(env.Stdout).Select(m => m.Groups[1].Value).ToList();
         Assert.Contains("HTTPS_PROXY", names);
