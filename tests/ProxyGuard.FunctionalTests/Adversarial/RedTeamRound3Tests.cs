@@ -1,0 +1,154 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using ProxyGuard.FunctionalTests.Infrastructure;
+using ProxyGuard.FunctionalTests.Secrets;
+
+namespace ProxyGuard.FunctionalTests.Adversarial;
+
+/// <summary>
+/// Red team round 3 (issues 14/15): attacks on the secret gate's one-pass placeholder prefilter (substitution skips
+/// the head when the gate sees no placeholder) and on the request path's CPU bounds. Each test describes the
+/// expected behaviour and fails on the snapshot it was written against (7cd24b7).
+/// </summary>
+[Collection("proxy")]
+public sealed class RedTeamRound3Tests : IClassFixture<SecretsFixture>
+{
+    private readonly SecretsFixture _f;
+
+    public RedTeamRound3Tests(SecretsFixture fixture)
+    {
+        _f = fixture;
+    }
+
+    /// <summary>
+    /// Basic credentials carrying a placeholder, as the substitutor reads them but the gate's prefilter does not:
+    /// spaces (or tabs) inside the base64, and either no '=' padding or a tab after "Basic". .NET's base64 decoder
+    /// skips the whitespace and the substitutor pads, so the substitutor would substitute or refuse; the gate's
+    /// matcher sees base64 through line breaks only and decodes Basic only after "Basic " with padding, so it finds
+    /// no placeholder and the substitution stage skips the head.
+    /// </summary>
+    private string SpreadBasic(string variant)
+    {
+        var b64 = Convert.ToBase64String(Encoding.UTF8.GetBytes("user:" + _f.GitPlaceholderFromEnv));
+        var (prefix, separator) = variant == "tab" ? ("Basic\t", "\t") : ("Basic ", " ");
+        if (variant != "tab")
+        {
+            b64 = b64.TrimEnd('=');
+        }
+
+        var builder = new StringBuilder();
+        var separators = 0;
+        for (var i = 0; i < b64.Length; i++)
+        {
+            if (i > 0 && i % 3 == 0)
+            {
+                builder.Append(separator);
+                separators++;
+            }
+
+            builder.Append(b64[i]);
+        }
+
+        // A multiple of four separators keeps the substitutor's padding arithmetic right.
+        var text = builder.ToString();
+        var at = text.IndexOf(separator, StringComparison.Ordinal);
+        text = text.Insert(at, string.Concat(Enumerable.Repeat(separator, (4 - (separators % 4)) % 4)));
+        return prefix + text;
+    }
+
+    /// <summary>
+    /// FINDING R3-1a (low/medium, security: missed refusal): the git placeholder (bound to localhost, headers only) in
+    /// whitespace-spread Basic credentials toward 127.0.0.1 (not bound) must be refused with secret-misuse as the
+    /// plain form is. On 7cd24b7 it is forwarded: the origin receives the placeholder, no refusal, no event.
+    /// </summary>
+    [Theory]
+    [InlineData("spaces-unpadded")]
+    [InlineData("tab")]
+    public async Task Whitespace_spread_Basic_placeholder_toward_an_unbound_host_is_refused(string variant)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, _f.HttpsUrl("/echo/r3-unbound-" + variant, "127.0.0.1"));
+        Assert.True(request.Headers.TryAddWithoutValidation("Authorization", SpreadBasic(variant)));
+        SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "secret-misuse", await _f.SendAsync(request));
+    }
+
+    /// <summary>
+    /// FINDING R3-1b (low/medium, security: missed refusal): the same credentials toward the bound host over plain
+    /// HTTP must be refused with secret-plain-http (git does not opt in to plain HTTP). On 7cd24b7 they are forwarded.
+    /// </summary>
+    [Theory]
+    [InlineData("spaces-unpadded")]
+    [InlineData("tab")]
+    public async Task Whitespace_spread_Basic_placeholder_toward_plain_http_is_refused(string variant)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, _f.HttpUrl("/echo/r3-plain-" + variant));
+        Assert.True(request.Headers.TryAddWithoutValidation("Authorization", SpreadBasic(variant)));
+        SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "secret-plain-http", await _f.SendAsync(request));
+    }
+
+    /// <summary>
+    /// FINDING R3-1c (low, functional): toward the bound host over TLS the substitutor would substitute these
+    /// credentials (it does when the head carries the placeholder elsewhere too); alone, the origin receives the
+    /// placeholder. Either substitute or refuse; never forward the placeholder silently.
+    /// </summary>
+    [Theory]
+    [InlineData("spaces-unpadded")]
+    [InlineData("tab")]
+    public async Task Whitespace_spread_Basic_placeholder_toward_the_bound_host_is_not_forwarded_unsubstituted(string variant)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, _f.HttpsUrl("/echo/r3-bound-" + variant));
+        Assert.True(request.Headers.TryAddWithoutValidation("Authorization", SpreadBasic(variant)));
+        var (response, body, originRequests) = await _f.SendAsync(request);
+        Assert.Empty(SecretForms.FoundIn(body, _f.RealValues));
+        if (originRequests == 0)
+        {
+            return; // refused: acceptable
+        }
+
+        var received = _f.Origin.ReceivedHeaders.Last()["Authorization"];
+        var parameter = string.Concat(received.Trim()[6..].Where(c => c is not (' ' or '\t')));
+        var credentials = Encoding.UTF8.GetString(Convert.FromBase64String(parameter.PadRight((parameter.Length + 3) / 4 * 4, '=')));
+        Assert.True(response.StatusCode == HttpStatusCode.OK, body);
+        Assert.DoesNotContain(_f.GitPlaceholderFromEnv, credentials, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// FINDING R3-2 (medium, CPU exhaustion with a small input): the substitution stage's multipart name-position
+    /// check (ValuePositions.InMultipartHeaders) searches the whole rest of the body for "\r\n\r\n" and "\n\n" at
+    /// every part delimiter, and compares each placeholder match with every part: quadratic in the body and outside
+    /// the per-request scan budget. One placeholder in a ~1 MiB multipart body of tiny parts costs seconds of CPU
+    /// (unit: 0.96 MB took 3.4-4.4 s; the default max_body is 8 MiB, ~64x that). Expected: linear, well under a
+    /// second.
+    /// </summary>
+    [Fact]
+    public async Task Multipart_body_with_many_parts_and_a_placeholder_is_decided_in_bounded_time()
+    {
+        var builder = new StringBuilder();
+        builder.Append("--b\r\nContent-Disposition: form-data; name=\"v\"\r\n\r\n").Append(_f.FormPlaceholder).Append("\r\n");
+        for (var k = 0; k < 64_000; k++)
+        {
+            builder.Append("--b\r\nX:1\r\n\r\nv\r\n");
+        }
+
+        builder.Append("--b--\r\n");
+        var bytes = Encoding.ASCII.GetBytes(builder.ToString());
+        Assert.True(bytes.Length < 1_000_000);
+
+        // Warm up the path with a small body first.
+        var warm = new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl("/echo/r3-mp-warm"))
+        {
+            Content = new ByteArrayContent(Encoding.ASCII.GetBytes("--b\r\nX:1\r\n\r\n" + _f.FormPlaceholder + "\r\n--b--\r\n")),
+        };
+        warm.Content.Headers.TryAddWithoutValidation("Content-Type", "multipart/form-data; boundary=b");
+        await _f.SendAsync(warm);
+
+        var request = new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl("/echo/r3-mp")) { Content = new ByteArrayContent(bytes) };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", "multipart/form-data; boundary=b");
+        var watch = Stopwatch.StartNew();
+        var (response, body, _) = await _f.SendAsync(request);
+        watch.Stop();
+        Assert.Empty(SecretForms.FoundIn(body, _f.RealValues));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1.5),
+            $"a {bytes.Length}-byte multipart body with one placeholder took {watch.Elapsed.TotalMilliseconds:F0} ms ({(int)response.StatusCode})");
+    }
+}
