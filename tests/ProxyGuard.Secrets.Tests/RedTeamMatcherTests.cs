@@ -370,4 +370,42 @@ public sealed class RedTeamMatcherTests
             Assert.DoesNotContain(padded.Trim(), substitutor.ScrubText("h: " + form), StringComparison.Ordinal);
         }
     }
+    /// <summary>
+    /// FINDING (missed form, medium): base64 carried inside a JSON string is only looked for in the raw bytes, so
+    /// JSON escapes inside the base64 hide it: GitHub's contents/blobs API wraps base64 at 60 columns with the
+    /// escape "\n" (two characters, not a line break), PHP's json_encode writes '/' as "\/", System.Text.Json's
+    /// default encoder writes '+' as "\u002B". A value the bound API stores (e.g. a blob created with the substituted
+    /// token as content) then comes back to the sandbox unscrubbed.
+    /// </summary>
+    [Theory]
+    [InlineData("github-60-col-escaped-newline")]
+    [InlineData("php-escaped-slash")]
+    [InlineData("stj-escaped-plus")]
+    public void Base64_inside_a_json_string_with_escapes_is_recognised(string form)
+    {
+        const string value = Value + "?>~\u00ff\u00fb??";
+        var substitutor = Create(value);
+        var tested = 0;
+        for (var prefix = 0; prefix < 24; prefix++)
+        {
+            var b64 = B64(new string('p', prefix) + "token=" + value + "\n");
+            var json = form switch
+            {
+                "github-60-col-escaped-newline" => string.Join("\\n", b64.Chunk(60).Select(c => new string(c))) + "\\n",
+                "php-escaped-slash" => b64.Replace("/", "\\/", StringComparison.Ordinal),
+                _ => b64.Replace("+", "\\u002B", StringComparison.Ordinal),
+            };
+            if (json == b64)
+            {
+                continue;
+            }
+
+            tested++;
+
+            var text = "{\"content\":\"" + json + "\",\"encoding\":\"base64\"}";
+            Assert.True(substitutor.FindRealValue(text) is not null, $"{form} (prefix {prefix}): not recognised: {text}");
+        }
+
+        Assert.True(tested > 0);
+    }
 }

@@ -117,6 +117,11 @@ public sealed class HostileOrigin : IAsyncDisposable
             "te-gzip" => Chunked("Transfer-Encoding: gzip, chunked", Gzip(body)),
             "unknown-coding" => Framed("Content-Encoding: zstd", body),
             "json" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes($"{{\"known\":{System.Text.Json.JsonSerializer.Serialize(known)}}}")),
+            // Round 3 (not in Modes): a stored value returned the way GitHub's contents/blobs API returns a file (base64
+            // wrapped at 60 columns with the JSON escape \n), and a value inside JSON state carried in a redirect URL.
+            "github-base64" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
+                "{\"encoding\":\"base64\",\"content\":\"" + string.Join("\\n", Convert.ToBase64String(Encoding.UTF8.GetBytes("token=" + known + "\n")).Chunk(60).Select(c => new string(c))) + "\\n\"}")),
+            "url-of-json" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?state={Uri.EscapeDataString(System.Text.Json.JsonSerializer.Serialize(new { t = known }))}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             _ => Framed("Content-Type: application/json", body),
         };
     }

@@ -152,3 +152,52 @@ public sealed class RedTeamRound3Tests : IClassFixture<SecretsFixture>
             $"a {bytes.Length}-byte multipart body with one placeholder took {watch.Elapsed.TotalMilliseconds:F0} ms ({(int)response.StatusCode})");
     }
 }
+
+/// <summary>
+/// Red team round 3, response side: a bound API returns a value it holds (it legitimately received it after
+/// substitution, e.g. a blob created with the token as content) in an encoding the shared matcher does not see
+/// through.
+/// </summary>
+[Collection("proxy")]
+public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixture>
+{
+    private readonly HostileOriginFixture _f;
+
+    public RedTeamRound3ResponseTests(HostileOriginFixture fixture)
+    {
+        _f = fixture;
+    }
+
+    /// <summary>
+    /// FINDING R3-3 (medium, real value reaches the sandbox): base64 inside a JSON string with JSON escapes in it
+    /// (GitHub's contents/blobs API wraps base64 at 60 columns with the two-character escape \n; PHP writes '/' as
+    /// \/; System.Text.Json's default encoder writes '+' as \u002B) is not scrubbed: the base64 scan runs on the raw
+    /// bytes only. And a value JSON-escaped then percent-encoded (JSON state in a redirect URL) is not scrubbed: the
+    /// twice-escaped pass only handles JSON-in-JSON and percent-twice.
+    /// </summary>
+    [Theory]
+    [InlineData("github-base64")]
+    [InlineData("url-of-json")]
+    public async Task A_bound_api_returning_the_value_in_a_two_level_encoding_is_scrubbed(string mode)
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/{mode}");
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+        using var response = await client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        var decoded = new StringBuilder();
+        if (mode == "github-base64")
+        {
+            var content = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("content").GetString()!;
+            decoded.Append(Encoding.UTF8.GetString(Convert.FromBase64String(content.Replace("\n", "", StringComparison.Ordinal))));
+        }
+        else
+        {
+            var location = response.Headers.Location?.OriginalString ?? string.Empty;
+            var state = Uri.UnescapeDataString(location[(location.IndexOf("state=", StringComparison.Ordinal) + 6)..]);
+            decoded.Append(System.Text.Json.JsonDocument.Parse(state).RootElement.GetProperty("t").GetString());
+        }
+
+        Assert.False(decoded.ToString().Contains(_f.Value, StringComparison.Ordinal), $"{mode}: the real value reached the sandbox ({(int)response.StatusCode})");
+    }
+}
