@@ -113,6 +113,26 @@ public sealed class RedTeamRound3Tests : IClassFixture<SecretsFixture>
     }
 
     /// <summary>
+    /// Control for R3-1 (passes on 7cd24b7): with a plain placeholder elsewhere in the head the gate's prefilter fires,
+    /// the substitution stage reads the head, and the same whitespace-spread Basic credentials ARE substituted. The
+    /// substitutor handles them; only the prefilter (SecretGateStage: matcher + HeadExtras' DecodeBasic) misses them.
+    /// </summary>
+    [Theory]
+    [InlineData("spaces-unpadded")]
+    [InlineData("tab")]
+    public async Task Control_whitespace_spread_Basic_is_substituted_when_the_head_carries_another_placeholder(string variant)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, _f.HttpsUrl("/echo/r3-control-" + variant));
+        Assert.True(request.Headers.TryAddWithoutValidation("Authorization", SpreadBasic(variant)));
+        request.Headers.Add("X-Api", _f.ApiPlaceholder);
+        var (response, body, originRequests) = await _f.SendAsync(request);
+        Assert.True(response.StatusCode == HttpStatusCode.OK && originRequests == 1, body);
+        var received = _f.Origin.ReceivedHeaders.Last()["Authorization"];
+        var credentials = Encoding.UTF8.GetString(Convert.FromBase64String(received.Trim()[6..]));
+        Assert.True(credentials == "user:" + _f.GitValue, "substituted credentials expected");
+    }
+
+    /// <summary>
     /// FINDING R3-2 (medium, CPU exhaustion with a small input): the substitution stage's multipart name-position
     /// check (ValuePositions.InMultipartHeaders) searches the whole rest of the body for "\r\n\r\n" and "\n\n" at
     /// every part delimiter, and compares each placeholder match with every part: quadratic in the body and outside
