@@ -408,4 +408,90 @@ public sealed class RedTeamMatcherTests
 
         Assert.True(tested > 0);
     }
+    /// <summary>
+    /// FINDING (low, name position): a JSON object key is recognised only as a string followed by optional
+    /// whitespace and ':'. Lenient parsers (Newtonsoft.Json by default, System.Text.Json with comment handling, JSON5)
+    /// also read a key followed by a comment, or an unquoted key: the placeholder there is substituted into what the
+    /// API reads as a property name (names are echoed in errors and logs), where it must be refused.
+    /// </summary>
+    [Theory]
+    [InlineData("{\"" + Placeholder + "\"/*c*/:1}")]
+    [InlineData("{\"" + Placeholder + "\"//c\n:1}")]
+    [InlineData("{" + Placeholder + ":1}")]
+    [InlineData("{'" + Placeholder + "':1}")]
+    public void A_placeholder_in_a_json_key_is_refused_for_lenient_parsers_too(string body)
+    {
+        var result = Create().SubstituteBody(Encoding.UTF8.GetBytes(body), "application/json", new SubstitutionTarget(Bound, true), out var newBody);
+        Assert.True(result.IsMisuse, $"substituted into a key position: {(newBody is null ? "unchanged" : "changed")}");
+    }
+    /// <summary>
+    /// Streaming (write mode, as the response path uses it): a twice-escaped value split at every chunk size between 1
+    /// and 17 bytes, next to hostile escapes, comes out exactly as the whole-body scrub does.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(NestedForms))]
+    public void Twice_escaped_values_split_across_writes_are_scrubbed_like_the_whole_body(string form, string encoded)
+    {
+        var substitutor = Create();
+        string[] noise = ["", "\\\\", "\\u005C", "%25", "%", "\\"];
+        foreach (var before in noise)
+        {
+            foreach (var after in noise)
+            {
+                var bytes = Encoding.UTF8.GetBytes("{\"k\":\"" + before + encoded + after + "\"}");
+                var whole = substitutor.ScrubBody(bytes) ?? bytes;
+                for (var size = 1; size <= 17; size++)
+                {
+                    using var sink = new WriteOnlySink();
+                    using (var stream = substitutor.CreateScrubbingStream(sink, leaveOpen: true))
+                    {
+                        for (var at = 0; at < bytes.Length; at += size)
+                        {
+                            stream.Write(bytes, at, Math.Min(size, bytes.Length - at));
+                        }
+                    }
+
+                    Assert.True(whole.AsSpan().SequenceEqual(sink.Data.ToArray()),
+                        $"{form} chunk {size} '{before}'/'{after}': streamed '{Encoding.UTF8.GetString(sink.Data.ToArray())}' vs whole '{Encoding.UTF8.GetString(whole)}'");
+                }
+            }
+        }
+    }
+
+    private sealed class WriteOnlySink : Stream
+    {
+        public MemoryStream Data { get; } = new();
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => Data.Length;
+
+        public override long Position { get => Data.Position; set => throw new NotSupportedException(); }
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => Data.Write(buffer, offset, count);
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                Data.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
 }
