@@ -494,4 +494,38 @@ public sealed class RedTeamMatcherTests
             base.Dispose(disposing);
         }
     }
+    /// <summary>Small repeated inputs that maximise escapes or partial matches stay linear (well under a second per MiB).</summary>
+    [Theory]
+    [InlineData("json-escaped-escapes", "\\\\")]
+    [InlineData("u005C", "\\u005C")]
+    [InlineData("url-twice", "%25")]
+    [InlineData("url-twice-hex", "%2541")]
+    [InlineData("html", "&#x")]
+    [InlineData("html-amp", "&amp;")]
+    [InlineData("percent", "%")]
+    [InlineData("placeholder-prefix", "PG_RT3_AAAABBBB")]
+    [InlineData("encoded-placeholder-prefix", "%50G_RT3_AAAA")]
+    [InlineData("value-prefix", "rt3\"synth\\value/with+")]
+    [InlineData("surrogates", "\\uD83D")]
+    [InlineData("base64-ish", "cnQzInN5bnRoXHZhbHVl")]
+    public void Adversarial_repetitions_are_linear(string name, string unit)
+    {
+        var substitutor = Create();
+        var data = Encoding.UTF8.GetBytes(string.Concat(Enumerable.Repeat(unit, (1 << 20) / unit.Length)));
+        var query = Encoding.Latin1.GetString(data);
+        var watch = Stopwatch.StartNew();
+        _ = substitutor.ScrubBody(data);
+        var scrub = watch.Elapsed;
+        watch.Restart();
+        _ = substitutor.FindRealValue(data);
+        _ = substitutor.FindPlaceholderAnywhere(data);
+        var find = watch.Elapsed;
+        watch.Restart();
+        _ = substitutor.SubstituteBody(data, "application/json", new SubstitutionTarget(Bound, true), out _);
+        _ = substitutor.SubstituteBody(data, "application/x-www-form-urlencoded", new SubstitutionTarget(Bound, true), out _);
+        _ = substitutor.SubstituteQuery(query, Bound);
+        var substitute = watch.Elapsed;
+        Assert.True(scrub + find + substitute < TimeSpan.FromSeconds(1.5),
+            $"{name}: scrub {scrub.TotalMilliseconds:F0} ms, find {find.TotalMilliseconds:F0} ms, substitute {substitute.TotalMilliseconds:F0} ms per MiB");
+    }
 }
