@@ -318,9 +318,10 @@ public sealed class RedTeamMatcherTests
     }
 
     /// <summary>
-    /// FINDING candidate (CPU): the multipart name-position check searches the whole rest of the body for "\r\n\r\n"
-    /// and "\n\n" at every part delimiter, and compares each placeholder with every part: quadratic in the body. A
-    /// body with many tiny parts and a placeholder costs seconds of CPU per request with no scan budget.
+    /// FINDING (CPU): the multipart name-position check searches the whole rest of the body for "\r\n\r\n" and "\n\n"
+    /// at every part delimiter, and compares each placeholder with every part: quadratic in the body. Measured (one
+    /// placeholder, parts of 15 bytes): 30 KB 2.3 ms, 0.96 MB 0.94 s, 1.92 MB 3.5 s; the default max_body (8 MiB)
+    /// extrapolates to about a minute of CPU per request, outside any scan budget.
     /// </summary>
     [Fact]
     public void Multipart_name_position_check_is_linear()

@@ -137,8 +137,8 @@ public sealed class RedTeamRound3Tests : IClassFixture<SecretsFixture>
     /// check (ValuePositions.InMultipartHeaders) searches the whole rest of the body for "\r\n\r\n" and "\n\n" at
     /// every part delimiter, and compares each placeholder match with every part: quadratic in the body and outside
     /// the per-request scan budget. One placeholder in a ~1 MiB multipart body of tiny parts costs seconds of CPU
-    /// (unit: 0.96 MB took 3.4-4.4 s; the default max_body is 8 MiB, ~64x that). Expected: linear, well under a
-    /// second.
+    /// (unit, quiet machine: 0.96 MB 0.94 s, 1.92 MB 3.5 s; through the proxy 0.96 MB took 1.6-1.9 s; the default
+    /// max_body of 8 MiB extrapolates to about a minute of CPU per request). Expected: linear, well under a second.
     /// </summary>
     [Fact]
     public async Task Multipart_body_with_many_parts_and_a_placeholder_is_decided_in_bounded_time()
