@@ -220,4 +220,43 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
 
         Assert.False(decoded.ToString().Contains(_f.Value, StringComparison.Ordinal), $"{mode}: the real value reached the sandbox ({(int)response.StatusCode})");
     }
+
+    /// <summary>
+    /// FINDING R3-4 (high, real value reaches the sandbox): the response scrubber matches whole values within one
+    /// response; byte ranges are forwarded as asked. A bound API that holds the value (it received it after
+    /// substitution: a blob, a file, an object, a paste created with the placeholder in a substituted body) and serves
+    /// byte ranges (static files, object stores, raw-content endpoints) gives it back in slices shorter than the value,
+    /// none of which is a match: the sandbox reassembles the real value. Expected: with secrets configured, Range (and
+    /// If-Range) is dropped from requests toward hosts a secret is bound to (or a partial response that could cut a
+    /// value is refused), so what comes back is scrubbed whole.
+    /// </summary>
+    [Fact]
+    public async Task A_bound_api_serving_byte_ranges_does_not_hand_the_value_back_in_slices()
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        var assembled = new List<byte>();
+        for (var start = 0; start < 512; start += 8)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/range");
+            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+            request.Headers.TryAddWithoutValidation("Range", $"bytes={start}-{start + 7}");
+            using var response = await client.SendAsync(request);
+            var slice = await response.Content.ReadAsByteArrayAsync();
+            if (response.StatusCode != HttpStatusCode.PartialContent)
+            {
+                // The proxy ignored or refused the range: whatever came back must be clean, and there is nothing to assemble.
+                Assert.False(Encoding.UTF8.GetString(slice).Contains(_f.Value, StringComparison.Ordinal), "the real value reached the sandbox whole");
+                return;
+            }
+
+            assembled.AddRange(slice);
+            if (slice.Length < 8)
+            {
+                break;
+            }
+        }
+
+        Assert.False(Encoding.UTF8.GetString([.. assembled]).Contains(_f.Value, StringComparison.Ordinal),
+            "the real value reached the sandbox in byte-range slices");
+    }
 }
