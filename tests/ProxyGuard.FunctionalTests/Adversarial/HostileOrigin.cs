@@ -76,7 +76,7 @@ public sealed class HostileOrigin : IAsyncDisposable
                 var head = await ReadHeadAsync(tls, timeout.Token);
                 var target = head.Split(' ', 3) is [_, var t, _] ? t : "/plain";
                 var mode = target.Trim('/').Split('/', '?')[0];
-                await tls.WriteAsync(Response(mode), timeout.Token);
+                await tls.WriteAsync(mode == "range" ? RangeResponse(head) : Response(mode), timeout.Token);
                 await tls.FlushAsync(timeout.Token);
             }
             catch (Exception ex) when (ex is IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
@@ -117,8 +117,31 @@ public sealed class HostileOrigin : IAsyncDisposable
             "te-gzip" => Chunked("Transfer-Encoding: gzip, chunked", Gzip(body)),
             "unknown-coding" => Framed("Content-Encoding: zstd", body),
             "json" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes($"{{\"known\":{System.Text.Json.JsonSerializer.Serialize(known)}}}")),
+            // Round 3 (not in Modes): a stored value returned the way GitHub's contents/blobs API returns a file (base64
+            // wrapped at 60 columns with the JSON escape \n), and a value inside JSON state carried in a redirect URL.
+            "github-base64" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
+                "{\"encoding\":\"base64\",\"content\":\"" + string.Join("\\n", Convert.ToBase64String(Encoding.UTF8.GetBytes("token=" + known + "\n")).Chunk(60).Select(c => new string(c))) + "\\n\"}")),
+            "url-of-json" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?state={Uri.EscapeDataString(System.Text.Json.JsonSerializer.Serialize(new { t = known }))}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             _ => Framed("Content-Type: application/json", body),
         };
+    }
+
+    /// <summary>
+    /// Round 3 (not in Modes): a stored document holding the value, served with byte ranges (as any static file, object
+    /// store or raw-content endpoint is): "Range: bytes=S-E" gets 206 with that slice.
+    /// </summary>
+    private byte[] RangeResponse(string head)
+    {
+        var document = Encoding.UTF8.GetBytes($"{{\"stored\":\"{Known}\"}}");
+        var range = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("Range: bytes=", StringComparison.OrdinalIgnoreCase))?["Range: bytes=".Length..];
+        if (range?.Split('-') is not [var s, var e] || !int.TryParse(s, out var start) || !int.TryParse(e, out var end) || start >= document.Length)
+        {
+            return Framed("Content-Type: application/json\r\nAccept-Ranges: bytes", document);
+        }
+
+        end = Math.Min(end, document.Length - 1);
+        var slice = document[start..(end + 1)];
+        return [.. Raw($"HTTP/1.1 206 Partial Content\r\nContent-Type: application/json\r\nContent-Range: bytes {start}-{end}/{document.Length}\r\nContent-Length: {slice.Length}\r\nConnection: close\r\n\r\n"), .. slice];
     }
 
     private static byte[] Raw(string text) => Encoding.UTF8.GetBytes(text);
