@@ -110,8 +110,11 @@ internal static class ValuePositions
                 break;
             }
 
+            // Every search stays inside this part (up to the next delimiter): linear in the body, however many parts.
             var headersStart = at + lineEnd + 1;
-            var rest = data[headersStart..];
+            var nextDelimiter = data[headersStart..].IndexOf(delimiter);
+            var partEnd = nextDelimiter < 0 ? data.Length : headersStart + nextDelimiter;
+            var rest = data[headersStart..partEnd];
             var crlf = rest.IndexOf("\r\n\r\n"u8);
             var lf = rest.IndexOf("\n\n"u8);
             int bodyStart;
@@ -136,24 +139,17 @@ internal static class ValuePositions
                 break;
             }
 
-            var next = data[bodyStart..].IndexOf(delimiter);
-            var bodyEnd = next < 0 ? data.Length : bodyStart + next;
-            values.Add((bodyStart, bodyEnd));
-            at = next < 0 ? -1 : bodyEnd;
+            values.Add((bodyStart, partEnd));
+            at = nextDelimiter < 0 ? -1 : partEnd;
         }
 
+        // Value ranges are sorted and disjoint: each match is located by binary search.
+        var starts = values.Select(v => v.Start).ToArray();
         foreach (var match in matches)
         {
-            var inValue = false;
-            foreach (var (start, end) in values)
-            {
-                if (match.Start >= start && match.Start + match.Length <= end)
-                {
-                    inValue = true;
-                    break;
-                }
-            }
-
+            var index = Array.BinarySearch(starts, match.Start);
+            index = index >= 0 ? index : ~index - 1;
+            var inValue = index >= 0 && match.Start + match.Length <= values[index].End;
             if (!inValue)
             {
                 names.Add(match.Binding);

@@ -67,7 +67,10 @@ internal sealed class SecretGateStage : IRequestStage
         // substitution recognises, Basic credentials and the proxy's own header included). Without one, the position
         // and plain-HTTP checks have nothing to find and substitution skips the head.
         var extras = HeadExtras(view).ToList();
-        exchange.HeadCarriesPlaceholder = substitutor.FindPlaceholderAnywhere(extras.Count == 0 ? joined : joined + "\n" + string.Join('\n', extras)) is not null;
+        // A Basic credential is always looked at field by field: the substitutor decodes it more leniently (a tab after
+        // the scheme, missing padding, whitespace inside the base64) than any prefilter can see through.
+        exchange.HeadCarriesPlaceholder = view.Headers.Any(h => h.Value.TrimStart().StartsWith("Basic", StringComparison.OrdinalIgnoreCase))
+            || substitutor.FindPlaceholderAnywhere(extras.Count == 0 ? joined : joined + "\n" + string.Join('\n', extras)) is not null;
         if (exchange.HeadCarriesPlaceholder)
         {
             var names = Positions(view, includeValues: false).ToList();
