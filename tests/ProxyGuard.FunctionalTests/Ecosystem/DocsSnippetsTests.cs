@@ -54,7 +54,10 @@ public sealed partial class DocsSnippetsTests
 
         Assert.True(snippets.Count >= 5, "expected the policy snippets of policy.md and secrets.md, found " + snippets.Count);
         var result = await Cli.RunAsync(dir.Path, ["policy", "check", .. snippets.Keys]);
+        // Warnings (e.g. a secret shown without the rule that reaches its host, in a fragment about secrets) are not
+        // problems: `policy check` passes with them.
         var problems = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(l => !l.Contains(": warning: ", StringComparison.Ordinal))
             .Select(l => snippets.Aggregate(l, (line, s) => line.Replace(s.Key, $"{s.Value} (snippet)", StringComparison.Ordinal)))
             .ToList();
         Assert.True(result.ExitCode == 0 && problems.Count == 0, "policy snippets that do not pass `policy check`:\n" + string.Join('\n', problems));

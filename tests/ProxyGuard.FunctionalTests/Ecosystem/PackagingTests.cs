@@ -137,6 +137,10 @@ public sealed partial class PackagingTests : IDisposable
             """);
         var init = await Cli.RunAsync(_dir.Path, "ca", "init", "--dir", Path.Combine(varLib, "ca"));
         Assert.True(init.ExitCode == 0, init.All);
+
+        // agent-env runs once the proxy is healthy (depends_on): by then the proxy has created its installation key.
+        Assert.Contains("service_healthy", string.Join('\n', compose), StringComparison.Ordinal);
+        _ = ProxyGuard.Engine.Runtime.SnapshotBuilder.LoadInstallationKey(varLib);
         var mapped = command
             .Replace("dotnet /app/proxyguard.dll", $"dotnet '{ProxyProcess.DllPath}'", StringComparison.Ordinal)
             .Replace("/etc/proxyguard/", etc + "/", StringComparison.Ordinal)
