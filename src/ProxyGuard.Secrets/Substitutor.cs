@@ -522,6 +522,13 @@ public sealed class Substitutor
         }
     }
 
+    /// <summary>
+    /// The credentials of a <c>Basic</c> value (<c>user:password</c>) decoded exactly as substitution decodes them (a
+    /// space or tab after the scheme, whitespace inside the base64, missing padding), or null. Callers that must see
+    /// what substitution sees (the secret gate's checks) use this one decoder.
+    /// </summary>
+    public static string? DecodeBasicCredentials(string value) => TryDecodeBasic(value, out _, out var credentials) ? credentials : null;
+
     private List<int> FoundIn(string text)
     {
         var found = new List<int>();

@@ -4,6 +4,7 @@ using System.Net;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using ProxyGuard.Secrets.Tests.Support;
 
 namespace ProxyGuard.Secrets.Tests;
 
@@ -205,7 +206,7 @@ public sealed class EscapedFormsTests
     /// <summary>Writes <paramref name="body"/> through a write-mode scrubbing stream in chunks of the given sizes.</summary>
     private static byte[] Stream(Substitutor substitutor, byte[] body, int[] sizes)
     {
-        using var sink = new WriteOnlyStream();
+        using var sink = new WriteOnlySink();
         using (var scrubbing = substitutor.CreateScrubbingStream(sink, leaveOpen: true))
         {
             var at = 0;
@@ -218,27 +219,27 @@ public sealed class EscapedFormsTests
             }
         }
 
-        return sink.Inner.ToArray();
+        return sink.Data.ToArray();
     }
 
     [Fact]
     public void StreamingPassesOrdinaryTextOnAtOnceAndHoldsBackOnlyAnOpenPrefix()
     {
         var substitutor = Create();
-        using var sink = new WriteOnlyStream();
+        using var sink = new WriteOnlySink();
         using var scrubbing = substitutor.CreateScrubbingStream(sink, leaveOpen: true);
         scrubbing.Write(Encoding.UTF8.GetBytes("data: {\"text\":\"hello world\"}\n\n"));
-        Assert.Equal("data: {\"text\":\"hello world\"}\n\n", Encoding.UTF8.GetString(sink.Inner.ToArray()));
+        Assert.Equal("data: {\"text\":\"hello world\"}\n\n", Encoding.UTF8.GetString(sink.Data.ToArray()));
 
         // An open prefix of a form (here the JSON-escaped value, cut inside an escape) is held back...
         var escaped = JsonSerializer.Serialize(Nasty);
         scrubbing.Write(Encoding.UTF8.GetBytes("next " + escaped[..9]));
-        Assert.Equal("data: {\"text\":\"hello world\"}\n\nnext \"", Encoding.UTF8.GetString(sink.Inner.ToArray()));
+        Assert.Equal("data: {\"text\":\"hello world\"}\n\nnext \"", Encoding.UTF8.GetString(sink.Data.ToArray()));
 
         // ... and scrubbed when the rest arrives.
         scrubbing.Write(Encoding.UTF8.GetBytes(escaped[9..] + " end"));
         scrubbing.Flush();
-        Assert.EndsWith("next \"" + NastyPlaceholder + "\" end", Encoding.UTF8.GetString(sink.Inner.ToArray()), StringComparison.Ordinal);
+        Assert.EndsWith("next \"" + NastyPlaceholder + "\" end", Encoding.UTF8.GetString(sink.Data.ToArray()), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -350,33 +351,6 @@ public sealed class EscapedFormsTests
         OperatingSystem.IsLinux() && NativeMethods.clock_gettime(NativeMethods.ClockThreadCpuTime, out var ts) == 0
             ? (ts.Seconds * 1_000_000_000L) + ts.Nanoseconds
             : null;
-
-    private sealed class WriteOnlyStream : Stream
-    {
-        public MemoryStream Inner { get; } = new();
-
-        public override bool CanRead => false;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => Inner.Length;
-
-        public override long Position { get => Inner.Position; set => throw new NotSupportedException(); }
-
-        public override void Flush()
-        {
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => Inner.Write(buffer, offset, count);
-    }
 }
 
 internal static class NativeMethods

@@ -4,6 +4,7 @@ using System.Net;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using ProxyGuard.Secrets.Tests.Support;
 
 namespace ProxyGuard.Secrets.Tests;
 
@@ -34,7 +35,7 @@ public sealed class RedTeamMatcherTests
     /// stage skips the head entirely (placeholder not replaced toward the bound host; misuse toward an unbound host
     /// or plain HTTP forwarded instead of refused).
     /// </summary>
-    [Theory(Skip = "superseded: the secret gate no longer relies on the prefilter for Basic credentials (any Basic header is decided field by field); RedTeamRound3Tests.Whitespace_spread_* hold the behaviour")]
+    [Theory]
     [InlineData("tab-then-spaced", "Basic\t", " ", true)]
     [InlineData("space-then-spaced-unpadded", "Basic ", " ", false)]
     [InlineData("tab-then-tabbed", "Basic\t", "\t", true)]
@@ -60,8 +61,9 @@ public sealed class RedTeamMatcherTests
         Assert.True(toBound.Injected.Count == 1, $"{variant}: substitutor did not substitute");
         Assert.True(toOther.IsMisuse && plain.IsMisuse, $"{variant}: substitutor did not refuse misuse");
 
-        // The gate's prefilter (FindPlaceholderAnywhere over the head, plus "Basic " decoded with padding required).
-        var gateExtra = header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase) ? GateDecodeBasic(header) : null;
+        // The gate's prefilter: FindPlaceholderAnywhere over the head, plus the credentials decoded by the
+        // substitutor's own Basic decoder.
+        var gateExtra = Substitutor.DecodeBasicCredentials(header);
         var seen = substitutor.ContainsPlaceholder(header) || (gateExtra is not null && substitutor.ContainsPlaceholder(gateExtra));
         Assert.True(seen, $"{variant}: the placeholder prefilter misses a Basic credential the substitutor substitutes: '{header}'");
     }
@@ -89,14 +91,6 @@ public sealed class RedTeamMatcherTests
         }
 
         return builder.ToString();
-    }
-
-    /// <summary>A copy of SecretGateStage.DecodeBasic (private in the engine).</summary>
-    private static string? GateDecodeBasic(string value)
-    {
-        var encoded = value.AsSpan(6).Trim();
-        var decoded = new byte[encoded.Length];
-        return Convert.TryFromBase64Chars(encoded, decoded, out var n) ? Encoding.UTF8.GetString(decoded, 0, n) : null;
     }
 
     public static TheoryData<string, string> NestedForms()
@@ -459,42 +453,6 @@ public sealed class RedTeamMatcherTests
         }
     }
 
-    private sealed class WriteOnlySink : Stream
-    {
-        public MemoryStream Data { get; } = new();
-
-        public override bool CanRead => false;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => true;
-
-        public override long Length => Data.Length;
-
-        public override long Position { get => Data.Position; set => throw new NotSupportedException(); }
-
-        public override void Flush()
-        {
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => Data.Write(buffer, offset, count);
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing)
-            {
-                Data.Dispose();
-            }
-
-            base.Dispose(disposing);
-        }
-    }
     /// <summary>Small repeated inputs that maximise escapes or partial matches stay linear (well under a second per MiB).</summary>
     [Theory]
     [InlineData("json-escaped-escapes", "\\\\")]

@@ -298,7 +298,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         Services.Certificates.Dispose();
         _ca.Dispose();
         _trimmer.Dispose();
-        Services.Budgets?.Dispose();
+        Services.Budgets.Dispose();
     }
 
     private static SslServerAuthenticationOptions TlsOptionsFor(TlsHandshakeCallbackContext context, ProxyServices services)

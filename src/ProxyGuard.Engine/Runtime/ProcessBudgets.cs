@@ -11,11 +11,13 @@ internal sealed class ProcessBudgets : IDisposable
     public const string BodiesName = "buffered-bodies";
     public const string DecodingName = "decompression";
     public const string ScansName = "concurrent-scans";
+    public const string WebSocketsName = "websocket-buffers";
 
     public ProcessBudgets(ProxyLimits limits)
     {
         Bodies = new ResourceBudget(BodiesName, limits.MaxBufferedBodyBytes);
         Decoding = new ResourceBudget(DecodingName, limits.MaxDecompressedBytes);
+        WebSockets = new ResourceBudget(WebSocketsName, limits.MaxWebSocketBufferedBytes);
         Scans = new ScanGate(limits.MaxConcurrentScans, limits.ScanQueueTimeout);
     }
 
@@ -24,6 +26,9 @@ internal sealed class ProcessBudgets : IDisposable
 
     /// <summary>Decompression output of request scans and response decoders.</summary>
     public ResourceBudget Decoding { get; }
+
+    /// <summary>WebSocket message bytes held for inspection (past it the connection closes with 1013).</summary>
+    public ResourceBudget WebSockets { get; }
 
     /// <summary>Content scans running at once.</summary>
     public ScanGate Scans { get; }

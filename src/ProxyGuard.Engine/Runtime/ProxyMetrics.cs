@@ -43,7 +43,7 @@ internal sealed class ProxyMetrics
         var refused = factory.CreateCounter("proxyguard_budget_refusals_total", "Reservations each process-wide budget refused since start (those requests were refused with over-capacity).", "budget");
         Registry.AddBeforeCollectCallback(() =>
         {
-            foreach (var budget in new[] { budgets.Bodies, budgets.Decoding })
+            foreach (var budget in new[] { budgets.Bodies, budgets.Decoding, budgets.WebSockets })
             {
                 capacity.WithLabels(budget.Name).Set(budget.Capacity);
                 inUse.WithLabels(budget.Name).Set(budget.InUse);

@@ -24,7 +24,6 @@ internal sealed class ProxyServices
         Limits = limits;
         LoggerFactory = loggerFactory;
         Connections = new ConnectionCounter(limits.MaxConnectionsPerClient);
-        WebSocketBuffers = new ByteBudget(limits.MaxWebSocketBufferedBytes);
     }
 
     public PolicyRuntime Runtime { get; }
@@ -42,9 +41,6 @@ internal sealed class ProxyServices
     public ILoggerFactory LoggerFactory { get; }
 
     public ConnectionCounter Connections { get; }
-
-    /// <summary>Bytes of WebSocket messages held for inspection, across the process.</summary>
-    public ByteBudget WebSocketBuffers { get; }
 
     /// <summary>
     /// Identifies the client of a CONNECT or a plain request from its <c>Proxy-Authorization</c> value; returns the
@@ -68,7 +64,7 @@ internal sealed class ProxyServices
     }
 
     /// <summary>The process-wide budgets (set by the host; null in unit tests that build a bare service set).</summary>
-    public ProcessBudgets? Budgets { get; init; }
+    public required ProcessBudgets Budgets { get; init; }
 
     /// <summary>Records Kestrel's own parser refusals as audit events (set by the host).</summary>
     public Hosting.KestrelRefusalRecorder? Refusals { get; init; }

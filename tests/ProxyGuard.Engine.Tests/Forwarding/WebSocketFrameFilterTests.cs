@@ -1,3 +1,4 @@
+using ProxyGuard.Inspection.Budgets;
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
@@ -49,10 +50,10 @@ public sealed class WebSocketFrameFilterTests
     }
 
     private static (WebSocketFrameFilter Filter, List<(int Opcode, string Payload)> Seen) NewFilter(
-        bool fromClient = true, long max = 1024, ByteBudget? budget = null, Func<int, ReadOnlyMemory<byte>, WebSocketVerdict>? inspect = null)
+        bool fromClient = true, long max = 1024, ResourceBudget? budget = null, Func<int, ReadOnlyMemory<byte>, WebSocketVerdict>? inspect = null)
     {
         var seen = new List<(int, string)>();
-        var filter = new WebSocketFrameFilter(fromClient, max, budget ?? new ByteBudget(1 << 20), (opcode, payload) =>
+        var filter = new WebSocketFrameFilter(fromClient, max, budget ?? new ResourceBudget("test", 1 << 20), (opcode, payload) =>
         {
             seen.Add((opcode, Encoding.UTF8.GetString(payload.Span)));
             return inspect?.Invoke(opcode, payload) ?? WebSocketVerdict.Forward;
@@ -160,7 +161,7 @@ public sealed class WebSocketFrameFilterTests
     [Fact]
     public void A_message_over_the_cap_stops_with_1009_before_its_payload_is_buffered()
     {
-        var budget = new ByteBudget(1 << 20);
+        var budget = new ResourceBudget("test", 1 << 20);
         var (filter, seen) = NewFilter(max: 100, budget: budget);
         Assert.True(filter.Feed(Frame(1, new byte[60], fin: false)));
 
@@ -171,17 +172,17 @@ public sealed class WebSocketFrameFilterTests
         Assert.Equal("over-limit", filter.Stop.Reason.Name);
         Assert.Empty(seen);
         filter.Dispose();
-        Assert.Equal(0, budget.Used);
+        Assert.Equal(0, budget.InUse);
     }
 
     [Fact]
     public void The_process_budget_stops_a_message_with_1013_and_every_byte_is_returned()
     {
-        var budget = new ByteBudget(2000);
+        var budget = new ResourceBudget("test", 2000);
         var (first, _) = NewFilter(max: 4096, budget: budget);
         var (second, _) = NewFilter(max: 4096, budget: budget);
         Assert.True(first.Feed(Frame(2, new byte[900], fin: false)));
-        Assert.Equal(900, budget.Used);
+        Assert.Equal(900, budget.InUse);
         Assert.False(second.Feed(Frame(2, new byte[1200])));
         Assert.Equal(1013, second.Stop!.CloseCode);
         Assert.Equal("websocket-buffer-full", second.Stop.Reason.Name);
@@ -189,10 +190,10 @@ public sealed class WebSocketFrameFilterTests
         Assert.True(first.Feed(Frame(0, new byte[10])));
         Assert.Single(first.Output);
         Drain(first);
-        Assert.Equal(0, budget.Used);
+        Assert.Equal(0, budget.InUse);
         first.Dispose();
         second.Dispose();
-        Assert.Equal(0, budget.Used);
+        Assert.Equal(0, budget.InUse);
     }
 
     [Fact]
@@ -226,7 +227,7 @@ public sealed class WebSocketFrameFilterTests
         // Many tiny fragments (the worst case for per-frame work) at 4x the size cost about 4x, not 16x.
         static double Measure(int fragments)
         {
-            var (filter, _) = NewFilter(max: long.MaxValue, budget: new ByteBudget(long.MaxValue));
+            var (filter, _) = NewFilter(max: long.MaxValue, budget: new ResourceBudget("test", long.MaxValue));
             var one = Frame(0, "a"u8.ToArray(), fin: false);
             var input = new byte[one.Length * fragments + 16];
             var first = Frame(1, "a"u8.ToArray(), fin: false);

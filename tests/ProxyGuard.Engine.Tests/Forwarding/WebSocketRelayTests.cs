@@ -1,3 +1,4 @@
+using ProxyGuard.Inspection.Budgets;
 using System.Text;
 using ProxyGuard.Engine.Forwarding.WebSockets;
 using ProxyGuard.Engine.Runtime;
@@ -55,7 +56,7 @@ public sealed class WebSocketRelayTests
     private static (WebSocketRelay Relay, ProxyGuard.Engine.Pipeline.ProxyExchange Exchange) NewRelay(ProxySnapshot snapshot)
     {
         var exchange = TestExchanges.WithView(snapshot, "GET", "https", TestSnapshots.BoundHost, 443, "/ws", upgrade: true);
-        return (new WebSocketRelay(exchange, null, new ByteBudget(1 << 20)), exchange);
+        return (new WebSocketRelay(exchange, null, new ResourceBudget("test", 1 << 20)), exchange);
     }
 
     private static async Task<(byte[] Upstream, Exception? Error)> PumpAsync(Stream relayed)

@@ -1,3 +1,4 @@
+using ProxyGuard.Inspection.Budgets;
 // Over 400 lines: one incremental RFC 6455 state machine (header, payload, reassembly, re-framing, buffers),
 // kept together so that every byte's path can be read in one place.
 using System.Buffers;
@@ -22,7 +23,7 @@ internal sealed class WebSocketFrameFilter : IDisposable
 
     private readonly bool _fromClient;
     private readonly long _maxMessage;
-    private readonly ByteBudget _budget;
+    private readonly ResourceLease _reserved;
     private readonly Func<int, ReadOnlyMemory<byte>, WebSocketVerdict> _inspect;
 
     private readonly byte[] _head = new byte[14];
@@ -51,11 +52,12 @@ internal sealed class WebSocketFrameFilter : IDisposable
     /// <param name="maxMessage">Bytes of one reassembled data message.</param>
     /// <param name="budget">The process-wide budget message buffers are reserved from.</param>
     /// <param name="inspect">Decides each complete data message (text, binary) and each control frame.</param>
-    public WebSocketFrameFilter(bool fromClient, long maxMessage, ByteBudget budget, Func<int, ReadOnlyMemory<byte>, WebSocketVerdict> inspect)
+    public WebSocketFrameFilter(bool fromClient, long maxMessage, ResourceBudget budget, Func<int, ReadOnlyMemory<byte>, WebSocketVerdict> inspect)
     {
+        ArgumentNullException.ThrowIfNull(budget);
         _fromClient = fromClient;
         _maxMessage = Math.Min(maxMessage, Array.MaxLength);
-        _budget = budget;
+        _reserved = budget.TryReserve(0)!; // an empty lease always fits; it grows and shrinks with the buffers
         _inspect = inspect;
     }
 
@@ -379,7 +381,7 @@ internal sealed class WebSocketFrameFilter : IDisposable
         // Exact for a single frame; doubling (up to the cap) while a fragmented message grows: linear copying.
         var target = _messageLength == 0 ? needed : (int)Math.Min(_maxMessage, Math.Max(needed, 2L * capacity));
         var delta = target - _messageReserved;
-        if (!_budget.TryReserve(delta))
+        if (!_reserved.TryGrow(delta))
         {
             Stop = new WebSocketStop(WebSocketCodes.TryAgainLater, Policy.Decisions.Reasons.WebSocketBufferFull,
                 "the proxy holds as many WebSocket message bytes as it may; try again later");
@@ -419,7 +421,7 @@ internal sealed class WebSocketFrameFilter : IDisposable
             ReturnArray(payload, frame.Pooled);
         }
 
-        _budget.Release(frame.Reserved);
+        _reserved.Shrink(frame.Reserved);
     }
 
     private void ReleaseMessage()
@@ -430,7 +432,7 @@ internal sealed class WebSocketFrameFilter : IDisposable
             _message = null;
         }
 
-        _budget.Release(_messageReserved);
+        _reserved.Shrink(_messageReserved);
         _messageReserved = 0;
     }
 
@@ -471,5 +473,7 @@ internal sealed class WebSocketFrameFilter : IDisposable
         {
             Release(frame);
         }
+
+        _reserved.Dispose(); // whatever is still held goes back, however this direction ended
     }
 }

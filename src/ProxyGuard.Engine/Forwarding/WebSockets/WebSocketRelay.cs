@@ -1,3 +1,4 @@
+using ProxyGuard.Inspection.Budgets;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using ProxyGuard.Engine.Pipeline;
@@ -22,10 +23,10 @@ internal sealed class WebSocketRelay
 {
     private readonly ProxyExchange _exchange;
     private readonly ProxyMetrics? _metrics;
-    private readonly ByteBudget _budget;
+    private readonly ResourceBudget _budget;
     private readonly long _maxMessage;
 
-    public WebSocketRelay(ProxyExchange exchange, ProxyMetrics? metrics, ByteBudget budget)
+    public WebSocketRelay(ProxyExchange exchange, ProxyMetrics? metrics, ResourceBudget budget)
     {
         _exchange = exchange;
         _metrics = metrics;

@@ -39,7 +39,7 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         var substitutor = exchange.Snapshot.Substitutor;
         Apply(exchange);
 
-        var decodeLease = substitutor.IsEmpty ? null : services.Budgets?.Decoding.TryReserve(0) is { } lease ? exchange.Hold(lease) : null;
+        var decodeLease = substitutor.IsEmpty ? null : services.Budgets.Decoding.TryReserve(0) is { } lease ? exchange.Hold(lease) : null;
         var transformer = new ProxyTransformer(target, exchange.Outgoing.RawQuery, substitutor, decodeLease);
         var originalResponseBody = context.Response.Body;
         var countingResponse = new CountingStream(originalResponseBody);
@@ -51,7 +51,7 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         WebSocketRelay? relay = null;
         if (view.Upgrade)
         {
-            relay = new WebSocketRelay(exchange, services.Metrics, services.WebSocketBuffers);
+            relay = new WebSocketRelay(exchange, services.Metrics, services.Budgets.WebSockets);
             relay.Install(context);
         }
 

@@ -64,13 +64,10 @@ internal sealed class SecretGateStage : IRequestStage
         }
 
         // Whether the head carries a placeholder at all, in any encoding the matcher knows (a superset of what
-        // substitution recognises, Basic credentials and the proxy's own header included). Without one, the position
+        // substitution recognises: Basic credentials decoded by substitution's own decoder, the proxy's header included). Without one, the position
         // and plain-HTTP checks have nothing to find and substitution skips the head.
         var extras = HeadExtras(view).ToList();
-        // A Basic credential is always looked at field by field: the substitutor decodes it more leniently (a tab after
-        // the scheme, missing padding, whitespace inside the base64) than any prefilter can see through.
-        exchange.HeadCarriesPlaceholder = view.Headers.Any(h => h.Value.TrimStart().StartsWith("Basic", StringComparison.OrdinalIgnoreCase))
-            || substitutor.FindPlaceholderAnywhere(extras.Count == 0 ? joined : joined + "\n" + string.Join('\n', extras)) is not null;
+        exchange.HeadCarriesPlaceholder = substitutor.FindPlaceholderAnywhere(extras.Count == 0 ? joined : joined + "\n" + string.Join('\n', extras)) is not null;
         if (exchange.HeadCarriesPlaceholder)
         {
             var names = Positions(view, includeValues: false).ToList();
@@ -112,7 +109,7 @@ internal sealed class SecretGateStage : IRequestStage
                 yield return value;
             }
 
-            if (value.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase) && DecodeBasic(value) is { } decoded)
+            if (Substitutor.DecodeBasicCredentials(value) is { } decoded)
             {
                 yield return decoded;
             }
@@ -166,7 +163,7 @@ internal sealed class SecretGateStage : IRequestStage
         {
             yield return name;
             yield return value;
-            if (value.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase) && DecodeBasic(value) is { } decoded)
+            if (Substitutor.DecodeBasicCredentials(value) is { } decoded)
             {
                 yield return decoded;
             }
@@ -201,13 +198,6 @@ internal sealed class SecretGateStage : IRequestStage
             var eq = part.IndexOf('=', StringComparison.Ordinal);
             yield return (eq < 0 ? part : part[..eq]).Trim();
         }
-    }
-
-    private static string? DecodeBasic(string value)
-    {
-        var encoded = value.AsSpan(6).Trim();
-        var decoded = new byte[encoded.Length];
-        return Convert.TryFromBase64Chars(encoded, decoded, out var n) ? System.Text.Encoding.UTF8.GetString(decoded, 0, n) : null;
     }
 
     /// <summary>
