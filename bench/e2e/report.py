@@ -56,11 +56,13 @@ def parse_csvs(paths, wall):
 
 
 def with_cpu(result, path):
-    if os.path.exists(path):
-        try:
-            result["cpu"] = float(open(path).read().strip())
-        except ValueError:
-            pass
+    """Adds the CPU seconds (NAME.cpu) and, for ProxyGuard targets, the managed bytes allocated (NAME.alloc)."""
+    for key, file in (("cpu", path), ("alloc", path[:-4] + ".alloc")):
+        if os.path.exists(file):
+            try:
+                result[key] = float(open(file).read().strip())
+            except ValueError:
+                pass
     return result
 
 
@@ -73,6 +75,9 @@ def median_round(rounds):
     per_req = sorted(r["cpu"] / r["ok"] for r in rounds if r.get("cpu") and r["ok"])
     if per_req:
         chosen["cpu"] = per_req[len(per_req) // 2] * chosen["ok"]
+    alloc_per_req = sorted(r["alloc"] / r["ok"] for r in rounds if r.get("alloc") and r["ok"])
+    if alloc_per_req:
+        chosen["alloc"] = alloc_per_req[len(alloc_per_req) // 2] * chosen["ok"]
     chosen["rounds"] = len(rounds)
     return chosen
 
@@ -107,8 +112,9 @@ def main():
         lines += [open(meta).read().rstrip(), ""]
     # CPU ms/req: CPU time of the target's own process (the origin's for "direct") over the scenario, per
     # successful request; it does not depend on how busy the rest of the machine was.
-    lines += ["| scenario | target | req/s | MiB/s | p50 ms | p99 ms | ok | errors | vs direct | vs squid | CPU ms/req |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    # KiB/req: managed bytes the proxy allocated per request (its own metric): repeatable whatever else runs.
+    lines += ["| scenario | target | req/s | MiB/s | p50 ms | p99 ms | ok | errors | vs direct | vs squid | CPU ms/req | alloc KiB/req |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for scen, title, mib in SCENARIOS:
         direct = results.get((scen, "direct"), {}).get("rps")
         squid = results.get((scen, "squid"), {}).get("rps")
@@ -121,7 +127,8 @@ def main():
                          f"{fmt(r['p50'], 2)} | {fmt(r['p99'], 2)} | {r['ok']} | {r['bad']} | "
                          f"{'' if target == 'direct' else ratio(r['rps'], direct)} | "
                          f"{'' if target in ('squid', 'direct') else ratio(r['rps'], squid)} | "
-                         f"{fmt(r['cpu'] * 1000 / r['ok'], 3) if r.get('cpu') and r['ok'] else '—'} |")
+                         f"{fmt(r['cpu'] * 1000 / r['ok'], 3) if r.get('cpu') and r['ok'] else '—'} | "
+                         f"{fmt(r['alloc'] / 1024 / r['ok'], 2) if r.get('alloc') and r['ok'] else '—'} |")
     tunnels = sorted(glob.glob(os.path.join(out, "tunnels-*.json")))
     if tunnels:
         lines += ["", "| idle intercepted tunnels | held | alive | failures | RSS before KiB | RSS held KiB | KiB per tunnel |",

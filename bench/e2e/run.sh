@@ -30,7 +30,7 @@ PLACEHOLDER=PGBENCH_PLACEHOLDER_TOKEN_0001
 export PG_BENCH_TOKEN=synthetic-bench-token-not-a-secret-0123456789
 export PROXYGUARD_LIMIT_MAX_CONNECTIONS_PER_CLIENT=20000
 MARK="# pg-bench (bench/e2e/run.sh)"
-declare -A PID PROXY CA
+declare -A PID PROXY CA ADMIN
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 for tool in hey openssl python3 nginx curl; do
@@ -106,7 +106,7 @@ start_pg() { # name policy port admin [dll]
   rm -rf "$D/$1-data" "$D/$1-ca"; mkdir -p -m 700 "$D/$1-ca"
   PROXYGUARD_ADMIN_TOKEN=bench-admin-token setsid dotnet "${5:-$dll}" run --policy "$D/$2.yaml" --listen 127.0.0.1:$3 --admin 127.0.0.1:$4 \
     --ca-dir "$D/$1-ca" --data-dir "$D/$1-data" "${resolve[@]}" >"$D/$1.out" 2>&1 & PID[$1]=$!
-  PROXY[$1]=http://127.0.0.1:$3; CA[$1]=$D/$1-ca/ca.pem
+  PROXY[$1]=http://127.0.0.1:$3; CA[$1]=$D/$1-ca/ca.pem; ADMIN[$1]=$4
 }
 [[ " $TARGETS " == *" pg-minimal "* ]] && start_pg pg-minimal minimal $PG_MIN_PORT $PG_MIN_ADMIN
 [[ " $TARGETS " == *" pg-realistic "* ]] && start_pg pg-realistic realistic $PG_REAL_PORT $PG_REAL_ADMIN
@@ -145,12 +145,20 @@ cpu_of() { # target
   done
   echo "scale=3; $total / $(getconf CLK_TCK)" | bc
 }
+# Managed bytes a ProxyGuard target allocated so far (its own metric; empty for other targets and older builds).
+alloc_of() { # target
+  local a=${ADMIN[$1]:-}; [[ -n $a ]] || return 0
+  curl -s --max-time 5 "http://127.0.0.1:$a/metrics" | awk '/^proxyguard_process_allocated_bytes_total /{printf "%.0f\n", $2}'
+}
 hey_run() { # scenario target extra-args... (URL last)
   local scen=$1 t=$2; shift 2
   local args=(); [[ -n ${PROXY[$t]} ]] && args=(-x "${PROXY[$t]}")
-  local before; before=$(cpu_of "$t")
+  local before abefore; before=$(cpu_of "$t"); abefore=$(alloc_of "$t")
   SSL_CERT_FILE=${CA[$t]} timeout $((DUR + 60)) hey -z ${DUR}s "${args[@]}" -H "${HDR:-$AUTH}" "$@" > "$OUT/$scen-$t.txt" 2>&1
   echo "$(cpu_of "$t") - $before" | bc > "$OUT/$scen-$t.cpu"
+  local aafter; aafter=$(alloc_of "$t")
+  [[ -n $abefore && -n $aafter ]] && echo $(( aafter - abefore )) > "$OUT/$scen-$t.alloc"
+  return 0
 }
 handshake_run() { # target: HOSTS names, 8 at a time, new connection per request, 2 workers each
   local t=$1 par=8 batch=$(( (DUR + 3) / 4 )); (( batch < 1 )) && batch=1

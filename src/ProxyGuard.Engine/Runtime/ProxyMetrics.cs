@@ -30,6 +30,18 @@ internal sealed class ProxyMetrics
         EventsWritten = factory.CreateCounter("proxyguard_events_written_total", "Audit events committed since start.");
         CaNotAfter = factory.CreateGauge("proxyguard_ca_not_after_seconds", "Expiry of the interception CA certificate (Unix time, seconds); alert well before it (e.g. 30 days).");
         AuditStoreHealthy = factory.CreateGauge("proxyguard_audit_store_healthy", "1 while the audit store accepts events, 0 while it fails (requests then fail closed with 503).");
+
+        // The process's own cost, for capacity planning and for benchmarks that divide by requests served: bytes
+        // allocated (load-independent, unlike time) and CPU time.
+        var allocated = factory.CreateCounter("proxyguard_process_allocated_bytes_total", "Bytes the process allocated on the managed heap since start.");
+        var heap = factory.CreateGauge("proxyguard_process_heap_bytes", "Managed heap size after the last garbage collection.");
+        var cpu = factory.CreateCounter("proxyguard_process_cpu_seconds_total", "CPU time (user and system) the process used since start.");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            allocated.IncTo(GC.GetTotalAllocatedBytes(precise: false));
+            heap.Set(GC.GetGCMemoryInfo().HeapSizeBytes);
+            cpu.IncTo(Environment.CpuUsage.TotalTime.TotalSeconds);
+        });
     }
 
     public CollectorRegistry Registry { get; }

@@ -27,6 +27,9 @@ public sealed class MetricsTests : IClassFixture<AuditFixture>
         ["proxyguard_events_dropped_total"] = "counter",
         ["proxyguard_events_written_total"] = "counter",
         ["proxyguard_audit_store_healthy"] = "gauge",
+        ["proxyguard_process_allocated_bytes_total"] = "counter",
+        ["proxyguard_process_cpu_seconds_total"] = "counter",
+        ["proxyguard_process_heap_bytes"] = "gauge",
     };
 
     private static readonly HashSet<string> BoundedLabels = ["decision", "rule", "reason", "detector", "action", "secret", "kind", "result", "le", "budget"];
