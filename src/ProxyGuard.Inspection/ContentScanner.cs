@@ -59,7 +59,7 @@ public sealed class ContentScanner
             ScanHostLabels(session, value);
         }
 
-        return session.ToResult(r => (null, Redactor.Apply(value, r)));
+        return session.ToResult(value, static (v, r) => (null, Redactor.Apply(v, r)));
     }
 
     /// <summary>Scans a raw query string: as sent, fully URL-decoded, and all values decoded and joined.</summary>
@@ -89,7 +89,7 @@ public sealed class ContentScanner
             ScanJoinedValues(session, raw);
         }
 
-        return session.ToResult(r => (null, Redactor.Apply(rawQuery, r)));
+        return session.ToResult(rawQuery, static (q, r) => (null, Redactor.Apply(q, r)));
     }
 
     /// <summary>
@@ -139,7 +139,7 @@ public sealed class ContentScanner
                 {
                     if (!session.TryDecompress(array, offset, count, codings[i], out var next))
                     {
-                        return session.ToResult(null);
+                        return session.ToResult();
                     }
 
                     decoded.Dispose();
@@ -155,7 +155,7 @@ public sealed class ContentScanner
             }
 
             session.ScanDocument(identity.Span, contentType, 0, null);
-            return session.ToResult(r => (Redactor.Apply(identity.Span, r), null));
+            return session.ToResult(identity, static (body, r) => (Redactor.Apply(body.Span, r), null));
         }
         finally
         {

@@ -85,8 +85,9 @@ public sealed class CompiledPolicy
             return new RuleMatch(false, DefaultRuleName, Reasons.InvalidPort);
         }
 
-        foreach (var rule in Rules)
+        for (var r = 0; r < Rules.Count; r++)
         {
+            var rule = Rules[r];
             if (!MatchesClient(rule, clientId) || !MatchesPort(rule, port, 443) || !rule.HostMatcher.Matches(normalized))
             {
                 continue;
@@ -126,8 +127,9 @@ public sealed class CompiledPolicy
         var upperMethod = (method ?? string.Empty).ToUpperInvariant();
         var path = PathNormalizer.Normalize(rawPath ?? string.Empty);
         var skippedForAmbiguity = false;
-        foreach (var rule in Rules)
+        for (var r = 0; r < Rules.Count; r++)
         {
+            var rule = Rules[r];
             if (rule.TunnelMode != TunnelMode.Intercept)
             {
                 continue;
@@ -302,9 +304,11 @@ public sealed class CompiledPolicy
             return port == defaultPort && defaultPort != 0;
         }
 
-        foreach (var p in rule.Ports)
+        // Indexed loops here and below: foreach over an IReadOnlyList boxes its enumerator, once per rule per request.
+        var ports = rule.Ports;
+        for (var i = 0; i < ports.Count; i++)
         {
-            if (p == port)
+            if (ports[i] == port)
             {
                 return true;
             }
@@ -315,9 +319,10 @@ public sealed class CompiledPolicy
 
     private static bool MatchesAnyPath(RuleSpec rule, string normalizedPath)
     {
-        foreach (var glob in rule.CompiledPaths)
+        var globs = rule.CompiledPaths;
+        for (var i = 0; i < globs.Count; i++)
         {
-            if (glob.IsMatch(normalizedPath))
+            if (globs[i].IsMatch(normalizedPath))
             {
                 return true;
             }

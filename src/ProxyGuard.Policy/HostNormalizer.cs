@@ -18,6 +18,19 @@ public static class HostNormalizer
 
     public static bool TryNormalize(string host, out string normalized, out string? error)
     {
+        if (host is { Length: > 0 } && IsCanonicalName(host))
+        {
+            normalized = host; // already what the full path would produce: no copy (the common case, per request)
+            error = null;
+            return true;
+        }
+
+        return TryNormalizeFull(host, out normalized, out error);
+    }
+
+    /// <summary><see cref="TryNormalize"/> without the shortcut for names already in normal form (tests compare the two).</summary>
+    internal static bool TryNormalizeFull(string host, out string normalized, out string? error)
+    {
         normalized = string.Empty;
         error = null;
         if (string.IsNullOrEmpty(host))
@@ -193,7 +206,49 @@ public static class HostNormalizer
         return true;
     }
 
-    private static bool LooksNumeric(string label)
+    /// <summary>
+    /// True when <paramref name="host"/> is a DNS name already in normalised form: lower-case LDH (and '_') labels of
+    /// 1-63 characters, no trailing dot, no punycode label, within the length limit, and a last label that is not
+    /// numeric (so it is not an IPv4 form). Anything else takes the full path.
+    /// </summary>
+    private static bool IsCanonicalName(string host)
+    {
+        if (host.Length > MaxNameLength)
+        {
+            return false;
+        }
+
+        var labelStart = 0;
+        for (var i = 0; i <= host.Length; i++)
+        {
+            if (i < host.Length && host[i] != '.')
+            {
+                if (host[i] is not (>= 'a' and <= 'z' or >= '0' and <= '9' or '-' or '_'))
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
+            var length = i - labelStart;
+            if (length is 0 or > MaxLabelLength || host.AsSpan(labelStart, length).StartsWith("xn--", StringComparison.Ordinal))
+            {
+                return false;
+            }
+
+            if (i == host.Length && LooksNumeric(host.AsSpan(labelStart)))
+            {
+                return false;
+            }
+
+            labelStart = i + 1;
+        }
+
+        return true;
+    }
+
+    private static bool LooksNumeric(ReadOnlySpan<char> label)
     {
         if (label.Length == 0)
         {

@@ -18,6 +18,14 @@ public static class PathNormalizer
         ArgumentNullException.ThrowIfNull(rawPath);
         var end = rawPath.IndexOfAny(['?', '#']);
         var path = end < 0 ? rawPath : rawPath[..end];
+        return path.Length > 0 && IsAlreadyNormal(path)
+            ? new PathNormalization(path, false) // the common case: nothing to decode, encode or remove
+            : NormalizeFull(path);
+    }
+
+    /// <summary><see cref="Normalize"/> of a path without query or fragment, without the shortcut for paths already in normal form (tests compare the two).</summary>
+    internal static PathNormalization NormalizeFull(string path)
+    {
         if (path.Length == 0)
         {
             return new PathNormalization("/", false);
@@ -196,6 +204,43 @@ public static class PathNormalizer
     private static char HexUpper(int v) => (char)(v < 10 ? '0' + v : 'A' + v - 10);
 
     private static bool IsUnreserved(char c) => char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_' or '~';
+
+    /// <summary>
+    /// True when the steps of <see cref="Normalize"/> would return <paramref name="path"/> unchanged and unambiguous:
+    /// it starts with '/', has only characters kept as they are (no '%', no '\\', nothing to encode), no empty
+    /// segment but a trailing one, and no "." or ".." segment.
+    /// </summary>
+    private static bool IsAlreadyNormal(string path)
+    {
+        if (path[0] != '/')
+        {
+            return false;
+        }
+
+        var segmentStart = 1;
+        for (var i = 1; i <= path.Length; i++)
+        {
+            if (i < path.Length && path[i] != '/')
+            {
+                if (!IsPathChar(path[i]))
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
+            var segment = path.AsSpan(segmentStart, i - segmentStart);
+            if ((segment.Length == 0 && i < path.Length) || segment is "." or "..")
+            {
+                return false;
+            }
+
+            segmentStart = i + 1;
+        }
+
+        return true;
+    }
 
     /// <summary>RFC 3986 pchar minus '%': unreserved / sub-delims / ':' / '@'.</summary>
     private static bool IsPathChar(char c) => IsUnreserved(c) || c is '!' or '$' or '&' or '\'' or '(' or ')' or '*' or '+' or ',' or ';' or '=' or ':' or '@';

@@ -25,7 +25,9 @@ internal sealed class Http1FramingTracker
 
     private readonly FramingFeature _feature;
     private readonly int _maxHead;
-    private readonly StringBuilder _line = new();
+    // The current head line's bytes (a line split across reads is joined here); bounded by maxHead.
+    private byte[] _line = [];
+    private int _lineLength;
     private State _state = State.Head;
     private long _offset;
     private long _headStart = -1;
@@ -92,24 +94,35 @@ internal sealed class Http1FramingTracker
         }
 
         var chunk = data.Slice(i, lf < 0 ? take : lf);
-        foreach (var b in chunk)
+        ReadOnlySpan<byte> line;
+        if (lf >= 0 && _lineLength == 0)
         {
-            _line.Append((char)b);
+            line = chunk; // the whole line is in this read: no copy
         }
-
-        if (lf < 0)
+        else
         {
-            return data.Length;
+            if (_lineLength + chunk.Length > _line.Length)
+            {
+                Array.Resize(ref _line, Math.Max(_lineLength + chunk.Length, Math.Max(256, _line.Length * 2)));
+            }
+
+            chunk.CopyTo(_line.AsSpan(_lineLength));
+            _lineLength += chunk.Length;
+            if (lf < 0)
+            {
+                return data.Length;
+            }
+
+            line = _line.AsSpan(0, _lineLength);
+            _lineLength = 0;
         }
 
         var end = _offset + i + take;
-        if (_line.Length > 0 && _line[^1] == '\r')
+        if (line.Length > 0 && line[^1] == (byte)'\r')
         {
-            _line.Length--;
+            line = line[..^1];
         }
 
-        var line = _line.ToString();
-        _line.Clear();
         if (_state == State.Trailers)
         {
             if (line.Length == 0)
@@ -136,30 +149,32 @@ internal sealed class Http1FramingTracker
         return i + take;
     }
 
-    private void Header(string line)
+    /// <summary>One header line: only the three framing headers are looked at (and only their values become strings).</summary>
+    private void Header(ReadOnlySpan<byte> line)
     {
-        var colon = line.IndexOf(':', StringComparison.Ordinal);
+        var colon = line.IndexOf((byte)':');
         if (colon <= 0)
         {
             return; // Kestrel refuses the head
         }
 
         var name = line[..colon];
-        var value = line[(colon + 1)..].Trim(' ', '\t');
-        if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase))
+        var value = line[(colon + 1)..].Trim(" \t"u8);
+        if (Ascii.EqualsIgnoreCase(name, "Content-Length"u8))
         {
             _contentLengths++;
-            _contentLength = value;
+            _contentLength = Encoding.Latin1.GetString(value);
         }
-        else if (name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+        else if (Ascii.EqualsIgnoreCase(name, "Transfer-Encoding"u8))
         {
-            _transferEncoding = _transferEncoding is null ? value : _transferEncoding + "," + value;
+            var text = Encoding.Latin1.GetString(value);
+            _transferEncoding = _transferEncoding is null ? text : _transferEncoding + "," + text;
         }
-        else if (name.Equals("Connection", StringComparison.OrdinalIgnoreCase))
+        else if (Ascii.EqualsIgnoreCase(name, "Connection"u8))
         {
-            foreach (var token in value.Split(','))
+            foreach (var range in value.Split((byte)','))
             {
-                _upgrade |= token.Trim(' ', '\t').Equals("upgrade", StringComparison.OrdinalIgnoreCase);
+                _upgrade |= Ascii.EqualsIgnoreCase(value[range].Trim(" \t"u8), "upgrade"u8);
             }
         }
     }

@@ -248,6 +248,11 @@ internal sealed class ProxyServer : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical); // start failures: one line from the CLI
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
 
+        // Hosting's request logger writes only request start/finish lines (Information), which the audit events
+        // replace; while it is enabled at any level, hosting starts an Activity (and a log scope) for every request,
+        // and the upstream client a child Activity: allocations on every request for nothing that is read.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
+
         // YARP logs every failed upstream at Warning with a stack trace; those failures are already
         // in the audit event (reason upstream-*), the upstream-errors metric and our Debug log.
         builder.Logging.AddFilter("Yarp.ReverseProxy.Forwarder.HttpForwarder", LogLevel.Error);

@@ -34,21 +34,6 @@ internal sealed partial class ScanSession
         return _exempt is null || !_exempt[detector.Index];
     }
 
-    private static bool IsNameExempt(ScannerCore core, string host, string name)
-    {
-        foreach (var exemption in core.Options.Exemptions)
-        {
-            foreach (var id in exemption.DetectorIds)
-            {
-                if (id == name && exemption.AppliesToHost(host))
-                {
-                    return true;
-                }
-            }
-        }
-
-        return false;
-    }
 
     private bool AlreadyFound(string detector)
     {

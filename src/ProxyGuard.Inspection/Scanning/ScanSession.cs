@@ -62,40 +62,13 @@ internal sealed partial class ScanSession : IDisposable
         _location = location;
         _ignoreCase = location == ScanLocation.Host;
         _maxDepth = Math.Max(0, core.Options.MaxDepth);
-        host ??= string.Empty;
-
-        foreach (var exemption in core.Options.Exemptions)
-        {
-            if (!exemption.AppliesToHost(host))
-            {
-                continue;
-            }
-
-            foreach (var id in exemption.DetectorIds)
-            {
-                if (id == KnownSecretDetector.DetectorId)
-                {
-                    _vaultExempt = true;
-                }
-                else if (core.DetectorIndexById.TryGetValue(id, out var index))
-                {
-                    _exempt ??= new bool[core.Enabled.Length];
-                    _exempt[index] = true;
-                }
-            }
-        }
-
-        if (core.Rules.Length > 0)
-        {
-            _ruleActive = new bool[core.Rules.Length];
-            foreach (var rule in core.Rules)
-            {
-                _ruleActive[rule.Index] = rule.Rule.AppliesToHost(host) && !IsNameExempt(core, host, rule.Rule.Name);
-            }
-        }
+        var profile = core.ProfileFor(host ?? string.Empty);
+        _exempt = profile.Exempt;
+        _vaultExempt = profile.VaultExempt;
+        _ruleActive = profile.RuleActive;
 
         // Bodies are scanned as bytes unless a policy rule (a regex over chars) or case-insensitive matching applies.
-        _bytePath = !_ignoreCase && (_ruleActive is null || !_ruleActive.Contains(true));
+        _bytePath = !_ignoreCase && !profile.AnyRuleActive;
     }
 
     public string? Error { get; private set; }
@@ -104,7 +77,11 @@ internal sealed partial class ScanSession : IDisposable
 
     public List<Redaction>? Redactions => _redactions;
 
-    public ScanResult ToResult(Func<List<Redaction>, (byte[]? Body, string? Text)>? rewrite)
+    /// <summary>The result without a rewrite of the scanned input.</summary>
+    public ScanResult ToResult() => ToResult<object?>(null, null);
+
+    /// <summary>The result; when a finding asks for redaction, <paramref name="rewrite"/> builds the rewritten input from <paramref name="state"/>.</summary>
+    public ScanResult ToResult<TState>(TState state, Func<TState, List<Redaction>, (byte[]? Body, string? Text)>? rewrite)
     {
         if (Error is not null)
         {
@@ -120,7 +97,7 @@ internal sealed partial class ScanSession : IDisposable
         string? text = null;
         if (_redactions is { Count: > 0 } && rewrite is not null)
         {
-            (body, text) = rewrite(_redactions);
+            (body, text) = rewrite(state, _redactions);
         }
 
         return new ScanResult(_findings, null, body, text);

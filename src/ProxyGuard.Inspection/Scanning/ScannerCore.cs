@@ -115,6 +115,87 @@ internal sealed class ScannerCore
 
     public ScannerOptions Options { get; }
 
+    /// <summary>Hosts whose <see cref="HostProfile"/> is remembered; past this, profiles are computed per scan.</summary>
+    internal const int MaxProfiles = 4096;
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, HostProfile> _profiles = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// What the policy's exemptions and rule host lists make of one host: computed once per host (a request scans
+    /// several fields, and most traffic goes to few hosts), remembered for up to <see cref="MaxProfiles"/> hosts.
+    /// </summary>
+    public HostProfile ProfileFor(string host)
+    {
+        if (_profiles.TryGetValue(host, out var known))
+        {
+            return known;
+        }
+
+        var profile = BuildProfile(host);
+        if (_profiles.Count < MaxProfiles)
+        {
+            _profiles.TryAdd(host, profile);
+        }
+
+        return profile;
+    }
+
+    private HostProfile BuildProfile(string host)
+    {
+        bool[]? exempt = null;
+        var vaultExempt = false;
+        foreach (var exemption in Options.Exemptions)
+        {
+            if (!exemption.AppliesToHost(host))
+            {
+                continue;
+            }
+
+            foreach (var id in exemption.DetectorIds)
+            {
+                if (id == KnownSecretDetector.DetectorId)
+                {
+                    vaultExempt = true;
+                }
+                else if (DetectorIndexById.TryGetValue(id, out var index))
+                {
+                    exempt ??= new bool[Enabled.Length];
+                    exempt[index] = true;
+                }
+            }
+        }
+
+        bool[]? ruleActive = null;
+        var any = false;
+        if (Rules.Length > 0)
+        {
+            ruleActive = new bool[Rules.Length];
+            foreach (var rule in Rules)
+            {
+                ruleActive[rule.Index] = rule.Rule.AppliesToHost(host) && !IsNameExempt(host, rule.Rule.Name);
+                any |= ruleActive[rule.Index];
+            }
+        }
+
+        return new HostProfile(exempt, vaultExempt, ruleActive, any);
+    }
+
+    private bool IsNameExempt(string host, string name)
+    {
+        foreach (var exemption in Options.Exemptions)
+        {
+            foreach (var id in exemption.DetectorIds)
+            {
+                if (id == name && exemption.AppliesToHost(host))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>The <see cref="TimeProvider"/> timestamp at which a scan starting now runs out of budget (long.MaxValue: never).</summary>
     public long Deadline()
     {
@@ -183,3 +264,6 @@ internal sealed class ScannerCore
         return ([.. raw], [.. encoded]);
     }
 }
+
+/// <summary>Per-host scan settings: exempted detectors, whether vault-secret is exempt, which policy rules apply. Read-only once built.</summary>
+internal sealed record HostProfile(bool[]? Exempt, bool VaultExempt, bool[]? RuleActive, bool AnyRuleActive);

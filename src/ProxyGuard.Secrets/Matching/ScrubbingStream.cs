@@ -15,7 +15,9 @@ internal sealed class ScrubbingStream : Stream
     private readonly bool _leaveOpen;
     private readonly bool _readMode;
     private readonly StreamingScrubber _scrubber;
-    private readonly ArrayBufferWriter<byte> _pending = new(ChunkSize * 2);
+    // Grows with what one read or write produces (a small response never needs more than a few hundred bytes);
+    // most proxied responses are small, so a chunk-sized buffer up front was most of the proxy's allocation.
+    private readonly ArrayBufferWriter<byte> _pending = new();
     private int _pendingOffset;
     private bool _innerEnded;
     private bool _completed;

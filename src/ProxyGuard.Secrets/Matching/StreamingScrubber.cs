@@ -14,14 +14,13 @@ internal sealed class StreamingScrubber
 {
     private readonly RealValueMatcher _matcher;
     private readonly IReadOnlyList<byte[]> _replacements;
-    private byte[] _carry;
+    private byte[] _carry = [];
     private int _carryLength;
 
     public StreamingScrubber(RealValueMatcher matcher, IReadOnlyList<byte[]> replacements)
     {
         _matcher = matcher;
         _replacements = replacements;
-        _carry = new byte[Math.Max(matcher.Window, 1)];
     }
 
     /// <summary>Scrubs <paramref name="input"/> (appended to the held-back window); writes what is decided.</summary>
@@ -69,7 +68,8 @@ internal sealed class StreamingScrubber
             _carryLength = total - keepFrom;
             if (_carryLength > _carry.Length)
             {
-                _carry = new byte[_carryLength];
+                // Held-back bytes are at most the matcher's window: allocated once, when first needed.
+                _carry = new byte[Math.Max(_carryLength, Math.Min(_matcher.Window, 4096))];
             }
 
             data[keepFrom..].CopyTo(_carry);
