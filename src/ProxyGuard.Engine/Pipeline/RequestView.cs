@@ -14,7 +14,7 @@ internal sealed class RequestView
     {
         Method = method;
         Target = target;
-        Headers = headers;
+        Headers = headers as KeyValuePair<string, string>[] ?? [.. headers];
         ClientId = clientId;
     }
 
@@ -24,7 +24,8 @@ internal sealed class RequestView
     public RequestTarget Target { get; }
 
     /// <summary>Every request header as sent, one entry per value (a repeated header appears repeatedly).</summary>
-    public IReadOnlyList<KeyValuePair<string, string>> Headers { get; }
+    /// <remarks>An array, not an interface: every stage walks it, and an array's enumeration allocates nothing. Never written after construction.</remarks>
+    public KeyValuePair<string, string>[] Headers { get; }
 
     public string? ClientId { get; }
 

@@ -45,15 +45,24 @@ internal sealed class SecretGateStage : IRequestStage
             return null;
         }
 
-        // One pass over all the fields first; only a hit is located field by field (for the message).
-        var fields = Positions(view, includeValues: true).ToList();
-        var joined = string.Join('\n', fields.Select(f => f.Text));
-        foreach (var (text, where) in substitutor.FindRealValue(joined) is null ? [] : fields)
+        // One UTF-8 buffer of every head text, '\n'-separated: the names (never substituted), then the values, then the
+        // proxy credential and decoded Basic credentials. Each check below is one matcher pass over a part of it; only
+        // a hit is located field by field (for the message).
+        using var head = new HeadText();
+        WriteNames(view, head);
+        var namesEnd = head.Length;
+        WriteValues(view, head);
+        var valuesEnd = head.Length;
+        WriteExtras(view, head);
+        if (substitutor.FindRealValue(head.Span[..valuesEnd]) is not null)
         {
-            if (substitutor.FindRealValue(text) is { } leaked)
+            foreach (var (text, where) in Positions(view, includeValues: true))
             {
-                return exchange.Refuse(Denial.Of(Reasons.SecretRealValue, "secrets",
-                    $"{where} carries the real value of secret '{leaked}'; the sandbox must only ever hold its placeholder"));
+                if (substitutor.FindRealValue(text) is { } leaked)
+                {
+                    return exchange.Refuse(Denial.Of(Reasons.SecretRealValue, "secrets",
+                        $"{where} carries the real value of secret '{leaked}'; the sandbox must only ever hold its placeholder"));
+                }
             }
         }
 
@@ -64,14 +73,12 @@ internal sealed class SecretGateStage : IRequestStage
         }
 
         // Whether the head carries a placeholder at all, in any encoding the matcher knows (a superset of what
-        // substitution recognises: Basic credentials decoded by substitution's own decoder, the proxy's header included). Without one, the position
-        // and plain-HTTP checks have nothing to find and substitution skips the head.
-        var extras = HeadExtras(view).ToList();
-        exchange.HeadCarriesPlaceholder = substitutor.FindPlaceholderAnywhere(extras.Count == 0 ? joined : joined + "\n" + string.Join('\n', extras)) is not null;
-        if (exchange.HeadCarriesPlaceholder)
+        // substitution recognises: Basic credentials decoded by substitution's own decoder, the proxy's header included).
+        // Without one, the position and plain-HTTP checks have nothing to find and substitution skips the head.
+        exchange.HeadCarriesPlaceholder = substitutor.FindPlaceholderAnywhere(head.Span) is not null;
+        if (exchange.HeadCarriesPlaceholder && substitutor.FindPlaceholderAnywhere(head.Span[..namesEnd]) is not null)
         {
-            var names = Positions(view, includeValues: false).ToList();
-            foreach (var (text, where) in substitutor.FindPlaceholderAnywhere(string.Join('\n', names.Select(f => f.Text))) is null ? [] : names)
+            foreach (var (text, where) in Positions(view, includeValues: false))
             {
                 if (substitutor.FindPlaceholderAnywhere(text) is { } misplaced)
                 {
@@ -99,19 +106,108 @@ internal sealed class SecretGateStage : IRequestStage
         return null;
     }
 
+    /// <summary>The texts <see cref="Positions"/> yields without values (never substituted), written into <paramref name="head"/>.</summary>
+    private static void WriteNames(RequestView view, HeadText head)
+    {
+        head.Add(view.Method);
+        head.Add(view.Target.RawPath);
+        head.Add(view.Target.Host);
+        foreach (var (name, value) in view.Headers)
+        {
+            head.Add(name);
+            if (name.Equals("Cookie", StringComparison.OrdinalIgnoreCase))
+            {
+                foreach (var range in value.AsSpan().SplitAny(";,"))
+                {
+                    var part = value.AsSpan(range);
+                    var eq = part.IndexOf('=');
+                    head.Add((eq < 0 ? part : part[..eq]).Trim());
+                }
+            }
+        }
+
+        if (view.Target.RawQuery.Length > 0)
+        {
+            var query = view.Target.RawQuery.AsSpan();
+            foreach (var range in query.SplitAny("&;"))
+            {
+                var part = query[range];
+                var eq = part.IndexOf('=');
+                head.Add(eq < 0 ? part : part[..eq]);
+            }
+        }
+    }
+
+    /// <summary>The value texts <see cref="Positions"/> yields with <c>includeValues</c>: header values (not the proxy credential) and the raw query.</summary>
+    private static void WriteValues(RequestView view, HeadText head)
+    {
+        foreach (var (name, value) in view.Headers)
+        {
+            if (!name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase))
+            {
+                head.Add(value);
+            }
+        }
+
+        head.Add(view.Target.RawQuery);
+    }
+
     /// <summary>Head texts that <see cref="Positions"/> leaves out: the proxy credential and decoded Basic credentials.</summary>
-    private static IEnumerable<string> HeadExtras(RequestView view)
+    private static void WriteExtras(RequestView view, HeadText head)
     {
         foreach (var (name, value) in view.Headers)
         {
             if (name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase))
             {
-                yield return value;
+                head.Add(value);
             }
 
             if (Substitutor.DecodeBasicCredentials(value) is { } decoded)
             {
-                yield return decoded;
+                head.Add(decoded);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Texts as UTF-8, each followed by '\n' (so no match spans two texts), in one pooled buffer. Cleared when returned:
+    /// it may hold what the sandbox sent, a real value included.
+    /// </summary>
+    private sealed class HeadText : IDisposable
+    {
+        private byte[] _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1024);
+
+        public int Length { get; private set; }
+
+        public ReadOnlySpan<byte> Span => _buffer.AsSpan(0, Length);
+
+        public void Add(ReadOnlySpan<char> text)
+        {
+            var needed = Length + System.Text.Encoding.UTF8.GetMaxByteCount(text.Length) + 1;
+            if (needed > _buffer.Length)
+            {
+                var larger = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(needed, _buffer.Length * 2));
+                Span.CopyTo(larger);
+                Return();
+                _buffer = larger;
+            }
+
+            Length += System.Text.Encoding.UTF8.GetBytes(text, _buffer.AsSpan(Length));
+            _buffer[Length++] = (byte)'\n';
+        }
+
+        public void Dispose()
+        {
+            Return();
+            _buffer = [];
+        }
+
+        private void Return()
+        {
+            if (_buffer.Length > 0)
+            {
+                _buffer.AsSpan(0, Length).Clear();
+                System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
             }
         }
     }

@@ -131,13 +131,25 @@ internal sealed class TargetStage(ProxyServices services) : IRequestStage
     private static void SetView(ProxyExchange exchange, RequestTarget target, string? clientId)
     {
         var context = exchange.Http!;
-        var headers = new List<KeyValuePair<string, string>>(context.Request.Headers.Count + 2);
+        // One entry per value; usually one value per name, so the array is sized by names and resized only for repeats.
+        var headers = new KeyValuePair<string, string>[context.Request.Headers.Count];
+        var count = 0;
         foreach (var header in context.Request.Headers)
         {
             foreach (var value in header.Value)
             {
-                headers.Add(new(header.Key, value ?? string.Empty));
+                if (count == headers.Length)
+                {
+                    Array.Resize(ref headers, Math.Max(4, headers.Length * 2));
+                }
+
+                headers[count++] = new(header.Key, value ?? string.Empty);
             }
+        }
+
+        if (count != headers.Length)
+        {
+            Array.Resize(ref headers, count);
         }
 
         var upgrade = context.Request.Headers.ContainsKey(HeaderNames.Upgrade)
