@@ -25,6 +25,12 @@ public static class Program
             return;
         }
 
+        if (args is ["policy-scale"])
+        {
+            PolicyScaleProbe.Run();
+            return;
+        }
+
         if (args is ["probe"])
         {
             Probe.Run();

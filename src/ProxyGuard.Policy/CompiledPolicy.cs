@@ -11,6 +11,7 @@ public sealed class CompiledPolicy
     public const string DefaultRuleName = "default";
 
     private readonly Dictionary<string, ClientSpec> _clientsById;
+    private readonly RuleIndex _index;
 
     internal CompiledPolicy(
         string filePath,
@@ -36,6 +37,7 @@ public sealed class CompiledPolicy
         Secrets = secrets;
         Tls = tls;
         _clientsById = clients.ToDictionary(c => c.Id, StringComparer.Ordinal);
+        _index = new RuleIndex(rules);
     }
 
     public string FilePath { get; }
@@ -85,7 +87,8 @@ public sealed class CompiledPolicy
             return new RuleMatch(false, DefaultRuleName, Reasons.InvalidPort);
         }
 
-        for (var r = 0; r < Rules.Count; r++)
+        // Only the rules whose host patterns can match, in policy order (see RuleIndex): first match still wins.
+        foreach (var r in _index.Candidates(normalized))
         {
             var rule = Rules[r];
             if (!MatchesClient(rule, clientId) || !MatchesPort(rule, port, 443) || !rule.HostMatcher.Matches(normalized))
@@ -127,7 +130,7 @@ public sealed class CompiledPolicy
         var upperMethod = (method ?? string.Empty).ToUpperInvariant();
         var path = PathNormalizer.Normalize(rawPath ?? string.Empty);
         var skippedForAmbiguity = false;
-        for (var r = 0; r < Rules.Count; r++)
+        foreach (var r in _index.Candidates(normalized))
         {
             var rule = Rules[r];
             if (rule.TunnelMode != TunnelMode.Intercept)

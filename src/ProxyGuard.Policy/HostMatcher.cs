@@ -31,6 +31,15 @@ public sealed class HostMatcher
     /// <summary>True when the matcher is <c>*</c>.</summary>
     public bool MatchesAny => _any;
 
+    /// <summary>The exact host names (normalised) this matcher matches.</summary>
+    internal IEnumerable<string> ExactNames => _exact;
+
+    /// <summary>The wildcard suffixes, each with its leading dot (<c>*.example.com</c> is <c>.example.com</c>).</summary>
+    internal IReadOnlyList<string> DotSuffixes => _suffixes;
+
+    /// <summary>The address ranges (CIDR or single addresses).</summary>
+    internal IReadOnlyList<IPNetwork> Networks => _networks;
+
     public bool Matches(string normalizedHost)
     {
         if (_any)

@@ -10,6 +10,11 @@ namespace ProxyGuard.Policy.Yaml;
 /// </summary>
 internal static partial class YamlTreeReader
 {
+    /// <summary>
+    /// Nodes (and 64-character runs of text) a document may expand to: this, plus one per four characters of its text
+    /// (about what a policy written out in full holds, so a 10,000-rule policy loads). Aliases cannot push a document
+    /// much past its own size.
+    /// </summary>
     private const long MaxExpandedNodes = 200_000;
 
     /// <summary>
@@ -21,7 +26,7 @@ internal static partial class YamlTreeReader
     public static YNode? Read(string text, string file, List<PolicyDiagnostic> diagnostics)
     {
         var parser = new Parser(new StringReader(text));
-        var state = new State(file, diagnostics);
+        var state = new State(file, diagnostics, MaxExpandedNodes + (text.Length / 4));
         try
         {
             parser.Consume<StreamStart>();
@@ -209,7 +214,7 @@ internal static partial class YamlTreeReader
         }
     }
 
-    private sealed class State(string file, List<PolicyDiagnostic> diagnostics)
+    private sealed class State(string file, List<PolicyDiagnostic> diagnostics, long maxExpanded)
     {
         public Dictionary<string, YNode> Anchors { get; } = new(StringComparer.Ordinal);
 
@@ -236,9 +241,9 @@ internal static partial class YamlTreeReader
         public void Count(long nodes)
         {
             Expanded += nodes;
-            if (Expanded > MaxExpandedNodes)
+            if (Expanded > maxExpanded)
             {
-                throw new YamlException($"the document expands to more than {MaxExpandedNodes} nodes, counting 64 characters of text as one (alias bomb?)");
+                throw new YamlException($"the document expands to more than {maxExpanded} nodes, counting 64 characters of text as one (alias bomb?)");
             }
         }
 
