@@ -20,7 +20,8 @@ public sealed record PolicySuggestion(string PolicyYaml, string CasesYaml, int U
 /// (<see cref="PathGeneralizer"/>); rules whose ports, methods and paths are the same are merged into one with
 /// several hosts.</item>
 /// <item>A wildcard <c>*.parent</c> only when at least <see cref="WildcardMinNames"/> distinct names directly below
-/// the same parent were seen and the wildcard passes the policy's own Public Suffix List check (it never spans a
+/// the same parent were seen, the parent lies below a registrable domain (<c>*.cdn.example.com</c>, never
+/// <c>*.example.com</c>), and the wildcard passes the policy's own Public Suffix List check (it never spans a
 /// public suffix: no <c>*.com</c>, <c>*.co.uk</c>, <c>*.github.io</c>).</item>
 /// <item>Ports only when they are not the scheme's default.</item>
 /// <item>Credentials the content scanner found in requests become <c>secrets</c> entries with a vault reference to
@@ -128,10 +129,15 @@ public static class PolicySuggester
                 continue;
             }
 
-            var wildcard = "*." + group.Key;
-            if (!HostPattern.TryParse(wildcard, allowAny: false, out _, out _))
+            // Never a whole registrable domain (*.example.com: every service of an organisation), only a zone below it
+            // (*.cdn.example.com); and never across a public suffix (the policy's own check refuses those too).
+            var parent = group.Key;
+            var tail = parent[(parent.IndexOf('.', StringComparison.Ordinal) + 1)..];
+            var wildcard = "*." + parent;
+            if (!parent.Contains('.', StringComparison.Ordinal) || PublicSuffixList.IsPublicSuffix(parent) || PublicSuffixList.IsPublicSuffix(tail)
+                || !HostPattern.TryParse(wildcard, allowAny: false, out _, out _))
             {
-                continue; // it would span a public suffix: keep the names
+                continue;
             }
 
             foreach (var h in group)

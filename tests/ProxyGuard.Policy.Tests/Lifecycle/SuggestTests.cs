@@ -57,7 +57,13 @@ public sealed class SuggestTests
         Assert.Equal("x.example.org", keys["x.example.org"]); // only two names
 
         // Three names below github.io (a public suffix) or below com: never *.github.io, never *.com.
-        var psl = PolicySuggester.HostKeys(["alice.github.io", "bob.github.io", "carol.github.io", "a.com", "b.com", "c.com"]);
+        var psl = PolicySuggester.HostKeys(["alice.github.io", "bob.github.io", "carol.github.io", "a.com", "b.com", "c.com", "x.b.co.uk", "y.b.co.uk", "z.b.co.uk"]);
+        Assert.Equal("x.b.co.uk", psl["x.b.co.uk"]); // *.b.co.uk would be a whole registrable domain
+        Assert.Equal("www.b.co.uk", PolicySuggester.HostKeys(["www.b.co.uk", "x.b.co.uk", "y.b.co.uk"])["www.b.co.uk"]);
+
+        // A whole organisation's domain is never a wildcard: four services below acme.test stay four names.
+        var org = PolicySuggester.HostKeys(["git.acme.test", "pypi.acme.test", "files.acme.test", "registry.acme.test"]);
+        Assert.All(org, kv => Assert.Equal(kv.Key, kv.Value));
         Assert.All(psl, kv => Assert.Equal(kv.Key, kv.Value));
     }
 
