@@ -19,7 +19,7 @@ public sealed record ReplayExample(long Id, DateTimeOffset Time, string Method, 
 public sealed record ReplayGroup(ReplayChange Change, string? Client, string? RecordedRule, string CandidateRule, string CandidateReason, int Count, IReadOnlyList<ReplayExample> Examples);
 
 /// <summary>The result of a replay: counts and the groups of changed decisions (newly denied first).</summary>
-public sealed record ReplayReport(string Candidate, long Replayed, long Unchanged, long NotComparable, IReadOnlyList<ReplayGroup> Groups)
+public sealed record ReplayReport(string Candidate, string? Baseline, long Replayed, long Unchanged, long NotComparable, IReadOnlyList<ReplayGroup> Groups)
 {
     public long NewlyDenied => Groups.Where(g => g.Change == ReplayChange.NewlyDenied).Sum(g => (long)g.Count);
 
@@ -35,9 +35,18 @@ public sealed record ReplayReport(string Candidate, long Replayed, long Unchange
 /// limits, the audit store) are not comparable and only counted. The candidate's audit mode is ignored: a would-be
 /// denial counts as denied, so the replay says what enforcing the candidate would do.
 /// </summary>
-public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5)
+/// <remarks>
+/// With a <c>baseline</c> policy the recorded side is not the recorded decision but the baseline's decision on the same
+/// recorded request (both through the same decision function): "what changes if this file replaces that one",
+/// which also works on traffic recorded in audit mode before any rule existed.
+/// </remarks>
+public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5, CompiledPolicy? baseline = null)
 {
     private readonly Dictionary<(ReplayChange, string?, string?, string, string), (int Count, List<ReplayExample> Examples)> _groups = [];
+    /// <summary>Distinct requests whose decisions are remembered (bounded: the cache is emptied when full).</summary>
+    private const int MaxCached = 100_000;
+
+    private readonly Dictionary<CacheKey, Decided> _decided = [];
     private long _replayed;
     private long _unchanged;
     private long _notComparable;
@@ -56,8 +65,30 @@ public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5)
         _replayed++;
         var connectOnly = !e.IsRequest;
         var url = new TargetUrl(connectOnly ? "https" : e.Scheme!.ToLowerInvariant(), e.Host, e.Port, connectOnly ? "/" : e.PathOnly);
-        var evaluation = PolicyEvaluator.Evaluate(candidate, e.Client, connectOnly ? "CONNECT" : e.Method!, url, connectOnly);
-        var after = evaluation.Allowed && !evaluation.AuditOnly;
+        var method = connectOnly ? "CONNECT" : e.Method!;
+
+        // Recorded traffic repeats itself (the same agents fetch the same URLs): each distinct request is decided once.
+        var cacheKey = new CacheKey(e.Client, connectOnly, url.Scheme, url.Host, url.Port, method, url.RawPath);
+        if (!_decided.TryGetValue(cacheKey, out var decided))
+        {
+            var evaluation = PolicyEvaluator.Evaluate(candidate, e.Client, method, url, connectOnly);
+            var old = baseline is null ? null : PolicyEvaluator.Evaluate(baseline, e.Client, method, url, connectOnly);
+            decided = new Decided(evaluation.Allowed, evaluation.Rule, evaluation.Reason, old?.Allowed, old?.Rule);
+            if (_decided.Count >= MaxCached)
+            {
+                _decided.Clear();
+            }
+
+            _decided[cacheKey] = decided;
+        }
+
+        var after = decided.Allowed;
+        var recordedRule = e.Rule;
+        if (decided.BaselineAllowed is { } baselineAllowed)
+        {
+            before = baselineAllowed;
+            recordedRule = decided.BaselineRule;
+        }
         if (after == before)
         {
             _unchanged++;
@@ -65,7 +96,7 @@ public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5)
         }
 
         var change = after ? ReplayChange.NewlyAllowed : ReplayChange.NewlyDenied;
-        var key = (change, e.Client, e.Rule, evaluation.Rule, evaluation.Reason);
+        var key = (change, e.Client, recordedRule, decided.Rule, decided.Reason);
         if (!_groups.TryGetValue(key, out var group))
         {
             group = (0, []);
@@ -80,9 +111,13 @@ public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5)
     }
 
     public ReplayReport Report() => new(
-        candidate.FilePath, _replayed, _unchanged, _notComparable,
+        candidate.FilePath, baseline?.FilePath, _replayed, _unchanged, _notComparable,
         _groups.OrderBy(g => g.Key.Item1).ThenByDescending(g => g.Value.Count).ThenBy(g => g.Key.Item2, StringComparer.Ordinal).ThenBy(g => g.Key.Item4, StringComparer.Ordinal)
             .Select(g => new ReplayGroup(g.Key.Item1, g.Key.Item2, g.Key.Item3, g.Key.Item4, g.Key.Item5, g.Value.Count, g.Value.Examples)).ToList());
+
+    private readonly record struct CacheKey(string? Client, bool Connect, string Scheme, string Host, int Port, string Method, string Path);
+
+    private sealed record Decided(bool Allowed, string Rule, string Reason, bool? BaselineAllowed, string? BaselineRule);
 
     /// <summary>What the rules decided when the request was recorded; false when that cannot be known (not comparable).</summary>
     private static bool WasAllowedByRules(ObservedRequest e, out bool allowed)
@@ -120,16 +155,18 @@ public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5)
         _ => Text(report),
     };
 
+    private static string Against(ReplayReport r) => r.Baseline is null ? "the recorded decisions" : r.Baseline;
+
     private static string Describe(ReplayChange change) => change == ReplayChange.NewlyDenied ? "newly denied" : "newly allowed";
 
     private static string Text(ReplayReport r)
     {
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"replayed {r.Replayed} recorded requests against {r.Candidate}: {r.NewlyDenied} newly denied, {r.NewlyAllowed} newly allowed, {r.Unchanged} unchanged ({r.NotComparable} not comparable)");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"replayed {r.Replayed} recorded requests against {r.Candidate} (compared with {Against(r)}): {r.NewlyDenied} newly denied, {r.NewlyAllowed} newly allowed, {r.Unchanged} unchanged ({r.NotComparable} not comparable)");
         foreach (var g in r.Groups)
         {
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"{Describe(g.Change)}: {g.Count} from client {g.Client ?? "-"}, recorded rule {g.RecordedRule ?? "-"} -> candidate rule {g.CandidateRule} ({g.CandidateReason})");
+                $"{Describe(g.Change)}: {g.Count} from client {g.Client ?? "-"}, {(r.Baseline is null ? "recorded" : "baseline")} rule {g.RecordedRule ?? "-"} -> candidate rule {g.CandidateRule} ({g.CandidateReason})");
             foreach (var x in g.Examples)
             {
                 sb.AppendLine(CultureInfo.InvariantCulture, $"    #{x.Id} {PolicySuggester.Stamp(x.Time)} {x.Method} {Clean(x.Url)}");
@@ -144,14 +181,14 @@ public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5)
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"### Policy replay: {(r.NewlyDenied > 0 ? "⚠️ " + r.NewlyDenied.ToString(CultureInfo.InvariantCulture) + " newly denied" : "no newly denied requests")}");
         sb.AppendLine();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"{r.Replayed} recorded requests replayed: **{r.NewlyDenied}** newly denied, **{r.NewlyAllowed}** newly allowed, {r.Unchanged} unchanged ({r.NotComparable} not comparable).");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{r.Replayed} recorded requests replayed against `{Cell(Path.GetFileName(r.Candidate))}` (compared with {Cell(Against(r))}): **{r.NewlyDenied}** newly denied, **{r.NewlyAllowed}** newly allowed, {r.Unchanged} unchanged ({r.NotComparable} not comparable).");
         if (r.Groups.Count == 0)
         {
             return sb.ToString();
         }
 
         sb.AppendLine();
-        sb.AppendLine("| change | client | recorded rule | candidate rule | reason | count | examples |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| change | client | {(r.Baseline is null ? "recorded" : "baseline")} rule | candidate rule | reason | count | examples |");
         sb.AppendLine("| --- | --- | --- | --- | --- | ---: | --- |");
         foreach (var g in r.Groups)
         {
@@ -170,6 +207,7 @@ public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5)
         {
             w.WriteStartObject();
             w.WriteString("candidate", r.Candidate);
+            w.WriteString("baseline", r.Baseline);
             w.WriteNumber("replayed", r.Replayed);
             w.WriteNumber("newlyDenied", r.NewlyDenied);
             w.WriteNumber("newlyAllowed", r.NewlyAllowed);

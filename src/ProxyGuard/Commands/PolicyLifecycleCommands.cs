@@ -97,11 +97,12 @@ internal static class PolicyLifecycleCommands
                 r.AddError("--examples: expected a number from 0 to 1000");
             }
         });
+        var baseline = new Option<string?>("--baseline") { Description = "Compare with this policy's decisions on the same requests instead of the recorded decisions (e.g. the policy in force)." }.NotEmpty();
         var token = TokenOption();
         var dataDir = DataDirOption();
         var command = new Command("replay", "Show which recorded requests a candidate policy decides differently; exit 1 when any would be newly denied.")
         {
-            candidate, events, client, since, format, examples, token, dataDir,
+            candidate, events, baseline, client, since, format, examples, token, dataDir,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -117,7 +118,13 @@ internal static class PolicyLifecycleCommands
                 return ExitCodes.Failed;
             }
 
-            var replay = new PolicyReplay(policy, parse.GetValue(examples));
+            CompiledPolicy? baselinePolicy = null;
+            if (parse.GetValue(baseline) is { } baselineFile && (baselinePolicy = LoadOrReport(baselineFile)) is null)
+            {
+                return ExitCodes.Failed;
+            }
+
+            var replay = new PolicyReplay(policy, parse.GetValue(examples), baselinePolicy);
             await foreach (var e in source.ReadAsync(parse.GetValue(client), Since(parse.GetValue(since)), ct))
             {
                 replay.Add(e);
