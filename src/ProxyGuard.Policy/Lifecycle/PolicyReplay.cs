@@ -166,7 +166,7 @@ public sealed class PolicyReplay(CompiledPolicy candidate, int maxExamples = 5, 
         foreach (var g in r.Groups)
         {
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"{Describe(g.Change)}: {g.Count} from client {g.Client ?? "-"}, {(r.Baseline is null ? "recorded" : "baseline")} rule {g.RecordedRule ?? "-"} -> candidate rule {g.CandidateRule} ({g.CandidateReason})");
+                $"{Describe(g.Change)}: {g.Count} from client {Clean(g.Client ?? "-")}, {(r.Baseline is null ? "recorded" : "baseline")} rule {Clean(g.RecordedRule ?? "-")} -> candidate rule {g.CandidateRule} ({g.CandidateReason})");
             foreach (var x in g.Examples)
             {
                 sb.AppendLine(CultureInfo.InvariantCulture, $"    #{x.Id} {PolicySuggester.Stamp(x.Time)} {x.Method} {Clean(x.Url)}");

@@ -349,7 +349,7 @@ public static class PolicySuggester
             sb.AppendLine("secrets:");
             foreach (var s in secrets)
             {
-                sb.AppendLine(CultureInfo.InvariantCulture, $"  # detector {s.Detector}: {s.Count}x in {string.Join(", ", s.Locations)}, first {Stamp(s.First)}, last {Stamp(s.Last)}");
+                sb.AppendLine(CultureInfo.InvariantCulture, $"  # detector {Quote(s.Detector)}: {s.Count}x in {string.Join(", ", s.Locations)}, first {Stamp(s.First)}, last {Stamp(s.Last)}");
                 sb.AppendLine(CultureInfo.InvariantCulture, $"  - name: {s.Name}");
                 sb.AppendLine(CultureInfo.InvariantCulture, $"    value: vault:secret/data/proxyguard/{s.Name}#value");
                 sb.AppendLine(CultureInfo.InvariantCulture, $"    hosts: [{string.Join(", ", s.Hosts.Select(Quote))}]");
