@@ -21,7 +21,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 if (($# == 0)); then
-  set -- "$repo/docs/getting-started-agent-operator.md" "$repo/docs/getting-started-policy-author.md" "$repo/docs/getting-started-operator.md"
+  set -- "$repo/docs/getting-started-agent-operator.md" "$repo/docs/getting-started-policy-author.md" "$repo/docs/getting-started-operator.md" "$repo/docs/getting-started-policy.md"
 fi
 
 # Not under /tmp, /var/tmp or /run: the bubblewrap sandbox mounts empty ones there, and the guides'

@@ -10,7 +10,16 @@ namespace ProxyGuard.Commands;
 
 internal static class PolicyCommands
 {
-    public static Command Create() => new("policy", "Check, explain and test policy files.") { Check(), Explain(), Test() };
+    public static Command Create()
+    {
+        var command = new Command("policy", "Check, explain and test policy files; suggest, replay and diff them against recorded traffic.") { Check(), Explain(), Test() };
+        foreach (var lifecycle in PolicyLifecycleCommands.Create())
+        {
+            command.Subcommands.Add(lifecycle);
+        }
+
+        return command;
+    }
 
     /// <summary>The same validation as the running proxy: unknown detector ids are errors with their position.</summary>
     internal static PolicyLoadOptions LoadOptions(Func<string, string?>? secretReferenceValidator) => new()

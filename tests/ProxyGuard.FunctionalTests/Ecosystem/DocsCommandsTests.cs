@@ -13,6 +13,7 @@ public sealed class DocsCommandsTests
     [InlineData("docs/getting-started-agent-operator.md", 8)]
     [InlineData("docs/getting-started-policy-author.md", 8)]
     [InlineData("docs/getting-started-operator.md", 5)]
+    [InlineData("docs/getting-started-policy.md", 7)]
     public async Task Every_command_in_the_guide_runs(string guide, int minimumBlocks)
     {
         var env = new Dictionary<string, string> { ["PROXYGUARD_DLL"] = ProxyProcess.DllPath };
