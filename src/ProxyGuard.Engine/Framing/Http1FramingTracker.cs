@@ -153,7 +153,9 @@ internal sealed class Http1FramingTracker
         }
         else if (name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
         {
-            _transferEncoding = _transferEncoding is null ? value : _transferEncoding + "," + value;
+            // Only presence and the final coding matter, and the final coding of the combined list is the final
+            // coding of the last field: keep that field alone (joining every field cost time quadratic in the head).
+            _transferEncoding = value;
         }
         else if (name.Equals("Connection", StringComparison.OrdinalIgnoreCase))
         {
