@@ -30,6 +30,7 @@ internal sealed class Http1FramingTracker
     private long _offset;
     private long _headStart = -1;
     private int _headBytes;
+    private long _sectionStart; // where the current chunk extension or trailer section began
     private bool _firstLine = true;
     private int _contentLengths;
     private string? _contentLength;
@@ -87,7 +88,7 @@ internal sealed class Http1FramingTracker
         _headBytes += take;
         if (_headBytes > _maxHead)
         {
-            Stop(_state == State.Head ? _headStart : _offset);
+            Stop(_state == State.Head ? _headStart : _sectionStart);
             return data.Length;
         }
 
@@ -264,6 +265,7 @@ internal sealed class Http1FramingTracker
 
                 _state = State.ChunkExtension;
                 _headBytes = 0;
+                _sectionStart = _offset + i;
                 return i;
             }
 
@@ -287,7 +289,9 @@ internal sealed class Http1FramingTracker
         _headBytes += take;
         if (_headBytes > _maxHead)
         {
-            Stop(_offset);
+            // Where the section began, not where this read began: the stop offset must not depend on how the
+            // client's bytes were cut into reads.
+            Stop(_sectionStart);
             return data.Length;
         }
 
@@ -297,6 +301,7 @@ internal sealed class Http1FramingTracker
             {
                 _state = State.Trailers;
                 _headBytes = 0;
+                _sectionStart = _offset + take;
             }
             else
             {
