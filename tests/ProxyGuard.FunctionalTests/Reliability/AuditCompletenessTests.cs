@@ -54,10 +54,11 @@ public sealed partial class AuditCompletenessTests : IAsyncLifetime, IDisposable
         var proxyDir = Path.Combine(_dir.Path, "proxy");
         var dataDir = Path.Combine(proxyDir, "data");
         Directory.CreateDirectory(dataDir);
-        var tmpfs = DiskFaults.TmpfsUnavailable.Value is null;
+        // PG_TEST_DISK_FULL=fsize uses the file size limit even where a tmpfs could be mounted (to try the fallback).
+        var tmpfs = DiskFaults.TmpfsUnavailable.Value is null && Environment.GetEnvironmentVariable("PG_TEST_DISK_FULL") != "fsize";
         _log.WriteLine(tmpfs
             ? "disk: an 8 MiB tmpfs under the data directory, filled with a file until ENOSPC"
-            : $"disk: no tmpfs ({DiskFaults.TmpfsUnavailable.Value}); the proxy's RLIMIT_FSIZE is lowered instead");
+            : $"disk: no tmpfs ({DiskFaults.TmpfsUnavailable.Value ?? "PG_TEST_DISK_FULL=fsize"}); the proxy's RLIMIT_FSIZE is lowered instead");
         if (tmpfs)
         {
             await DiskFaults.MountTmpfsAsync(dataDir, "8m");
@@ -103,7 +104,7 @@ public sealed partial class AuditCompletenessTests : IAsyncLifetime, IDisposable
             }
             else
             {
-                await SetFileSizeLimitAsync(proxy, "1");
+                await SetFileSizeLimitAsync(proxy, "1:");
             }
 
             Volatile.Write(ref filled, 1);
@@ -139,7 +140,7 @@ public sealed partial class AuditCompletenessTests : IAsyncLifetime, IDisposable
             }
             else
             {
-                await SetFileSizeLimitAsync(proxy, "unlimited");
+                await SetFileSizeLimitAsync(proxy, "unlimited:");
             }
 
             await Traffic.WaitUntilAsync(async () => (await HealthAsync(proxy)) == HttpStatusCode.OK, "the proxy to be healthy again", 20);
@@ -227,6 +228,7 @@ public sealed partial class AuditCompletenessTests : IAsyncLifetime, IDisposable
         }
     }
 
+    /// <summary>Sets the proxy's soft RLIMIT_FSIZE (the soft limit only, so it can be raised again without privileges).</summary>
     private static async Task SetFileSizeLimitAsync(ProxyProcess proxy, string limit)
     {
         var result = await Cli.RunProgramAsync("prlimit", ["--pid", proxy.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), $"--fsize={limit}"], Path.GetTempPath(), null, TimeSpan.FromSeconds(20));
