@@ -9,10 +9,12 @@
 # (dotnet tool install --global SharpFuzz.CommandLine). Without afl-fuzz it falls back to the
 # harness's plain in-process mutation loop (no coverage feedback), and says so.
 # Output (ignored by git): fuzz/findings/build (instrumented build), fuzz/findings/TARGET (AFL++ state).
+# FUZZ_BUILD=DIR puts the instrumented build elsewhere (e.g. one per commit, so a rebuild never replaces the
+# assemblies of a run still going).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-build="$here/findings/build"
-plain="$here/findings/build-plain"
+build="${FUZZ_BUILD:-$here/findings/build}"
+plain="$build-plain"
 export PATH="$PATH:$HOME/.dotnet/tools" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 if [[ ! -f "$build/.instrumented" ]]; then

@@ -64,6 +64,10 @@ public static class FuzzTargets
         ["scan-slow"] = ScanSlowTarget,
         ["sni"] = SniTarget,
         ["basic-auth"] = BasicAuthTarget,
+        ["framing-h1"] = ProtocolTargets.Http1Target,
+        ["framing-h2"] = ProtocolTargets.Http2Target,
+        ["hpack"] = ProtocolTargets.HpackTarget,
+        ["websocket"] = ProtocolTargets.WebSocketTarget,
     };
 
     /// <summary>CONNECT head parser: never throws; a parsed head has a sane host and port.</summary>

@@ -32,6 +32,7 @@ internal sealed class Http1FramingTracker
     private long _offset;
     private long _headStart = -1;
     private int _headBytes;
+    private long _sectionStart; // where the current chunk extension or trailer section began
     private bool _firstLine = true;
     private int _contentLengths;
     private string? _contentLength;
@@ -89,7 +90,7 @@ internal sealed class Http1FramingTracker
         _headBytes += take;
         if (_headBytes > _maxHead)
         {
-            Stop(_state == State.Head ? _headStart : _offset);
+            Stop(_state == State.Head ? _headStart : _sectionStart);
             return data.Length;
         }
 
@@ -167,8 +168,9 @@ internal sealed class Http1FramingTracker
         }
         else if (Ascii.EqualsIgnoreCase(name, "Transfer-Encoding"u8))
         {
-            var text = Encoding.Latin1.GetString(value);
-            _transferEncoding = _transferEncoding is null ? text : _transferEncoding + "," + text;
+            // Only presence and the final coding matter, and the final coding of the combined list is the final
+            // coding of the last field: keep that field alone (joining every field cost time quadratic in the head).
+            _transferEncoding = Encoding.Latin1.GetString(value);
         }
         else if (Ascii.EqualsIgnoreCase(name, "Connection"u8))
         {
@@ -277,6 +279,7 @@ internal sealed class Http1FramingTracker
 
                 _state = State.ChunkExtension;
                 _headBytes = 0;
+                _sectionStart = _offset + i;
                 return i;
             }
 
@@ -300,7 +303,9 @@ internal sealed class Http1FramingTracker
         _headBytes += take;
         if (_headBytes > _maxHead)
         {
-            Stop(_offset);
+            // Where the section began, not where this read began: the stop offset must not depend on how the
+            // client's bytes were cut into reads.
+            Stop(_sectionStart);
             return data.Length;
         }
 
@@ -310,6 +315,7 @@ internal sealed class Http1FramingTracker
             {
                 _state = State.Trailers;
                 _headBytes = 0;
+                _sectionStart = _offset + take;
             }
             else
             {
