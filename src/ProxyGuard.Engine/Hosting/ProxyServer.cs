@@ -207,6 +207,8 @@ internal sealed class ProxyServer : IAsyncDisposable
         var handler = new ProxyRequestDelegate(services, app.Services.GetRequiredService<IHttpForwarder>(), client);
         ((IApplicationBuilder)app).Run(handler.InvokeAsync);
         AdminEndpoints.Map(adminApp, services, adminToken);
+        HealthEndpoints.Map(adminApp, services);
+        app.Lifetime.ApplicationStopping.Register(services.Serving.MarkStopping);
 
         if (options.WatchPolicyFile)
         {
@@ -263,6 +265,7 @@ internal sealed class ProxyServer : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct = default)
     {
         await _app.StartAsync(ct);
+        Services.Serving.MarkListening();
         await _adminApp.StartAsync(ct);
         var self = new List<IPEndPoint>();
         if (_proxyListen?.IPEndPoint is { } p)
@@ -282,6 +285,7 @@ internal sealed class ProxyServer : IAsyncDisposable
 
     public async Task StopAsync(CancellationToken ct = default)
     {
+        Services.Serving.MarkStopping();
         await _app.StopAsync(ct);
         await _adminApp.StopAsync(ct);
         await _store.FlushAsync(ct);
