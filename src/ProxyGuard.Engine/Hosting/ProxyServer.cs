@@ -45,13 +45,15 @@ internal sealed class ProxyServer : IAsyncDisposable
     private readonly HttpMessageInvoker _client;
     private readonly CertificateAuthority _ca;
     private readonly MemoryTrimmer _trimmer;
+    private readonly Telemetry.OtlpExport? _otlp;
 
     private ProxyServer(
         WebApplication app, WebApplication adminApp, ProxyServices services, ListenOptions? proxyListen, ListenOptions? adminListen,
         ListenAddress proxyAddress, ListenAddress adminAddress, EventStore store, SecretResolver secrets,
-        HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken, MemoryTrimmer trimmer)
+        HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken, MemoryTrimmer trimmer, Telemetry.OtlpExport? otlp)
     {
         _trimmer = trimmer;
+        _otlp = otlp;
         _app = app;
         _adminApp = adminApp;
         Services = services;
@@ -164,6 +166,13 @@ internal sealed class ProxyServer : IAsyncDisposable
         var trimmer = new MemoryTrimmer(budgets, loggerFactory.CreateLogger("ProxyGuard.Memory"));
         refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
+        var otlp = options.OtlpEndpoint is { } otlpEndpoint ? new Telemetry.OtlpExport(otlpEndpoint, () => ScrapeMetrics(services)) : null;
+        if (otlp is not null)
+        {
+            audit.Recorded = e => otlp.Offer(e);
+        }
+
+        metrics.TrackOtlp(otlp);
 
         ListenOptions? proxyListen = null;
         ListenOptions? adminListen = null;
@@ -215,7 +224,16 @@ internal sealed class ProxyServer : IAsyncDisposable
             runtime.WatchFile();
         }
 
-        return new ProxyServer(app, adminApp, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken, trimmer);
+        return new ProxyServer(app, adminApp, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken, trimmer, otlp);
+    }
+
+    /// <summary>The metrics in the Prometheus text format, as <c>GET /metrics</c> serves them (for the OTLP bridge).</summary>
+    private static string ScrapeMetrics(ProxyServices services)
+    {
+        AdminEndpoints.UpdateGauges(services);
+        using var buffer = new MemoryStream();
+        services.Metrics.Registry.CollectAndExportAsTextAsync(buffer).GetAwaiter().GetResult();
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
     }
 
     /// <summary>A slim host with ProxyGuard's logging; the proxy's also records Kestrel's parser refusals.</summary>
@@ -296,6 +314,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         await _app.DisposeAsync();
         await _adminApp.DisposeAsync();
         await _store.DisposeAsync();
+        _otlp?.Dispose();
         _client.Dispose();
         _secrets.Dispose();
         Services.Runtime.Dispose();

@@ -37,6 +37,27 @@ internal sealed class ProxyMetrics
 
     public CollectorRegistry Registry { get; }
 
+    /// <summary>Exports the OTLP exporter's counts (the families exist, at zero, when the export is off).</summary>
+    public void TrackOtlp(Telemetry.OtlpExport? export)
+    {
+        var factory = Metrics.WithCustomRegistry(Registry);
+        var exported = factory.CreateCounter("proxyguard_otlp_events_exported_total", "Audit events the OTLP collector accepted (0 while OTLP export is off).");
+        var dropped = factory.CreateCounter("proxyguard_otlp_events_dropped_total", "Audit events not exported over OTLP: queue-full (the exporter fell behind) or export-failed (the collector refused or was unreachable).", "reason");
+        dropped.WithLabels("queue-full");
+        dropped.WithLabels("export-failed");
+        if (export is null)
+        {
+            return;
+        }
+
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            exported.IncTo(export.Exported);
+            dropped.WithLabels("queue-full").IncTo(export.DroppedQueueFull);
+            dropped.WithLabels("export-failed").IncTo(export.DroppedExportFailed);
+        });
+    }
+
     /// <summary>Exports the process-wide budgets: capacity, what is held now, and refusals, by budget name.</summary>
     public void TrackBudgets(ProcessBudgets budgets)
     {
