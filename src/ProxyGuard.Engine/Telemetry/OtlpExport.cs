@@ -241,7 +241,16 @@ internal sealed class OtlpExport : IDisposable
             {
                 // The OTLP exporter takes its resource (service.name) from its provider, which is set on the exporter the
                 // processor holds (this one); hand it on.
-                typeof(BaseExporter<LogRecord>).GetProperty(nameof(ParentProvider))?.SetValue(_inner, ParentProvider);
+                // Its setter is internal to the SDK: if a later SDK changes that, the records go without the resource.
+                try
+                {
+                    typeof(BaseExporter<LogRecord>).GetProperty(nameof(ParentProvider))?.SetValue(_inner, ParentProvider);
+                }
+                catch (Exception ex) when (ex is ArgumentException or MemberAccessException or System.Reflection.TargetInvocationException)
+                {
+                    // Exported without service.name.
+                }
+
                 _parentSet = true;
             }
 

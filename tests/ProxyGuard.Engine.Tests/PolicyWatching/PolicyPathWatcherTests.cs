@@ -1,6 +1,6 @@
 using ProxyGuard.Engine.Runtime;
 
-namespace ProxyGuard.Engine.Tests.Runtime;
+namespace ProxyGuard.Engine.Tests.PolicyWatching;
 
 /// <summary>Which directory entries the policy watcher watches for a path through symbolic links.</summary>
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
