@@ -45,13 +45,15 @@ internal sealed class ProxyServer : IAsyncDisposable
     private readonly HttpMessageInvoker _client;
     private readonly CertificateAuthority _ca;
     private readonly MemoryTrimmer _trimmer;
+    private readonly Telemetry.OtlpExport? _otlp;
 
     private ProxyServer(
         WebApplication app, WebApplication adminApp, ProxyServices services, ListenOptions? proxyListen, ListenOptions? adminListen,
         ListenAddress proxyAddress, ListenAddress adminAddress, EventStore store, SecretResolver secrets,
-        HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken, MemoryTrimmer trimmer)
+        HttpMessageInvoker client, CertificateAuthority ca, bool caCreated, AdminToken adminToken, MemoryTrimmer trimmer, Telemetry.OtlpExport? otlp)
     {
         _trimmer = trimmer;
+        _otlp = otlp;
         _app = app;
         _adminApp = adminApp;
         Services = services;
@@ -164,6 +166,13 @@ internal sealed class ProxyServer : IAsyncDisposable
         var trimmer = new MemoryTrimmer(budgets, loggerFactory.CreateLogger("ProxyGuard.Memory"));
         refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
+        var otlp = options.OtlpEndpoint is { } otlpEndpoint ? new Telemetry.OtlpExport(otlpEndpoint, () => ScrapeMetrics(services)) : null;
+        if (otlp is not null)
+        {
+            audit.Recorded = e => otlp.Offer(e);
+        }
+
+        metrics.TrackOtlp(otlp);
 
         ListenOptions? proxyListen = null;
         ListenOptions? adminListen = null;
@@ -207,13 +216,24 @@ internal sealed class ProxyServer : IAsyncDisposable
         var handler = new ProxyRequestDelegate(services, app.Services.GetRequiredService<IHttpForwarder>(), client);
         ((IApplicationBuilder)app).Run(handler.InvokeAsync);
         AdminEndpoints.Map(adminApp, services, adminToken);
+        HealthEndpoints.Map(adminApp, services);
+        app.Lifetime.ApplicationStopping.Register(services.Serving.MarkStopping);
 
         if (options.WatchPolicyFile)
         {
             runtime.WatchFile();
         }
 
-        return new ProxyServer(app, adminApp, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken, trimmer);
+        return new ProxyServer(app, adminApp, services, proxyListen, adminListen, proxyAddress, adminAddress, store, secrets, client, ca, caCreated, adminToken, trimmer, otlp);
+    }
+
+    /// <summary>The metrics in the Prometheus text format, as <c>GET /metrics</c> serves them (for the OTLP bridge).</summary>
+    private static string ScrapeMetrics(ProxyServices services)
+    {
+        AdminEndpoints.UpdateGauges(services);
+        using var buffer = new MemoryStream();
+        services.Metrics.Registry.CollectAndExportAsTextAsync(buffer).GetAwaiter().GetResult();
+        return System.Text.Encoding.UTF8.GetString(buffer.ToArray());
     }
 
     /// <summary>A slim host with ProxyGuard's logging; the proxy's also records Kestrel's parser refusals.</summary>
@@ -268,6 +288,7 @@ internal sealed class ProxyServer : IAsyncDisposable
     public async Task StartAsync(CancellationToken ct = default)
     {
         await _app.StartAsync(ct);
+        Services.Serving.MarkListening();
         await _adminApp.StartAsync(ct);
         var self = new List<IPEndPoint>();
         if (_proxyListen?.IPEndPoint is { } p)
@@ -287,6 +308,7 @@ internal sealed class ProxyServer : IAsyncDisposable
 
     public async Task StopAsync(CancellationToken ct = default)
     {
+        Services.Serving.MarkStopping();
         await _app.StopAsync(ct);
         await _adminApp.StopAsync(ct);
         await _store.FlushAsync(ct);
@@ -297,6 +319,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         await _app.DisposeAsync();
         await _adminApp.DisposeAsync();
         await _store.DisposeAsync();
+        _otlp?.Dispose();
         _client.Dispose();
         _secrets.Dispose();
         Services.Runtime.Dispose();

@@ -30,4 +30,7 @@ internal sealed record ProxyServerOptions
     public ProxyGuard.Audit.EventStoreOptions Events { get; init; } = new();
 
     public bool WatchPolicyFile { get; init; } = true;
+
+    /// <summary>The OTLP collector's base URL (<c>--otlp-endpoint</c>); null: no OTLP export.</summary>
+    public Uri? OtlpEndpoint { get; init; }
 }

@@ -27,6 +27,9 @@ internal sealed class AuditSink
 
     public EventStore Store => _store;
 
+    /// <summary>Called with each event the store accepted (the OTLP export's non-blocking offer; null when off).</summary>
+    public Action<AuditEvent>? Recorded { get; set; }
+
     /// <summary>False when the store cannot take events: the engine then fails requests closed.</summary>
     public bool Healthy => _store.Healthy;
 
@@ -38,6 +41,7 @@ internal sealed class AuditSink
     {
         Log(e);
         reservation.Write(e);
+        Recorded?.Invoke(e);
         return true;
     }
 
@@ -46,13 +50,20 @@ internal sealed class AuditSink
         Log(e);
         if (e.Decision == "allow")
         {
-            return _store.TryWrite(e);
+            var queued = _store.TryWrite(e);
+            if (queued)
+            {
+                Recorded?.Invoke(e);
+            }
+
+            return queued;
         }
 
         try
         {
             using var wait = new CancellationTokenSource(_limits.EventQueueWait);
             await _store.WriteAsync(e, wait.Token);
+            Recorded?.Invoke(e);
             return true;
         }
         catch (Exception ex) when (ex is EventStoreException or OperationCanceledException)

@@ -23,7 +23,7 @@ internal sealed class PolicyRuntime : IDisposable
     private readonly ProxyMetrics _metrics;
     private readonly Inspection.Budgets.ResourceBudget? _decodeBudget;
     private ProxySnapshot? _current;
-    private FileSystemWatcher? _watcher;
+    private PolicyPathWatcher? _watcher;
     private Timer? _debounce;
     private Timer? _secretRetry;
     private long _changeGeneration;
@@ -129,6 +129,7 @@ internal sealed class PolicyRuntime : IDisposable
 
             var previous = Interlocked.Exchange(ref _current, snapshot);
             _metrics.PolicyReloads.WithLabels("ok").Inc();
+            _metrics.SetPolicy(snapshot.Policy.Sha256);
             if (previous is not null)
             {
                 EngineLog.PolicyReloaded(_logger, _policyPath, snapshot.Policy.Sha256);
@@ -245,16 +246,22 @@ internal sealed class PolicyRuntime : IDisposable
     /// Reloads when the policy file changes (debounced). The directory is watched and events are
     /// filtered by the file name, so editors that save by writing a temporary file and renaming it
     /// over the policy (a new inode), or that move the old file away and write a new one, are seen
-    /// as well as in-place writes. When the platform cannot watch (e.g. the inotify instance limit
-    /// is reached), a warning is logged; SIGHUP and the admin API still reload.
+    /// as well as in-place writes. When the policy path is (or passes through) a symbolic link, every
+    /// link on the way and the file finally reached are watched too, and the set is recomputed after
+    /// each change: a Kubernetes ConfigMap volume (<c>policy.yaml -> ..data/policy.yaml</c>, with
+    /// <c>..data</c> swapped atomically to a new directory) or an edited link target is followed.
+    /// When the platform cannot watch (e.g. the inotify instance limit is reached), a warning is
+    /// logged; SIGHUP and the admin API still reload.
     /// </summary>
     public void WatchFile()
     {
-        var directory = Path.GetDirectoryName(_policyPath)!;
-        var name = Path.GetFileName(_policyPath);
         _debounce = new Timer(
             _ =>
             {
+                // Follow a retargeted link before reading: a change after this refresh is seen by the new watchers,
+                // one before it by the reload below.
+                _watcher?.Refresh();
+
                 // Only renames since the last reload: a complete file arrived atomically.
                 var writes = Interlocked.Exchange(ref _writesSeen, 0);
                 var renames = Interlocked.Exchange(ref _renamesSeen, 0);
@@ -264,49 +271,33 @@ internal sealed class PolicyRuntime : IDisposable
             null,
             Timeout.Infinite,
             Timeout.Infinite);
-        var watcher = new FileSystemWatcher(directory)
-        {
-            NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
-            IncludeSubdirectories = false,
-        };
-        watcher.Changed += (_, e) => OnChanged(e.Name, rename: false);
-        watcher.Created += (_, e) => OnChanged(e.Name, rename: false);
-        watcher.Deleted += (_, e) => OnChanged(e.Name, rename: false);
-        watcher.Renamed += (_, e) =>
-        {
-            OnChanged(e.Name, rename: true);
-            OnChanged(e.OldName, rename: false);
-        };
-        watcher.Error += (_, e) =>
-        {
-            // Events were lost (queue overflow): reload to be sure nothing was missed.
-            EngineLog.WatcherError(_logger, directory, e.GetException().Message);
-            Interlocked.Increment(ref _writesSeen);
-            Debounce();
-        };
-        try
-        {
-            watcher.EnableRaisingEvents = true;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or PlatformNotSupportedException or ArgumentException)
+        var watcher = new PolicyPathWatcher(
+            _policyPath,
+            kind =>
+            {
+                // A deleted or moved-away policy keeps the last good one loaded (the reload reports it);
+                // the next file written under the name is picked up.
+                switch (kind)
+                {
+                    case PolicyPathWatcher.ChangeKind.Write:
+                        Interlocked.Increment(ref _writesSeen);
+                        break;
+                    case PolicyPathWatcher.ChangeKind.Rename:
+                        Interlocked.Increment(ref _renamesSeen);
+                        break;
+                }
+
+                Debounce();
+            },
+            (directory, message) => EngineLog.WatcherError(_logger, directory, message));
+        if (watcher.Refresh() is { } problem)
         {
             watcher.Dispose();
-            EngineLog.WatchUnavailable(_logger, _policyPath, ex.Message);
+            EngineLog.WatchUnavailable(_logger, _policyPath, problem);
             return;
         }
 
         _watcher = watcher;
-
-        void OnChanged(string? changed, bool rename)
-        {
-            // A deleted or moved-away policy keeps the last good one loaded (the reload reports it);
-            // the next file written under the name is picked up.
-            if (string.Equals(changed, name, StringComparison.Ordinal))
-            {
-                Interlocked.Increment(ref rename ? ref _renamesSeen : ref _writesSeen);
-                Debounce();
-            }
-        }
     }
 
     private void Debounce()

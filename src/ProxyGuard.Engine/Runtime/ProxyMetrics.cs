@@ -8,6 +8,8 @@ namespace ProxyGuard.Engine.Runtime;
 /// </summary>
 internal sealed class ProxyMetrics
 {
+    private readonly Lock _policyInfoLock = new();
+
     public ProxyMetrics()
     {
         Registry = Metrics.NewCustomRegistry();
@@ -25,6 +27,7 @@ internal sealed class ProxyMetrics
         CertificateCacheHits = factory.CreateCounter("proxyguard_certificate_cache_hits_total", "TLS handshakes served from the leaf certificate cache.");
         CertificateCacheEntries = factory.CreateGauge("proxyguard_certificate_cache_entries", "Leaf certificates in the cache.");
         PolicyReloads = factory.CreateCounter("proxyguard_policy_reloads_total", "Policy loads, by result.", "result");
+        PolicyInfo = factory.CreateGauge("proxyguard_policy_info", "1 for the SHA-256 of the policy file in effect (compare it across replicas).", "sha256");
         EventQueueDepth = factory.CreateGauge("proxyguard_event_queue_depth", "Audit events waiting to be committed.");
         EventsDropped = factory.CreateCounter("proxyguard_events_dropped_total", "Allow events dropped because the queue was full or the store failing (deny events are never dropped).");
         EventsWritten = factory.CreateCounter("proxyguard_events_written_total", "Audit events committed since start.");
@@ -45,6 +48,27 @@ internal sealed class ProxyMetrics
     }
 
     public CollectorRegistry Registry { get; }
+
+    /// <summary>Exports the OTLP exporter's counts (the families exist, at zero, when the export is off).</summary>
+    public void TrackOtlp(Telemetry.OtlpExport? export)
+    {
+        var factory = Metrics.WithCustomRegistry(Registry);
+        var exported = factory.CreateCounter("proxyguard_otlp_events_exported_total", "Audit events the OTLP collector accepted (0 while OTLP export is off).");
+        var dropped = factory.CreateCounter("proxyguard_otlp_events_dropped_total", "Audit events not exported over OTLP: queue-full (the exporter fell behind) or export-failed (the collector refused or was unreachable).", "reason");
+        dropped.WithLabels("queue-full");
+        dropped.WithLabels("export-failed");
+        if (export is null)
+        {
+            return;
+        }
+
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            exported.IncTo(export.Exported);
+            dropped.WithLabels("queue-full").IncTo(export.DroppedQueueFull);
+            dropped.WithLabels("export-failed").IncTo(export.DroppedExportFailed);
+        });
+    }
 
     /// <summary>Exports the process-wide budgets: capacity, what is held now, and refusals, by budget name.</summary>
     public void TrackBudgets(ProcessBudgets budgets)
@@ -99,6 +123,25 @@ internal sealed class ProxyMetrics
     public Gauge CertificateCacheEntries { get; }
 
     public Counter PolicyReloads { get; }
+
+    public Gauge PolicyInfo { get; }
+
+    /// <summary>Makes <paramref name="sha256"/> the one series of <c>proxyguard_policy_info</c> (the previous one is removed).</summary>
+    public void SetPolicy(string sha256)
+    {
+        lock (_policyInfoLock)
+        {
+            foreach (var labels in PolicyInfo.GetAllLabelValues().ToList())
+            {
+                if (!string.Equals(labels[0], sha256, StringComparison.Ordinal))
+                {
+                    PolicyInfo.RemoveLabelled(labels);
+                }
+            }
+
+            PolicyInfo.WithLabels(sha256).Set(1);
+        }
+    }
 
     public Gauge EventQueueDepth { get; }
 

@@ -42,6 +42,9 @@ internal sealed class ProxyServices
 
     public ConnectionCounter Connections { get; }
 
+    /// <summary>Whether the proxy listener serves (the readiness probe reads it).</summary>
+    public ServingState Serving { get; } = new();
+
     /// <summary>
     /// Identifies the client of a CONNECT or a plain request from its <c>Proxy-Authorization</c> value; returns the
     /// refusal (407) when the policy has clients and none matches.

@@ -25,14 +25,21 @@ internal static class RunCommand
         var retain = new Option<string>("--events-retain") { Description = "Delete audit events older than this (e.g. 720h; 0s keeps them forever).", DefaultValueFactory = _ => "720h" };
         var maxEvents = new Option<long>("--events-max-count") { Description = "Keep at most this many audit events (0: no limit).", DefaultValueFactory = _ => 5_000_000 };
         var maxSize = new Option<string>("--events-max-size") { Description = "Keep the event database under this size (e.g. 2GiB; 0: no limit).", DefaultValueFactory = _ => "0" };
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize };
+        var otlpEndpoint = new Option<string?>("--otlp-endpoint") { Description = "Export audit events (as logs) and metrics over OTLP to this collector base URL, e.g. http://collector:4318 (default: PROXYGUARD_OTLP_ENDPOINT; off when neither is set)." };
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
             EventStoreOptions retention;
             string listenValue, adminValue;
+            Uri? otlp = null;
             try
             {
+                if ((parse.GetValue(otlpEndpoint) ?? Environment.GetEnvironmentVariable("PROXYGUARD_OTLP_ENDPOINT")) is { Length: > 0 } otlpValue)
+                {
+                    otlp = Engine.Telemetry.OtlpExport.ParseEndpoint(otlpValue, "--otlp-endpoint");
+                }
+
                 pins = ParsePins(parse.GetValue(resolve) ?? []);
                 listenValue = ListenValue(parse.GetValue(listen)!, "--listen");
                 adminValue = ListenValue(parse.GetValue(admin)!, "--admin");
@@ -54,6 +61,7 @@ internal static class RunCommand
                 Resolve = pins,
                 JsonLogs = parse.GetValue(jsonLogs),
                 Events = retention,
+                OtlpEndpoint = otlp,
             };
             return await RunAsync(options, ct);
         });

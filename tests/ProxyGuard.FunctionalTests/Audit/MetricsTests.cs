@@ -32,7 +32,7 @@ public sealed class MetricsTests : IClassFixture<AuditFixture>
         ["proxyguard_process_heap_bytes"] = "gauge",
     };
 
-    private static readonly HashSet<string> BoundedLabels = ["decision", "rule", "reason", "detector", "action", "secret", "kind", "result", "le", "budget"];
+    private static readonly HashSet<string> BoundedLabels = ["decision", "rule", "reason", "detector", "action", "secret", "kind", "result", "le", "budget", "sha256"];
 
     private readonly AuditFixture _f;
 

@@ -103,6 +103,13 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
 
             using var anonymous = new HttpClient();
             Assert.Equal(HttpStatusCode.ServiceUnavailable, (await anonymous.GetAsync(proxy.AdminUrl + "/healthz")).StatusCode);
+            using (var readyz = await anonymous.GetAsync(proxy.AdminUrl + "/readyz"))
+            {
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, readyz.StatusCode);
+                Assert.Contains("audit: audit-unavailable\n", await readyz.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            }
+
+            Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync(proxy.AdminUrl + "/livez")).StatusCode);
             var failing = await MetricsTests.ScrapeAsync(proxy);
             Assert.Equal(0, failing.Value("proxyguard_audit_store_healthy"));
 
@@ -118,6 +125,7 @@ public sealed class StoreFailureTests : IClassFixture<AuditFixture>
             await Traffic.WaitUntilAsync(async () => (await anonymous.GetAsync(proxy.AdminUrl + "/healthz")).StatusCode == HttpStatusCode.OK,
                 "the store to recover", 120);
             Assert.Equal(200, (await Traffic.GetAsync(proxy, $"https://localhost:{https}/echo/after")).Status);
+            Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync(proxy.AdminUrl + "/readyz")).StatusCode);
             await proxy.WaitForEventAsync(e => AdminApiTests.Path(e) == "/echo/after", 30_000);
 
             // Conservation: each request allowed during the lock is either recorded (it was queued

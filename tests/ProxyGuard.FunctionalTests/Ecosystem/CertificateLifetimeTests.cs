@@ -129,7 +129,7 @@ public sealed class CertificateLifetimeTests
     }
 
     /// <summary>A CA with the given validity, written as the proxy expects it (directory 0700, key 0600).</summary>
-    private static void WriteCa(string directory, DateTimeOffset notBefore, DateTimeOffset notAfter)
+    internal static void WriteCa(string directory, DateTimeOffset notBefore, DateTimeOffset notAfter)
     {
         Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

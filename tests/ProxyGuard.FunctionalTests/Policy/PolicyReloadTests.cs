@@ -172,8 +172,8 @@ public sealed class PolicyReloadTests : IClassFixture<PolicyOrigin>
     {
         using var dir = new TempDir();
 
-        // The policy path is a symlink into a "versions" directory (a ConfigMap-like layout): edits of
-        // the target are outside the watched directory, so SIGHUP is how the operator reloads.
+        // The policy path is a symlink into a "versions" directory. The watcher follows the link too
+        // (ConfigMapReloadTests); here each step is driven by SIGHUP, as on a file system without events.
         var versions = Directory.CreateDirectory(dir.File("versions"), DirectoryMode).FullName;
         var target = Path.Combine(versions, "current.yaml");
         WritePolicy(target, _o.Policy(V1));
