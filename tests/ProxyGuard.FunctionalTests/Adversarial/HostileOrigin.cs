@@ -128,6 +128,12 @@ public sealed class HostileOrigin : IAsyncDisposable
             "github-base64" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
                 "{\"encoding\":\"base64\",\"content\":\"" + string.Join("\\n", Convert.ToBase64String(Encoding.UTF8.GetBytes("token=" + known + "\n")).Chunk(60).Select(c => new string(c))) + "\\n\"}")),
             "url-of-json" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?state={Uri.EscapeDataString(System.Text.Json.JsonSerializer.Serialize(new { t = known }))}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            // Round 3 fixes (not in Modes): HTML inside a JSON string (System.Text.Json's default encoder writes '&' as
+            // \u0026), and base64 of the value wrapped every 8 characters, percent-encoded in a redirect URL (line breaks as %0A, '+',
+            // '/', '=' as %2B %2F %3D).
+            "html-in-json" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
+                "{\"html\":" + System.Text.Json.JsonSerializer.Serialize("<p>" + WebUtility.HtmlEncode(known) + "</p>") + "}")),
+            "b64-in-url" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?blob={Uri.EscapeDataString(string.Join("\n", Convert.ToBase64String(Encoding.UTF8.GetBytes("token=" + known)).Chunk(8).Select(c => new string(c))))}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             _ => Framed("Content-Type: application/json", body),
         };
     }

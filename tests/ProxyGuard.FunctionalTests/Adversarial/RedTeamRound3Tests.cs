@@ -254,7 +254,7 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
     /// bytes only. And a value JSON-escaped then percent-encoded (JSON state in a redirect URL) is not scrubbed: the
     /// twice-escaped pass only handles JSON-in-JSON and percent-twice.
     /// </summary>
-    [Theory(Skip = "open R3-3: two-level encodings (base64 in an escaped JSON string, JSON then URL) are not scrubbed yet")]
+    [Theory]
     [InlineData("github-base64")]
     [InlineData("url-of-json")]
     public async Task A_bound_api_returning_the_value_in_a_two_level_encoding_is_scrubbed(string mode)
@@ -268,7 +268,16 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
         if (mode == "github-base64")
         {
             var content = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("content").GetString()!;
-            decoded.Append(Encoding.UTF8.GetString(Convert.FromBase64String(content.Replace("\n", "", StringComparison.Ordinal))));
+            try
+            {
+                decoded.Append(Encoding.UTF8.GetString(Convert.FromBase64String(content.Replace("\n", "", StringComparison.Ordinal))));
+            }
+            catch (FormatException)
+            {
+                // The scrubber put the placeholder where the value's base64 was: the rest no longer decodes.
+                Assert.Contains(_f.Placeholder, content, StringComparison.Ordinal);
+                decoded.Append(content);
+            }
         }
         else
         {
@@ -362,5 +371,41 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
         }
 
         Assert.DoesNotContain("stored", assembled.ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// R3-3 variants: HTML inside a JSON string (\u0026quot; \u0026amp;...) and wrapped base64 percent-encoded in a URL reach
+    /// the sandbox scrubbed: decoding the two levels of what arrives never shows the value.
+    /// </summary>
+    [Theory]
+    [InlineData("html-in-json")]
+    [InlineData("b64-in-url")]
+    public async Task Other_two_level_encodings_from_a_bound_api_are_scrubbed(string mode)
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/{mode}");
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+        using var response = await client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        string decoded;
+        if (mode == "html-in-json")
+        {
+            decoded = WebUtility.HtmlDecode(System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("html").GetString()!);
+        }
+        else
+        {
+            var location = response.Headers.Location?.OriginalString ?? string.Empty;
+            var blob = Uri.UnescapeDataString(location[(location.IndexOf("blob=", StringComparison.Ordinal) + 5)..]).Replace("\n", "", StringComparison.Ordinal);
+            try
+            {
+                decoded = Encoding.UTF8.GetString(Convert.FromBase64String(blob));
+            }
+            catch (FormatException)
+            {
+                decoded = blob; // the placeholder in place of the value's core: no longer base64
+            }
+        }
+
+        Assert.False(decoded.Contains(_f.Value, StringComparison.Ordinal), $"{mode}: the real value reached the sandbox ({(int)response.StatusCode}): {decoded}");
     }
 }
