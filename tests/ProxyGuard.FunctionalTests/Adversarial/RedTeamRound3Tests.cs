@@ -230,6 +230,29 @@ public sealed class RedTeamRound3Tests : IClassFixture<SecretsFixture>
         Assert.Equal(expected, System.Text.Json.JsonDocument.Parse(echoed).RootElement.GetProperty("bodySha256").GetString());
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"{body.Length} bytes took {watch.Elapsed.TotalMilliseconds:F0} ms");
     }
+
+    /// <summary>
+    /// R3-3, request side: a real value the sandbox holds, sent as base64 inside a JSON string with the escapes a JSON
+    /// encoder writes (\n every 4 characters, \/ and \u002B), or percent-encoded base64 wrapped in a query, never
+    /// leaves toward an unbound host: refused (secret-real-value, or content-finding when the scanner sees it first).
+    /// </summary>
+    [Theory]
+    [InlineData("json-body")]
+    [InlineData("query")]
+    public async Task A_real_value_in_escaped_base64_never_leaves_toward_an_unbound_host(string carrier)
+    {
+        var b64 = Convert.ToBase64String(Encoding.UTF8.GetBytes("user:" + _f.FormValue + "?>"));
+        var wrapped = string.Join("\\n", b64.Chunk(4).Select(c => new string(c)));
+        var request = carrier == "json-body"
+            ? new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl("/echo/r3-b64-out", "127.0.0.1"))
+            {
+                Content = new StringContent("{\"blob\":\"" + wrapped.Replace("/", "\\/", StringComparison.Ordinal).Replace("+", "\\u002B", StringComparison.Ordinal) + "\"}", Encoding.UTF8, "application/json"),
+            }
+            : new HttpRequestMessage(HttpMethod.Get, _f.HttpsUrl("/echo/r3-b64-out?blob=" + Uri.EscapeDataString(wrapped.Replace("\\n", "\n", StringComparison.Ordinal)), "127.0.0.1"));
+        var (response, body, originRequests) = await _f.SendAsync(request);
+        Assert.True(response.StatusCode == HttpStatusCode.Forbidden && originRequests == 0,
+            $"{carrier}: {(int)response.StatusCode} {SecretsFixture.Reason(response)}, origin received {originRequests}: {body}");
+    }
 }
 
 /// <summary>
