@@ -31,6 +31,12 @@ public static class Program
             return;
         }
 
+        if (args is ["scrub"])
+        {
+            ScrubProbe.Run();
+            return;
+        }
+
         if (args is ["probe"])
         {
             Probe.Run();

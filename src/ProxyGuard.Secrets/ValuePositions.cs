@@ -36,45 +36,43 @@ internal static class ValuePositions
         return names;
     }
 
-    /// <summary>Secrets whose placeholder is inside a JSON object key (a string followed by ':').</summary>
+    /// <summary>
+    /// Secrets whose placeholder is not inside a JSON string value. The body is read as strict JSON (RFC 8259: one or
+    /// more values separated by whitespace, as NDJSON and JSON text sequences send them; a UTF-8 BOM at the start):
+    /// a placeholder is in a value position only when it lies inside a string that is a value, never inside an object
+    /// key. A body that is not strict JSON (comments, unquoted or single-quoted keys or strings, trailing commas,
+    /// NaN, hex numbers...) is read differently by lenient parsers (a string before a comment, or a bare word, is a
+    /// key to Newtonsoft.Json or JSON5): every placeholder in it counts as a name, so the request is refused.
+    /// One linear pass; the nesting is kept in a bit stack.
+    /// </summary>
     public static HashSet<int> InJsonKeys(ReadOnlySpan<byte> data, List<Substitutor.PlaceholderMatch> matches)
     {
         var names = new HashSet<int>();
-        var m = 0;
-        var i = 0;
-        while (i < data.Length && m < matches.Count)
+        var values = new List<(int Start, int End)>();
+        if (!StrictJson.TryReadValueStrings(data, values))
         {
-            var quote = data[i..].IndexOf((byte)'"');
-            if (quote < 0)
+            foreach (var match in matches)
             {
-                break;
+                names.Add(match.Binding);
             }
 
-            var start = i + quote;
-            var end = start + 1;
-            while (end < data.Length && data[end] != '"')
+            return names;
+        }
+
+        // Both lists are sorted by start and the value strings are disjoint: one merge.
+        var v = 0;
+        foreach (var match in matches)
+        {
+            while (v < values.Count && values[v].End <= match.Start)
             {
-                end += data[end] == '\\' ? 2 : 1;
+                v++;
             }
 
-            var after = end + 1;
-            while (after < data.Length && data[after] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')
+            var inValue = v < values.Count && match.Start > values[v].Start && match.Start + match.Length <= values[v].End;
+            if (!inValue)
             {
-                after++;
+                names.Add(match.Binding);
             }
-
-            var isKey = after < data.Length && data[after] == ':';
-            while (m < matches.Count && matches[m].Start < end)
-            {
-                if (isKey && matches[m].Start > start)
-                {
-                    names.Add(matches[m].Binding);
-                }
-
-                m++;
-            }
-
-            i = end + 1;
         }
 
         return names;

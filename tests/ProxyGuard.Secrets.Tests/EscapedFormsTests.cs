@@ -270,7 +270,7 @@ public sealed class EscapedFormsTests
     public void StreamingWindowIsBounded()
     {
         var substitutor = Create();
-        Assert.InRange(substitutor.LongestEncodedValue, 1, 72 * Encoding.UTF8.GetByteCount(Nasty));
+        Assert.InRange(substitutor.LongestEncodedValue, 1, 144 * Encoding.UTF8.GetByteCount(Nasty));
     }
 
     /// <summary>1 MiB of near misses of every kind takes time linear in its size (measured 256 KiB vs 1 MiB).</summary>

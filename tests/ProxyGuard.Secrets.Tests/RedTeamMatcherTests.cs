@@ -197,7 +197,7 @@ public sealed class RedTeamMatcherTests
     /// unscrubbed and the request-side checks miss them. PHP's json_encode escapes '/' as '\/', so any value with a
     /// '/' is affected by the first form.
     /// </summary>
-    [Theory(Skip = "open R3-3: two-level mixed encodings (JSON then URL, HTML then JSON) are not matched yet")]
+    [Theory]
     [InlineData("url-of-json")]
     [InlineData("url-of-php-json")]
     [InlineData("json-of-html")]
@@ -220,7 +220,7 @@ public sealed class RedTeamMatcherTests
     /// \u00XX (the Latin-1 view exists for once-escaped text, but the twice-escaped pass only decodes the inner level
     /// as UTF-16 escapes).
     /// </summary>
-    [Fact(Skip = "open R3-3: JSON-in-JSON with per-byte \\u00XX escapes is not matched yet")]
+    [Fact]
     public void Twice_escaped_latin1_byte_escapes_are_recognised()
     {
         var substitutor = Create();
@@ -372,7 +372,7 @@ public sealed class RedTeamMatcherTests
     /// default encoder writes '+' as "\u002B". A value the bound API stores (e.g. a blob created with the substituted
     /// token as content) then comes back to the sandbox unscrubbed.
     /// </summary>
-    [Theory(Skip = "open R3-3: base64 inside a JSON string with escapes (\\n, \\/, \\u002B) is not matched yet")]
+    [Theory]
     [InlineData("github-60-col-escaped-newline")]
     [InlineData("php-escaped-slash")]
     [InlineData("stj-escaped-plus")]
@@ -409,7 +409,7 @@ public sealed class RedTeamMatcherTests
     /// also read a key followed by a comment, or an unquoted key: the placeholder there is substituted into what the
     /// API reads as a property name (names are echoed in errors and logs), where it must be refused.
     /// </summary>
-    [Theory(Skip = "open R3-5: keys that only lenient JSON parsers read (unquoted, single-quoted, commented) are treated as values")]
+    [Theory]
     [InlineData("{\"" + Placeholder + "\"/*c*/:1}")]
     [InlineData("{\"" + Placeholder + "\"//c\n:1}")]
     [InlineData("{" + Placeholder + ":1}")]

@@ -23,6 +23,7 @@ internal sealed class ProxyTransformer : HttpTransformer
     private readonly string _rawQuery;
     private readonly Substitutor _substitutor;
     private readonly ResourceLease? _decodeLease;
+    private readonly bool _boundHost;
 
     /// <param name="decodeLease">
     /// A lease on the process-wide decompression budget (held by the request), grown by what each response decoder
@@ -34,6 +35,7 @@ internal sealed class ProxyTransformer : HttpTransformer
         _rawQuery = rawQuery;
         _substitutor = substitutor;
         _decodeLease = decodeLease;
+        _boundHost = substitutor.Bindings.Any(b => b.AppliesToHost(target.Host));
     }
 
     /// <summary>Set when the response could not be made safe; the body was not forwarded.</summary>
@@ -65,6 +67,15 @@ internal sealed class ProxyTransformer : HttpTransformer
 
         // No WebSocket extension is offered upstream (permessage-deflate would hide frames from the inspection).
         proxyRequest.Headers.Remove(HeaderNames.SecWebSocketExtensions);
+
+        // A host a secret is bound to may hold the real value (it received it substituted): asked for byte ranges, it
+        // would hand it back in slices shorter than any form the scrubber matches. The whole resource is asked for.
+        if (_boundHost)
+        {
+            proxyRequest.Headers.Remove(HeaderNames.Range);
+            proxyRequest.Headers.Remove(HeaderNames.IfRange);
+            proxyRequest.Headers.Remove("Request-Range");
+        }
     }
 
     public override async ValueTask<bool> TransformResponseAsync(
@@ -83,6 +94,14 @@ internal sealed class ProxyTransformer : HttpTransformer
         if (_substitutor.IsEmpty)
         {
             return result;
+        }
+
+        // A partial response from a bound host (Range was removed, so it was not asked for) could cut a value in slices.
+        if (_boundHost && proxyResponse?.StatusCode == HttpStatusCode.PartialContent)
+        {
+            Refusal = "a host a secret is bound to answered with part of a resource (206), which cannot be scrubbed whole";
+            RefusalReason = Reasons.ResponsePartial;
+            return false;
         }
 
         // The status line: only the code is forwarded; the client gets the standard phrase.

@@ -28,8 +28,11 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// HTML character references (named <c>quot amp lt gt apos nbsp</c>, decimal, hex);
 /// base64 and base64url, padded or not, standalone or inside a larger base64 string at each of the
 /// three byte alignments (values of at least 6 bytes), also wrapped by line breaks (CR, LF or CRLF)
-/// at any line length; and twice-escaped text (JSON in a JSON string, percent-encoding applied twice).
-/// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte.
+/// at any line length, and under one escaping (JSON, percent or HTML escapes standing for base64
+/// characters or line breaks); and two levels of escaping (any of the four escaping views over any
+/// other or itself: JSON in a JSON string, percent twice, JSON then percent, HTML then JSON...).
+/// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte; the two-level
+/// pass adds at most 4 decodings and 16 automaton passes.
 /// Immutable and thread-safe. Overlapping matches are merged into one range.
 /// </summary>
 public sealed class RealValueMatcher
@@ -38,6 +41,15 @@ public sealed class RealValueMatcher
     public const int MinimumEncodedLength = 8;
 
     private static readonly EscapeView[] TextViews = [EscapeView.Raw, EscapeView.Json, EscapeView.JsonLatin1, EscapeView.Url, EscapeView.Html];
+
+    /// <summary>The escaping views composed with each other (outer and inner) in the two-level pass; index + 1 in <see cref="TextViews"/>.</summary>
+    private static readonly EscapeView[] NestedViews = [EscapeView.Json, EscapeView.JsonLatin1, EscapeView.Url, EscapeView.Html];
+
+    /// <summary>Bytes that start an escape of any view, seen through by the base64 scan.</summary>
+    private static readonly byte[] EscapeStarts = "\\%&"u8.ToArray();
+
+    /// <summary>The longest input one base64 character (or a line break) can come from: <c>&amp;#x0000002B;</c>.</summary>
+    private const int Base64UnitExpansion = 12;
 
     private readonly AhoCorasick _text;
     private readonly AhoCorasick _base64;
@@ -82,18 +94,29 @@ public sealed class RealValueMatcher
             SearchValues.Create([.. first, (byte)'%', (byte)'+']),
             SearchValues.Create([.. first, (byte)'&']),
         ];
-        _base64Skip = _base64.FirstBytes;
+        var base64First = new List<byte>(EscapeStarts);
+        for (var b = 0; b < 256; b++)
+        {
+            if (_base64.FirstBytes.Contains((byte)b))
+            {
+                base64First.Add((byte)b);
+            }
+        }
+
+        _base64Skip = SearchValues.Create([.. base64First]);
         var window = 0;
         foreach (var view in TextViews)
         {
             window = Math.Max(window, _text.MaxLength * EscapeDecoder.Expansion(view));
         }
 
-        // Twice escaped: a byte of the first decoding comes from at most 12 input bytes, each of which
-        // from at most 6 (JSON \u005C) or 3 (%25).
-        window = Math.Max(window, _text.MaxLength * 12 * 6);
+        // Two levels: a byte of the value comes from at most 12 bytes of the inner escaping, each of which
+        // from at most 12 input bytes (HTML &#x0000005C;; JSON \u005C is 6, %5C 3).
+        window = Math.Max(window, _text.MaxLength * 12 * 12);
 
-        Window = Math.Max(window, _base64.MaxLength * 3);
+        // Base64 under one escaping: each character (and each of at most two line breaks after it) from at most
+        // 12 input bytes.
+        Window = Math.Max(window, _base64.MaxLength * Base64UnitExpansion * 3);
         IsEmpty = _text.IsEmpty;
     }
 
@@ -226,17 +249,22 @@ public sealed class RealValueMatcher
     }
 
     /// <summary>
-    /// Twice-escaped text: JSON inside a JSON string (<c>\\\"</c>, <c>\\u00e9</c>: an API that echoes a JSON
-    /// request body in a JSON response) and percent-encoding applied twice (<c>%2522</c>). The input is
-    /// decoded once into a buffer (decoding never grows it) with each decoded byte's source range, and
-    /// the second decoding runs over that buffer. Skipped when the input has no escaped escape.
+    /// Two-level escaping: every composition of two of the escaping views (JSON, JSON with per-byte <c>\u00XX</c>,
+    /// percent-encoding, HTML references), the same one twice included: JSON inside a JSON string (<c>\\\"</c>,
+    /// <c>\\u00c3</c>), percent-encoding applied twice (<c>%2522</c>), JSON then percent-encoded (<c>%5C%22</c>),
+    /// HTML then JSON (<c>\u0026amp;</c>)... The input is decoded once per outer view into a buffer (decoding never
+    /// grows it) with each decoded byte's source range, and each inner view runs over that buffer: at most 4 + 16
+    /// linear passes. An outer view is skipped when the input has none of its escapes, an inner view when the
+    /// decoded buffer has none of its escape characters.
     /// </summary>
     private bool ScanNested(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
     {
-        // A second-level escape needs an escaped escape character: \\ or \u005C (JSON), %25 (URL).
-        var json = data.IndexOf("\\\\"u8) >= 0 || data.IndexOf("\\u005"u8) >= 0;
-        var url = data.IndexOf("%25"u8) >= 0;
-        if (!json && !url)
+        var hasJson = data.IndexOf((byte)'\\') >= 0;
+        // Percent-encoding counts as the outer level when it has a %XX: an encoder that writes '+' for a space
+        // percent-encodes the escape characters of the inner level ('\\' '%' '&') too.
+        var hasUrl = data.IndexOf((byte)'%') >= 0;
+        var hasHtml = data.IndexOf((byte)'&') >= 0;
+        if (!hasJson && !hasUrl && !hasHtml)
         {
             return false;
         }
@@ -244,14 +272,18 @@ public sealed class RealValueMatcher
         var decoded = ArrayPool<byte>.Shared.Rent(data.Length);
         var map = new SourceMap();
         Span<byte> unit = stackalloc byte[4];
+        var latin1Escapes = false;
         try
         {
-            foreach (var (view, skip, intro, wanted) in new[]
-                     {
-                         (EscapeView.Json, _skip[1], EscapeDecoder.JsonIntro, json),
-                         (EscapeView.Url, _skip[3], EscapeDecoder.UrlIntro, url),
-                     })
+            foreach (var outer in NestedViews)
             {
+                var (intro, wanted) = outer switch
+                {
+                    EscapeView.Json => (EscapeDecoder.JsonIntro, hasJson),
+                    EscapeView.JsonLatin1 => (EscapeDecoder.JsonIntro, latin1Escapes),
+                    EscapeView.Url => (EscapeDecoder.UrlIntro, hasUrl),
+                    _ => (EscapeDecoder.HtmlIntro, hasHtml),
+                };
                 if (!wanted)
                 {
                     continue;
@@ -259,9 +291,10 @@ public sealed class RealValueMatcher
 
                 // An unfinished first-level escape at the end is read as plain bytes here; the open
                 // prefix is taken before it (outerLimit) so that the next chunk decodes it whole.
-                var rawTail = EscapeDecoder.IncompleteTail(view, data);
+                var rawTail = EscapeDecoder.IncompleteTail(outer, data);
                 var outerLimit = int.MaxValue;
                 var count = 0;
+                var escapes = 0;
                 map.Reset();
                 for (var i = 0; i < data.Length;)
                 {
@@ -282,7 +315,15 @@ public sealed class RealValueMatcher
                         continue;
                     }
 
-                    var n = EscapeDecoder.Decode(view, data, i, unit, out var length);
+                    var n = EscapeDecoder.Decode(outer, data, i, unit, out var length);
+                    if (length > 1)
+                    {
+                        escapes++;
+
+                        // A \u0080-\u00FF escape: the per-byte reading (JsonLatin1) differs from the UTF-16 one.
+                        latin1Escapes |= outer == EscapeView.Json && length == 6 && n == 2 && unit[0] is 0xC2 or 0xC3;
+                    }
+
                     unit[..n].CopyTo(decoded.AsSpan(count));
                     map.Add(count, i, plain: false);
                     count += n;
@@ -290,9 +331,26 @@ public sealed class RealValueMatcher
                 }
 
                 map.Seal(count, data.Length);
-                if (ScanText(view, skip, decoded.AsSpan(0, count), matches, stopAtFirst, map, ref pendingFrom, outerLimit))
+                if (escapes == 0)
                 {
-                    return true;
+                    continue;
+                }
+
+                var view = decoded.AsSpan(0, count);
+                var innerJson = view.IndexOf((byte)'\\') >= 0;
+                foreach (var inner in NestedViews)
+                {
+                    var run = inner switch
+                    {
+                        EscapeView.Json => innerJson,
+                        EscapeView.JsonLatin1 => innerJson && view.IndexOf("\\u00"u8) >= 0,
+                        EscapeView.Url => view.IndexOfAny((byte)'%', (byte)'+') >= 0,
+                        _ => view.IndexOf((byte)'&') >= 0,
+                    };
+                    if (run && ScanText(inner, _skip[Array.IndexOf(TextViews, inner)], view, matches, stopAtFirst, map, ref pendingFrom, outerLimit))
+                    {
+                        return true;
+                    }
                 }
             }
 
@@ -411,7 +469,12 @@ public sealed class RealValueMatcher
         return startMap is null ? from : startMap.Source(from);
     }
 
-    /// <summary>Base64 forms, seeing through single line breaks (at most two CR/LF bytes in a row).</summary>
+    /// <summary>
+    /// Base64 forms, seeing through single line breaks (at most two CR/LF bytes in a row) and through one level of
+    /// escaping: a JSON escape (<c>\n</c>, <c>\/</c>, <c>\u002B</c>), a percent-escape (<c>%2B</c>, <c>%0A</c>) or an
+    /// HTML reference (<c>&amp;#43;</c>) that stands for one base64 character or line break is read as that byte (base64
+    /// in a JSON string, a URL or an HTML attribute).
+    /// </summary>
     private bool ScanBase64(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
     {
         var automaton = _base64;
@@ -423,14 +486,35 @@ public sealed class RealValueMatcher
         var ringSize = RingSize(automaton.MaxLength);
         var ring = ArrayPool<int>.Shared.Rent(ringSize);
         var mask = ringSize - 1;
+        Span<byte> unit = stackalloc byte[4];
         try
         {
+            // An unfinished escape at the end may stand for a base64 character once more input comes: the open
+            // prefix is taken where it starts (as ScanText does), and it is then read as plain bytes.
+            var limit = data.Length;
+            foreach (var view in (ReadOnlySpan<EscapeView>)[EscapeView.Json, EscapeView.Url, EscapeView.Html])
+            {
+                var tail = EscapeDecoder.IncompleteTail(view, data);
+                if (tail >= 0)
+                {
+                    limit = Math.Min(limit, tail);
+                }
+            }
+
+            var pendingTaken = false;
             var state = 0;
             long decoded = 0;
             var breaks = 0;
             var i = 0;
             while (i < data.Length)
             {
+                if (!pendingTaken && i >= limit)
+                {
+                    pendingTaken = true;
+                    var depthAt = automaton.Depth(state);
+                    pendingFrom = Math.Min(pendingFrom, depthAt > 0 ? ring[(int)((decoded - depthAt) & mask)] : limit);
+                }
+
                 if (state == 0)
                 {
                     var next = data[i..].IndexOfAny(_base64Skip);
@@ -440,9 +524,34 @@ public sealed class RealValueMatcher
                     }
 
                     i += next;
+                    if (!pendingTaken && i >= limit)
+                    {
+                        pendingTaken = true;
+                        pendingFrom = Math.Min(pendingFrom, limit);
+                    }
                 }
 
                 var b = data[i];
+                var length = 1;
+                if (b is (byte)'\\' or (byte)'%' or (byte)'&')
+                {
+                    var view = b == '\\' ? EscapeView.Json : b == '%' ? EscapeView.Url : EscapeView.Html;
+                    var n = EscapeDecoder.Decode(view, data, i, unit, out var escapeLength);
+                    if (n == 1 && escapeLength > 1 && IsBase64Unit(unit[0]))
+                    {
+                        b = unit[0];
+                        length = escapeLength;
+                    }
+                }
+
+                if (!pendingTaken && i + length > limit)
+                {
+                    // This unit reaches into the unfinished tail: it may read differently with more input.
+                    pendingTaken = true;
+                    var depthHere = automaton.Depth(state);
+                    pendingFrom = Math.Min(pendingFrom, depthHere > 0 ? ring[(int)((decoded - depthHere) & mask)] : i);
+                }
+
                 if (b is (byte)'\r' or (byte)'\n')
                 {
                     if (++breaks > 2)
@@ -450,7 +559,7 @@ public sealed class RealValueMatcher
                         state = 0;
                     }
 
-                    i++;
+                    i += length;
                     continue;
                 }
 
@@ -462,20 +571,27 @@ public sealed class RealValueMatcher
                 if (found > 0)
                 {
                     var start = ring[(int)((decoded - found) & mask)];
-                    matches.Add(new ValueMatch(start, i + 1 - start, automaton.OutputOwner(state)));
+                    matches.Add(new ValueMatch(start, i + length - start, automaton.OutputOwner(state)));
                     if (stopAtFirst)
                     {
                         return true;
                     }
                 }
 
-                i++;
+                i += length;
             }
 
-            var depth = automaton.Depth(state);
-            if (depth > 0)
+            if (!pendingTaken)
             {
-                pendingFrom = Math.Min(pendingFrom, ring[(int)((decoded - depth) & mask)]);
+                var depth = automaton.Depth(state);
+                if (depth > 0)
+                {
+                    pendingFrom = Math.Min(pendingFrom, ring[(int)((decoded - depth) & mask)]);
+                }
+                else if (limit < data.Length)
+                {
+                    pendingFrom = Math.Min(pendingFrom, limit);
+                }
             }
 
             return false;
@@ -485,6 +601,11 @@ public sealed class RealValueMatcher
             ArrayPool<int>.Shared.Return(ring);
         }
     }
+
+    /// <summary>A byte of the base64 or base64url alphabets, padding, or a line break.</summary>
+    private static bool IsBase64Unit(byte b) =>
+        b is >= (byte)'A' and <= (byte)'Z' or >= (byte)'a' and <= (byte)'z' or >= (byte)'0' and <= (byte)'9'
+            or (byte)'+' or (byte)'/' or (byte)'-' or (byte)'_' or (byte)'=' or (byte)'\r' or (byte)'\n';
 
     private static int RingSize(int maxLength)
     {

@@ -101,6 +101,8 @@ public static class Reasons
     public static readonly Reason UpstreamError = new("upstream-error", DecisionStage.Upstream, 502, false, "forwarding to the upstream failed");
     public static readonly Reason ResponseUndecodable = new("response-undecodable", DecisionStage.Upstream, 502, false,
         "secrets must be scrubbed from the response, but its coding (an unknown Content-Encoding, a Transfer-Encoding other than chunked) cannot be decoded; or a WebSocket upgrade negotiated an extension the proxy did not offer");
+    public static readonly Reason ResponsePartial = new("response-partial", DecisionStage.Upstream, 502, false,
+        "a host a secret is bound to answered with part of a resource (206): slices of a stored value would pass the scrubber unseen (Range and If-Range are removed from requests to such hosts)");
     public static readonly Reason ClientCanceled = new("client-canceled", DecisionStage.Upstream, 502, false, "the client went away before the exchange finished");
     public static readonly Reason ClientError = new("client-error", DecisionStage.Upstream, 502, false, "reading from or writing to the client failed");
 

@@ -76,7 +76,13 @@ public sealed class HostileOrigin : IAsyncDisposable
                 var head = await ReadHeadAsync(tls, timeout.Token);
                 var target = head.Split(' ', 3) is [_, var t, _] ? t : "/plain";
                 var mode = target.Trim('/').Split('/', '?')[0];
-                await tls.WriteAsync(mode == "range" ? RangeResponse(head) : Response(mode), timeout.Token);
+                await tls.WriteAsync(
+                    mode switch
+                    {
+                        "range" => RangeResponse(head),
+                        "partial" => PartialResponse(target),
+                        _ => Response(mode),
+                    }, timeout.Token);
                 await tls.FlushAsync(timeout.Token);
             }
             catch (Exception ex) when (ex is IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
@@ -122,6 +128,12 @@ public sealed class HostileOrigin : IAsyncDisposable
             "github-base64" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
                 "{\"encoding\":\"base64\",\"content\":\"" + string.Join("\\n", Convert.ToBase64String(Encoding.UTF8.GetBytes("token=" + known + "\n")).Chunk(60).Select(c => new string(c))) + "\\n\"}")),
             "url-of-json" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?state={Uri.EscapeDataString(System.Text.Json.JsonSerializer.Serialize(new { t = known }))}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            // Round 3 fixes (not in Modes): HTML inside a JSON string (System.Text.Json's default encoder writes '&' as
+            // \u0026), and base64 of the value wrapped every 8 characters, percent-encoded in a redirect URL (line breaks as %0A, '+',
+            // '/', '=' as %2B %2F %3D).
+            "html-in-json" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
+                "{\"html\":" + System.Text.Json.JsonSerializer.Serialize("<p>" + WebUtility.HtmlEncode(known) + "</p>") + "}")),
+            "b64-in-url" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?blob={Uri.EscapeDataString(string.Join("\n", Convert.ToBase64String(Encoding.UTF8.GetBytes("token=" + known)).Chunk(8).Select(c => new string(c))))}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             _ => Framed("Content-Type: application/json", body),
         };
     }
@@ -133,13 +145,35 @@ public sealed class HostileOrigin : IAsyncDisposable
     private byte[] RangeResponse(string head)
     {
         var document = Encoding.UTF8.GetBytes($"{{\"stored\":\"{Known}\"}}");
-        var range = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("Range: bytes=", StringComparison.OrdinalIgnoreCase))?["Range: bytes=".Length..];
+        // "Range" or the legacy "Request-Range"; of several ranges the first is served; "-N" is the last N bytes.
+        var line = head.Split("\r\n").FirstOrDefault(l => l.StartsWith("Range: bytes=", StringComparison.OrdinalIgnoreCase)
+            || l.StartsWith("Request-Range: bytes=", StringComparison.OrdinalIgnoreCase));
+        var range = line?[(line.IndexOf('=', StringComparison.Ordinal) + 1)..].Split(',')[0].Trim();
+        if (range is not null && range.StartsWith('-') && int.TryParse(range[1..], out var suffix) && suffix > 0)
+        {
+            range = $"{Math.Max(0, document.Length - suffix)}-{document.Length - 1}";
+        }
+
         if (range?.Split('-') is not [var s, var e] || !int.TryParse(s, out var start) || !int.TryParse(e, out var end) || start >= document.Length)
         {
             return Framed("Content-Type: application/json\r\nAccept-Ranges: bytes", document);
         }
 
         end = Math.Min(end, document.Length - 1);
+        var slice = document[start..(end + 1)];
+        return [.. Raw($"HTTP/1.1 206 Partial Content\r\nContent-Type: application/json\r\nContent-Range: bytes {start}-{end}/{document.Length}\r\nContent-Length: {slice.Length}\r\nConnection: close\r\n\r\n"), .. slice];
+    }
+
+    /// <summary>
+    /// Round 3 (not in Modes): the same stored document, but the origin answers 206 with an 8-byte slice whether or
+    /// not a Range was asked for; the slice starts at the query's <c>s</c> (<c>/partial?s=16</c>).
+    /// </summary>
+    private byte[] PartialResponse(string target)
+    {
+        var document = Encoding.UTF8.GetBytes($"{{\"stored\":\"{Known}\"}}");
+        var query = target.Contains("?s=", StringComparison.Ordinal) ? target[(target.IndexOf("?s=", StringComparison.Ordinal) + 3)..] : "0";
+        var start = int.TryParse(query, out var s) ? Math.Clamp(s, 0, document.Length - 1) : 0;
+        var end = Math.Min(start + 7, document.Length - 1);
         var slice = document[start..(end + 1)];
         return [.. Raw($"HTTP/1.1 206 Partial Content\r\nContent-Type: application/json\r\nContent-Range: bytes {start}-{end}/{document.Length}\r\nContent-Length: {slice.Length}\r\nConnection: close\r\n\r\n"), .. slice];
     }

@@ -171,6 +171,88 @@ public sealed class RedTeamRound3Tests : IClassFixture<SecretsFixture>
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1.5),
             $"a {bytes.Length}-byte multipart body with one placeholder took {watch.Elapsed.TotalMilliseconds:F0} ms ({(int)response.StatusCode})");
     }
+
+    /// <summary>
+    /// FINDING R3-5 (low, name position): a JSON body that lenient parsers (Newtonsoft.Json, JSON5, System.Text.Json
+    /// with comments) read differently from strict JSON: a string followed by a comment, an unquoted or single-quoted
+    /// key. The form secret (headers and body, bound to localhost) in such a body toward its bound host is refused
+    /// with placeholder-position and nothing reaches the origin; on 7cd24b7 it was substituted into what the API
+    /// reads as a property name. Variants: a lenient body whose placeholder sits in a value (fail closed: the body is
+    /// not strict JSON), nesting, and a placeholder in every position of a lenient document.
+    /// </summary>
+    [Theory]
+    [InlineData("{\"PH\"/*c*/:1}")]
+    [InlineData("{\"PH\"//c\n:1}")]
+    [InlineData("{PH:1}")]
+    [InlineData("{'PH':1}")]
+    [InlineData("{\"a\":{\"b\":[{PH:1}]}}")]
+    [InlineData("{\"a\":\"PH\",}")]
+    [InlineData("{\"a\":'PH'}")]
+    [InlineData("/* note */ {\"a\":\"PH\"}")]
+    [InlineData("{\"a\":\"PH\"} // trailing")]
+    [InlineData("{\"a\":\"x\",\n\"PH\"\n/**/ : \"PH\", c: [\"PH\"]}")]
+    public async Task A_placeholder_in_a_lenient_json_body_is_refused(string template)
+    {
+        var body = template.Replace("PH", _f.FormPlaceholder, StringComparison.Ordinal);
+        var request = new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl("/echo/r3-lenient"))
+        {
+            Content = new StringContent(body, Encoding.UTF8, "application/json"),
+        };
+        SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "placeholder-position", await _f.SendAsync(request));
+    }
+
+    /// <summary>
+    /// R3-5 control and variants: strict JSON (nested, NDJSON, a JSON text sequence, about 1 MiB with the placeholder
+    /// deep inside) carrying the placeholder in string values is still substituted, in bounded time.
+    /// </summary>
+    [Theory]
+    [InlineData("nested", "application/json")]
+    [InlineData("ndjson", "application/x-ndjson")]
+    [InlineData("json-seq", "application/json-seq")]
+    [InlineData("large", "application/json")]
+    public async Task A_placeholder_in_a_strict_json_value_is_substituted(string shape, string type)
+    {
+        var ph = _f.FormPlaceholder;
+        var body = shape switch
+        {
+            "nested" => $"\uFEFF{{\"a\":[1,-2.5e3,true,null,{{\"b\":\"x {ph} y\"}}],\"c\":\"\\\"{ph}\\u0041\"}}",
+            "ndjson" => $"{{\"a\":\"{ph}\"}}\n{{\"b\":[\"{ph}\"]}}\n",
+            "json-seq" => $"\u001e{{\"a\":\"{ph}\"}}\n\u001e[\"{ph}\"]\n",
+            _ => "{\"items\":[" + string.Join(",", Enumerable.Range(0, 30_000).Select(k => $"{{\"k\":{k},\"v\":\"item {k}\"}}")) + $"],\"deep\":{new string('[', 500)}\"{ph}\"{new string(']', 500)}}}",
+        };
+        var request = new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl("/echo/r3-strict-" + shape)) { Content = new ByteArrayContent(Encoding.UTF8.GetBytes(body)) };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", type);
+        var watch = Stopwatch.StartNew();
+        var (response, echoed, originRequests) = await _f.SendAsync(request);
+        watch.Stop();
+        Assert.True(response.StatusCode == HttpStatusCode.OK && originRequests == 1, $"{(int)response.StatusCode} {SecretsFixture.Reason(response)}");
+        var expected = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(body.Replace(ph, _f.FormValue, StringComparison.Ordinal)))).ToLowerInvariant();
+        Assert.Equal(expected, System.Text.Json.JsonDocument.Parse(echoed).RootElement.GetProperty("bodySha256").GetString());
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(5), $"{body.Length} bytes took {watch.Elapsed.TotalMilliseconds:F0} ms");
+    }
+
+    /// <summary>
+    /// R3-3, request side: a real value the sandbox holds, sent as base64 inside a JSON string with the escapes a JSON
+    /// encoder writes (\n every 4 characters, \/ and \u002B), or percent-encoded base64 wrapped in a query, never
+    /// leaves toward an unbound host: refused (secret-real-value, or content-finding when the scanner sees it first).
+    /// </summary>
+    [Theory]
+    [InlineData("json-body")]
+    [InlineData("query")]
+    public async Task A_real_value_in_escaped_base64_never_leaves_toward_an_unbound_host(string carrier)
+    {
+        var b64 = Convert.ToBase64String(Encoding.UTF8.GetBytes("user:" + _f.FormValue + "?>"));
+        var wrapped = string.Join("\\n", b64.Chunk(4).Select(c => new string(c)));
+        var request = carrier == "json-body"
+            ? new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl("/echo/r3-b64-out", "127.0.0.1"))
+            {
+                Content = new StringContent("{\"blob\":\"" + wrapped.Replace("/", "\\/", StringComparison.Ordinal).Replace("+", "\\u002B", StringComparison.Ordinal) + "\"}", Encoding.UTF8, "application/json"),
+            }
+            : new HttpRequestMessage(HttpMethod.Get, _f.HttpsUrl("/echo/r3-b64-out?blob=" + Uri.EscapeDataString(wrapped.Replace("\\n", "\n", StringComparison.Ordinal)), "127.0.0.1"));
+        var (response, body, originRequests) = await _f.SendAsync(request);
+        Assert.True(response.StatusCode == HttpStatusCode.Forbidden && originRequests == 0,
+            $"{carrier}: {(int)response.StatusCode} {SecretsFixture.Reason(response)}, origin received {originRequests}: {body}");
+    }
 }
 
 /// <summary>
@@ -195,7 +277,7 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
     /// bytes only. And a value JSON-escaped then percent-encoded (JSON state in a redirect URL) is not scrubbed: the
     /// twice-escaped pass only handles JSON-in-JSON and percent-twice.
     /// </summary>
-    [Theory(Skip = "open R3-3: two-level encodings (base64 in an escaped JSON string, JSON then URL) are not scrubbed yet")]
+    [Theory]
     [InlineData("github-base64")]
     [InlineData("url-of-json")]
     public async Task A_bound_api_returning_the_value_in_a_two_level_encoding_is_scrubbed(string mode)
@@ -209,7 +291,16 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
         if (mode == "github-base64")
         {
             var content = System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("content").GetString()!;
-            decoded.Append(Encoding.UTF8.GetString(Convert.FromBase64String(content.Replace("\n", "", StringComparison.Ordinal))));
+            try
+            {
+                decoded.Append(Encoding.UTF8.GetString(Convert.FromBase64String(content.Replace("\n", "", StringComparison.Ordinal))));
+            }
+            catch (FormatException)
+            {
+                // The scrubber put the placeholder where the value's base64 was: the rest no longer decodes.
+                Assert.Contains(_f.Placeholder, content, StringComparison.Ordinal);
+                decoded.Append(content);
+            }
         }
         else
         {
@@ -230,7 +321,7 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
     /// If-Range) is dropped from requests toward hosts a secret is bound to (or a partial response that could cut a
     /// value is refused), so what comes back is scrubbed whole.
     /// </summary>
-    [Fact(Skip = "open R3-4: Range requests to a bound host can return a stored value in slices no scrubber sees whole")]
+    [Fact]
     public async Task A_bound_api_serving_byte_ranges_does_not_hand_the_value_back_in_slices()
     {
         using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
@@ -258,5 +349,86 @@ public sealed class RedTeamRound3ResponseTests : IClassFixture<HostileOriginFixt
 
         Assert.False(Encoding.UTF8.GetString([.. assembled]).Contains(_f.Value, StringComparison.Ordinal),
             "the real value reached the sandbox in byte-range slices");
+    }
+
+    /// <summary>
+    /// R3-4 variants: Range and If-Range never reach a bound host (the origin answers the whole document, scrubbed),
+    /// also with several ranges, a suffix range and the legacy Request-Range spelling.
+    /// </summary>
+    [Theory]
+    [InlineData("Range", "bytes=0-7")]
+    [InlineData("Range", "bytes=-8")]
+    [InlineData("Range", "bytes=0-7,8-15,16-23")]
+    [InlineData("Request-Range", "bytes=0-7")]
+    public async Task Range_headers_toward_a_bound_host_are_removed_and_the_whole_response_is_scrubbed(string header, string value)
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/range");
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+        request.Headers.TryAddWithoutValidation(header, value);
+        request.Headers.TryAddWithoutValidation("If-Range", "\"etag\"");
+        using var response = await client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains(_f.Placeholder, body, StringComparison.Ordinal);
+        Assert.DoesNotContain(_f.Value, body, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// R3-4: a bound host that answers 206 although no range was asked for (or the proxy removed it) is refused with
+    /// response-partial; no slice reaches the sandbox, whatever the offset.
+    /// </summary>
+    [Fact]
+    public async Task A_partial_response_from_a_bound_host_is_refused()
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        var assembled = new StringBuilder();
+        for (var start = 0; start < 80; start += 8)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/partial?s={start}");
+            request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+            Assert.Equal("response-partial", response.Headers.TryGetValues("X-ProxyGuard-Reason", out var reasons) ? reasons.Single() : null);
+            assembled.Append(await response.Content.ReadAsStringAsync());
+        }
+
+        Assert.DoesNotContain("stored", assembled.ToString(), StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// R3-3 variants: HTML inside a JSON string (\u0026quot; \u0026amp;...) and wrapped base64 percent-encoded in a URL reach
+    /// the sandbox scrubbed: decoding the two levels of what arrives never shows the value.
+    /// </summary>
+    [Theory]
+    [InlineData("html-in-json")]
+    [InlineData("b64-in-url")]
+    public async Task Other_two_level_encodings_from_a_bound_api_are_scrubbed(string mode)
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/{mode}");
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+        using var response = await client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        string decoded;
+        if (mode == "html-in-json")
+        {
+            decoded = WebUtility.HtmlDecode(System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("html").GetString()!);
+        }
+        else
+        {
+            var location = response.Headers.Location?.OriginalString ?? string.Empty;
+            var blob = Uri.UnescapeDataString(location[(location.IndexOf("blob=", StringComparison.Ordinal) + 5)..]).Replace("\n", "", StringComparison.Ordinal);
+            try
+            {
+                decoded = Encoding.UTF8.GetString(Convert.FromBase64String(blob));
+            }
+            catch (FormatException)
+            {
+                decoded = blob; // the placeholder in place of the value's core: no longer base64
+            }
+        }
+
+        Assert.False(decoded.Contains(_f.Value, StringComparison.Ordinal), $"{mode}: the real value reached the sandbox ({(int)response.StatusCode}): {decoded}");
     }
 }

@@ -96,8 +96,11 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
             return exchange.Refuse(transformer.RefusalReason == Reasons.OverCapacity
                 ? Denial.Of(Reasons.OverCapacity, Runtime.ProcessBudgets.DecodingName,
                     $"the response from {target.Authority} must be decoded to scrub secrets from it, and {unsafeResponse}; retry shortly")
-                : Denial.Of(Reasons.ResponseUndecodable, "upstream",
-                    $"the response from {target.Authority} cannot be decoded to scrub secrets from it ({unsafeResponse})"));
+                : transformer.RefusalReason == Reasons.ResponsePartial
+                    ? Denial.Of(Reasons.ResponsePartial, "upstream",
+                        $"the response from {target.Authority} is not returned: {unsafeResponse}")
+                    : Denial.Of(Reasons.ResponseUndecodable, "upstream",
+                        $"the response from {target.Authority} cannot be decoded to scrub secrets from it ({unsafeResponse})"));
         }
 
         if (error == ForwarderError.None)
