@@ -178,10 +178,13 @@ internal sealed class ConnectMiddleware
             return;
         }
 
-        var decision = PolicyDecider.Decide(snapshot.Policy, DecisionInput.Connect(clientId, host, head.Port));
+        var decision = _services.Decide(snapshot, DecisionInput.Connect(clientId, host, head.Port));
         if (decision.Verdict == Verdict.Deny)
         {
-            await RefuseAsync(connection, new Denial(decision, $"CONNECT to {host}:{head.Port} is not allowed by the policy"),
+            await RefuseAsync(connection, new Denial(decision, $"CONNECT to {host}:{head.Port} is not allowed by the policy")
+                {
+                    GrantHint = Denial.GrantCommand(decision, clientId, host, head.Port, "https", null),
+                },
                 host, clientId, head.Port, feature);
             return;
         }

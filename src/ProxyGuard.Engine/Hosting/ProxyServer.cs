@@ -160,7 +160,11 @@ internal sealed class ProxyServer : IAsyncDisposable
 
         var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
         var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize, loggerFactory.CreateLogger("ProxyGuard.Certificates"));
-        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory) { Refusals = refusals, Budgets = budgets };
+        var grants = Grants.GrantRegistry.Open(options.DataDirectory, audit, loggerFactory.CreateLogger("ProxyGuard.Grants"), limits.MaxGrants);
+        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory)
+        {
+            Refusals = refusals, Budgets = budgets, Grants = grants,
+        };
         var trimmer = new MemoryTrimmer(budgets, loggerFactory.CreateLogger("ProxyGuard.Memory"));
         refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
@@ -299,6 +303,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         _ca.Dispose();
         _trimmer.Dispose();
         Services.Budgets.Dispose();
+        Services.Grants?.Dispose();
     }
 
     private static SslServerAuthenticationOptions TlsOptionsFor(TlsHandshakeCallbackContext context, ProxyServices services)

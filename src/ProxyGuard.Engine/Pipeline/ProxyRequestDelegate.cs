@@ -29,7 +29,7 @@ internal sealed class ProxyRequestDelegate
             new AuditGateStage(services.Audit),
             new StrictHttpStage(),
             new TargetStage(services),
-            new RulesStage(),
+            new RulesStage(services),
             new BodyStage(services.Budgets.Bodies),
             new ContentStage(services.Metrics, services.Budgets.Scans),
             new SecretGateStage(),
