@@ -30,4 +30,7 @@ internal sealed record ProxyServerOptions
     public ProxyGuard.Audit.EventStoreOptions Events { get; init; } = new();
 
     public bool WatchPolicyFile { get; init; } = true;
+
+    /// <summary>Answer a CONNECT the policy refuses inside TLS, so clients can read the explanation (docs/operations.md).</summary>
+    public bool ReadableDenials { get; init; } = true;
 }

@@ -66,6 +66,9 @@ internal sealed class ProxyServices
     /// <summary>The process-wide budgets (set by the host; null in unit tests that build a bare service set).</summary>
     public required ProcessBudgets Budgets { get; init; }
 
+    /// <summary>Leaves for refused CONNECTs answered inside TLS; null: readable denials are off (refusals before TLS).</summary>
+    public DenialCertificates? DenialCertificates { get; init; }
+
     /// <summary>The operator's time-boxed grants (set by the host; null in unit tests: no grants).</summary>
     public Grants.GrantRegistry? Grants { get; init; }
 

@@ -25,7 +25,13 @@ internal static class RunCommand
         var retain = new Option<string>("--events-retain") { Description = "Delete audit events older than this (e.g. 720h; 0s keeps them forever).", DefaultValueFactory = _ => "720h" };
         var maxEvents = new Option<long>("--events-max-count") { Description = "Keep at most this many audit events (0: no limit).", DefaultValueFactory = _ => 5_000_000 };
         var maxSize = new Option<string>("--events-max-size") { Description = "Keep the event database under this size (e.g. 2GiB; 0: no limit).", DefaultValueFactory = _ => "0" };
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize };
+        var readable = new Option<string>("--readable-denials")
+        {
+            Description = "on: a CONNECT the policy refuses is answered inside TLS with the explanation (clients can read it); off: 403 before TLS.",
+            DefaultValueFactory = _ => "on",
+        };
+        readable.AcceptOnlyFromAmong("on", "off");
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, readable };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
@@ -54,6 +60,7 @@ internal static class RunCommand
                 Resolve = pins,
                 JsonLogs = parse.GetValue(jsonLogs),
                 Events = retention,
+                ReadableDenials = parse.GetValue(readable) != "off",
             };
             return await RunAsync(options, ct);
         });
