@@ -32,5 +32,5 @@ internal sealed record ProxyServerOptions
     public bool WatchPolicyFile { get; init; } = true;
 
     /// <summary>Answer a CONNECT the policy refuses inside TLS, so clients can read the explanation (docs/operations.md).</summary>
-    public bool ReadableDenials { get; init; } = true;
+    public bool ReadableDenials { get; init; }
 }

@@ -27,8 +27,8 @@ internal static class RunCommand
         var maxSize = new Option<string>("--events-max-size") { Description = "Keep the event database under this size (e.g. 2GiB; 0: no limit).", DefaultValueFactory = _ => "0" };
         var readable = new Option<string>("--readable-denials")
         {
-            Description = "on: a CONNECT the policy refuses is answered inside TLS with the explanation (clients can read it); off: 403 before TLS.",
-            DefaultValueFactory = _ => "on",
+            Description = "on: a CONNECT the policy refuses is answered inside TLS with the explanation (clients can read it); off (default): 403 before TLS.",
+            DefaultValueFactory = _ => "off",
         };
         readable.AcceptOnlyFromAmong("on", "off");
         var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, readable };
@@ -60,7 +60,7 @@ internal static class RunCommand
                 Resolve = pins,
                 JsonLogs = parse.GetValue(jsonLogs),
                 Events = retention,
-                ReadableDenials = parse.GetValue(readable) != "off",
+                ReadableDenials = parse.GetValue(readable) == "on",
             };
             return await RunAsync(options, ct);
         });

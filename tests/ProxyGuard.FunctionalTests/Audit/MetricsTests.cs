@@ -73,7 +73,7 @@ public sealed class MetricsTests : IClassFixture<AuditFixture>
 
         for (var i = 0; i < 2; i++)
         {
-            Assert.Equal(403, (await Traffic.GetAsync(proxy, $"https://denied.test:{https}/pgpath")).Status); // the refused CONNECT, read inside TLS
+            Assert.Equal(0, (await Traffic.GetAsync(proxy, $"https://denied.test:{https}/pgpath")).Status); // 403 to the CONNECT
         }
 
         for (var i = 0; i < 3; i++)

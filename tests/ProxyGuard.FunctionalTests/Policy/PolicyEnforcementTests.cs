@@ -78,11 +78,11 @@ public sealed class PolicyEnforcementTests : IClassFixture<PolicyOrigin>
         var httpUpload = await CurlAsync(proxy, "POST", _o.HttpUrl("/upload?m=u2"), data: "hello");
         AssertDenied(httpUpload, "default", "m=u2");
 
-        // A port no rule lists is refused at CONNECT (answered inside TLS: readable denials are on by default).
+        // A port no rule lists is refused at CONNECT, before TLS.
         var otherPort = _o.Origin.HttpsPort == 65535 ? 65534 : _o.Origin.HttpsPort + 1;
-        var connect = await CurlAsync(proxy, "GET", $"https://localhost:{otherPort}/other-port");
-        Assert.True(connect.Status == 403, connect.ToString());
-        Assert.Equal("default", connect.Header("X-ProxyGuard-Rule"));
+        var connect = await RawHeadAsync(proxy, $"CONNECT localhost:{otherPort} HTTP/1.1\r\nHost: localhost:{otherPort}\r\n\r\n");
+        Assert.StartsWith("HTTP/1.1 403 ", connect, StringComparison.Ordinal);
+        Assert.Contains("X-ProxyGuard-Rule: default\r\n", connect, StringComparison.Ordinal);
 
         // Every decision is an event with its rule.
         var denied = await proxy.WaitForEventAsync(e => e.GetProperty("path").GetString() == "/echo/admin/https-m5");

@@ -7,7 +7,7 @@ namespace ProxyGuard.FunctionalTests.Policy;
 /// <summary>
 /// Readable denials: a CONNECT the policy refuses is accepted, TLS is finished with a leaf for the refused name, and
 /// the first request inside gets the 403 explanation with its headers; nothing is forwarded and one event is recorded.
-/// With <c>--readable-denials off</c> the refusal is the old 403 before TLS.
+/// Off by default: the refusal is then the 403 before TLS.
 /// </summary>
 [Collection("proxy")]
 public sealed class ReadableDenialTests : IClassFixture<PolicyOrigin>
@@ -31,7 +31,7 @@ public sealed class ReadableDenialTests : IClassFixture<PolicyOrigin>
     public async Task Curl_and_python_read_the_explanation_of_a_refused_connect()
     {
         using var dir = new TempDir();
-        await using var proxy = await _o.StartProxyAsync(dir, Rules);
+        await using var proxy = await ProxyProcess.StartAsync(dir.File("proxy"), _o.Policy(_o.Ports(Rules)), ["--readable-denials", "on"]);
 
         // curl with only the proxy CA: the body is the explanation, not "CONNECT tunnel failed".
         var curl = await Cli.RunProgramAsync("curl", ["-sS", "--max-time", "60", "--proxy", proxy.ProxyUrl, "--cacert", proxy.CaPath, "-D", "-",
@@ -72,10 +72,10 @@ public sealed class ReadableDenialTests : IClassFixture<PolicyOrigin>
     }
 
     [RequiresToolsFact("curl")]
-    public async Task Off_refuses_before_tls_as_before()
+    public async Task Off_by_default_refuses_before_tls_as_before()
     {
         using var dir = new TempDir();
-        await using var proxy = await ProxyProcess.StartAsync(dir.File("proxy"), _o.Policy(_o.Ports(Rules)), ["--readable-denials", "off"]);
+        await using var proxy = await _o.StartProxyAsync(dir, Rules);
         var connect = await RawHeadAsync(proxy, "CONNECT denied.test:443 HTTP/1.1\r\nHost: denied.test:443\r\n\r\n");
         Assert.StartsWith("HTTP/1.1 403 ", connect, StringComparison.Ordinal);
         Assert.Contains("X-ProxyGuard-Reason: no-rule-allows-host-port\r\n", connect, StringComparison.Ordinal);
