@@ -9,12 +9,15 @@ internal sealed class RulesStage(ProxyServices services) : IRequestStage
 {
     public ValueTask<Denial?> RunAsync(ProxyExchange exchange) => ValueTask.FromResult(Run(services, exchange));
 
-    public static Denial? Run(ProxyServices services, ProxyExchange exchange)
+    /// <summary>The rules without operator grants (unit tests).</summary>
+    public static Denial? Run(ProxyExchange exchange) => Run(null, exchange);
+
+    public static Denial? Run(ProxyServices? services, ProxyExchange exchange)
     {
         var view = exchange.View;
         var target = view.Target;
-        var decision = services.Decide(exchange.Snapshot,
-            new DecisionInput(view.ClientId, target.Scheme, target.Host, target.Port, view.Method, target.RawPath) { Upgrade = view.Upgrade });
+        var input = new DecisionInput(view.ClientId, target.Scheme, target.Host, target.Port, view.Method, target.RawPath) { Upgrade = view.Upgrade };
+        var decision = services is null ? PolicyDecider.Decide(exchange.Snapshot.Policy, input) : services.Decide(exchange.Snapshot, input);
         exchange.Decision = decision;
         if (decision.Verdict == Verdict.Allow)
         {
