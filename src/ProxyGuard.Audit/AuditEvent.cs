@@ -46,4 +46,15 @@ public sealed record AuditEvent
     public long ResponseBytes { get; init; }
 
     public double DurationMs { get; init; }
+
+    /// <summary>Events of kind <c>grant</c>: the grant's id, what happened to it, who did it, why, and until when.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public AuditGrant? Grant { get; init; }
 }
+
+/// <summary>
+/// What an operator's grant event records: <paramref name="Action"/> is <c>created</c>, <c>revoked</c> or
+/// <c>expired</c>; <paramref name="By"/> who acted (<c>cli</c>, <c>admin-api</c>, or <c>proxyguard</c> for an expiry);
+/// <paramref name="Why"/> the operator's reason; <paramref name="Until"/> when the grant ends (or ended).
+/// </summary>
+public sealed record AuditGrant(string Id, string Action, string By, string Why, DateTimeOffset Until);

@@ -56,6 +56,7 @@ public static class Program
         PolicyCommands.Create(),
         EnvCommand.Create(),
         EventsCommand.Create(),
+        GrantCommand.Create(),
     };
 
     /// <summary><c>proxyguard help [COMMAND...]</c> is <c>proxyguard [COMMAND...] --help</c>.</summary>

@@ -91,6 +91,7 @@ internal sealed class EventReader : IDisposable
         RequestBytes = r.GetInt64(16),
         ResponseBytes = r.GetInt64(17),
         DurationMs = r.GetDouble(18),
+        Grant = NullableString(r, 19) is string grant ? JsonSerializer.Deserialize(grant, AuditJsonContext.Default.AuditGrant) : null,
     };
 
     private static string? NullableString(SqliteDataReader r, int ordinal) => r.IsDBNull(ordinal) ? null : r.GetString(ordinal);

@@ -1,9 +1,9 @@
 namespace ProxyGuard.Audit.Storage;
 
-/// <summary>SQL of the event database (schema version 1).</summary>
+/// <summary>SQL of the event database (schema version 2: version 1 plus <c>grant_info</c>).</summary>
 internal static class EventSchema
 {
-    public const int Version = 1;
+    public const int Version = 2;
 
     public const string FileName = "events.db";
 
@@ -27,7 +27,8 @@ internal static class EventSchema
             status         INTEGER,
             request_bytes  INTEGER NOT NULL,
             response_bytes INTEGER NOT NULL,
-            duration_ms    REAL NOT NULL
+            duration_ms    REAL NOT NULL,
+            grant_info     TEXT
         );
         CREATE INDEX IF NOT EXISTS events_decision ON events (decision, id);
         CREATE INDEX IF NOT EXISTS events_client ON events (client, id);
@@ -41,12 +42,15 @@ internal static class EventSchema
 
     public const string Columns =
         "id, time_us, client, client_address, kind, method, scheme, host, port, path, decision, rule, reason, " +
-        "findings, secrets, status, request_bytes, response_bytes, duration_ms";
+        "findings, secrets, status, request_bytes, response_bytes, duration_ms, grant_info";
 
     public const string Insert =
         "INSERT INTO events (" + Columns + ") VALUES " +
         "($id, $time, $client, $clientAddress, $kind, $method, $scheme, $host, $port, $path, $decision, $rule, $reason, " +
-        "$findings, $secrets, $status, $requestBytes, $responseBytes, $durationMs)";
+        "$findings, $secrets, $status, $requestBytes, $responseBytes, $durationMs, $grant)";
+
+    /// <summary>Version 1 to 2: the column of grant events.</summary>
+    public const string MigrateFrom1 = "ALTER TABLE events ADD COLUMN grant_info TEXT;";
 
     public const string UpdateLastId = "UPDATE meta SET value = $id WHERE key = 'last_id'";
 

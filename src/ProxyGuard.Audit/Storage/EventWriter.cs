@@ -290,6 +290,7 @@ internal sealed class EventWriter : IDisposable
                 BindInt64(statement, 17, e.RequestBytes);
                 BindInt64(statement, 18, e.ResponseBytes);
                 Check(raw.sqlite3_bind_double(statement, 19, e.DurationMs));
+                BindText(statement, 20, e.GrantJson);
                 var rc = raw.sqlite3_step(statement);
                 raw.sqlite3_reset(statement);
                 if (rc != raw.SQLITE_DONE)
@@ -378,7 +379,8 @@ internal sealed class EventWriter : IDisposable
             // file system fails here, when the store opens, rather than on the first batch.
             Execute(
                 connection,
-                "BEGIN IMMEDIATE; " + EventSchema.Create + $" PRAGMA user_version = {EventSchema.Version}; " +
+                "BEGIN IMMEDIATE; " + EventSchema.Create + (version == 1 ? EventSchema.MigrateFrom1 : string.Empty) +
+                $" PRAGMA user_version = {EventSchema.Version}; " +
                 "UPDATE meta SET value = value WHERE key = 'last_id'; COMMIT;");
             _lastId = Convert.ToInt64(Scalar(connection, EventSchema.SelectLastId), CultureInfo.InvariantCulture);
             PrepareCommands(connection);

@@ -32,6 +32,7 @@ internal sealed class PreparedEvent
     public long RequestBytes { get; private init; }
     public long ResponseBytes { get; private init; }
     public double DurationMs { get; private init; }
+    public string? GrantJson { get; private init; }
 
     public static PreparedEvent From(AuditEvent e, TimeProvider clock)
     {
@@ -57,6 +58,12 @@ internal sealed class PreparedEvent
             RequestBytes = e.RequestBytes,
             ResponseBytes = e.ResponseBytes,
             DurationMs = double.IsFinite(e.DurationMs) ? e.DurationMs : 0,
+            GrantJson = e.Grant is { } g
+                ? JsonSerializer.Serialize(
+                    new AuditGrant(Bound(EventText.Clean(g.Id), MaxShort) ?? string.Empty, Bound(g.Action, MaxShort) ?? string.Empty,
+                        Bound(EventText.Clean(g.By), MaxName) ?? string.Empty, Bound(EventText.Clean(g.Why), MaxText) ?? string.Empty, g.Until),
+                    AuditJsonContext.Default.AuditGrant)
+                : null,
         };
     }
 

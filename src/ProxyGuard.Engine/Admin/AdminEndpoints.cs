@@ -4,7 +4,10 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Prometheus;
 using ProxyGuard.Audit;
+using Microsoft.AspNetCore.Routing;
 using ProxyGuard.Engine.Certificates;
+using ProxyGuard.Engine.Grants;
+using ProxyGuard.Policy.Grants;
 using ProxyGuard.Engine.Hosting;
 using ProxyGuard.Engine.Runtime;
 
@@ -102,12 +105,107 @@ internal static class AdminEndpoints
             });
         });
 
+        if (services.Grants is { } grants)
+        {
+            MapGrants(api, grants);
+        }
+
         api.MapPost("/policy/reload", async (HttpContext context) =>
         {
             var result = await services.Runtime.ReloadAsync(context.RequestAborted);
             return Results.Json(new { ok = result.Success, sha256 = result.Sha256, errors = result.Errors },
                 statusCode: result.Success ? 200 : 422);
         });
+    }
+
+    /// <summary>
+    /// Time-boxed grants: <c>POST /api/grants</c> <c>{"client","host","methods"?,"paths"?,"for","reason"}</c> (201 with
+    /// the grant), <c>GET /api/grants</c> (the active ones), <c>DELETE /api/grants/{id}</c>. The creator is recorded as
+    /// <c>cli</c> when the CLI sent the request (<c>"via": "cli"</c>), otherwise <c>admin-api</c>: both hold the admin token.
+    /// </summary>
+    private static void MapGrants(RouteGroupBuilder api, GrantRegistry grants)
+    {
+        api.MapGet("/grants", () => Results.Json(new { grants = grants.List().Select(GrantJson), max = grants.MaxActive }));
+
+        api.MapPost("/grants", async (HttpContext context) =>
+        {
+            // Read at most MaxGrantBody + 1 bytes, with or without a Content-Length.
+            var buffer = new byte[MaxGrantBody + 1];
+            var length = 0;
+            int read;
+            while (length < buffer.Length && (read = await context.Request.Body.ReadAsync(buffer.AsMemory(length), context.RequestAborted)) > 0)
+            {
+                length += read;
+            }
+
+            if (length > MaxGrantBody)
+            {
+                return Results.Json(new { error = $"send a JSON object of at most {MaxGrantBody} bytes" }, statusCode: 413);
+            }
+
+            JsonElement body;
+            try
+            {
+                using var doc = JsonDocument.Parse(buffer.AsMemory(0, length));
+                body = doc.RootElement.Clone();
+            }
+            catch (JsonException)
+            {
+                return Results.Json(new { error = "the body is not JSON" }, statusCode: 400);
+            }
+
+            if (body.ValueKind != JsonValueKind.Object)
+            {
+                return Results.Json(new { error = "the body must be a JSON object" }, statusCode: 400);
+            }
+
+            var forText = Text(body, "for");
+            if (!Grant.TryParseDuration(forText, out var duration))
+            {
+                return Results.Json(new { error = "for: a duration such as 90s, 30m, 2h or 1d" }, statusCode: 400);
+            }
+
+            var by = Text(body, "via") == "cli" ? "cli" : "admin-api";
+            var (grant, error, status) = await grants.AddAsync(
+                Text(body, "client"), Text(body, "host"), List(body, "methods"), List(body, "paths"), duration, Text(body, "reason"), by);
+            return grant is null ? Results.Json(new { error }, statusCode: status) : Results.Json(GrantJson(grant), statusCode: 201);
+        });
+
+        api.MapDelete("/grants/{id}", async (string id, HttpContext context) =>
+        {
+            var by = context.Request.Query["via"] == "cli" ? "cli" : "admin-api";
+            var grant = await grants.RevokeAsync(id, by);
+            return grant is null
+                ? Results.Json(new { error = $"no active grant '{id}'" }, statusCode: 404)
+                : Results.Json(GrantJson(grant) with { State = "revoked" });
+        });
+    }
+
+    private const int MaxGrantBody = 16 * 1024;
+
+    private static GrantView GrantJson(Grant g) => new(
+        g.Id, g.Client, Grant.FormatHost(g.Host, g.Port), g.Methods, g.Paths, g.Created, g.Until, g.By, g.Why, g.RuleName, "active");
+
+    private sealed record GrantView(
+        string Id, string Client, string Host, IReadOnlyList<string> Methods, IReadOnlyList<string> Paths,
+        DateTimeOffset Created, DateTimeOffset Until, string By, string Reason, string Rule, string State);
+
+    private static string? Text(JsonElement body, string name) =>
+        body.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
+    private static List<string>? List(JsonElement body, string name)
+    {
+        if (!body.TryGetProperty(name, out var value))
+        {
+            return null;
+        }
+
+        return value.ValueKind switch
+        {
+            JsonValueKind.String => [value.GetString()!],
+            JsonValueKind.Array => [.. value.EnumerateArray().Take(64).Where(v => v.ValueKind == JsonValueKind.String).Select(v => v.GetString()!)],
+            _ => null,
+        };
     }
 
     internal static void UpdateGauges(ProxyServices services)

@@ -67,6 +67,15 @@ internal sealed class LeafCertificateCache : IDisposable
         }
     }
 
+    /// <summary>True when a leaf for <paramref name="host"/> is in the cache (minted or being minted).</summary>
+    public bool Contains(string host)
+    {
+        lock (_lock)
+        {
+            return _map.ContainsKey(host);
+        }
+    }
+
     /// <summary>Returns the certificate context for a normalised host name or IP literal.</summary>
     public SslStreamCertificateContext Get(string host)
     {

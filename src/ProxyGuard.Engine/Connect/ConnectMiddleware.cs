@@ -178,11 +178,23 @@ internal sealed class ConnectMiddleware
             return;
         }
 
-        var decision = PolicyDecider.Decide(snapshot.Policy, DecisionInput.Connect(clientId, host, head.Port));
+        var decision = _services.Decide(snapshot, DecisionInput.Connect(clientId, host, head.Port));
         if (decision.Verdict == Verdict.Deny)
         {
-            await RefuseAsync(connection, new Denial(decision, $"CONNECT to {host}:{head.Port} is not allowed by the policy"),
-                host, clientId, head.Port, feature);
+            var denial = new Denial(decision, $"CONNECT to {host}:{head.Port} is not allowed by the policy")
+            {
+                GrantHint = Denial.GrantCommand(decision, clientId, host, head.Port, "https", null),
+            };
+
+            // Readable denials: a name the rules refused (it passed the host grammar and the credential scan above)
+            // gets TLS with a leaf from the bounded denial cache and the refusal as the answer to its first request.
+            if (_services.DenialCertificates is { } denialCertificates && denialCertificates.TryAdmit(host))
+            {
+                await ExplainInsideTlsAsync(connection, feature, denial, host, clientId, head.Port, started);
+                return;
+            }
+
+            await RefuseAsync(connection, denial, host, clientId, head.Port, feature);
             return;
         }
 
@@ -226,6 +238,34 @@ internal sealed class ConnectMiddleware
         {
             _services.Metrics.ActiveTunnels.Dec();
         }
+    }
+
+    /// <summary>
+    /// A refused CONNECT answered inside TLS: the refusal is recorded (one event, as for a refusal before TLS), the
+    /// tunnel is accepted, and the first request inside gets the refusal (<c>ProxyRequestDelegate</c>); nothing is
+    /// forwarded and no upstream is contacted.
+    /// </summary>
+    private async Task ExplainInsideTlsAsync(
+        ConnectionContext connection, ProxyConnectionFeature feature, Denial denial, string host, string? clientId, int port, long started)
+    {
+        var snapshot = _services.Runtime.Current;
+        _services.Metrics.CountConnect(denial.Decision);
+        if (!await _services.Audit.RecordAsync(AuditEventFactory.Connect(snapshot, feature.RemoteAddress, clientId, host, port,
+                denial.Decision, denial.Status, started)))
+        {
+            // The refusal could not be recorded: say so plainly, before TLS.
+            await connection.Transport.Output.WriteAsync(Denial.Of(Reasons.AuditUnavailable, "audit",
+                "the audit store cannot record events").ToRawResponse(snapshot.Policy.FilePath));
+            await connection.Transport.Output.CompleteAsync();
+            return;
+        }
+
+        var tunnel = new TunnelTarget(host, port, clientId, TunnelMode.Intercept, denial.Rule) { Refusal = denial };
+        feature = new ProxyConnectionFeature(feature.RemoteAddress, tunnel);
+        connection.Features.Set(feature);
+        _services.Refusals?.Register(connection.ConnectionId, feature);
+        await connection.Transport.Output.WriteAsync("HTTP/1.1 200 Connection Established\r\n\r\n"u8.ToArray());
+        await InterceptAsync(connection, feature, tunnel);
     }
 
     private async Task InterceptAsync(ConnectionContext connection, ProxyConnectionFeature feature, TunnelTarget tunnel)

@@ -18,5 +18,11 @@ internal sealed class ProxyConnectionFeature(IPAddress? remoteAddress, TunnelTar
 /// <summary>The authenticated CONNECT target of a tunnel.</summary>
 internal sealed record TunnelTarget(string Host, int Port, string? ClientId, TunnelMode Mode, string Rule)
 {
+    /// <summary>
+    /// Set for a refused CONNECT that is answered inside TLS (readable denials): the first request on the tunnel gets
+    /// this refusal and the connection closes; nothing is forwarded.
+    /// </summary>
+    public Forwarding.Denial? Refusal { get; init; }
+
     public string Authority => Host.Contains(':', StringComparison.Ordinal) ? $"[{Host}]:{Port}" : $"{Host}:{Port}";
 }

@@ -12,6 +12,26 @@ internal sealed record Denial(Decision Decision, string Message)
 
     public int Status => Decision.Status == 0 ? 403 : Decision.Status;
 
+    /// <summary>
+    /// For refusals an operator's grant could lift: the command the agent can ask an operator to run (outside the
+    /// sandbox; the sandbox cannot reach the admin API).
+    /// </summary>
+    public string? GrantHint { get; init; }
+
+    /// <summary>The <c>proxyguard grant</c> command that would lift <paramref name="decision"/>, or null when no grant can.</summary>
+    public static string? GrantCommand(Decision decision, string? clientId, string host, int port, string scheme, string? method)
+    {
+        ArgumentNullException.ThrowIfNull(decision);
+        if (decision.Reason != Reasons.NoRuleMatched && decision.Reason != Reasons.NoRuleAllowsHostPort)
+        {
+            return null;
+        }
+
+        var hostArg = Policy.Grants.Grant.FormatHost(host, port == Policy.CompiledPolicy.DefaultPort(scheme) ? null : port);
+        var methodArg = method is null ? string.Empty : " --methods " + HeaderSafe(method);
+        return $"proxyguard grant --client {(clientId is null ? "'*'" : HeaderSafe(clientId))} --host {HeaderSafe(hostArg)}{methodArg} --for 30m --reason \"<why the agent needs it>\"";
+    }
+
     public string Rule => Decision.Rule;
 
     public string Reason => Decision.Reason.Name;
@@ -27,7 +47,8 @@ internal sealed record Denial(Decision Decision, string Message)
         ? $"ProxyGuard could not complete this request: {Message} (reason: {Reason}). This is not a policy decision: the policy " +
           "allowed the request, and the upstream (or resolving its name) failed. Retrying later may work; if it keeps failing, tell the operator.\n"
         : $"ProxyGuard blocked this request: {Message} (reason: {Reason}; deciding rule: {Rule}; policy: {Path.GetFileName(policyFile)}). " +
-          "The agent cannot change this itself; if the access is needed, ask the operator to change that policy.\n";
+          "The agent cannot change this itself; if the access is needed, ask the operator to change that policy" +
+          (GrantHint is null ? ".\n" : $", or to grant temporary access with: {GrantHint}\n");
 
     /// <summary>A failure after the policy allowed the request: the upstream (or its name) failed, not the policy.</summary>
     public bool IsUpstreamFailure => Decision.Stage == DecisionStage.Upstream || Decision.Reason == Reasons.DnsFailure;

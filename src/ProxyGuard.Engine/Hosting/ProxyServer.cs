@@ -162,7 +162,12 @@ internal sealed class ProxyServer : IAsyncDisposable
 
         var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
         var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize, loggerFactory.CreateLogger("ProxyGuard.Certificates"));
-        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory) { Refusals = refusals, Budgets = budgets };
+        var grants = Grants.GrantRegistry.Open(options.DataDirectory, audit, loggerFactory.CreateLogger("ProxyGuard.Grants"), limits.MaxGrants);
+        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory)
+        {
+            Refusals = refusals, Budgets = budgets, Grants = grants,
+            DenialCertificates = options.ReadableDenials ? new DenialCertificates(ca) : null,
+        };
         var trimmer = new MemoryTrimmer(budgets, loggerFactory.CreateLogger("ProxyGuard.Memory"));
         refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
@@ -327,12 +332,26 @@ internal sealed class ProxyServer : IAsyncDisposable
         _ca.Dispose();
         _trimmer.Dispose();
         Services.Budgets.Dispose();
+        Services.Grants?.Dispose();
+        Services.DenialCertificates?.Dispose();
     }
 
     private static SslServerAuthenticationOptions TlsOptionsFor(TlsHandshakeCallbackContext context, ProxyServices services)
     {
         var feature = context.Connection.Features.Get<ProxyConnectionFeature>();
         var tunnel = feature?.Tunnel ?? throw new AuthenticationException("TLS without a CONNECT tunnel");
+        if (tunnel.Refusal is not null)
+        {
+            // A refused CONNECT answered inside TLS: its own bounded leaves, HTTP/1.1 only (one response, then close).
+            return new SslServerAuthenticationOptions
+            {
+                ServerCertificateContext = services.DenialCertificates?.Get(tunnel.Host) ?? throw new AuthenticationException("readable denials are off"),
+                ApplicationProtocols = [SslApplicationProtocol.Http11],
+                EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                ClientCertificateRequired = false,
+            };
+        }
+
         return new SslServerAuthenticationOptions
         {
             ServerCertificateContext = services.Certificates.Get(tunnel.Host),

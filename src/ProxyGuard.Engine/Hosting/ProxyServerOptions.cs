@@ -33,4 +33,6 @@ internal sealed record ProxyServerOptions
 
     /// <summary>The OTLP collector's base URL (<c>--otlp-endpoint</c>); null: no OTLP export.</summary>
     public Uri? OtlpEndpoint { get; init; }
+    /// <summary>Answer a CONNECT the policy refuses inside TLS, so clients can read the explanation (docs/operations.md).</summary>
+    public bool ReadableDenials { get; init; }
 }

@@ -64,4 +64,13 @@ internal static partial class EngineLog
 
     [LoggerMessage(Level = LogLevel.Information, Message = "budgets back to {InUseMiB} MiB after a peak of {PeakMiB} MiB: heap compacted and returned to the system ({Milliseconds} ms)")]
     public static partial void MemoryTrimmed(ILogger logger, long inUseMiB, long peakMiB, long milliseconds);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "grant {Id} created by {By}: client {Client} may reach {Host} until {Until}")]
+    public static partial void GrantCreated(ILogger logger, string id, string client, string host, string until, string by);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "grant {Id} {Action} by {By}")]
+    public static partial void GrantEnded(ILogger logger, string id, string action, string by);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "could not end expired grants: {Error}")]
+    public static partial void GrantSweepFailed(ILogger logger, string error);
 }

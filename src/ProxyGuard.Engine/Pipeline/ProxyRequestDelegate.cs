@@ -29,7 +29,7 @@ internal sealed class ProxyRequestDelegate
             new AuditGateStage(services.Audit),
             new StrictHttpStage(),
             new TargetStage(services),
-            new RulesStage(),
+            new RulesStage(services),
             new BodyStage(services.Budgets.Bodies),
             new ContentStage(services.Metrics, services.Budgets.Scans),
             new SecretGateStage(),
@@ -41,6 +41,12 @@ internal sealed class ProxyRequestDelegate
 
     public async Task InvokeAsync(HttpContext context)
     {
+        if (context.Features.Get<ProxyConnectionFeature>()?.Tunnel?.Refusal is { } refusal)
+        {
+            await ExplainRefusedTunnelAsync(context, refusal);
+            return;
+        }
+
         var started = Stopwatch.GetTimestamp();
         var exchange = new ProxyExchange(_services.Runtime.Current, context, context.Features.Get<ProxyConnectionFeature>(), started);
         try
@@ -70,6 +76,22 @@ internal sealed class ProxyRequestDelegate
             exchange.Reservation?.Dispose(); // unused only when the request failed before its event (it is then logged by the host)
             _services.Metrics.RequestDuration.Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
+    }
+
+    /// <summary>
+    /// The first request inside a refused CONNECT's TLS (readable denials): the refusal, then the connection closes.
+    /// Its event was recorded when the CONNECT was refused; the request itself is neither read further nor forwarded.
+    /// </summary>
+    private async Task ExplainRefusedTunnelAsync(HttpContext context, Denial refusal)
+    {
+        var response = context.Response;
+        response.StatusCode = refusal.Status;
+        response.Headers[Denial.DecisionHeader] = "deny";
+        response.Headers[Denial.RuleHeader] = Denial.HeaderSafe(refusal.Rule);
+        response.Headers[Denial.ReasonHeader] = Denial.HeaderSafe(refusal.Reason);
+        response.Headers.Connection = "close";
+        response.ContentType = "text/plain; charset=utf-8";
+        await response.WriteAsync(refusal.Body(_services.Runtime.Current.Policy.FilePath), context.RequestAborted);
     }
 
     private async Task DenyAsync(ProxyExchange exchange, Denial denial)

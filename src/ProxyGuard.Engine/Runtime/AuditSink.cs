@@ -73,6 +73,22 @@ internal sealed class AuditSink
         }
     }
 
+    /// <summary>Records an event that must not be dropped whatever its decision (grant events): waits for room, bounded.</summary>
+    public async ValueTask<bool> RecordRequiredAsync(AuditEvent e)
+    {
+        try
+        {
+            using var wait = new CancellationTokenSource(_limits.EventQueueWait);
+            await _store.WriteAsync(e, wait.Token);
+            return true;
+        }
+        catch (Exception ex) when (ex is EventStoreException or OperationCanceledException)
+        {
+            EngineLog.AuditUnrecorded(_logger, e.Kind, ex.Message);
+            return false;
+        }
+    }
+
     private void Log(AuditEvent e)
     {
         // Allow events are the hot path: with Debug off (the default) they cost one level check,

@@ -69,6 +69,9 @@ internal sealed record ProxyLimits
     /// </summary>
     public int MaxWebSocketBufferedBytes { get; init; } = 256 * 1024 * 1024;
 
+    /// <summary>Operator grants active at once (<c>POST /api/grants</c> past it: 409).</summary>
+    public int MaxGrants { get; init; } = 256;
+
     /// <summary>Time a request may wait for the audit queue when it is full before failing closed.</summary>
     public TimeSpan EventQueueWait { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -100,6 +103,7 @@ internal sealed record ProxyLimits
             ScanQueueTimeout = Seconds("SCAN_QUEUE_TIMEOUT", ScanQueueTimeout),
             MaxStreamsPerConnection = Int("MAX_STREAMS_PER_CONNECTION", MaxStreamsPerConnection),
             MaxWebSocketBufferedBytes = Int("MAX_WEBSOCKET_BUFFERED_BYTES", MaxWebSocketBufferedBytes),
+            MaxGrants = Int("MAX_GRANTS", MaxGrants),
         };
     }
 

@@ -96,11 +96,11 @@ internal sealed class ProxyMetrics
 
     /// <summary>Counts one request decision (the labels carry the same verdict, rule and reason as the header and event).</summary>
     public void CountRequest(Policy.Decisions.Decision decision) =>
-        Requests.WithLabels(decision.VerdictName, decision.Rule, decision.Reason.Name).Inc();
+        Requests.WithLabels(decision.VerdictName, RuleLabel(decision.Rule), decision.Reason.Name).Inc();
 
     /// <summary>Counts one CONNECT decision.</summary>
     public void CountConnect(Policy.Decisions.Decision decision) =>
-        Connects.WithLabels(decision.VerdictName, decision.Rule, decision.Reason.Name).Inc();
+        Connects.WithLabels(decision.VerdictName, RuleLabel(decision.Rule), decision.Reason.Name).Inc();
 
     public Counter Connects { get; }
 
@@ -152,4 +152,8 @@ internal sealed class ProxyMetrics
     public Gauge AuditStoreHealthy { get; }
 
     public Gauge CaNotAfter { get; }
+
+    /// <summary>A rule label: grant ids (<c>grant:ID</c>) are per grant, so every grant counts under the one label <c>grant</c>.</summary>
+    internal static string RuleLabel(string rule) =>
+        rule.StartsWith(Policy.Grants.Grant.RulePrefix, StringComparison.Ordinal) ? "grant" : rule;
 }

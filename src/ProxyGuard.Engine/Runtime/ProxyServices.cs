@@ -69,6 +69,18 @@ internal sealed class ProxyServices
     /// <summary>The process-wide budgets (set by the host; null in unit tests that build a bare service set).</summary>
     public required ProcessBudgets Budgets { get; init; }
 
+    /// <summary>Leaves for refused CONNECTs answered inside TLS; null: readable denials are off (refusals before TLS).</summary>
+    public DenialCertificates? DenialCertificates { get; init; }
+
+    /// <summary>The operator's time-boxed grants (set by the host; null in unit tests: no grants).</summary>
+    public Grants.GrantRegistry? Grants { get; init; }
+
+    /// <summary>The one rules decision with the active grants (<see cref="Policy.Decisions.PolicyDecider"/>).</summary>
+    internal Policy.Decisions.Decision Decide(ProxySnapshot snapshot, Policy.Decisions.DecisionInput input) =>
+        Grants is { } grants
+            ? Policy.Decisions.PolicyDecider.Decide(snapshot.Policy, input, grants.Current, grants.Now)
+            : Policy.Decisions.PolicyDecider.Decide(snapshot.Policy, input);
+
     /// <summary>Records Kestrel's own parser refusals as audit events (set by the host).</summary>
     public Hosting.KestrelRefusalRecorder? Refusals { get; init; }
 }

@@ -13,6 +13,8 @@ public static class Reasons
     public static readonly Reason RuleAllowSomeRequests = new("rule-allow-some-requests", DecisionStage.Rules, 0, true,
         "CONNECT allowed because an allow rule with methods or paths may allow requests inside; each request is decided");
     public static readonly Reason DefaultAllow = new("default-allow", DecisionStage.Rules, 0, true, "no rule matched and the policy's default is allow");
+    public static readonly Reason GrantAllow = new("grant-allow", DecisionStage.Rules, 0, true,
+        "an operator's time-boxed grant allowed what the policy's default refused (the rule is grant:ID)");
     public static readonly Reason RuleDeny = new("rule-deny", DecisionStage.Rules, 403, true, "a deny rule matched");
     public static readonly Reason NoRuleMatched = new("no-rule-matched", DecisionStage.Rules, 403, true, "request: no rule matched and the default is deny");
     public static readonly Reason NoRuleAllowsHostPort = new("no-rule-allows-host-port", DecisionStage.Rules, 403, true,

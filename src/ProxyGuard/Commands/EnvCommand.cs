@@ -1,5 +1,8 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
+using System.Security.Cryptography;
+using System.Security.Cryptography.Pkcs;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using ProxyGuard.Engine.Certificates;
@@ -160,10 +163,96 @@ internal static class EnvCommand
                 }
             }
 
-            // Written last, once everything else succeeded: the one file env writes, next to the CA it was made from.
+            // Java: a PKCS12 truststore beside the CA, and the proxy as system properties (JAVA_TOOL_OPTIONS is read by
+            // every JVM). Omitted, with a note, when the proxy is a unix socket or a path holds whitespace (the JVM
+            // splits JAVA_TOOL_OPTIONS at spaces).
+            var trustStorePath = Path.GetFullPath(Path.Combine(caDirectory, TrustStoreFileName));
+            var javaOptions = JavaToolOptions(proxyUrl, trustStorePath);
+            if (javaOptions is not null)
+            {
+                vars.Add(new("JAVA_TOOL_OPTIONS", javaOptions));
+            }
+
+            // Written last, once everything else succeeded: the files env writes, next to the CA they were made from.
             WriteBundle(bundlePath, ca.ExportCertificatePem());
+            if (javaOptions is not null)
+            {
+                WriteTrustStore(trustStorePath, ca.Certificate);
+            }
+
             return vars;
         }
+    }
+
+    /// <summary>The Java truststore (PKCS12, password <see cref="TrustStorePassword"/>) holding the ProxyGuard CA.</summary>
+    internal const string TrustStoreFileName = "truststore.p12";
+
+    /// <summary>Java's default truststore password; it protects nothing secret (the store holds one public certificate).</summary>
+    internal const string TrustStorePassword = "changeit";
+
+    /// <summary>
+    /// <c>-Djavax.net.ssl.trustStore=… -Djavax.net.ssl.trustStoreType=PKCS12 -Djavax.net.ssl.trustStorePassword=changeit
+    /// -Dhttps.proxyHost=… -Dhttps.proxyPort=… -Dhttp.proxyHost=… -Dhttp.proxyPort=… -Dhttp.nonProxyHosts=</c>, or null
+    /// (with a note on stderr) when the JVM cannot be pointed at this proxy through JAVA_TOOL_OPTIONS.
+    /// </summary>
+    internal static string? JavaToolOptions(string proxyUrl, string trustStorePath)
+    {
+        if (!Uri.TryCreate(proxyUrl, UriKind.Absolute, out var proxy) || proxy.Scheme != "http" || proxy.Host.Length == 0)
+        {
+            Console.Error.WriteLine($"proxyguard: env: JAVA_TOOL_OPTIONS not printed: Java needs an http://HOST:PORT proxy, not {proxyUrl}");
+            return null;
+        }
+
+        if (trustStorePath.Any(char.IsWhiteSpace))
+        {
+            Console.Error.WriteLine($"proxyguard: env: JAVA_TOOL_OPTIONS not printed: the truststore path '{trustStorePath}' holds whitespace, which the JVM splits options at");
+            return null;
+        }
+
+        var host = proxy.Host; // IPv6 stays in brackets, as Java's proxyHost takes it
+        var port = proxy.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // An empty http.nonProxyHosts replaces Java's default list (localhost|127.*|[::1]|...), like NO_PROXY='' above.
+        return $"-Djavax.net.ssl.trustStore={trustStorePath} -Djavax.net.ssl.trustStoreType=PKCS12 -Djavax.net.ssl.trustStorePassword={TrustStorePassword} " +
+               $"-Dhttps.proxyHost={host} -Dhttps.proxyPort={port} -Dhttp.proxyHost={host} -Dhttp.proxyPort={port} -Dhttp.nonProxyHosts=";
+    }
+
+    /// <summary>
+    /// Writes the CA as a trusted-certificate entry (alias <c>proxyguard-ca</c>): the bag carries Java's trusted-key-usage
+    /// attribute (OID 2.16.840.1.113894.746875.1.1 = anyExtendedKeyUsage), without which Java's PKCS12 store ignores a
+    /// certificate that has no private key. Written to a temporary file and moved, so a reader never sees half a store.
+    /// </summary>
+    private static void WriteTrustStore(string path, X509Certificate2 ca)
+    {
+        var safe = new Pkcs12SafeContents();
+        var bag = safe.AddCertificate(ca);
+        bag.Attributes.Add(new CryptographicAttributeObject(new Oid(JavaTrustedKeyUsageOid),
+            new AsnEncodedDataCollection(new AsnEncodedData(new Oid(JavaTrustedKeyUsageOid), AnyExtendedKeyUsageDer))));
+        bag.Attributes.Add(new Pkcs9AttributeObject(new Oid("1.2.840.113549.1.9.20"), BmpString("proxyguard-ca")));
+        var builder = new Pkcs12Builder();
+        builder.AddSafeContentsUnencrypted(safe);
+        builder.SealWithMac(TrustStorePassword, HashAlgorithmName.SHA256, 10_000);
+        var temp = path + ".tmp-" + Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        try
+        {
+            File.WriteAllBytes(temp, builder.Encode());
+            File.Move(temp, path, overwrite: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            File.Delete(temp);
+            throw new EnvException($"cannot write the Java truststore {path}: {RunCommand.OneLine(ex.Message)}");
+        }
+    }
+
+    private const string JavaTrustedKeyUsageOid = "2.16.840.1.113894.746875.1.1";
+
+    /// <summary>DER of the OID 2.5.29.37.0 (anyExtendedKeyUsage).</summary>
+    private static readonly byte[] AnyExtendedKeyUsageDer = [0x06, 0x04, 0x55, 0x1D, 0x25, 0x00];
+
+    private static byte[] BmpString(string text)
+    {
+        var value = Encoding.BigEndianUnicode.GetBytes(text);
+        return [0x1E, (byte)value.Length, .. value];
     }
 
     /// <summary>The combined trust file (system roots + the ProxyGuard CA) that the bundle variables name.</summary>

@@ -26,7 +26,13 @@ internal static class RunCommand
         var maxEvents = new Option<long>("--events-max-count") { Description = "Keep at most this many audit events (0: no limit).", DefaultValueFactory = _ => 5_000_000 };
         var maxSize = new Option<string>("--events-max-size") { Description = "Keep the event database under this size (e.g. 2GiB; 0: no limit).", DefaultValueFactory = _ => "0" };
         var otlpEndpoint = new Option<string?>("--otlp-endpoint") { Description = "Export audit events (as logs) and metrics over OTLP to this collector base URL, e.g. http://collector:4318 (default: PROXYGUARD_OTLP_ENDPOINT; off when neither is set)." };
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint };
+        var readable = new Option<string>("--readable-denials")
+        {
+            Description = "on: a CONNECT the policy refuses is answered inside TLS with the explanation (clients can read it); off (default): 403 before TLS.",
+            DefaultValueFactory = _ => "off",
+        };
+        readable.AcceptOnlyFromAmong("on", "off");
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint, readable };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
@@ -62,6 +68,7 @@ internal static class RunCommand
                 JsonLogs = parse.GetValue(jsonLogs),
                 Events = retention,
                 OtlpEndpoint = otlp,
+                ReadableDenials = parse.GetValue(readable) == "on",
             };
             return await RunAsync(options, ct);
         });
