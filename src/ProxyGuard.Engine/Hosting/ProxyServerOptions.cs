@@ -30,4 +30,10 @@ internal sealed record ProxyServerOptions
     public ProxyGuard.Audit.EventStoreOptions Events { get; init; } = new();
 
     public bool WatchPolicyFile { get; init; } = true;
+
+    /// <summary>
+    /// The central event store (PostgreSQL) events are shipped to and read from; null: the local store only. Built by
+    /// the caller from the URL and the replica id; <see cref="Events"/> then carries the outbox bound.
+    /// </summary>
+    public Func<string, ProxyGuard.Audit.Central.CentralStoreOptions>? Central { get; init; }
 }

@@ -27,6 +27,9 @@ internal sealed class AuditSink
 
     public EventStore Store => _store;
 
+    /// <summary>The central event store, when configured: the admin API reads events from it.</summary>
+    public ProxyGuard.Audit.Central.CentralStore? Central { get; init; }
+
     /// <summary>False when the store cannot take events: the engine then fails requests closed.</summary>
     public bool Healthy => _store.Healthy;
 
