@@ -38,6 +38,7 @@ public sealed class CentralEventStoreTests : IClassFixture<AuditFixture>
         var b = await StartReplicaAsync("fleet-b", pg);
         var c = await StartReplicaAsync("fleet-c", pg);
         ProxyProcess? c2 = null;
+        var cDisposed = false;
         try
         {
             using var followCts = new CancellationTokenSource();
@@ -49,7 +50,8 @@ public sealed class CentralEventStoreTests : IClassFixture<AuditFixture>
             using var loadCts = new CancellationTokenSource();
             var senders = new[] { a, a, b, b, c, c }.Select((proxy, i) => Task.Run(() => SendUntilAsync(proxy, i, sent, loadCts.Token))).ToArray();
 
-            await Task.Delay(3000);
+            // Mid-load: every replica is answering (the first requests on a slow machine include JIT warm-up).
+            await Traffic.WaitUntilAsync(() => Task.FromResult(sent.Values.Count(v => v.Replica == "c") >= 100 && sent.Count >= 400), "load on every replica", 60);
             c.KillHard();
             var killedAt = DateTime.UtcNow;
             Assert.Equal(128 + 9, await c.WaitForExitAsync(TimeSpan.FromSeconds(30)));
@@ -80,6 +82,7 @@ public sealed class CentralEventStoreTests : IClassFixture<AuditFixture>
             // The operator restarts the killed replica on its data directory: its outbox ships under the same replica id.
             c2 = await ProxyProcess.StartWithPolicyFileAsync(c.Directory, c.PolicyPath, ReplicaArgs(pg), AuditFixture.Environment);
             await c.DisposeAsync();
+            cDisposed = true;
 
             var required = sent.Where(s => s.Value.Replica != "c" || s.Value.At < killedAt - CrashWindow).Select(s => s.Key).ToHashSet();
             List<JsonElement> all = [];
@@ -129,7 +132,7 @@ public sealed class CentralEventStoreTests : IClassFixture<AuditFixture>
         }
         finally
         {
-            foreach (var p in new[] { a, b, c, c2 })
+            foreach (var p in new[] { a, b, cDisposed ? null : c, c2 })
             {
                 if (p is not null)
                 {
