@@ -228,10 +228,7 @@ public sealed class CentralStore : IAsyncDisposable
                 cursor = null;
                 _up = false;
                 _lastError = OneLine(ex);
-                if (Backlog > 0 && _local.Reader.ReadStored(_local.ShippedThrough, 1) is [var oldest])
-                {
-                    Interlocked.Exchange(ref _lagMicros, PreparedEvent.ToMicros(_options.TimeProvider.GetUtcNow()) - oldest.Event.TimeMicros);
-                }
+                NoteLag();
 
                 await DelayAsync(backoff, ct);
                 backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxBackoff.Ticks));
@@ -242,6 +239,22 @@ public sealed class CentralStore : IAsyncDisposable
             {
                 await DelayAsync(_options.ShipInterval, ct);
             }
+        }
+    }
+
+    /// <summary>While shipping fails: the age of the oldest unshipped event, for the lag metric (best effort).</summary>
+    private void NoteLag()
+    {
+        try
+        {
+            if (Backlog > 0 && _local.Reader.ReadStored(_local.ShippedThrough, 1) is [var oldest])
+            {
+                Interlocked.Exchange(ref _lagMicros, PreparedEvent.ToMicros(_options.TimeProvider.GetUtcNow()) - oldest.Event.TimeMicros);
+            }
+        }
+        catch (EventStoreException)
+        {
+            // The local store is failing too; it reports that itself.
         }
     }
 
