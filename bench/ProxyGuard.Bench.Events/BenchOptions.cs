@@ -2,7 +2,7 @@ using System.Globalization;
 
 namespace ProxyGuard.Bench.Events;
 
-internal sealed record BenchOptions(double Seconds, int Producers, double DenyShare, string? Directory, bool NoDrops)
+internal sealed record BenchOptions(double Seconds, int Producers, double DenyShare, string? Directory, bool NoDrops, string? Central = null, int Replicas = 3)
 {
     public static BenchOptions Parse(string[] args)
     {
@@ -17,8 +17,10 @@ internal sealed record BenchOptions(double Seconds, int Producers, double DenySh
                 "--deny-share" => options with { DenyShare = double.Parse(Next(), CultureInfo.InvariantCulture) },
                 "--dir" => options with { Directory = Next() },
                 "--no-drops" => options with { NoDrops = true },
+                "--central" => options with { Central = Next() },
+                "--replicas" => options with { Replicas = int.Parse(Next(), CultureInfo.InvariantCulture) },
                 _ => throw new ArgumentException(
-                    $"unknown option {args[i]}; usage: [--seconds 5] [--producers 4] [--deny-share 0.1] [--dir PATH] [--no-drops]"),
+                    $"unknown option {args[i]}; usage: [--seconds 5] [--producers 4] [--deny-share 0.1] [--dir PATH] [--no-drops] [--central postgres://USER@HOST:PORT/DB [--replicas 3]]"),
             };
         }
 

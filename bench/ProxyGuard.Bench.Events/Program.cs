@@ -7,6 +7,11 @@ using ProxyGuard.Bench.Events;
 // (allow events with TryWrite, backing off when refused; deny events with WriteAsync) while the single
 // writer commits batches. Reports committed events/s over the measured window after a warm-up.
 var options = BenchOptions.Parse(args);
+if (options.Central is not null)
+{
+    return await CentralBench.RunAsync(options);
+}
+
 var directory = options.Directory ?? Path.Combine(Path.GetTempPath(), "pg-bench-events-" + Guid.NewGuid().ToString("N"));
 var ownsDirectory = options.Directory is null;
 var warmup = TimeSpan.FromSeconds(1);
@@ -90,3 +95,5 @@ if (ownsDirectory)
 {
     Directory.Delete(directory, recursive: true);
 }
+
+return 0;

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace ProxyGuard.Audit;
 
 /// <summary>One audit event (SPEC section 5). Serialised as camelCase JSON through <see cref="AuditJson.Options"/>.</summary>
@@ -5,6 +7,14 @@ public sealed record AuditEvent
 {
     /// <summary>Assigned by the store (monotonic, never reused); any value set by a producer is ignored.</summary>
     public long Id { get; init; }
+
+    /// <summary>With a central event store: the replica that recorded the event (absent otherwise).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Replica { get; init; }
+
+    /// <summary>With a central event store: the event's id in its replica's local store (absent otherwise).</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public long? LocalId { get; init; }
 
     /// <summary>When the decision was made. A default value is replaced with the store clock's time.</summary>
     public DateTimeOffset Time { get; init; }

@@ -30,7 +30,7 @@ public sealed class EventStore : IAsyncDisposable
     {
         _options = options;
         DatabasePath = databasePath;
-        _status = new StoreStatus();
+        _status = new StoreStatus { MaxUnshipped = options.MaxUnshipped };
         // Every queued event holds one of QueueCapacity slots from the moment it is enqueued (or reserved) until the
         // writer takes it: the queue is bounded by the slots, and a reserved slot always finds room.
         _channel = Channel.CreateUnbounded<QueueItem>(new UnboundedChannelOptions
@@ -74,6 +74,30 @@ public sealed class EventStore : IAsyncDisposable
 
     /// <summary>Events deleted by retention since the store opened.</summary>
     public long CompactedEvents => _status.Compacted;
+
+    /// <summary>The largest committed id.</summary>
+    public long LastId => _status.LastId;
+
+    /// <summary>With a central store: committed events not yet shipped to it.</summary>
+    public long UnshippedEvents => _status.Unshipped;
+
+    /// <summary>With a central store: every id up to this one is shipped.</summary>
+    public long ShippedThrough => _status.MaxUnshipped is null ? 0 : _status.Shipped;
+
+    /// <summary>With a central store: true while the outbox is over its bound (new events are refused).</summary>
+    public bool OutboxFull => _status.OutboxFull;
+
+    internal EventReader Reader => _reader;
+
+    /// <summary>Central store: the shipper confirmed every id up to <paramref name="id"/> (retention may delete them now).</summary>
+    internal void MarkShipped(long id)
+    {
+        if (_status.MaxUnshipped is not null && id > _status.Shipped)
+        {
+            _status.Shipped = id;
+            _status.UpdateOutbox();
+        }
+    }
 
     /// <summary>False while commits fail (the writer retries) and after disposal.</summary>
     public bool Healthy => !_status.Failing && Volatile.Read(ref _disposed) == 0;

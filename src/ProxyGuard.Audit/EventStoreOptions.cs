@@ -27,6 +27,13 @@ public sealed class EventStoreOptions
     /// <summary>Rows deleted per compaction transaction, so writes interleave with compaction.</summary>
     public int CompactionChunk { get; init; } = 5000;
 
+    /// <summary>
+    /// With a central event store, this store is its outbox: retention never deletes an event not yet shipped, and
+    /// once more than this many committed events wait unshipped the store refuses new events (requests fail closed)
+    /// until shipping catches up. Null: no central store.
+    /// </summary>
+    public long? MaxUnshipped { get; init; }
+
     /// <summary>Clock for event time stamps, retention cut-offs and the compaction timer.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 }

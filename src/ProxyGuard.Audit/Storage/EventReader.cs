@@ -49,6 +49,73 @@ internal sealed class EventReader : IDisposable
         return new EventPage(events, events.Count > 0 ? events[^1].Id : after);
     }
 
+    /// <summary>Stored rows with ids above <paramref name="after"/>, oldest first, as written (for shipping and verification).</summary>
+    public List<StoredEvent> ReadStored(long after, int limit)
+    {
+        var rows = new List<StoredEvent>(Math.Min(limit, 1024));
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT " + EventSchema.ColumnsWithHash + " FROM events WHERE id > $after ORDER BY id LIMIT $limit";
+            command.Parameters.AddWithValue("$after", after);
+            command.Parameters.AddWithValue("$limit", limit);
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                rows.Add(new StoredEvent(reader.GetInt64(0), MapPrepared(reader), reader.IsDBNull(20) ? null : (byte[])reader.GetValue(20)));
+            }
+        }
+        catch (SqliteException ex)
+        {
+            throw new EventStoreException("cannot read audit events: " + EventWriter.OneLine(ex), ex);
+        }
+
+        return rows;
+    }
+
+    /// <summary>The chain anchor: the id and hash of the last event retention deleted (0 and zeros when none).</summary>
+    public (long Id, byte[] Hash) ReadAnchor()
+    {
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = EventSchema.SelectAnchor;
+            using var reader = command.ExecuteReader();
+            return reader.Read() ? (reader.GetInt64(0), (byte[])reader.GetValue(1)) : (0, Chain.EventChain.Genesis);
+        }
+        catch (SqliteException ex)
+        {
+            throw new EventStoreException("cannot read the event chain anchor: " + EventWriter.OneLine(ex), ex);
+        }
+    }
+
+    internal static PreparedEvent MapPrepared(SqliteDataReader r) => new()
+    {
+        TimeMicros = r.GetInt64(1),
+        Client = NullableString(r, 2),
+        ClientAddress = NullableString(r, 3),
+        Kind = r.GetString(4),
+        Method = NullableString(r, 5),
+        Scheme = NullableString(r, 6),
+        Host = r.GetString(7),
+        Port = r.GetInt32(8),
+        Path = NullableString(r, 9),
+        Decision = r.GetString(10),
+        Rule = NullableString(r, 11),
+        Reason = NullableString(r, 12),
+        FindingsJson = NullableString(r, 13),
+        SecretsJson = NullableString(r, 14),
+        Status = r.IsDBNull(15) ? null : r.GetInt32(15),
+        RequestBytes = r.GetInt64(16),
+        ResponseBytes = r.GetInt64(17),
+        DurationMs = r.GetDouble(18),
+        GrantJson = NullableString(r, 19),
+    };
+
     public void Dispose()
     {
         using var connection = new SqliteConnection(_connectionString);

@@ -1,6 +1,10 @@
 namespace ProxyGuard.Audit.Storage;
 
-/// <summary>SQL of the event database (schema version 2: version 1 plus <c>grant_info</c>).</summary>
+/// <summary>
+/// SQL of the event database. Version 2 added <c>grant_info</c> (grant events), the hash chain (<c>events.hash</c>,
+/// the <c>chain</c> anchor left by retention) and the <c>shipped</c> cursor of the central store's outbox; a version 1
+/// database is migrated on open (its older events stay without hash: the anchor starts the chain after them).
+/// </summary>
 internal static class EventSchema
 {
     public const int Version = 2;
@@ -28,7 +32,8 @@ internal static class EventSchema
             request_bytes  INTEGER NOT NULL,
             response_bytes INTEGER NOT NULL,
             duration_ms    REAL NOT NULL,
-            grant_info     TEXT
+            grant_info     TEXT,
+            hash           BLOB
         );
         CREATE INDEX IF NOT EXISTS events_decision ON events (decision, id);
         CREATE INDEX IF NOT EXISTS events_client ON events (client, id);
@@ -38,19 +43,41 @@ internal static class EventSchema
             value INTEGER NOT NULL
         ) WITHOUT ROWID;
         INSERT OR IGNORE INTO meta (key, value) VALUES ('last_id', 0);
+        INSERT OR IGNORE INTO meta (key, value) VALUES ('shipped', 0);
+        CREATE TABLE IF NOT EXISTS chain (
+            key  TEXT PRIMARY KEY,
+            id   INTEGER NOT NULL,
+            hash BLOB NOT NULL
+        ) WITHOUT ROWID;
+        INSERT OR IGNORE INTO chain (key, id, hash) VALUES ('anchor', 0, zeroblob(32));
         """;
+
+    /// <summary>Version 1 to 2: the grant and hash columns, and an anchor after the existing (unhashed) events.</summary>
+    public const string MigrateFrom1 = """
+        ALTER TABLE events ADD COLUMN grant_info TEXT;
+        ALTER TABLE events ADD COLUMN hash BLOB;
+        """;
+
+    public const string AnchorAfterExisting =
+        "INSERT OR REPLACE INTO chain (key, id, hash) VALUES ('anchor', (" + "SELECT max(coalesce((SELECT max(id) FROM events), 0), coalesce((SELECT value FROM meta WHERE key = 'last_id'), 0))" + "), zeroblob(32))";
+
+    public const string SelectAnchor = "SELECT id, hash FROM chain WHERE key = 'anchor'";
+
+    public const string SelectShipped = "SELECT coalesce((SELECT value FROM meta WHERE key = 'shipped'), 0)";
+
+    public const string UpdateShipped = "UPDATE meta SET value = $shipped WHERE key = 'shipped'";
 
     public const string Columns =
         "id, time_us, client, client_address, kind, method, scheme, host, port, path, decision, rule, reason, " +
         "findings, secrets, status, request_bytes, response_bytes, duration_ms, grant_info";
 
-    public const string Insert =
-        "INSERT INTO events (" + Columns + ") VALUES " +
-        "($id, $time, $client, $clientAddress, $kind, $method, $scheme, $host, $port, $path, $decision, $rule, $reason, " +
-        "$findings, $secrets, $status, $requestBytes, $responseBytes, $durationMs, $grant)";
+    /// <summary>The columns and the chain hash (shipping and verification read both).</summary>
+    public const string ColumnsWithHash = Columns + ", hash";
 
-    /// <summary>Version 1 to 2: the column of grant events.</summary>
-    public const string MigrateFrom1 = "ALTER TABLE events ADD COLUMN grant_info TEXT;";
+    public const string Insert =
+        "INSERT INTO events (" + ColumnsWithHash + ") VALUES " +
+        "($id, $time, $client, $clientAddress, $kind, $method, $scheme, $host, $port, $path, $decision, $rule, $reason, " +
+        "$findings, $secrets, $status, $requestBytes, $responseBytes, $durationMs, $grant, $hash)";
 
     public const string UpdateLastId = "UPDATE meta SET value = $id WHERE key = 'last_id'";
 

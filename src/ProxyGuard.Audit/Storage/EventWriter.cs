@@ -1,9 +1,11 @@
 // Over 400 lines: the single writer thread owns the SQLite connection, its prepared statements and the batch being
 // committed (with retries and compaction steps between batches); keeping them in one class keeps that ownership in one place.
+using System.Buffers;
 using System.Diagnostics;
 using System.Globalization;
 using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
+using ProxyGuard.Audit.Chain;
 using SQLitePCL;
 
 namespace ProxyGuard.Audit.Storage;
@@ -41,6 +43,11 @@ internal sealed class EventWriter : IDisposable
     private SqliteCommand? _updateLastId;
     private SqliteCommand? _begin;
     private SqliteCommand? _commit;
+    private SqliteCommand? _updateShipped;
+    private readonly ArrayBufferWriter<byte> _scratch = new(1024);
+    private byte[] _lastHash = EventChain.Genesis;
+    private long _persistedShipped;
+    private bool _shippedLoaded;
     private long _lastId;
     private long? _appliedMaxPageCount;
     private volatile bool _stopping;
@@ -259,10 +266,12 @@ internal sealed class EventWriter : IDisposable
         try
         {
             var id = _lastId;
+            var hash = _lastHash;
             var statement = _insertStatement!;
             foreach (var e in _batch)
             {
                 id++;
+                hash = EventChain.Next(hash, id, e, _scratch);
                 BindInt64(statement, 1, id);
                 BindInt64(statement, 2, e.TimeMicros);
                 BindText(statement, 3, e.Client);
@@ -291,6 +300,7 @@ internal sealed class EventWriter : IDisposable
                 BindInt64(statement, 18, e.ResponseBytes);
                 Check(raw.sqlite3_bind_double(statement, 19, e.DurationMs));
                 BindText(statement, 20, e.GrantJson);
+                Check(raw.sqlite3_bind_blob(statement, 21, hash));
                 var rc = raw.sqlite3_step(statement);
                 raw.sqlite3_reset(statement);
                 if (rc != raw.SQLITE_DONE)
@@ -301,6 +311,13 @@ internal sealed class EventWriter : IDisposable
 
             _updateLastId!.Parameters[0].Value = id;
             _updateLastId.ExecuteNonQuery();
+            var shipped = _status.MaxUnshipped is null ? _persistedShipped : Math.Min(_status.Shipped, id);
+            if (shipped != _persistedShipped)
+            {
+                _updateShipped!.Parameters[0].Value = shipped;
+                _updateShipped.ExecuteNonQuery();
+            }
+
             if (_status.FaultInjector?.Invoke() is Exception fault)
             {
                 throw fault;
@@ -308,6 +325,10 @@ internal sealed class EventWriter : IDisposable
 
             _commit!.ExecuteNonQuery();
             _lastId = id;
+            _lastHash = hash;
+            _persistedShipped = shipped;
+            _status.LastId = id;
+            _status.UpdateOutbox();
             if (raw.sqlite3_db_status(_db, raw.SQLITE_DBSTATUS_CACHE_USED, out var cacheBytes, out _, 0) == raw.SQLITE_OK)
             {
                 _status.WriterCacheBytes = cacheBytes;
@@ -325,7 +346,7 @@ internal sealed class EventWriter : IDisposable
         try
         {
             EnsureOpen();
-            var deleted = _compactor.Step(_connection!, _lastId);
+            var deleted = _compactor.Step(_connection!, _lastId, _status.Shipped);
             _status.AddCompacted(deleted);
             if (!_compactor.Active)
             {
@@ -377,12 +398,23 @@ internal sealed class EventWriter : IDisposable
 
             // Creating the schema (or touching the meta row) is also the write probe: a read-only file or
             // file system fails here, when the store opens, rather than on the first batch.
+            var migrate = version == 1;
             Execute(
                 connection,
-                "BEGIN IMMEDIATE; " + EventSchema.Create + (version == 1 ? EventSchema.MigrateFrom1 : string.Empty) +
-                $" PRAGMA user_version = {EventSchema.Version}; " +
+                "BEGIN IMMEDIATE; " + (migrate ? EventSchema.MigrateFrom1 : string.Empty) + EventSchema.Create +
+                (migrate ? EventSchema.AnchorAfterExisting + "; " : string.Empty) + $" PRAGMA user_version = {EventSchema.Version}; " +
                 "UPDATE meta SET value = value WHERE key = 'last_id'; COMMIT;");
             _lastId = Convert.ToInt64(Scalar(connection, EventSchema.SelectLastId), CultureInfo.InvariantCulture);
+            _lastHash = ChainHead(connection, _lastId);
+            _persistedShipped = Convert.ToInt64(Scalar(connection, EventSchema.SelectShipped), CultureInfo.InvariantCulture);
+            if (!_shippedLoaded && _status.MaxUnshipped is not null)
+            {
+                _status.Shipped = _persistedShipped;
+            }
+
+            _shippedLoaded = true;
+            _status.LastId = _lastId;
+            _status.UpdateOutbox();
             PrepareCommands(connection);
             _connection = connection;
         }
@@ -403,12 +435,35 @@ internal sealed class EventWriter : IDisposable
         _updateLastId = connection.CreateCommand();
         _updateLastId.CommandText = EventSchema.UpdateLastId;
         _updateLastId.Parameters.Add(new SqliteParameter("$id", SqliteType.Integer));
+        _updateShipped = connection.CreateCommand();
+        _updateShipped.CommandText = EventSchema.UpdateShipped;
+        _updateShipped.Parameters.Add(new SqliteParameter("$shipped", SqliteType.Integer));
         _db = connection.Handle;
         Check(raw.sqlite3_prepare_v2(connection.Handle, EventSchema.Insert, out var insert));
         _insertStatement = insert;
         _begin.Prepare();
         _commit.Prepare();
         _updateLastId.Prepare();
+        _updateShipped.Prepare();
+    }
+
+    /// <summary>The hash the next event chains to: the newest event's, else the retention anchor's when it is the newest id.</summary>
+    private static byte[] ChainHead(SqliteConnection connection, long lastId)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT hash FROM events WHERE id = $id";
+        command.Parameters.AddWithValue("$id", lastId);
+        if (command.ExecuteScalar() is byte[] { Length: EventChain.HashSize } newest)
+        {
+            return newest;
+        }
+
+        using var anchor = connection.CreateCommand();
+        anchor.CommandText = EventSchema.SelectAnchor;
+        using var reader = anchor.ExecuteReader();
+        return reader.Read() && reader.GetInt64(0) == lastId && reader.GetValue(1) is byte[] { Length: EventChain.HashSize } hash
+            ? hash
+            : EventChain.Genesis;
     }
 
     private void ApplyPageLimit(SqliteConnection connection)
@@ -451,6 +506,8 @@ internal sealed class EventWriter : IDisposable
         _insertStatement = null;
         _db = null;
         _updateLastId?.Dispose();
+        _updateShipped?.Dispose();
+        _updateShipped = null;
         _begin?.Dispose();
         _commit?.Dispose();
         _updateLastId = _begin = _commit = null;

@@ -14,25 +14,25 @@ internal sealed class PreparedEvent
     private const int MaxHost = 300;
     private const int MaxListEntries = 256;
 
-    public long TimeMicros { get; private init; }
-    public string? Client { get; private init; }
-    public string? ClientAddress { get; private init; }
+    public long TimeMicros { get; init; }
+    public string? Client { get; init; }
+    public string? ClientAddress { get; init; }
     public required string Kind { get; init; }
-    public string? Method { get; private init; }
-    public string? Scheme { get; private init; }
+    public string? Method { get; init; }
+    public string? Scheme { get; init; }
     public required string Host { get; init; }
-    public int Port { get; private init; }
-    public string? Path { get; private init; }
+    public int Port { get; init; }
+    public string? Path { get; init; }
     public required string Decision { get; init; }
-    public string? Rule { get; private init; }
-    public string? Reason { get; private init; }
-    public string? FindingsJson { get; private init; }
-    public string? SecretsJson { get; private init; }
-    public int? Status { get; private init; }
-    public long RequestBytes { get; private init; }
-    public long ResponseBytes { get; private init; }
-    public double DurationMs { get; private init; }
-    public string? GrantJson { get; private init; }
+    public string? Rule { get; init; }
+    public string? Reason { get; init; }
+    public string? FindingsJson { get; init; }
+    public string? SecretsJson { get; init; }
+    public int? Status { get; init; }
+    public long RequestBytes { get; init; }
+    public long ResponseBytes { get; init; }
+    public double DurationMs { get; init; }
+    public string? GrantJson { get; init; }
 
     public static PreparedEvent From(AuditEvent e, TimeProvider clock)
     {
@@ -66,6 +66,37 @@ internal sealed class PreparedEvent
                 : null,
         };
     }
+
+    /// <summary>The event as the API returns it, with the id a reader assigned (local id, or the central cursor).</summary>
+    public AuditEvent ToAuditEvent(long id, string? replica = null, long? localId = null) => new()
+    {
+        Id = id,
+        Replica = replica,
+        LocalId = localId,
+        Time = FromMicros(TimeMicros),
+        Client = Client,
+        ClientAddress = ClientAddress,
+        Kind = Kind,
+        Method = Method,
+        Scheme = Scheme,
+        Host = Host,
+        Port = Port,
+        Path = Path,
+        Decision = Decision,
+        Rule = Rule,
+        Reason = Reason,
+        Findings = FindingsJson is string findings
+            ? JsonSerializer.Deserialize(findings, AuditJsonContext.Default.IReadOnlyListAuditFinding) ?? []
+            : [],
+        SecretsInjected = SecretsJson is string secrets
+            ? JsonSerializer.Deserialize(secrets, AuditJsonContext.Default.IReadOnlyListString) ?? []
+            : [],
+        Status = Status,
+        RequestBytes = RequestBytes,
+        ResponseBytes = ResponseBytes,
+        DurationMs = DurationMs,
+        Grant = GrantJson is string grant ? JsonSerializer.Deserialize(grant, AuditJsonContext.Default.AuditGrant) : null,
+    };
 
     /// <summary>Lower case, trimmed, without a trailing dot, bounded: the form stored and matched by queries.</summary>
     public static string? NormalizeHost(string? host)

@@ -3,9 +3,12 @@ using Microsoft.Data.Sqlite;
 namespace ProxyGuard.Audit.Storage;
 
 /// <summary>
-/// Deletes events past retention in small autocommitted chunks, so the writer can interleave batches:
-/// by age (oldest ids first), by count (ids more than MaxEvents below the newest), by size (oldest first while
-/// the used pages exceed MaxBytes); then returns free pages (incremental vacuum) and checkpoints the WAL.
+/// Deletes events past retention in small chunks, each its own transaction, so the writer can interleave batches:
+/// by age (the oldest events up to the first one younger than the cut-off), by count (ids more than MaxEvents below
+/// the newest), by size (oldest first while the used pages exceed MaxBytes); then returns free pages (incremental
+/// vacuum) and checkpoints the WAL. Every deletion removes a prefix of the ids, never past the shipped cursor of the
+/// central store's outbox, and records the last deleted event's id and hash as the chain's anchor in the same
+/// transaction, so a verifier can tell retention from a deleted row.
 /// </summary>
 internal sealed class RetentionCompactor
 {
@@ -56,20 +59,24 @@ internal sealed class RetentionCompactor
         _rerun = false;
     }
 
-    /// <summary>Runs one bounded step; returns the rows deleted. <see cref="Active"/> turns false when the run is done.</summary>
-    public long Step(SqliteConnection connection, long lastId)
+    /// <summary>
+    /// Runs one bounded step; returns the rows deleted. <see cref="Active"/> turns false when the run is done.
+    /// Nothing above <paramref name="shipped"/> (the outbox cursor; <see cref="long.MaxValue"/> without one) is deleted.
+    /// </summary>
+    public long Step(SqliteConnection connection, long lastId, long shipped)
     {
         long deleted = 0;
+        var bound = Math.Min(lastId, shipped);
         switch (_phase)
         {
             case Phase.Age:
                 if (_options.RetainFor is TimeSpan age)
                 {
                     var cutoff = PreparedEvent.ToMicros(_options.TimeProvider.GetUtcNow() - age);
-                    deleted = Execute(
+                    deleted = DeletePrefix(
                         connection,
-                        "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT $chunk) AND time_us < $cutoff",
-                        "$cutoff",
+                        "SELECT coalesce((SELECT min(id) FROM chunk WHERE time_us >= $cutoff) - 1, (SELECT max(id) FROM chunk))",
+                        bound,
                         cutoff);
                 }
 
@@ -79,11 +86,7 @@ internal sealed class RetentionCompactor
             case Phase.Count:
                 if (_options.MaxEvents is long max && lastId - max > 0)
                 {
-                    deleted = Execute(
-                        connection,
-                        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= $bound ORDER BY id LIMIT $chunk)",
-                        "$bound",
-                        lastId - max);
+                    deleted = DeletePrefix(connection, "SELECT max(id) FROM chunk", Math.Min(bound, lastId - max));
                 }
 
                 Advance(deleted >= _options.CompactionChunk, Phase.Size);
@@ -92,9 +95,7 @@ internal sealed class RetentionCompactor
             case Phase.Size:
                 if (_options.MaxBytes is long maxBytes && UsedBytes(connection) > maxBytes)
                 {
-                    deleted = Execute(
-                        connection,
-                        "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT $chunk)");
+                    deleted = DeletePrefix(connection, "SELECT max(id) FROM chunk", bound);
                 }
 
                 Advance(deleted > 0, Phase.Vacuum);
@@ -157,16 +158,50 @@ internal sealed class RetentionCompactor
         }
     }
 
-    private long Execute(SqliteConnection connection, string sql, string? name = null, long value = 0)
+    /// <summary>
+    /// Deletes the events with ids up to the one <paramref name="uptoSql"/> selects from <c>chunk</c> (the oldest
+    /// CompactionChunk events at or below <paramref name="bound"/>), and moves the chain anchor to the last of them,
+    /// in one transaction.
+    /// </summary>
+    private long DeletePrefix(SqliteConnection connection, string uptoSql, long bound, long cutoff = 0)
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        command.Parameters.AddWithValue("$chunk", _options.CompactionChunk);
-        if (name is not null)
+        using var transaction = connection.BeginTransaction();
+        long upto;
+        using (var select = connection.CreateCommand())
         {
-            command.Parameters.AddWithValue(name, value);
+            select.Transaction = transaction;
+            select.CommandText = "WITH chunk AS (SELECT id, time_us FROM events WHERE id <= $bound ORDER BY id LIMIT $chunk) " + uptoSql;
+            select.Parameters.AddWithValue("$bound", bound);
+            select.Parameters.AddWithValue("$chunk", _options.CompactionChunk);
+            select.Parameters.AddWithValue("$cutoff", cutoff);
+            upto = select.ExecuteScalar() is long value ? value : 0;
         }
 
-        return command.ExecuteNonQuery();
+        if (upto <= 0)
+        {
+            return 0;
+        }
+
+        using (var anchor = connection.CreateCommand())
+        {
+            anchor.Transaction = transaction;
+            anchor.CommandText =
+                "UPDATE chain SET id = e.id, hash = e.hash FROM (SELECT id, hash FROM events WHERE id <= $upto ORDER BY id DESC LIMIT 1) AS e " +
+                "WHERE chain.key = 'anchor' AND e.id > chain.id AND e.hash IS NOT NULL";
+            anchor.Parameters.AddWithValue("$upto", upto);
+            anchor.ExecuteNonQuery();
+        }
+
+        long deleted;
+        using (var delete = connection.CreateCommand())
+        {
+            delete.Transaction = transaction;
+            delete.CommandText = "DELETE FROM events WHERE id <= $upto";
+            delete.Parameters.AddWithValue("$upto", upto);
+            deleted = delete.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+        return deleted;
     }
 }

@@ -12,8 +12,11 @@ internal sealed class StoreStatus
     private long _dropped;
     private long _compacted;
     private long _writerCacheBytes;
+    private long _lastId;
+    private long _shipped = long.MaxValue;
     private volatile bool _failing;
     private volatile bool _stopped;
+    private volatile bool _outboxFull;
     private volatile string? _lastError;
     private volatile CancellationTokenSource _failureSignal = new();
 
@@ -23,8 +26,74 @@ internal sealed class StoreStatus
 
     public long Compacted => Interlocked.Read(ref _compacted);
 
-    /// <summary>True while the writer cannot commit (it keeps retrying the held batch) or after it stopped.</summary>
-    public bool Failing => _failing || _stopped;
+    /// <summary>
+    /// True while the writer cannot commit (it keeps retrying the held batch), after it stopped, or while the outbox of
+    /// the central store holds more unshipped events than its bound.
+    /// </summary>
+    public bool Failing => _failing || _stopped || _outboxFull;
+
+    /// <summary>The largest committed id.</summary>
+    public long LastId
+    {
+        get => Interlocked.Read(ref _lastId);
+        set => Interlocked.Exchange(ref _lastId, value);
+    }
+
+    /// <summary>
+    /// Central store only: every id up to this one is in the central database (retention never deletes past it).
+    /// <see cref="long.MaxValue"/> without a central store.
+    /// </summary>
+    public long Shipped
+    {
+        get => Interlocked.Read(ref _shipped);
+        set => Interlocked.Exchange(ref _shipped, value);
+    }
+
+    /// <summary>Central store only: the most committed events that may wait unshipped before the store refuses new ones.</summary>
+    public long? MaxUnshipped { get; set; }
+
+    /// <summary>Committed events not yet in the central database (0 without a central store).</summary>
+    public long Unshipped => MaxUnshipped is null ? 0 : Math.Max(0, LastId - Shipped);
+
+    public bool OutboxFull => _outboxFull;
+
+    /// <summary>Re-evaluates the outbox bound after a commit or a shipped batch; a full outbox fails the store closed.</summary>
+    public void UpdateOutbox()
+    {
+        if (MaxUnshipped is not long max)
+        {
+            return;
+        }
+
+        var unshipped = Unshipped;
+        var full = unshipped > max;
+        if (full == _outboxFull)
+        {
+            return;
+        }
+
+        CancellationTokenSource? cancel = null;
+        lock (_gate)
+        {
+            if (full == _outboxFull)
+            {
+                return;
+            }
+
+            _outboxFull = full;
+            if (full)
+            {
+                _lastError = $"the outbox of the central event store is full: {unshipped} events are not shipped yet (bound {max})";
+                cancel = _failing ? null : _failureSignal;
+            }
+            else if (!_failing && !_stopped)
+            {
+                _failureSignal = new CancellationTokenSource();
+            }
+        }
+
+        cancel?.Cancel();
+    }
 
     public string? LastError => _lastError;
 
@@ -61,6 +130,10 @@ internal sealed class StoreStatus
             }
 
             _failing = true;
+            if (_outboxFull)
+            {
+                return;
+            }
         }
 
         _failureSignal.Cancel();
@@ -75,8 +148,11 @@ internal sealed class StoreStatus
                 return;
             }
 
-            _failureSignal = new CancellationTokenSource();
             _failing = false;
+            if (!_outboxFull)
+            {
+                _failureSignal = new CancellationTokenSource();
+            }
         }
     }
 

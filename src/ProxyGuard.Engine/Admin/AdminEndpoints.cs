@@ -31,13 +31,18 @@ internal static class AdminEndpoints
                 return Results.Text("audit-unavailable\n", "text/plain", statusCode: 503);
             }
 
+            // A central event store that cannot be reached is degraded, not down: events wait in the local outbox
+            // (up to its bound, past which the store above reports audit-unavailable). Never the store's credentials.
+            var degraded = services.Audit.Central is { Up: false } central
+                ? string.Create(CultureInfo.InvariantCulture, $"degraded: events-store-unreachable ({central.Backlog} events waiting to ship)\n")
+                : string.Empty;
             var ca = services.Certificates.CaStatus;
             return ca.State switch
             {
                 CaExpiryState.Expired => Results.Text("ca-expired\n", "text/plain", statusCode: 503),
                 CaExpiryState.ExpiresSoon => Results.Text(
-                    string.Create(CultureInfo.InvariantCulture, $"ok\nwarning: ca-expires-soon ({ca.DaysLeft} days)\n"), "text/plain"),
-                _ => Results.Text("ok\n", "text/plain"),
+                    string.Create(CultureInfo.InvariantCulture, $"ok\nwarning: ca-expires-soon ({ca.DaysLeft} days)\n") + degraded, "text/plain"),
+                _ => Results.Text("ok\n" + degraded, "text/plain"),
             };
         });
 
@@ -59,7 +64,7 @@ internal static class AdminEndpoints
             return await next(ctx);
         });
 
-        api.MapGet("/events", (HttpContext context) =>
+        api.MapGet("/events", async (HttpContext context) =>
         {
             var q = context.Request.Query;
             long after = 0;
@@ -74,8 +79,25 @@ internal static class AdminEndpoints
                 return Results.Json(new { error = "limit must be a positive integer" }, statusCode: 400);
             }
 
-            var page = services.Audit.Store.Query(new EventQuery(
-                after, Math.Clamp(limit, 1, MaxPage), Empty(q["decision"]), Empty(q["client"]), Empty(q["host"])));
+            var query = new EventQuery(after, Math.Clamp(limit, 1, MaxPage), Empty(q["decision"]), Empty(q["client"]), Empty(q["host"]));
+            EventPage page;
+            if (services.Audit.Central is { } central)
+            {
+                // Every replica answers from the central store, with its cursor; while it is unreachable, 503 (retry).
+                try
+                {
+                    page = await central.QueryAsync(query, context.RequestAborted);
+                }
+                catch (EventStoreException)
+                {
+                    return Results.Json(new { error = "the central event store is unreachable; retry" }, statusCode: 503);
+                }
+            }
+            else
+            {
+                page = services.Audit.Store.Query(query);
+            }
+
             var events = JsonSerializer.Serialize(page.Events, AuditJson.Options);
             return Results.Text($"{{\"events\":{events},\"next\":{page.Next.ToString(CultureInfo.InvariantCulture)}}}", "application/json");
         });
@@ -213,6 +235,13 @@ internal static class AdminEndpoints
         var store = services.Audit.Store;
         services.Metrics.EventQueueDepth.Set(store.QueueDepth);
         services.Metrics.AuditStoreHealthy.Set(store.Healthy ? 1 : 0);
+        if (services.Audit.Central is { } central)
+        {
+            services.Metrics.ShippingUp.Set(central.Up ? 1 : 0);
+            services.Metrics.ShippingBacklog.Set(central.Backlog);
+            services.Metrics.ShippingLag.Set(central.Lag.TotalSeconds);
+            services.Metrics.EventsShipped.IncTo(central.Shipped);
+        }
 
         // Monotonic totals kept by the store and the cache, exported as counters (IncTo never goes back).
         services.Metrics.EventsDropped.IncTo(store.DroppedEvents);

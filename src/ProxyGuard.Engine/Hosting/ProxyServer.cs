@@ -14,6 +14,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using ProxyGuard.Audit;
+using ProxyGuard.Audit.Central;
 using ProxyGuard.Engine.Admin;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Connect;
@@ -101,6 +102,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         Directory.CreateDirectory(options.DataDirectory);
         var installationKey = SnapshotBuilder.LoadInstallationKey(options.DataDirectory);
         var store = EventStore.Open(options.DataDirectory, options.Events);
+        var central = options.Central is { } centralOptions ? CentralStore.Create(centralOptions(options.DataDirectory), store) : null;
         var secrets = new SecretResolver(SecretResolverOptions.FromEnvironment());
         var metrics = new ProxyMetrics();
         var budgets = new ProcessBudgets(limits);
@@ -132,6 +134,11 @@ internal sealed class ProxyServer : IAsyncDisposable
         }
         catch
         {
+            if (central is not null)
+            {
+                await central.DisposeAsync();
+            }
+
             await store.DisposeAsync();
             secrets.Dispose();
             ca.Dispose();
@@ -160,7 +167,7 @@ internal sealed class ProxyServer : IAsyncDisposable
             },
         });
 
-        var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
+        var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit")) { Central = central };
         var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize, loggerFactory.CreateLogger("ProxyGuard.Certificates"));
         var grants = Grants.GrantRegistry.Open(options.DataDirectory, audit, loggerFactory.CreateLogger("ProxyGuard.Grants"), limits.MaxGrants);
         var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory)
@@ -295,6 +302,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         await _app.StartAsync(ct);
         Services.Serving.MarkListening();
         await _adminApp.StartAsync(ct);
+        Services.Audit.Central?.Start();
         var self = new List<IPEndPoint>();
         if (_proxyListen?.IPEndPoint is { } p)
         {
@@ -317,12 +325,25 @@ internal sealed class ProxyServer : IAsyncDisposable
         await _app.StopAsync(ct);
         await _adminApp.StopAsync(ct);
         await _store.FlushAsync(ct);
+        if (Services.Audit.Central is { } central)
+        {
+            // Ship what is committed before exiting when PostgreSQL answers within a few seconds; otherwise it stays
+            // in the outbox and ships at the next start.
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            bounded.CancelAfter(TimeSpan.FromSeconds(5));
+            await central.TryShipRemainingAsync(bounded.Token);
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
         await _app.DisposeAsync();
         await _adminApp.DisposeAsync();
+        if (Services.Audit.Central is { } central)
+        {
+            await central.DisposeAsync();
+        }
+
         await _store.DisposeAsync();
         _otlp?.Dispose();
         _client.Dispose();

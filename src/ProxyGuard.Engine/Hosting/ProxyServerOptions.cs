@@ -35,4 +35,10 @@ internal sealed record ProxyServerOptions
     public Uri? OtlpEndpoint { get; init; }
     /// <summary>Answer a CONNECT the policy refuses inside TLS, so clients can read the explanation (docs/operations.md).</summary>
     public bool ReadableDenials { get; init; }
+
+    /// <summary>
+    /// The central event store (PostgreSQL) events are shipped to and read from; null: the local store only. Built by
+    /// the caller from the URL and the replica id; <see cref="Events"/> then carries the outbox bound.
+    /// </summary>
+    public Func<string, ProxyGuard.Audit.Central.CentralStoreOptions>? Central { get; init; }
 }

@@ -30,6 +30,9 @@ internal sealed class AuditSink
     /// <summary>Called with each event the store accepted (the OTLP export's non-blocking offer; null when off).</summary>
     public Action<AuditEvent>? Recorded { get; set; }
 
+    /// <summary>The central event store, when configured: the admin API reads events from it.</summary>
+    public ProxyGuard.Audit.Central.CentralStore? Central { get; init; }
+
     /// <summary>False when the store cannot take events: the engine then fails requests closed.</summary>
     public bool Healthy => _store.Healthy;
 

@@ -32,6 +32,10 @@ internal sealed class ProxyMetrics
         EventsDropped = factory.CreateCounter("proxyguard_events_dropped_total", "Allow events dropped because the queue was full or the store failing (deny events are never dropped).");
         EventsWritten = factory.CreateCounter("proxyguard_events_written_total", "Audit events committed since start.");
         CaNotAfter = factory.CreateGauge("proxyguard_ca_not_after_seconds", "Expiry of the interception CA certificate (Unix time, seconds); alert well before it (e.g. 30 days).");
+        ShippingUp = factory.CreateGauge("proxyguard_events_shipping_up", "With a central event store: 1 while the last shipping round reached PostgreSQL, 0 while it is unreachable (the proxy keeps serving from its outbox).");
+        ShippingBacklog = factory.CreateGauge("proxyguard_events_shipping_backlog", "With a central event store: committed events not yet shipped (the outbox; past its bound requests fail closed).");
+        ShippingLag = factory.CreateGauge("proxyguard_events_shipping_lag_seconds", "With a central event store: age of the oldest event not yet shipped (0 when none wait).");
+        EventsShipped = factory.CreateCounter("proxyguard_events_shipped_total", "With a central event store: events shipped to it since start.");
         AuditStoreHealthy = factory.CreateGauge("proxyguard_audit_store_healthy", "1 while the audit store accepts events, 0 while it fails (requests then fail closed with 503).");
 
         // The process's own cost, for capacity planning and for benchmarks that divide by requests served: bytes
@@ -150,6 +154,14 @@ internal sealed class ProxyMetrics
     public Counter EventsWritten { get; }
 
     public Gauge AuditStoreHealthy { get; }
+
+    public Gauge ShippingUp { get; }
+
+    public Gauge ShippingBacklog { get; }
+
+    public Gauge ShippingLag { get; }
+
+    public Counter EventsShipped { get; }
 
     public Gauge CaNotAfter { get; }
 

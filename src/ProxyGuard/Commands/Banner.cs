@@ -13,6 +13,11 @@ internal static class Banner
         o.WriteLine($"proxyguard: admin listening on {server.AdminUrl}");
         o.WriteLine($"proxyguard: CA certificate {Path.GetFullPath(server.CaCertificatePath)}{(server.CaCreated ? " (created)" : string.Empty)}");
         o.WriteLine($"proxyguard: admin token from {server.AdminTokenSource}");
+        if (server.Services.Audit.Central is { } central)
+        {
+            o.WriteLine($"proxyguard: events shipped to {central.Display} as replica {central.ReplicaId} (local outbox {Path.GetFullPath(options.DataDirectory)})");
+        }
+
         o.WriteLine($"proxyguard: policy {policy.FilePath} ({policy.Mode.ToString().ToLowerInvariant()}, default {policy.Default.ToString().ToLowerInvariant()}): " +
                     $"{policy.Rules.Count} rules, {policy.Clients.Count} clients" +
                     (policy.Clients.Count > 0 ? $" [{string.Join(", ", policy.Clients.Select(c => c.Id))}]" : string.Empty) +

@@ -4,6 +4,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using ProxyGuard.Audit;
+using ProxyGuard.Audit.Chain;
 using ProxyGuard.Engine.Hosting;
 
 namespace ProxyGuard.Commands;
@@ -58,7 +59,7 @@ internal static class EventsCommand
             }
         });
 
-        var command = new Command("events", "Pull audit events from a running proxy.") { admin, after, since, follow, decision, client, host, json, token, dataDir };
+        var command = new Command("events", "Pull audit events from a running proxy.") { admin, after, since, follow, decision, client, host, json, token, dataDir, CreateVerify() };
         command.SetAction(async (parse, ct) =>
         {
             var endpoint = AdminEndpoint.Parse(parse.GetValue(admin)!, "--admin");
@@ -104,67 +105,75 @@ internal static class EventsCommand
                     return ExitCodes.Failed;
                 }
 
-                using (response)
+                if (response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable && parse.GetValue(follow))
                 {
-                    if (!response.IsSuccessStatusCode)
+                    // The central event store is unreachable for now: a follower waits and asks again from its cursor.
+                    response.Dispose();
+                }
+                else
+                {
+                    using (response)
                     {
-                        await Console.Error.WriteLineAsync($"proxyguard: the admin API at {endpoint.Display} answered {(int)response.StatusCode}" +
-                            (response.StatusCode == System.Net.HttpStatusCode.Unauthorized ? $" (missing or wrong admin token; {tokenSource})" : string.Empty));
-                        return ExitCodes.Failed;
-                    }
-
-                    JsonDocument doc;
-                    try
-                    {
-                        doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
-                    }
-                    catch (JsonException)
-                    {
-                        await Console.Error.WriteLineAsync($"proxyguard: {endpoint.Display} answered something that is not an events page (is --admin the admin listener?)");
-                        return ExitCodes.Failed;
-                    }
-                    catch (OperationCanceledException) when (ct.IsCancellationRequested)
-                    {
-                        break;
-                    }
-
-                    using var page = doc;
-                    if (doc.RootElement.ValueKind != JsonValueKind.Object
-                        || !doc.RootElement.TryGetProperty("events", out var events) || events.ValueKind != JsonValueKind.Array
-                        || !doc.RootElement.TryGetProperty("next", out var next) || !next.TryGetInt64(out var nextId))
-                    {
-                        await Console.Error.WriteLineAsync($"proxyguard: {endpoint.Display} answered something that is not an events page (is --admin the admin listener?)");
-                        return ExitCodes.Failed;
-                    }
-
-                    var selected = events.EnumerateArray().Where(e => from is null || EventTime(e) is not { } t || t >= from).ToList();
-                    if (asJson)
-                    {
-                        foreach (var e in selected)
+                        if (!response.IsSuccessStatusCode)
                         {
-                            Console.WriteLine(e.GetRawText());
-                        }
-                    }
-                    else
-                    {
-                        Console.Write(table.Render(selected));
-                    }
-
-                    printed += selected.Count;
-                    cursor = nextId;
-                    if (!parse.GetValue(follow))
-                    {
-                        if (events.GetArrayLength() >= PageSize)
-                        {
-                            continue; // a full page: there may be more
+                            await Console.Error.WriteLineAsync($"proxyguard: the admin API at {endpoint.Display} answered {(int)response.StatusCode}" +
+                                (response.StatusCode == System.Net.HttpStatusCode.Unauthorized ? $" (missing or wrong admin token; {tokenSource})" : string.Empty));
+                            return ExitCodes.Failed;
                         }
 
-                        break;
-                    }
+                        JsonDocument doc;
+                        try
+                        {
+                            doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
+                        }
+                        catch (JsonException)
+                        {
+                            await Console.Error.WriteLineAsync($"proxyguard: {endpoint.Display} answered something that is not an events page (is --admin the admin listener?)");
+                            return ExitCodes.Failed;
+                        }
+                        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+                        {
+                            break;
+                        }
 
-                    if (events.GetArrayLength() > 0)
-                    {
-                        continue;
+                        using var page = doc;
+                        if (doc.RootElement.ValueKind != JsonValueKind.Object
+                            || !doc.RootElement.TryGetProperty("events", out var events) || events.ValueKind != JsonValueKind.Array
+                            || !doc.RootElement.TryGetProperty("next", out var next) || !next.TryGetInt64(out var nextId))
+                        {
+                            await Console.Error.WriteLineAsync($"proxyguard: {endpoint.Display} answered something that is not an events page (is --admin the admin listener?)");
+                            return ExitCodes.Failed;
+                        }
+
+                        var selected = events.EnumerateArray().Where(e => from is null || EventTime(e) is not { } t || t >= from).ToList();
+                        if (asJson)
+                        {
+                            foreach (var e in selected)
+                            {
+                                Console.WriteLine(e.GetRawText());
+                            }
+                        }
+                        else
+                        {
+                            Console.Write(table.Render(selected));
+                        }
+
+                        printed += selected.Count;
+                        cursor = nextId;
+                        if (!parse.GetValue(follow))
+                        {
+                            if (events.GetArrayLength() >= PageSize)
+                            {
+                                continue; // a full page: there may be more
+                            }
+
+                            break;
+                        }
+
+                        if (events.GetArrayLength() > 0)
+                        {
+                            continue;
+                        }
                     }
                 }
 
@@ -207,6 +216,69 @@ internal static class EventsCommand
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary><c>proxyguard events verify</c>: checks the hash chains of a local store or of the central store.</summary>
+    private static Command CreateVerify()
+    {
+        var dataDir = new Option<string?>("--data-dir") { Description = "Check the local store in this data directory (default .proxyguard unless --events-store is given)." };
+        var store = new Option<string?>("--events-store") { Description = "Check every replica in the central store: postgres://USER@HOST[:PORT]/DB (default: PROXYGUARD_EVENTS_STORE when --data-dir is not given)." };
+        var passwordFile = new Option<string?>("--events-store-password-file") { Description = "File holding the central store's password." };
+        var verify = new Command("verify", "Check the events' hash chains and name the first break (exit 1 on a break).") { dataDir, store, passwordFile };
+        verify.SetAction(async (parse, ct) =>
+        {
+            var url = parse.GetValue(store);
+            var dir = parse.GetValue(dataDir);
+            if (url is null && dir is null)
+            {
+                url = Environment.GetEnvironmentVariable("PROXYGUARD_EVENTS_STORE") is { Length: > 0 } fromEnv ? fromEnv : null;
+            }
+
+            IReadOnlyList<ChainReport> reports;
+            try
+            {
+                if (url is not null && dir is not null)
+                {
+                    throw new ArgumentException("events verify: give --data-dir or --events-store, not both");
+                }
+
+                if (url is not null)
+                {
+                    var (connectionString, display) = ProxyGuard.Audit.Central.CentralConnection.Parse(
+                        url, parse.GetValue(passwordFile) ?? Environment.GetEnvironmentVariable("PROXYGUARD_EVENTS_STORE_PASSWORD_FILE"),
+                        Environment.GetEnvironmentVariable, "--events-store");
+                    reports = await ChainVerifier.VerifyCentralAsync(connectionString, display, ct);
+                    if (reports.Count == 0)
+                    {
+                        Console.WriteLine($"no replica has shipped events to {display} yet");
+                    }
+                }
+                else
+                {
+                    reports = [ChainVerifier.VerifyLocal(dir ?? ".proxyguard")];
+                }
+            }
+            catch (ArgumentException ex)
+            {
+                await Console.Error.WriteLineAsync("proxyguard: " + RunCommand.OneLine(ex.Message));
+                return ExitCodes.Usage;
+            }
+            catch (EventStoreException ex)
+            {
+                await Console.Error.WriteLineAsync("proxyguard: " + RunCommand.OneLine(ex.Message));
+                return ExitCodes.Failed;
+            }
+
+            foreach (var report in reports)
+            {
+                Console.WriteLine(report.Intact
+                    ? $"ok: {report.Source}: {report.Checked} events, chain intact"
+                    : $"BROKEN: {report.Source}: at id {report.BreakId}: {report.Problem} ({report.Checked} events verified before it)");
+            }
+
+            return reports.All(r => r.Intact) ? ExitCodes.Ok : ExitCodes.Failed;
+        });
+        return verify;
     }
 
     /// <summary>

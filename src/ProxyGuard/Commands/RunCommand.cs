@@ -3,6 +3,7 @@ using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting.Systemd;
 using ProxyGuard.Audit;
+using ProxyGuard.Audit.Central;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Hosting;
 using ProxyGuard.Engine.Runtime;
@@ -32,13 +33,19 @@ internal static class RunCommand
             DefaultValueFactory = _ => "off",
         };
         readable.AcceptOnlyFromAmong("on", "off");
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint, readable };
+        var eventsStore = new Option<string?>("--events-store") { Description = "Central event store shared by replicas: postgres://USER@HOST[:PORT]/DB (default: PROXYGUARD_EVENTS_STORE). The password: in the URL, PGPASSWORD, or --events-store-password-file." };
+        var passwordFile = new Option<string?>("--events-store-password-file") { Description = "File holding the central store's password (default: PROXYGUARD_EVENTS_STORE_PASSWORD_FILE)." };
+        var replicaId = new Option<string?>("--replica-id") { Description = "This replica's id in the central store (default: PROXYGUARD_REPLICA_ID, else DATA_DIR/replica.id, created on first start)." };
+        var centralRetain = new Option<string>("--events-store-retain") { Description = "Delete events older than this from the central store (e.g. 2160h; 0s keeps them).", DefaultValueFactory = _ => "720h" };
+        var outboxMax = new Option<long>("--events-outbox-max") { Description = "With a central store: most events waiting to ship before requests fail closed.", DefaultValueFactory = _ => 1_000_000 };
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint, readable, eventsStore, passwordFile, replicaId, centralRetain, outboxMax };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
             EventStoreOptions retention;
             string listenValue, adminValue;
             Uri? otlp = null;
+            Func<string, CentralStoreOptions>? central;
             try
             {
                 if ((parse.GetValue(otlpEndpoint) ?? Environment.GetEnvironmentVariable("PROXYGUARD_OTLP_ENDPOINT")) is { Length: > 0 } otlpValue)
@@ -50,6 +57,26 @@ internal static class RunCommand
                 listenValue = ListenValue(parse.GetValue(listen)!, "--listen");
                 adminValue = ListenValue(parse.GetValue(admin)!, "--admin");
                 retention = ParseRetention(parse.GetValue(retain)!, parse.GetValue(maxEvents), parse.GetValue(maxSize)!);
+                central = ParseCentral(
+                    parse.GetValue(eventsStore) ?? Environment.GetEnvironmentVariable("PROXYGUARD_EVENTS_STORE"),
+                    parse.GetValue(passwordFile) ?? Environment.GetEnvironmentVariable("PROXYGUARD_EVENTS_STORE_PASSWORD_FILE"),
+                    parse.GetValue(replicaId) ?? Environment.GetEnvironmentVariable("PROXYGUARD_REPLICA_ID"),
+                    parse.GetValue(centralRetain)!);
+                if (central is not null)
+                {
+                    if (parse.GetValue(outboxMax) < 1)
+                    {
+                        throw new ArgumentException("--events-outbox-max: must be at least 1");
+                    }
+
+                    retention = new EventStoreOptions
+                    {
+                        RetainFor = retention.RetainFor,
+                        MaxEvents = retention.MaxEvents,
+                        MaxBytes = retention.MaxBytes,
+                        MaxUnshipped = parse.GetValue(outboxMax),
+                    };
+                }
             }
             catch (ArgumentException ex)
             {
@@ -69,6 +96,7 @@ internal static class RunCommand
                 Events = retention,
                 OtlpEndpoint = otlp,
                 ReadableDenials = parse.GetValue(readable) == "on",
+                Central = central,
             };
             return await RunAsync(options, ct);
         });
@@ -122,6 +150,29 @@ internal static class RunCommand
             RetainFor = age == TimeSpan.Zero ? null : age,
             MaxEvents = maxCount == 0 ? null : maxCount,
             MaxBytes = bytes == 0 ? null : bytes,
+        };
+    }
+
+    /// <summary>The central store's settings from the URL (null when none is configured); the replica id is resolved at start, in the data directory.</summary>
+    internal static Func<string, CentralStoreOptions>? ParseCentral(string? url, string? passwordFile, string? replicaId, string retain)
+    {
+        if (string.IsNullOrWhiteSpace(url))
+        {
+            return null;
+        }
+
+        if (!PolicyValues.TryParseDuration(retain, out var age))
+        {
+            throw new ArgumentException($"--events-store-retain: expected a duration such as 720h or 30m, got '{retain}'");
+        }
+
+        var (connectionString, display) = CentralConnection.Parse(url.Trim(), passwordFile, Environment.GetEnvironmentVariable, "--events-store");
+        return dataDirectory => new CentralStoreOptions
+        {
+            ConnectionString = connectionString,
+            Display = display,
+            ReplicaId = CentralConnection.ReplicaId(dataDirectory, replicaId),
+            RetainFor = age == TimeSpan.Zero ? null : age,
         };
     }
 
