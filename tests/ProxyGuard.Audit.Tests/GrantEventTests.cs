@@ -20,7 +20,7 @@ public class GrantEventTests
         {
             db.Open();
             using var command = db.CreateCommand();
-            command.CommandText = "ALTER TABLE events DROP COLUMN grant_info; PRAGMA user_version = 1;";
+            command.CommandText = "ALTER TABLE events DROP COLUMN grant_info; ALTER TABLE events DROP COLUMN hash; PRAGMA user_version = 1;";
             command.ExecuteNonQuery();
         }
 
