@@ -15,6 +15,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using ProxyGuard.Audit;
 using ProxyGuard.Engine.Admin;
+using ProxyGuard.Engine.Budgets;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Connect;
 using ProxyGuard.Engine.Framing;
@@ -160,7 +161,31 @@ internal sealed class ProxyServer : IAsyncDisposable
 
         var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit"));
         var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize, loggerFactory.CreateLogger("ProxyGuard.Certificates"));
-        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory) { Refusals = refusals, Budgets = budgets };
+        var ledger = new BudgetLedger(limits.MaxBudgetKeys);
+        BudgetSync? budgetSync = null;
+        if (options.BudgetStore is { Length: > 0 } budgetStore)
+        {
+            try
+            {
+                budgetSync = await BudgetSync.StartAsync(budgetStore, ledger, options.BudgetSyncInterval, loggerFactory.CreateLogger("ProxyGuard.Budgets"), ct);
+            }
+            catch
+            {
+                await store.DisposeAsync();
+                secrets.Dispose();
+                ca.Dispose();
+                budgets.Dispose();
+                client.Dispose();
+                runtime.Dispose();
+                throw;
+            }
+        }
+
+        metrics.TrackUsageBudgets(ledger, budgetSync);
+        var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory)
+        {
+            Refusals = refusals, Budgets = budgets, Ledger = ledger, BudgetSync = budgetSync,
+        };
         var trimmer = new MemoryTrimmer(budgets, loggerFactory.CreateLogger("ProxyGuard.Memory"));
         refusals.Attach(services);
         var adminToken = AdminToken.Load(options.AdminToken, options.DataDirectory);
@@ -285,6 +310,10 @@ internal sealed class ProxyServer : IAsyncDisposable
         await _app.StopAsync(ct);
         await _adminApp.StopAsync(ct);
         await _store.FlushAsync(ct);
+        if (Services.BudgetSync is { } sync)
+        {
+            await sync.DisposeAsync();
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -292,6 +321,11 @@ internal sealed class ProxyServer : IAsyncDisposable
         await _app.DisposeAsync();
         await _adminApp.DisposeAsync();
         await _store.DisposeAsync();
+        if (Services.BudgetSync is { } sync)
+        {
+            await sync.DisposeAsync();
+        }
+
         _client.Dispose();
         _secrets.Dispose();
         Services.Runtime.Dispose();

@@ -30,4 +30,10 @@ internal sealed record ProxyServerOptions
     public ProxyGuard.Audit.EventStoreOptions Events { get; init; } = new();
 
     public bool WatchPolicyFile { get; init; } = true;
+
+    /// <summary>PostgreSQL URL of the shared budget store (<c>--budget-store</c>); null: budgets are per process.</summary>
+    public string? BudgetStore { get; init; }
+
+    /// <summary>How often budget usage is exchanged with the shared store.</summary>
+    public TimeSpan BudgetSyncInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 }

@@ -66,6 +66,12 @@ internal sealed class ProxyServices
     /// <summary>The process-wide budgets (set by the host; null in unit tests that build a bare service set).</summary>
     public required ProcessBudgets Budgets { get; init; }
 
+    /// <summary>The usage of the policy's budgets (null in unit tests that build a bare service set).</summary>
+    public Budgets.BudgetLedger? Ledger { get; init; }
+
+    /// <summary>The shared budget store's sync (null without <c>--budget-store</c>).</summary>
+    public Budgets.BudgetSync? BudgetSync { get; init; }
+
     /// <summary>Records Kestrel's own parser refusals as audit events (set by the host).</summary>
     public Hosting.KestrelRefusalRecorder? Refusals { get; init; }
 }

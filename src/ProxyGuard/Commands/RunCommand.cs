@@ -25,14 +25,20 @@ internal static class RunCommand
         var retain = new Option<string>("--events-retain") { Description = "Delete audit events older than this (e.g. 720h; 0s keeps them forever).", DefaultValueFactory = _ => "720h" };
         var maxEvents = new Option<long>("--events-max-count") { Description = "Keep at most this many audit events (0: no limit).", DefaultValueFactory = _ => 5_000_000 };
         var maxSize = new Option<string>("--events-max-size") { Description = "Keep the event database under this size (e.g. 2GiB; 0: no limit).", DefaultValueFactory = _ => "0" };
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize };
+        var budgetStore = new Option<string?>("--budget-store")
+        {
+            Description = "Share the policy's budgets with the other replicas through PostgreSQL (postgres://USER[:PASSWORD]@HOST:PORT/DB; default: PROXYGUARD_BUDGET_STORE).",
+        };
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, budgetStore };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
             EventStoreOptions retention;
             string listenValue, adminValue;
+            TimeSpan budgetSync;
             try
             {
+                budgetSync = BudgetSyncInterval(Environment.GetEnvironmentVariable("PROXYGUARD_BUDGET_SYNC_MS"));
                 pins = ParsePins(parse.GetValue(resolve) ?? []);
                 listenValue = ListenValue(parse.GetValue(listen)!, "--listen");
                 adminValue = ListenValue(parse.GetValue(admin)!, "--admin");
@@ -54,6 +60,8 @@ internal static class RunCommand
                 Resolve = pins,
                 JsonLogs = parse.GetValue(jsonLogs),
                 Events = retention,
+                BudgetStore = parse.GetValue(budgetStore) is { Length: > 0 } store ? store : Environment.GetEnvironmentVariable("PROXYGUARD_BUDGET_STORE") is { Length: > 0 } fromEnv ? fromEnv : null,
+                BudgetSyncInterval = budgetSync,
             };
             return await RunAsync(options, ct);
         });
@@ -110,6 +118,22 @@ internal static class RunCommand
         };
     }
 
+    /// <summary><c>PROXYGUARD_BUDGET_SYNC_MS</c>: 10..60000 ms between budget store syncs (default 250).</summary>
+    internal static TimeSpan BudgetSyncInterval(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return TimeSpan.FromMilliseconds(250);
+        }
+
+        if (!int.TryParse(value.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ms) || ms is < 10 or > 60_000)
+        {
+            throw new ArgumentException($"PROXYGUARD_BUDGET_SYNC_MS must be a whole number of milliseconds from 10 to 60000, not '{value}'");
+        }
+
+        return TimeSpan.FromMilliseconds(ms);
+    }
+
     internal static Dictionary<string, IPAddress> ParsePins(IEnumerable<string> values)
     {
         var pins = new Dictionary<string, IPAddress>(StringComparer.OrdinalIgnoreCase);
@@ -157,7 +181,7 @@ internal static class RunCommand
             await Console.Error.WriteLineAsync($"proxyguard: the policy {options.PolicyPath} is invalid; not starting");
             return ExitCodes.Failed;
         }
-        catch (Exception ex) when (ex is CertificateAuthorityException or EventStoreException or IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception ex) when (ex is CertificateAuthorityException or EventStoreException or ProxyGuard.Engine.Budgets.BudgetStoreException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             await Console.Error.WriteLineAsync("proxyguard: cannot start: " + OneLine(ex.Message));
             return ExitCodes.Failed;
