@@ -31,7 +31,7 @@ internal sealed class BudgetLedger
     private readonly ConcurrentDictionary<(string Meter, string Key), BudgetMeter> _meters = new();
     private readonly Func<long> _nowMs;
     private readonly object _sweepLock = new();
-    private long _lastSweepMs = long.MinValue;
+    private long _lastSweepMs;
     private long _fullRefusals;
 
     public BudgetLedger(int maxKeys, Func<long>? nowMs = null)
