@@ -66,8 +66,20 @@ internal sealed class BudgetLedger
 
     public long NowMs => _nowMs();
 
-    public static string MeterId(BudgetSpec budget, BudgetLimit limit) =>
-        $"{budget.Name}/{(limit.Quantity == BudgetQuantity.Requests ? "requests" : "upload_bytes")}/{(long)limit.Window.TotalMilliseconds}";
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<BudgetLimit, string> s_meterIds = [];
+
+    /// <summary>The shared id of a budget limit (name, quantity, window): usage carries over reloads that keep it.</summary>
+    public static string MeterId(BudgetSpec budget, BudgetLimit limit)
+    {
+        if (s_meterIds.TryGetValue(limit, out var id))
+        {
+            return id;
+        }
+
+        id = $"{budget.Name}/{(limit.Quantity == BudgetQuantity.Requests ? "requests" : "upload_bytes")}/{(long)limit.Window.TotalMilliseconds}";
+        s_meterIds.AddOrUpdate(limit, id);
+        return id;
+    }
 
     /// <summary>
     /// Checks every limit of every budget in <paramref name="budgets"/> (with its key) and counts one request and
@@ -95,7 +107,7 @@ internal sealed class BudgetLedger
                 }
             }
 
-            entries.Sort((a, b) =>
+            entries.Sort(static (a, b) =>
             {
                 var c = string.CompareOrdinal(a.Meter.MeterId, b.Meter.MeterId);
                 return c != 0 ? c : string.CompareOrdinal(a.Meter.Key, b.Meter.Key);
