@@ -39,6 +39,7 @@ internal sealed partial class BudgetSync : IAsyncDisposable
     private long _lastCleanupMs;
     private int _replicas = 1;
     private volatile bool _healthy = true;
+    private int _disposed;
 
     private BudgetSync(NpgsqlDataSource dataSource, BudgetLedger ledger, TimeSpan interval, ILogger logger)
     {
@@ -308,8 +309,14 @@ internal sealed partial class BudgetSync : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops the loop and hands over the last interval's usage (once; later calls do nothing).</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync();
         if (_loop is not null)
         {

@@ -41,9 +41,11 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
         {
             bytes = declared;
         }
-        else if (exchange.Http is not null && !view.Upgrade && exchange.Http.Request.Headers.ContainsKey("Transfer-Encoding"))
+        else if (exchange.Http is { } http && !view.Upgrade
+            && (http.Request.Headers.ContainsKey("Transfer-Encoding")
+                || http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true))
         {
-            later = true;
+            later = true; // a streamed body without a length (chunked, or HTTP/2 without content-length): counted when it ends
         }
 
         var charge = ledger.Charge(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit);
