@@ -66,6 +66,29 @@ public sealed class CompiledPolicy
 
     public TlsSpec Tls { get; }
 
+    /// <summary>Request and upload-byte budgets (<c>budgets</c>); every budget whose match applies counts a request.</summary>
+    public IReadOnlyList<BudgetSpec> Budgets { get; init; } = [];
+
+    /// <summary>The budgets that count a request the rule <paramref name="rule"/> allowed (host already normalised).</summary>
+    public IReadOnlyList<BudgetSpec> BudgetsFor(string? clientId, string normalizedHost, string rule)
+    {
+        if (Budgets.Count == 0)
+        {
+            return [];
+        }
+
+        var result = new List<BudgetSpec>();
+        foreach (var budget in Budgets)
+        {
+            if (budget.Matches(clientId, normalizedHost, rule))
+            {
+                result.Add(budget);
+            }
+        }
+
+        return result;
+    }
+
     /// <summary>Finds a client by id (ordinal comparison).</summary>
     public ClientSpec? FindClient(string id) => _clientsById.GetValueOrDefault(id);
 

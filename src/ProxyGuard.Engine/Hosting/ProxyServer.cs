@@ -16,6 +16,7 @@ using Microsoft.Extensions.Logging;
 using ProxyGuard.Audit;
 using ProxyGuard.Audit.Central;
 using ProxyGuard.Engine.Admin;
+using ProxyGuard.Engine.Budgets;
 using ProxyGuard.Engine.Certificates;
 using ProxyGuard.Engine.Connect;
 using ProxyGuard.Engine.Framing;
@@ -169,10 +170,31 @@ internal sealed class ProxyServer : IAsyncDisposable
 
         var audit = new AuditSink(store, limits, loggerFactory.CreateLogger("ProxyGuard.Audit")) { Central = central };
         var certificates = new LeafCertificateCache(ca, limits.CertificateCacheSize, loggerFactory.CreateLogger("ProxyGuard.Certificates"));
+        var ledger = new BudgetLedger(limits.MaxBudgetKeys);
+        BudgetSync? budgetSync = null;
+        if (options.BudgetStore is { Length: > 0 } budgetStore)
+        {
+            try
+            {
+                budgetSync = await BudgetSync.StartAsync(budgetStore, ledger, options.BudgetSyncInterval, loggerFactory.CreateLogger("ProxyGuard.Budgets"), ct);
+            }
+            catch
+            {
+                await store.DisposeAsync();
+                secrets.Dispose();
+                ca.Dispose();
+                budgets.Dispose();
+                client.Dispose();
+                runtime.Dispose();
+                throw;
+            }
+        }
+
+        metrics.TrackUsageBudgets(ledger, budgetSync);
         var grants = Grants.GrantRegistry.Open(options.DataDirectory, audit, loggerFactory.CreateLogger("ProxyGuard.Grants"), limits.MaxGrants);
         var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory)
         {
-            Refusals = refusals, Budgets = budgets, Grants = grants,
+            Refusals = refusals, Budgets = budgets, Grants = grants, Ledger = ledger, BudgetSync = budgetSync,
             DenialCertificates = options.ReadableDenials ? new DenialCertificates(ca) : null,
         };
         var trimmer = new MemoryTrimmer(budgets, loggerFactory.CreateLogger("ProxyGuard.Memory"));
@@ -333,6 +355,11 @@ internal sealed class ProxyServer : IAsyncDisposable
             bounded.CancelAfter(TimeSpan.FromSeconds(5));
             await central.TryShipRemainingAsync(bounded.Token);
         }
+
+        if (Services.BudgetSync is { } sync)
+        {
+            await sync.DisposeAsync();
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -346,6 +373,11 @@ internal sealed class ProxyServer : IAsyncDisposable
 
         await _store.DisposeAsync();
         _otlp?.Dispose();
+        if (Services.BudgetSync is { } sync)
+        {
+            await sync.DisposeAsync();
+        }
+
         _client.Dispose();
         _secrets.Dispose();
         Services.Runtime.Dispose();

@@ -41,4 +41,10 @@ internal sealed record ProxyServerOptions
     /// the caller from the URL and the replica id; <see cref="Events"/> then carries the outbox bound.
     /// </summary>
     public Func<string, ProxyGuard.Audit.Central.CentralStoreOptions>? Central { get; init; }
+
+    /// <summary>PostgreSQL URL of the shared budget store (<c>--budget-store</c>); null: budgets are per process.</summary>
+    public string? BudgetStore { get; init; }
+
+    /// <summary>How often budget usage is exchanged with the shared store.</summary>
+    public TimeSpan BudgetSyncInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 }

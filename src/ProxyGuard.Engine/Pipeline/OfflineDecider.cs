@@ -12,7 +12,11 @@ namespace ProxyGuard.Engine.Pipeline;
 /// <param name="Evaluation">The client, CONNECT and rules part of it (the normalised host and path, the tunnel mode).</param>
 /// <param name="Message">The explanation a refused client would get (null when allowed).</param>
 internal sealed record OfflineOutcome(
-    Decision Decision, PolicyEvaluation Evaluation, string? Message, IReadOnlyList<AuditFinding> Findings, IReadOnlyList<string> Injected);
+    Decision Decision, PolicyEvaluation Evaluation, string? Message, IReadOnlyList<AuditFinding> Findings, IReadOnlyList<string> Injected)
+{
+    /// <summary>The budgets (with the key each would count under) for a request that would be forwarded.</summary>
+    public IReadOnlyList<(BudgetSpec Budget, string Key)> Budgets { get; init; } = [];
+}
 
 /// <summary>
 /// Runs the proxy's deciding stages on a request described offline (<c>policy explain</c>): the CONNECT host scan and
@@ -89,6 +93,10 @@ internal static class OfflineDecider
 
         var decision = AuditStage.Final(exchange, denial?.Decision);
         return new OfflineOutcome(decision, evaluation, denial?.Message, exchange.Findings,
-            decision.Verdict == Verdict.Deny ? [] : exchange.Injected);
+            decision.Verdict == Verdict.Deny ? [] : exchange.Injected)
+        {
+            // The budgets the proxy would count this request in (it would refuse it with budget-exceeded once one is spent).
+            Budgets = decision.Verdict == Verdict.Deny || !intercepted || evaluation.Stage == "connect" ? [] : BudgetStage.Applicable(exchange, clientId ?? "(source address)"),
+        };
     }
 }

@@ -34,6 +34,7 @@ internal sealed class ProxyRequestDelegate
             new ContentStage(services.Metrics, services.Budgets.Scans),
             new SecretGateStage(),
             new SubstitutionStage(services.Metrics),
+            new BudgetStage(services.Ledger),
             new ForwardStage(services, forwarder, client),
         ];
         _audit = new AuditStage(services);

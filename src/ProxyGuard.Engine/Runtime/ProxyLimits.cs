@@ -72,6 +72,13 @@ internal sealed record ProxyLimits
     /// <summary>Operator grants active at once (<c>POST /api/grants</c> past it: 409).</summary>
     public int MaxGrants { get; init; } = 256;
 
+    /// <summary>
+    /// Budget keys (one per budget limit and client/host/rule combination) tracked at once; about 0.5 KiB each. Idle keys
+    /// (nothing counted in their window) are evicted; past the bound with none idle, a request needing a new key is
+    /// refused (<c>503 over-capacity</c>).
+    /// </summary>
+    public int MaxBudgetKeys { get; init; } = 100_000;
+
     /// <summary>Time a request may wait for the audit queue when it is full before failing closed.</summary>
     public TimeSpan EventQueueWait { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -104,6 +111,7 @@ internal sealed record ProxyLimits
             MaxStreamsPerConnection = Int("MAX_STREAMS_PER_CONNECTION", MaxStreamsPerConnection),
             MaxWebSocketBufferedBytes = Int("MAX_WEBSOCKET_BUFFERED_BYTES", MaxWebSocketBufferedBytes),
             MaxGrants = Int("MAX_GRANTS", MaxGrants),
+            MaxBudgetKeys = Int("MAX_BUDGET_KEYS", MaxBudgetKeys),
         };
     }
 

@@ -96,6 +96,23 @@ internal sealed class ProxyMetrics
         });
     }
 
+    /// <summary>Exports the policy budgets' ledger (keys tracked, refusals for lack of room) and the shared store's state.</summary>
+    public void TrackUsageBudgets(Budgets.BudgetLedger ledger, Budgets.BudgetSync? sync)
+    {
+        var factory = Metrics.WithCustomRegistry(Registry);
+        var keys = factory.CreateGauge("proxyguard_budget_keys", "Policy budget keys tracked in memory (bounded by PROXYGUARD_LIMIT_MAX_BUDGET_KEYS).");
+        var full = factory.CreateCounter("proxyguard_budget_keys_full_total", "Requests refused (over-capacity) because the budget key table was full of busy keys.");
+        var healthy = factory.CreateGauge("proxyguard_budget_store_healthy", "1 while the shared budget store is reachable (or none is configured), 0 while each replica falls back to its local share.");
+        var replicas = factory.CreateGauge("proxyguard_budget_store_replicas", "Replicas seen in the shared budget store's last heartbeat.");
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            keys.Set(ledger.Count);
+            full.IncTo(ledger.FullRefusals);
+            healthy.Set(sync is null || ledger.LocalShareDivisor(ledger.NowMs) == 0 ? 1 : 0);
+            replicas.Set(sync?.Replicas ?? 1);
+        });
+    }
+
     public Counter Requests { get; }
 
     /// <summary>Counts one request decision (the labels carry the same verdict, rule and reason as the header and event).</summary>

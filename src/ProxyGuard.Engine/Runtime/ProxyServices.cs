@@ -81,6 +81,12 @@ internal sealed class ProxyServices
             ? Policy.Decisions.PolicyDecider.Decide(snapshot.Policy, input, grants.Current, grants.Now)
             : Policy.Decisions.PolicyDecider.Decide(snapshot.Policy, input);
 
+    /// <summary>The usage of the policy's budgets (null in unit tests that build a bare service set).</summary>
+    public Budgets.BudgetLedger? Ledger { get; init; }
+
+    /// <summary>The shared budget store's sync (null without <c>--budget-store</c>).</summary>
+    public Budgets.BudgetSync? BudgetSync { get; init; }
+
     /// <summary>Records Kestrel's own parser refusals as audit events (set by the host).</summary>
     public Hosting.KestrelRefusalRecorder? Refusals { get; init; }
 }

@@ -21,5 +21,5 @@ public sealed record PolicyCase(
     public byte[]? Body { get; init; }
 
     /// <summary>True when the case needs the content and secret stages (headers, a body, or expected findings or secrets).</summary>
-    public bool NeedsContentStages => Headers.Count > 0 || Body is not null || Expect.Findings is not null || Expect.Secrets is not null;
+    public bool NeedsContentStages => Headers.Count > 0 || Body is not null || Expect.Findings is not null || Expect.Secrets is not null || Expect.Budgets is not null;
 }

@@ -7,4 +7,8 @@ namespace ProxyGuard.Policy;
 /// </summary>
 public sealed record PolicyCaseExpectation(
     bool Allow, string? Rule, string? Reason, TunnelMode? Mode, bool? WebSocket,
-    IReadOnlyList<string>? Findings = null, IReadOnlyList<string>? Secrets = null);
+    IReadOnlyList<string>? Findings = null, IReadOnlyList<string>? Secrets = null)
+{
+    /// <summary>Names of the budgets that would count the request (compared as a set; <c>[]</c> expects none).</summary>
+    public IReadOnlyList<string>? Budgets { get; init; }
+}

@@ -5,6 +5,9 @@ public sealed record PolicyCaseOutcome(
     bool Allowed, string Rule, string Reason, string Stage, TunnelMode? TunnelMode, bool WebSocketAllowed,
     IReadOnlyList<string>? Findings = null, IReadOnlyList<string>? Secrets = null)
 {
+    /// <summary>The budgets that would count the request (null when only the rules ran).</summary>
+    public IReadOnlyList<string>? Budgets { get; init; }
+
     public static PolicyCaseOutcome From(PolicyEvaluation evaluation)
     {
         ArgumentNullException.ThrowIfNull(evaluation);

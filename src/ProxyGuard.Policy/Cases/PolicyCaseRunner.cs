@@ -22,7 +22,7 @@ public static partial class PolicyCaseRunner
 {
     internal static readonly string[] TopKeys = ["cases"];
     internal static readonly string[] CaseKeys = ["name", "client", "method", "url", "connect", "headers", "body", "body_file", "expect"];
-    internal static readonly string[] ExpectKeys = ["decision", "rule", "reason", "mode", "websocket", "findings", "secrets"];
+    internal static readonly string[] ExpectKeys = ["decision", "rule", "reason", "mode", "websocket", "findings", "secrets", "budgets"];
 
     /// <summary>The largest case body (inline or from <c>body_file</c>).</summary>
     public const int MaxBodyBytes = 1024 * 1024;
@@ -173,10 +173,12 @@ public static partial class PolicyCaseRunner
                 var webSocket = expectMap.Get("websocket") is { } wsNode ? r.Bool(wsNode, path + ".expect.websocket") : null;
                 var findings = expectMap.Get("findings") is { } findingsNode ? Names(r.StringList(findingsNode, path + ".expect.findings", allowEmpty: true)) : null;
                 var secrets = expectMap.Get("secrets") is { } secretsNode ? Names(r.StringList(secretsNode, path + ".expect.secrets", allowEmpty: true)) : null;
-                ok &= (expectMap.Get("findings") is null || findings is not null) && (expectMap.Get("secrets") is null || secrets is not null);
+                var budgets = expectMap.Get("budgets") is { } budgetsNode ? Names(r.StringList(budgetsNode, path + ".expect.budgets", allowEmpty: true)) : null;
+                ok &= (expectMap.Get("findings") is null || findings is not null) && (expectMap.Get("secrets") is null || secrets is not null)
+                    && (expectMap.Get("budgets") is null || budgets is not null);
                 if (decision is not null)
                 {
-                    expect = new PolicyCaseExpectation(decision.Value, rule, reason, mode, webSocket, findings, secrets);
+                    expect = new PolicyCaseExpectation(decision.Value, rule, reason, mode, webSocket, findings, secrets) { Budgets = budgets };
                 }
             }
 
@@ -185,7 +187,7 @@ public static partial class PolicyCaseRunner
                 var parsed = new PolicyCase(name, client, method, url, connect.Value, expect, fileName, map.Line, map.Column) { Headers = headers, Body = body };
                 if (parsed.ConnectOnly && parsed.NeedsContentStages)
                 {
-                    r.Error(map, path, "a 'connect: true' case checks only the CONNECT: it takes no headers, body, findings or secrets");
+                    r.Error(map, path, "a 'connect: true' case checks only the CONNECT: it takes no headers, body, findings, secrets or budgets");
                 }
                 else
                 {
@@ -304,6 +306,11 @@ public static partial class PolicyCaseRunner
         if (c.Expect.Secrets is { } secrets && !SameSet(secrets, actual.Secrets))
         {
             problems.Add($"expected secrets [{string.Join(", ", secrets)}], got [{string.Join(", ", actual.Secrets ?? [])}]");
+        }
+
+        if (c.Expect.Budgets is { } budgets && !SameSet(budgets, actual.Budgets ?? []))
+        {
+            problems.Add($"expected budgets [{string.Join(", ", budgets)}], got [{string.Join(", ", actual.Budgets ?? [])}]");
         }
 
         var message = problems.Count == 0

@@ -81,6 +81,10 @@ public static class Reasons
     public static readonly Reason SecretUnavailable = new("secret-unavailable", DecisionStage.Secrets, 503, false,
         "a secret the request needs cannot be resolved on the proxy host");
 
+    // Budgets.
+    public static readonly Reason BudgetExceeded = new("budget-exceeded", DecisionStage.Budgets, 429, true,
+        "a budget of the policy (requests or upload bytes per client and host over a sliding window) is spent; the event's rule names the budget");
+
     // Network guard.
     public static readonly Reason PrivateDestination = new("private-destination", DecisionStage.Network, 403, false,
         "a private or special-purpose address not in network.allow_destinations");

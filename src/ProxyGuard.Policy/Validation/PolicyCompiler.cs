@@ -5,7 +5,7 @@ namespace ProxyGuard.Policy.Validation;
 /// <summary>
 /// Validates a parsed policy document and compiles it. Collects every problem; compiles only when there is none.
 /// Each top-level section has its own reader (<see cref="ClientsReader"/>, <see cref="NetworkReader"/>,
-/// <see cref="RulesReader"/>, <see cref="ContentReader"/>, <see cref="SecretsReader"/>, <see cref="TlsReader"/>).
+/// <see cref="RulesReader"/>, <see cref="ContentReader"/>, <see cref="SecretsReader"/>, <see cref="TlsReader"/>, <see cref="BudgetsReader"/>).
 /// </summary>
 internal sealed class PolicyCompiler
 {
@@ -51,12 +51,13 @@ internal sealed class PolicyCompiler
         var content = ContentReader.Read(_context, top.Get("content"));
         var secrets = SecretsReader.Read(_context, top.Get("secrets"));
         var tls = TlsReader.Read(_context, top.Get("tls"));
+        var budgets = BudgetsReader.Read(_context, top.Get("budgets"), clients, rules);
 
         if (_diagnostics.Count > _errorsBefore)
         {
             return null;
         }
 
-        return new CompiledPolicy(filePath, sha256, mode ?? PolicyMode.Enforce, defaultAction ?? RuleAction.Deny, clients, rules, network, content, secrets, tls);
+        return new CompiledPolicy(filePath, sha256, mode ?? PolicyMode.Enforce, defaultAction ?? RuleAction.Deny, clients, rules, network, content, secrets, tls) { Budgets = budgets };
     }
 }

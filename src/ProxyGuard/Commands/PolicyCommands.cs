@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text;
 using ProxyGuard.Engine.Pipeline;
+using ProxyGuard.Engine.Pipeline.Stages;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy;
 using ProxyGuard.Policy.Decisions;
@@ -75,7 +76,7 @@ internal static class PolicyCommands
                 if (result.Success && fileProblems.Count == 0)
                 {
                     var p = result.Policy!;
-                    Console.WriteLine($"{file}: ok ({p.Rules.Count} rules, {p.Clients.Count} clients, {p.Secrets.Count} secrets, mode {p.Mode.ToString().ToLowerInvariant()}, default {p.Default.ToString().ToLowerInvariant()})");
+                    Console.WriteLine($"{file}: ok ({p.Rules.Count} rules, {p.Clients.Count} clients, {p.Secrets.Count} secrets, {(p.Budgets.Count > 0 ? $"{p.Budgets.Count} budgets, " : string.Empty)}mode {p.Mode.ToString().ToLowerInvariant()}, default {p.Default.ToString().ToLowerInvariant()})");
                 }
                 else
                 {
@@ -172,7 +173,10 @@ internal static class PolicyCommands
         var stage = decision.Stage is DecisionStage.Rules or DecisionStage.Client ? outcome.Evaluation.Stage : DecisionNames.Of(decision.Stage);
         return new PolicyCaseOutcome(
             decision.Verdict == Verdict.Allow, decision.Rule, decision.Reason.Name, stage, outcome.Evaluation.TunnelMode, outcome.Evaluation.WebSocketAllowed,
-            outcome.Findings.Select(f => f.Detector).Distinct(StringComparer.Ordinal).ToList(), outcome.Injected.ToList());
+            outcome.Findings.Select(f => f.Detector).Distinct(StringComparer.Ordinal).ToList(), outcome.Injected.ToList())
+        {
+            Budgets = outcome.Budgets.Select(b => b.Budget.Name).ToList(),
+        };
     }
 
     private static Command Explain()
@@ -311,6 +315,18 @@ internal static class PolicyCommands
         var findings = outcome.Findings.Select(f => $"{f.Detector} in {f.Location} ({f.Action})").ToList();
         sb.AppendLine($"findings:  {(findings.Count == 0 ? "none" : string.Join("; ", findings))}");
         sb.AppendLine($"secrets:   {(outcome.Injected.Count == 0 ? "none injected" : string.Join(", ", outcome.Injected))}");
+        if (snapshot.Policy.Budgets.Count > 0)
+        {
+            if (outcome.Budgets.Count == 0)
+            {
+                sb.AppendLine("budgets:   none applies");
+            }
+
+            foreach (var (budget, key) in outcome.Budgets)
+            {
+                sb.AppendLine($"budgets:   '{budget.Name}' (line {budget.Line}): {string.Join(" and ", budget.Limits.Select(BudgetStage.Describe))}, counted for {key}; past it: deny (budget-exceeded)");
+            }
+        }
         return (decision.Verdict == Verdict.Allow, sb.ToString());
     }
 }

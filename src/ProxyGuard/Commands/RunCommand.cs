@@ -38,7 +38,11 @@ internal static class RunCommand
         var replicaId = new Option<string?>("--replica-id") { Description = "This replica's id in the central store (default: PROXYGUARD_REPLICA_ID, else DATA_DIR/replica.id, created on first start)." };
         var centralRetain = new Option<string>("--events-store-retain") { Description = "Delete events older than this from the central store (e.g. 2160h; 0s keeps them).", DefaultValueFactory = _ => "720h" };
         var outboxMax = new Option<long>("--events-outbox-max") { Description = "With a central store: most events waiting to ship before requests fail closed.", DefaultValueFactory = _ => 1_000_000 };
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint, readable, eventsStore, passwordFile, replicaId, centralRetain, outboxMax };
+        var budgetStore = new Option<string?>("--budget-store")
+        {
+            Description = "Share the policy's budgets with the other replicas through PostgreSQL (postgres://USER[:PASSWORD]@HOST:PORT/DB; default: PROXYGUARD_BUDGET_STORE).",
+        };
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint, readable, eventsStore, passwordFile, replicaId, centralRetain, outboxMax, budgetStore };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
@@ -46,8 +50,10 @@ internal static class RunCommand
             string listenValue, adminValue;
             Uri? otlp = null;
             Func<string, CentralStoreOptions>? central;
+            TimeSpan budgetSync;
             try
             {
+                budgetSync = BudgetSyncInterval(Environment.GetEnvironmentVariable("PROXYGUARD_BUDGET_SYNC_MS"));
                 if ((parse.GetValue(otlpEndpoint) ?? Environment.GetEnvironmentVariable("PROXYGUARD_OTLP_ENDPOINT")) is { Length: > 0 } otlpValue)
                 {
                     otlp = Engine.Telemetry.OtlpExport.ParseEndpoint(otlpValue, "--otlp-endpoint");
@@ -97,6 +103,8 @@ internal static class RunCommand
                 OtlpEndpoint = otlp,
                 ReadableDenials = parse.GetValue(readable) == "on",
                 Central = central,
+                BudgetStore = parse.GetValue(budgetStore) is { Length: > 0 } store ? store : Environment.GetEnvironmentVariable("PROXYGUARD_BUDGET_STORE") is { Length: > 0 } fromEnv ? fromEnv : null,
+                BudgetSyncInterval = budgetSync,
             };
             return await RunAsync(options, ct);
         });
@@ -176,6 +184,22 @@ internal static class RunCommand
         };
     }
 
+    /// <summary><c>PROXYGUARD_BUDGET_SYNC_MS</c>: 10..60000 ms between budget store syncs (default 250).</summary>
+    internal static TimeSpan BudgetSyncInterval(string? value)
+    {
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return TimeSpan.FromMilliseconds(250);
+        }
+
+        if (!int.TryParse(value.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ms) || ms is < 10 or > 60_000)
+        {
+            throw new ArgumentException($"PROXYGUARD_BUDGET_SYNC_MS must be a whole number of milliseconds from 10 to 60000, not '{value}'");
+        }
+
+        return TimeSpan.FromMilliseconds(ms);
+    }
+
     internal static Dictionary<string, IPAddress> ParsePins(IEnumerable<string> values)
     {
         var pins = new Dictionary<string, IPAddress>(StringComparer.OrdinalIgnoreCase);
@@ -223,7 +247,7 @@ internal static class RunCommand
             await Console.Error.WriteLineAsync($"proxyguard: the policy {options.PolicyPath} is invalid; not starting");
             return ExitCodes.Failed;
         }
-        catch (Exception ex) when (ex is CertificateAuthorityException or EventStoreException or IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception ex) when (ex is CertificateAuthorityException or EventStoreException or ProxyGuard.Engine.Budgets.BudgetStoreException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             await Console.Error.WriteLineAsync("proxyguard: cannot start: " + OneLine(ex.Message));
             return ExitCodes.Failed;
