@@ -336,37 +336,14 @@ public sealed class EscapedFormsTests
         for (var i = 0; i < 5; i++)
         {
             var watch = Stopwatch.StartNew();
-            var cpu = ThreadCpuNanoseconds();
+            var cpu = Support.ThreadCpuTime.Nanoseconds();
             action();
-            var elapsed = cpu is { } before && ThreadCpuNanoseconds() is { } after
+            var elapsed = cpu is { } before && Support.ThreadCpuTime.Nanoseconds() is { } after
                 ? TimeSpan.FromTicks((after - before) / 100)
                 : watch.Elapsed;
             best = elapsed < best ? elapsed : best;
         }
 
         return best;
-    }
-
-    private static long? ThreadCpuNanoseconds() =>
-        OperatingSystem.IsLinux() && NativeMethods.clock_gettime(NativeMethods.ClockThreadCpuTime, out var ts) == 0
-            ? (ts.Seconds * 1_000_000_000L) + ts.Nanoseconds
-            : null;
-}
-
-internal static class NativeMethods
-{
-    public const int ClockThreadCpuTime = 3;
-
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
-    [System.Runtime.InteropServices.DefaultDllImportSearchPaths(System.Runtime.InteropServices.DllImportSearchPath.SafeDirectories)]
-#pragma warning disable CA1401, SYSLIB1054 // test-only P/Invoke
-    internal static extern int clock_gettime(int clock, out Timespec value);
-#pragma warning restore CA1401, SYSLIB1054
-
-    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
-    internal struct Timespec
-    {
-        public long Seconds;
-        public long Nanoseconds;
     }
 }

@@ -291,16 +291,5 @@ public sealed class TwoLevelFormsTests
     }
 
     /// <summary>One run, in CPU time of this thread (wall clock where that is not available).</summary>
-    private static TimeSpan Measure(Action action)
-    {
-        var watch = Stopwatch.StartNew();
-        var before = Cpu();
-        action();
-        return before is { } b && Cpu() is { } a ? TimeSpan.FromTicks((a - b) / 100) : watch.Elapsed;
-    }
-
-    private static long? Cpu() =>
-        OperatingSystem.IsLinux() && NativeMethods.clock_gettime(NativeMethods.ClockThreadCpuTime, out var ts) == 0
-            ? (ts.Seconds * 1_000_000_000L) + ts.Nanoseconds
-            : null;
+    private static TimeSpan Measure(Action action) => Support.ThreadCpuTime.Of(action);
 }
