@@ -238,9 +238,9 @@ public sealed class WebSocketFrameFilterTests
             }
 
             var used = one.Length * fragments;
-            var watch = Stopwatch.StartNew();
-            Assert.True(filter.Feed(input.AsSpan(0, used)));
-            var elapsed = watch.Elapsed.TotalMilliseconds;
+            var fed = false;
+            var elapsed = ProxyGuard.Secrets.Tests.Support.ThreadCpuTime.Of(() => fed = filter.Feed(input.AsSpan(0, used))).TotalMilliseconds; // thread CPU: load elsewhere does not count
+            Assert.True(fed);
             filter.Dispose();
             return elapsed;
         }
