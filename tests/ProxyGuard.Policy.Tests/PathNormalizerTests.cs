@@ -26,6 +26,8 @@ public sealed class PathNormalizerTests
     [InlineData("/100%25sure", "/100%25sure")]
     [InlineData("/a:b@c!$&'()*+,;=", "/a:b@c!$&'()*+,;=")]
     [InlineData("/a/.hidden/..x", "/a/.hidden/..x")]
+    [InlineData("/a/b;v=1/c", "/a/b;v=1/c")]
+    [InlineData("/a/...;x", "/a/...;x")]
     public void Normalizes(string raw, string expected)
     {
         var result = PathNormalizer.Normalize(raw);
@@ -40,6 +42,14 @@ public sealed class PathNormalizerTests
     [InlineData("/a%5cb")]
     [InlineData("/a\\b")]
     [InlineData("/a/%2E%2E/b")]
+    [InlineData("/a/..;/b")]
+    [InlineData("/a/..;x=1/b")]
+    [InlineData("/a/.;/b")]
+    [InlineData("/a/;/../b")]
+    [InlineData("/a/;x/b")]
+    [InlineData("/a/%2e%2e;/b")]
+    [InlineData("/a/..%3b/b")]
+    [InlineData("/a/..;")]
     [InlineData("/a/%2e%2e/b")]
     [InlineData("/a/.%2E/b")]
     [InlineData("/a/%2E/b")]

@@ -1,0 +1,59 @@
+using System.Net;
+using ProxyGuard.FunctionalTests.Infrastructure;
+using ProxyGuard.FunctionalTests.Policy;
+
+namespace ProxyGuard.FunctionalTests.Adversarial;
+
+/// <summary>
+/// Red team round 4 (issue 15, after this session's merges): attacks through the running proxy on what changed, the
+/// request path's normal-form shortcuts first. Each finding's test failed on the build it was written against (4379106)
+/// because the attack worked, unless it says otherwise.
+/// </summary>
+[Collection("proxy")]
+public sealed class RedTeamRound4Tests : IClassFixture<PolicyOrigin>
+{
+    private readonly PolicyOrigin _o;
+
+    public RedTeamRound4Tests(PolicyOrigin origin)
+    {
+        _o = origin;
+    }
+
+    /// <summary>
+    /// FINDING R4-1 (medium, policy bypass toward Java-style servers): a path rule allows <c>/echo/public/**</c>. Tomcat,
+    /// Jetty and older Spring strip path parameters (<c>;...</c>) from each segment before they resolve dot segments,
+    /// so <c>/echo/public/..;/private/x</c> is <c>/echo/private/x</c> to them and <c>/echo/public/;/../private/x</c>
+    /// too (the empty segment is merged). The proxy read <c>..;</c> and <c>;</c> as ordinary names (the fast path and
+    /// the full normaliser agree), matched the allow rule and forwarded both. Expected: the path is ambiguous, matches
+    /// no allow rule with paths, and never reaches the origin.
+    /// </summary>
+    [Theory]
+    [InlineData("/echo/public/..;/private/r4-1a")]
+    [InlineData("/echo/public/..;jsessionid=1/private/r4-1b")]
+    [InlineData("/echo/public/;/../private/r4-1c")]
+    [InlineData("/echo/public/%2e%2e;/private/r4-1d")]
+    [InlineData("/echo/public/.;/../private/r4-1e")]
+    public async Task A_dot_segment_with_path_parameters_matches_no_allow_rule_with_paths(string path)
+    {
+        using var dir = new TempDir();
+        await using var proxy = await _o.StartProxyAsync(dir, """
+            rules:
+              - name: public
+                hosts: [localhost]
+                ports: [{HTTPS}, {HTTP}]
+                paths: ["/echo/public/**"]
+                action: allow
+            """);
+        var marker = path[(path.LastIndexOf('/') + 1)..];
+        foreach (var url in new[] { _o.HttpsUrl(path), _o.HttpUrl(path) })
+        {
+            var result = await PolicyClients.CurlAsync(proxy, "GET", url);
+            Assert.True(result.Status == (int)HttpStatusCode.Forbidden, $"{url}: {result}");
+            Assert.False(_o.OriginSaw(marker), $"{url}: the origin received the request");
+        }
+
+        // Control: the same rule still serves an ordinary path below it, with a matrix parameter on a named segment.
+        var control = await PolicyClients.CurlAsync(proxy, "GET", _o.HttpsUrl("/echo/public/a;v=1/r4-1-control"));
+        Assert.True(control.Status == (int)HttpStatusCode.OK, control.ToString());
+    }
+}
