@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text;
 using ProxyGuard.FunctionalTests.Infrastructure;
 using ProxyGuard.FunctionalTests.Policy;
 
@@ -55,5 +56,57 @@ public sealed class RedTeamRound4Tests : IClassFixture<PolicyOrigin>
         // Control: the same rule still serves an ordinary path below it, with a matrix parameter on a named segment.
         var control = await PolicyClients.CurlAsync(proxy, "GET", _o.HttpsUrl("/echo/public/a;v=1/r4-1-control"));
         Assert.True(control.Status == (int)HttpStatusCode.OK, control.ToString());
+    }
+}
+
+/// <summary>Round 4 against the response scrubber: a hostile (or merely ordinary) bound API hands the value back.</summary>
+[Collection("proxy")]
+public sealed class RedTeamRound4ResponseTests : IClassFixture<HostileOriginFixture>
+{
+    private readonly HostileOriginFixture _f;
+
+    public RedTeamRound4ResponseTests(HostileOriginFixture fixture)
+    {
+        _f = fixture;
+    }
+
+    /// <summary>
+    /// FINDING R4-2 (medium, real value reaches the sandbox): base64 of an escaped value. A bound API returns a
+    /// JWT-style token whose payload is JSON holding the value (JSON-escaped: the value has '"', '\\', '/', '+'),
+    /// or a redirect whose OAuth-style state is base64 of a query string holding it percent-encoded. The matcher
+    /// decodes base64 only of the raw value (and base64 under one escaping, not an escaping under base64), so
+    /// neither is scrubbed and the sandbox decodes the real value. Typical API keys (letters, digits, '-', '_') are
+    /// unchanged by JSON and percent escaping, so this needs a value with other characters (AWS secret keys have
+    /// '/' and '+').
+    /// </summary>
+    [Theory(Skip = "open R4-2: base64 of a JSON- or percent-escaped value (JWT payload, OAuth state) is not scrubbed")]
+    [InlineData("jwt-of-json")]
+    [InlineData("b64-of-url")]
+    public async Task A_bound_api_returning_base64_of_an_escaped_value_is_scrubbed(string mode)
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/{mode}");
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+        using var response = await client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        var token = mode == "jwt-of-json"
+            ? System.Text.Json.JsonDocument.Parse(body).RootElement.GetProperty("id_token").GetString()!.Split('.')[1]
+            : (response.Headers.Location?.OriginalString ?? string.Empty).Split("state=")[^1];
+        string decoded;
+        try
+        {
+            var b64 = token.Replace('-', '+').Replace('_', '/');
+            decoded = Encoding.UTF8.GetString(Convert.FromBase64String(b64.PadRight((b64.Length + 3) / 4 * 4, '=')));
+        }
+        catch (FormatException)
+        {
+            decoded = token; // the scrubber put the placeholder where the value's base64 was
+        }
+
+        var value = mode == "jwt-of-json"
+            ? System.Text.Json.JsonDocument.Parse(decoded).RootElement.GetProperty("tok").GetString()
+            : Uri.UnescapeDataString(decoded);
+        Assert.False(value?.Contains(_f.Value, StringComparison.Ordinal) == true,
+            $"{mode}: the real value reached the sandbox ({(int)response.StatusCode}): {decoded}");
     }
 }
