@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using ProxyGuard.FunctionalTests.Infrastructure;
 using ProxyGuard.FunctionalTests.Policy;
+using ProxyGuard.FunctionalTests.Secrets;
 
 namespace ProxyGuard.FunctionalTests.Adversarial;
 
@@ -108,5 +109,61 @@ public sealed class RedTeamRound4ResponseTests : IClassFixture<HostileOriginFixt
             : Uri.UnescapeDataString(decoded);
         Assert.False(value?.Contains(_f.Value, StringComparison.Ordinal) == true,
             $"{mode}: the real value reached the sandbox ({(int)response.StatusCode}): {decoded}");
+    }
+}
+
+/// <summary>Round 4 against the request-side secret rules.</summary>
+[Collection("proxy")]
+public sealed class RedTeamRound4SecretTests : IClassFixture<SecretsFixture>
+{
+    private readonly SecretsFixture _f;
+
+    public RedTeamRound4SecretTests(SecretsFixture fixture)
+    {
+        _f = fixture;
+    }
+
+    private HttpRequestMessage Post(string path, string body, string? contentType)
+    {
+        var content = new ByteArrayContent(Encoding.UTF8.GetBytes(body.Replace("PH", _f.FormPlaceholder, StringComparison.Ordinal)));
+        if (contentType is not null)
+        {
+            content.Headers.TryAddWithoutValidation("Content-Type", contentType);
+        }
+
+        return new HttpRequestMessage(HttpMethod.Post, _f.HttpsUrl(path)) { Content = content };
+    }
+
+    /// <summary>
+    /// FINDING R4-4 (low/medium, placeholder substituted into a name position): JSON sent without a JSON media type
+    /// (no Content-Type, text/plain, application/octet-stream) was substituted anywhere, object keys included. Servers
+    /// that parse the body as JSON whatever its type (FastAPI without a Content-Type, Flask's get_json(force=True),
+    /// body parsers configured for any type) then receive the real value as a key name. Expected: a body that is
+    /// strict JSON is held to the JSON rules whatever its declared type (a placeholder in a key is refused).
+    /// </summary>
+    [Theory]
+    [InlineData(null)]
+    [InlineData("text/plain")]
+    [InlineData("application/octet-stream")]
+    public async Task A_placeholder_in_a_key_of_json_sent_with_another_media_type_is_refused(string? contentType)
+    {
+        foreach (var body in new[] { "{\"PH\":1}", " [ {\"a\":{\"PH\":\"x\"}} ]" })
+        {
+            SecretsFixture.AssertDenied(HttpStatusCode.Forbidden, "placeholder-position",
+                await _f.SendAsync(Post("/echo/r4-4-" + (contentType ?? "none").Replace('/', '-'), body, contentType)));
+        }
+    }
+
+    /// <summary>Control for R4-4: a placeholder in a value of such JSON, or in text that only starts like JSON, is still substituted.</summary>
+    [Theory]
+    [InlineData("{\"a\":\"PH\"}")]
+    [InlineData("[INFO] token=PH")]
+    [InlineData("{PH}")]
+    public async Task A_placeholder_in_a_value_of_json_sent_as_text_is_substituted(string body)
+    {
+        var (response, echoed, originRequests) = await _f.SendAsync(Post("/echo/r4-4-control", body, "text/plain"));
+        Assert.True(response.StatusCode == HttpStatusCode.OK && originRequests == 1, $"{(int)response.StatusCode} {SecretsFixture.Reason(response)}");
+        var expected = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(body.Replace("PH", _f.FormValue, StringComparison.Ordinal)))).ToLowerInvariant();
+        Assert.Equal(expected, System.Text.Json.JsonDocument.Parse(echoed).RootElement.GetProperty("bodySha256").GetString());
     }
 }
