@@ -9,8 +9,8 @@ namespace ProxyGuard.Policy;
 /// The path is flagged <see cref="PathNormalization.Ambiguous"/> when servers could read it differently:
 /// <c>%2F</c>, <c>%5C</c>, <c>\</c>, NUL or control characters (raw or encoded), double encoding (<c>%25</c> followed
 /// by two hex digits), invalid escapes, dot segments spelled with <c>%2E</c>, empty segments (<c>//</c>), <c>..</c>
-/// above the root, a dot or empty segment with parameters (<c>..;x</c>, <c>;x</c>), or a target that does not start
-/// with <c>/</c>.
+/// above the root, path parameters (a raw <c>;</c>; also a dot or empty segment with <c>%3B</c> parameters), or a
+/// target that does not start with <c>/</c>.
 /// </summary>
 public static class PathNormalizer
 {
@@ -113,6 +113,9 @@ public static class PathNormalizer
 
             if (IsPathChar(c))
             {
+                // Path parameters: Tomcat, Jetty and older Spring drop ';...' from every segment before matching
+                // (/private;x/y is /private/y to them), other servers keep it as part of the name.
+                ambiguous |= c == ';';
                 current.Append(c);
             }
             else
@@ -208,7 +211,7 @@ public static class PathNormalizer
 
     /// <summary>
     /// True when the steps of <see cref="Normalize"/> would return <paramref name="path"/> unchanged and unambiguous:
-    /// it starts with '/', has only characters kept as they are (no '%', no '\\', nothing to encode), no empty
+    /// it starts with '/', has only characters kept as they are (no '%', no '\\', nothing to encode, no ';'), no empty
     /// segment but a trailing one, and no "." or ".." segment.
     /// </summary>
     private static bool IsAlreadyNormal(string path)
@@ -223,7 +226,7 @@ public static class PathNormalizer
         {
             if (i < path.Length && path[i] != '/')
             {
-                if (!IsPathChar(path[i]))
+                if (!IsPathChar(path[i]) || path[i] == ';')
                 {
                     return false;
                 }

@@ -54,8 +54,41 @@ public sealed class RedTeamRound4Tests : IClassFixture<PolicyOrigin>
             Assert.False(_o.OriginSaw(marker), $"{url}: the origin received the request");
         }
 
-        // Control: the same rule still serves an ordinary path below it, with a matrix parameter on a named segment.
-        var control = await PolicyClients.CurlAsync(proxy, "GET", _o.HttpsUrl("/echo/public/a;v=1/r4-1-control"));
+        // Control: the same rule still serves an ordinary path below it.
+        var control = await PolicyClients.CurlAsync(proxy, "GET", _o.HttpsUrl("/echo/public/a/r4-1-control"));
+        Assert.True(control.Status == (int)HttpStatusCode.OK, control.ToString());
+    }
+
+    /// <summary>
+    /// FINDING R4-1, deny side: a deny rule on <c>/echo/private/**</c> before an allow for the host. Parameters on an
+    /// ordinary name (<c>/echo/private;x/y</c>) are dropped by the same servers, which serve <c>/echo/private/y</c>;
+    /// the proxy's path did not match the deny glob and the allow forwarded it. Expected: any path parameter makes the
+    /// path ambiguous, which matches the deny rule (fail closed).
+    /// </summary>
+    [Theory]
+    [InlineData("/echo/private;x/r4-1f")]
+    [InlineData("/echo;/private/r4-1g")]
+    [InlineData("/echo/private;jsessionid=0/r4-1h")]
+    public async Task Path_parameters_on_a_name_do_not_escape_a_deny_rule(string path)
+    {
+        using var dir = new TempDir();
+        await using var proxy = await _o.StartProxyAsync(dir, """
+            rules:
+              - name: private
+                hosts: [localhost]
+                ports: [{HTTPS}, {HTTP}]
+                paths: ["/echo/private/**"]
+                action: deny
+              - name: rest
+                hosts: [localhost]
+                ports: [{HTTPS}, {HTTP}]
+                action: allow
+            """);
+        var marker = path[(path.LastIndexOf('/') + 1)..];
+        var result = await PolicyClients.CurlAsync(proxy, "GET", _o.HttpsUrl(path));
+        Assert.True(result.Status == (int)HttpStatusCode.Forbidden, $"{path}: {result}");
+        Assert.False(_o.OriginSaw(marker), $"{path}: the origin received the request");
+        var control = await PolicyClients.CurlAsync(proxy, "GET", _o.HttpsUrl("/echo/public/r4-1-deny-control"));
         Assert.True(control.Status == (int)HttpStatusCode.OK, control.ToString());
     }
 }
