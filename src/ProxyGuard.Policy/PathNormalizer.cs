@@ -9,7 +9,8 @@ namespace ProxyGuard.Policy;
 /// The path is flagged <see cref="PathNormalization.Ambiguous"/> when servers could read it differently:
 /// <c>%2F</c>, <c>%5C</c>, <c>\</c>, NUL or control characters (raw or encoded), double encoding (<c>%25</c> followed
 /// by two hex digits), invalid escapes, dot segments spelled with <c>%2E</c>, empty segments (<c>//</c>), <c>..</c>
-/// above the root, or a target that does not start with <c>/</c>.
+/// above the root, path parameters (a raw <c>;</c>; also a dot or empty segment with <c>%3B</c> parameters), or a
+/// target that does not start with <c>/</c>.
 /// </summary>
 public static class PathNormalizer
 {
@@ -112,6 +113,9 @@ public static class PathNormalizer
 
             if (IsPathChar(c))
             {
+                // Path parameters: Tomcat, Jetty and older Spring drop ';...' from every segment before matching
+                // (/private;x/y is /private/y to them), other servers keep it as part of the name.
+                ambiguous |= c == ';';
                 current.Append(c);
             }
             else
@@ -155,7 +159,7 @@ public static class PathNormalizer
                 continue;
             }
 
-            if (text.Length == 0 && !isLast)
+            if ((text.Length == 0 && !isLast) || HasDotOrEmptyNameWithParameters(text))
             {
                 ambiguous = true;
             }
@@ -207,7 +211,7 @@ public static class PathNormalizer
 
     /// <summary>
     /// True when the steps of <see cref="Normalize"/> would return <paramref name="path"/> unchanged and unambiguous:
-    /// it starts with '/', has only characters kept as they are (no '%', no '\\', nothing to encode), no empty
+    /// it starts with '/', has only characters kept as they are (no '%', no '\\', nothing to encode, no ';'), no empty
     /// segment but a trailing one, and no "." or ".." segment.
     /// </summary>
     private static bool IsAlreadyNormal(string path)
@@ -222,7 +226,7 @@ public static class PathNormalizer
         {
             if (i < path.Length && path[i] != '/')
             {
-                if (!IsPathChar(path[i]))
+                if (!IsPathChar(path[i]) || path[i] == ';')
                 {
                     return false;
                 }
@@ -231,7 +235,7 @@ public static class PathNormalizer
             }
 
             var segment = path.AsSpan(segmentStart, i - segmentStart);
-            if ((segment.Length == 0 && i < path.Length) || segment is "." or "..")
+            if ((segment.Length == 0 && i < path.Length) || segment is "." or ".." || HasDotOrEmptyNameWithParameters(segment))
             {
                 return false;
             }
@@ -240,6 +244,19 @@ public static class PathNormalizer
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// A segment with path parameters (<c>;</c>, raw or <c>%3B</c>) whose name is empty, <c>.</c> or <c>..</c>:
+    /// servers that strip parameters before resolving dot segments (Tomcat, Jetty, older Spring) read <c>/a/..;/b</c>
+    /// as <c>/b</c> and <c>/a/;/../b</c> as <c>/b</c>, while the proxy keeps <c>..;</c> as an ordinary name.
+    /// </summary>
+    private static bool HasDotOrEmptyNameWithParameters(ReadOnlySpan<char> segment)
+    {
+        var semicolon = segment.IndexOf(';');
+        var encoded = segment.IndexOf("%3B", StringComparison.OrdinalIgnoreCase);
+        var end = semicolon < 0 ? encoded : encoded < 0 ? semicolon : Math.Min(semicolon, encoded);
+        return end >= 0 && segment[..end] is "" or "." or "..";
     }
 
     /// <summary>RFC 3986 pchar minus '%': unreserved / sub-delims / ':' / '@'.</summary>

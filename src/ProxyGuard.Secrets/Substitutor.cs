@@ -236,7 +236,8 @@ public sealed class Substitutor
     /// opted in, or toward another host, is misuse (the request is denied, nothing is sent).
     /// Value positions only: form fields' values (<c>application/x-www-form-urlencoded</c>), JSON
     /// string values (not object keys), multipart part bodies (not the part headers, so neither the
-    /// field name nor the file name), anything in other bodies. A placeholder in a name position is
+    /// field name nor the file name), anything in other bodies except the keys of a body that is strict
+    /// JSON whatever its declared type (servers that parse JSON regardless of the type read them as keys). A placeholder in a name position is
     /// <see cref="SubstitutionReasons.PlaceholderPosition"/>; a multipart body whose boundary cannot be
     /// read is all name position (fail closed).
     /// The value is encoded for the content type: form percent-encoded, JSON (<c>application/json</c>,
@@ -264,7 +265,7 @@ public sealed class Substitutor
             BodyKind.Form => ValuePositions.InFormNames(body, matches),
             BodyKind.Json => ValuePositions.InJsonKeys(body, matches),
             BodyKind.Multipart => ValuePositions.InMultipartHeaders(body, contentType!, matches),
-            _ => null,
+            _ => ValuePositions.InKeysOfUndeclaredJson(body, matches),
         };
         var misused = Check(indices, target, b => b.InBody, names);
         if (misused is not null)

@@ -37,6 +37,30 @@ internal static class ValuePositions
     }
 
     /// <summary>
+    /// Secrets whose placeholder is in an object key of a body that is strict JSON without a JSON media type (none,
+    /// text/plain...): servers that parse JSON whatever the declared type read those keys as names. Null when the body
+    /// is not strict JSON with an object or array at the top (text that only starts like JSON stays a value position).
+    /// </summary>
+    public static HashSet<int>? InKeysOfUndeclaredJson(ReadOnlySpan<byte> data, List<Substitutor.PlaceholderMatch> matches)
+    {
+        // A body without a JSON media type that is nevertheless strict JSON with an object or array at the top (the
+        // first byte after a BOM and whitespace is '{' or '['): its object keys are names, as in declared JSON. Any
+        // other such body (text that only starts like JSON) stays a value position. Two linear passes at most.
+        var start = data.StartsWith("\uFEFF"u8) ? 3 : 0;
+        while (start < data.Length && data[start] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n')
+        {
+            start++;
+        }
+
+        if (start == data.Length || data[start] is not ((byte)'{' or (byte)'[') || !StrictJson.TryReadValueStrings(data, []))
+        {
+            return null;
+        }
+
+        return InJsonKeys(data, matches);
+    }
+
+    /// <summary>
     /// Secrets whose placeholder is not inside a JSON string value. The body is read as strict JSON (RFC 8259: one or
     /// more values separated by whitespace, as NDJSON and JSON text sequences send them; a UTF-8 BOM at the start):
     /// a placeholder is in a value position only when it lies inside a string that is a value, never inside an object

@@ -31,7 +31,7 @@ public sealed class NormalFormShortcutTests
     {
         var segment = Gen.OneOf(
             Gen.Char["abcAZ09-._~!$&'()*+,;=:@"].Array[0, 6].Select(a => new string(a)),
-            Gen.OneOfConst(".", "..", "%2e", "%2E", "%2f", "%41", "%25", "%", "\\", "é", " ", "\u0001", "a b", "~"));
+            Gen.OneOfConst(".", "..", "%2e", "%2E", "%2f", "%41", "%25", "%", "\\", "é", " ", "\u0001", "a b", "~", "..;", ".;x", ";", ";x", "..%3B", "a;b"));
         var path = Gen.Select(segment.Array[0, 6], Gen.Bool, (segments, rooted) => (rooted ? "/" : string.Empty) + string.Join('/', segments));
         Gen.OneOf(path, Gen.String).Sample(p =>
         {

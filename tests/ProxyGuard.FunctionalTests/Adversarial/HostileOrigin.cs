@@ -134,6 +134,12 @@ public sealed class HostileOrigin : IAsyncDisposable
             "html-in-json" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
                 "{\"html\":" + System.Text.Json.JsonSerializer.Serialize("<p>" + WebUtility.HtmlEncode(known) + "</p>") + "}")),
             "b64-in-url" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?blob={Uri.EscapeDataString(string.Join("\n", Convert.ToBase64String(Encoding.UTF8.GetBytes("token=" + known)).Chunk(8).Select(c => new string(c))))}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            // Round 4 (not in Modes): base64 of an escaped value. A JWT-style token whose payload is JSON holding the value
+            // (base64url, unpadded), and OAuth-style state: base64 of a percent-encoded query string holding it.
+            "jwt-of-json" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes("{\"id_token\":\"eyJhbGciOiJub25lIn0."
+                + Convert.ToBase64String(Encoding.UTF8.GetBytes("{\"sub\":\"agent\",\"tok\":" + System.Text.Json.JsonSerializer.Serialize(known) + "}"))
+                    .TrimEnd('=').Replace('+', '-').Replace('/', '_') + ".\"}")),
+            "b64-of-url" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?state={Convert.ToBase64String(Encoding.UTF8.GetBytes("next=%2F&token=" + Uri.EscapeDataString(known))).TrimEnd('=').Replace('+', '-').Replace('/', '_')}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
             _ => Framed("Content-Type: application/json", body),
         };
     }
