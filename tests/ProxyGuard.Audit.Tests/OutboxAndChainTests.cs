@@ -92,6 +92,30 @@ public class OutboxAndChainTests
         Assert.Equal(0, store.UnshippedEvents);
     }
 
+    [Fact]
+    public async Task A_grant_event_is_read_back_whole_and_an_edited_grant_breaks_the_chain()
+    {
+        using var dir = new TempDirectory();
+        await using (var store = EventStore.Open(dir.Path, Events.Options()))
+        {
+            var until = new DateTimeOffset(2026, 12, 3, 6, 0, 0, TimeSpan.Zero);
+            var grant = new AuditGrant("g1", "create", "cli", "read the changelog", until);
+            Assert.True(await store.WriteAndWaitCommittedAsync(Events.Make(1) with { Kind = "grant", Grant = grant }, CancellationToken.None));
+            Assert.True(await store.WriteAndWaitCommittedAsync(Events.Make(2), CancellationToken.None));
+            var stored = Events.ReadAll(store);
+            Assert.Equal(grant, stored[0].Grant);
+            Assert.Null(stored[1].Grant);
+        }
+
+        Assert.True(ChainVerifier.VerifyLocal(dir.Path).Intact);
+
+        // The grant's what, why and until are covered by the chain like every other column.
+        Execute(dir.Path, "UPDATE events SET grant_info = replace(grant_info, 'read the changelog', 'anything') WHERE id = 1");
+        var report = ChainVerifier.VerifyLocal(dir.Path);
+        Assert.False(report.Intact);
+        Assert.Equal(1, report.BreakId);
+    }
+
     private static void Execute(string directory, string sql)
     {
         using var connection = new SqliteConnection($"Data Source={Path.Combine(directory, "events.db")};Pooling=False");

@@ -443,28 +443,7 @@ public sealed class CentralStore : IAsyncDisposable
     }
 
     internal static (long Seq, string Replica, long LocalId, PreparedEvent Event, byte[]? Hash) Map(NpgsqlDataReader r) =>
-        (r.GetInt64(0), r.GetString(1), r.GetInt64(2), new PreparedEvent
-        {
-            TimeMicros = r.GetInt64(3),
-            Client = Text(r, 4),
-            ClientAddress = Text(r, 5),
-            Kind = r.GetString(6),
-            Method = Text(r, 7),
-            Scheme = Text(r, 8),
-            Host = r.GetString(9),
-            Port = r.GetInt32(10),
-            Path = Text(r, 11),
-            Decision = r.GetString(12),
-            Rule = Text(r, 13),
-            Reason = Text(r, 14),
-            FindingsJson = Text(r, 15),
-            SecretsJson = Text(r, 16),
-            Status = r.IsDBNull(17) ? null : r.GetInt32(17),
-            RequestBytes = r.GetInt64(18),
-            ResponseBytes = r.GetInt64(19),
-            DurationMs = r.GetDouble(20),
-            GrantJson = Text(r, 21),
-        }, r.IsDBNull(22) ? null : (byte[])r.GetValue(22));
+        (r.GetInt64(0), r.GetString(1), r.GetInt64(2), PreparedEvent.Read(r, 3), r.IsDBNull(22) ? null : (byte[])r.GetValue(22));
 
     internal static bool IsStoreError(Exception ex) =>
         ex is NpgsqlException or TimeoutException or IOException or InvalidOperationException or System.Net.Sockets.SocketException
@@ -476,8 +455,6 @@ public sealed class CentralStore : IAsyncDisposable
         var message = ex is PostgresException pg ? $"{pg.SqlState}: {pg.MessageText}" : ex.Message;
         return message.ReplaceLineEndings(" ").Trim();
     }
-
-    private static string? Text(NpgsqlDataReader r, int ordinal) => r.IsDBNull(ordinal) ? null : r.GetString(ordinal);
 
     private static void AddFilter(NpgsqlCommand command, StringBuilder sql, string column, string? value)
     {

@@ -93,28 +93,7 @@ internal sealed class EventReader : IDisposable
         }
     }
 
-    internal static PreparedEvent MapPrepared(SqliteDataReader r) => new()
-    {
-        TimeMicros = r.GetInt64(1),
-        Client = NullableString(r, 2),
-        ClientAddress = NullableString(r, 3),
-        Kind = r.GetString(4),
-        Method = NullableString(r, 5),
-        Scheme = NullableString(r, 6),
-        Host = r.GetString(7),
-        Port = r.GetInt32(8),
-        Path = NullableString(r, 9),
-        Decision = r.GetString(10),
-        Rule = NullableString(r, 11),
-        Reason = NullableString(r, 12),
-        FindingsJson = NullableString(r, 13),
-        SecretsJson = NullableString(r, 14),
-        Status = r.IsDBNull(15) ? null : r.GetInt32(15),
-        RequestBytes = r.GetInt64(16),
-        ResponseBytes = r.GetInt64(17),
-        DurationMs = r.GetDouble(18),
-        GrantJson = NullableString(r, 19),
-    };
+    internal static PreparedEvent MapPrepared(SqliteDataReader r) => PreparedEvent.Read(r, 1);
 
     public void Dispose()
     {
@@ -133,33 +112,5 @@ internal sealed class EventReader : IDisposable
         command.Parameters.AddWithValue("$" + column, value);
     }
 
-    private static AuditEvent Map(SqliteDataReader r) => new()
-    {
-        Id = r.GetInt64(0),
-        Time = PreparedEvent.FromMicros(r.GetInt64(1)),
-        Client = NullableString(r, 2),
-        ClientAddress = NullableString(r, 3),
-        Kind = r.GetString(4),
-        Method = NullableString(r, 5),
-        Scheme = NullableString(r, 6),
-        Host = r.GetString(7),
-        Port = r.GetInt32(8),
-        Path = NullableString(r, 9),
-        Decision = r.GetString(10),
-        Rule = NullableString(r, 11),
-        Reason = NullableString(r, 12),
-        Findings = NullableString(r, 13) is string findings
-            ? JsonSerializer.Deserialize(findings, AuditJsonContext.Default.IReadOnlyListAuditFinding) ?? []
-            : [],
-        SecretsInjected = NullableString(r, 14) is string secrets
-            ? JsonSerializer.Deserialize(secrets, AuditJsonContext.Default.IReadOnlyListString) ?? []
-            : [],
-        Status = r.IsDBNull(15) ? null : r.GetInt32(15),
-        RequestBytes = r.GetInt64(16),
-        ResponseBytes = r.GetInt64(17),
-        DurationMs = r.GetDouble(18),
-        Grant = NullableString(r, 19) is string grant ? JsonSerializer.Deserialize(grant, AuditJsonContext.Default.AuditGrant) : null,
-    };
-
-    private static string? NullableString(SqliteDataReader r, int ordinal) => r.IsDBNull(ordinal) ? null : r.GetString(ordinal);
+    private static AuditEvent Map(SqliteDataReader r) => MapPrepared(r).ToAuditEvent(r.GetInt64(0));
 }

@@ -67,6 +67,37 @@ internal sealed class PreparedEvent
         };
     }
 
+    /// <summary>
+    /// Reads a stored row whose event columns (<see cref="EventSchema.Columns"/> without the id: time through grant)
+    /// start at <paramref name="first"/>; the one mapping for the local store and the central one.
+    /// </summary>
+    internal static PreparedEvent Read(System.Data.Common.DbDataReader r, int first)
+    {
+        string? Text(int i) => r.IsDBNull(first + i) ? null : r.GetString(first + i);
+        return new PreparedEvent
+        {
+            TimeMicros = r.GetInt64(first),
+            Client = Text(1),
+            ClientAddress = Text(2),
+            Kind = r.GetString(first + 3),
+            Method = Text(4),
+            Scheme = Text(5),
+            Host = r.GetString(first + 6),
+            Port = r.GetInt32(first + 7),
+            Path = Text(8),
+            Decision = r.GetString(first + 9),
+            Rule = Text(10),
+            Reason = Text(11),
+            FindingsJson = Text(12),
+            SecretsJson = Text(13),
+            Status = r.IsDBNull(first + 14) ? null : r.GetInt32(first + 14),
+            RequestBytes = r.GetInt64(first + 15),
+            ResponseBytes = r.GetInt64(first + 16),
+            DurationMs = r.GetDouble(first + 17),
+            GrantJson = Text(18),
+        };
+    }
+
     /// <summary>The event as the API returns it, with the id a reader assigned (local id, or the central cursor).</summary>
     public AuditEvent ToAuditEvent(long id, string? replica = null, long? localId = null) => new()
     {
