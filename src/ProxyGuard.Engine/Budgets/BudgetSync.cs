@@ -74,12 +74,14 @@ internal sealed partial class BudgetSync : IAsyncDisposable
         NpgsqlDataSource dataSource;
         try
         {
-            var builder = new NpgsqlConnectionStringBuilder(ToConnectionString(url)) { Timeout = 3, CommandTimeout = 3 };
+            // The same URL grammar and password sources (URL, PGPASSWORD) as --events-store; the message never holds the password.
+            var (connectionString, _) = Audit.Central.CentralConnection.Parse(url, passwordFile: null, Environment.GetEnvironmentVariable, "--budget-store");
+            var builder = new NpgsqlConnectionStringBuilder(connectionString) { Timeout = 3, CommandTimeout = 3 };
             dataSource = NpgsqlDataSource.Create(builder.ConnectionString);
         }
         catch (ArgumentException ex)
         {
-            throw new BudgetStoreException($"--budget-store: not a PostgreSQL URL or connection string ({ex.Message})");
+            throw new BudgetStoreException(ex.Message);
         }
 
         var sync = new BudgetSync(dataSource, ledger, interval, logger);
@@ -101,40 +103,6 @@ internal sealed partial class BudgetSync : IAsyncDisposable
 
         sync._loop = Task.Run(() => sync.RunAsync(sync._stop.Token), CancellationToken.None);
         return sync;
-    }
-
-    /// <summary><c>postgres://user:password@host:port/database?k=v</c>, or an Npgsql connection string as it is.</summary>
-    internal static string ToConnectionString(string url)
-    {
-        if (!url.StartsWith("postgres://", StringComparison.OrdinalIgnoreCase) && !url.StartsWith("postgresql://", StringComparison.OrdinalIgnoreCase))
-        {
-            return url;
-        }
-
-        var uri = new Uri(url);
-        var b = new NpgsqlConnectionStringBuilder
-        {
-            Host = uri.Host,
-            Port = uri.IsDefaultPort || uri.Port <= 0 ? 5432 : uri.Port,
-            Database = uri.AbsolutePath.Trim('/') is { Length: > 0 } db ? Uri.UnescapeDataString(db) : "postgres",
-        };
-        if (uri.UserInfo.Length > 0)
-        {
-            var parts = uri.UserInfo.Split(':', 2);
-            b.Username = Uri.UnescapeDataString(parts[0]);
-            if (parts.Length == 2)
-            {
-                b.Password = Uri.UnescapeDataString(parts[1]);
-            }
-        }
-
-        foreach (var pair in uri.Query.TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var kv = pair.Split('=', 2);
-            b[Uri.UnescapeDataString(kv[0])] = kv.Length == 2 ? Uri.UnescapeDataString(kv[1]) : string.Empty;
-        }
-
-        return b.ConnectionString;
     }
 
     private async Task RunAsync(CancellationToken ct)
