@@ -116,8 +116,32 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
             return null;
         }
 
+        if (FailedBeforeSending(exception))
+        {
+            // The event records what happened: a request that never left carried no secret anywhere.
+            exchange.Injected.Clear();
+        }
+
         context.Response.Clear();
         return exchange.Refuse(failure);
+    }
+
+    /// <summary>
+    /// True when forwarding failed before any byte of the request was written: the name did not resolve, the address
+    /// was refused, the connection or the TLS handshake with the upstream failed.
+    /// </summary>
+    internal static bool FailedBeforeSending(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is DestinationBlockedException or AuthenticationException
+                || e is HttpRequestException { HttpRequestError: HttpRequestError.NameResolutionError or HttpRequestError.ConnectionError or HttpRequestError.SecureConnectionError })
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Puts what the stages changed (headers, query, body) into the request that is forwarded.</summary>
