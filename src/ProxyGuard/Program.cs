@@ -13,9 +13,10 @@ public static class Program
         var parse = CreateRoot().Parse(HelpAlias(args));
         if (parse.Errors.Count > 0)
         {
-            foreach (var error in parse.Errors)
+            // One line per distinct problem (three missing arguments are one "argument missing").
+            foreach (var message in parse.Errors.Select(e => OneLine(e.Message)).Distinct(StringComparer.Ordinal))
             {
-                await Console.Error.WriteLineAsync("proxyguard: " + OneLine(error.Message));
+                await Console.Error.WriteLineAsync("proxyguard: " + message);
             }
 
             await Console.Error.WriteLineAsync("Run 'proxyguard --help' for usage.");

@@ -18,9 +18,15 @@ internal static class CaCommands
                 Console.WriteLine($"created {ca.CertificatePath} and {Path.Combine(ca.Directory, CertificateAuthority.KeyFileName)} (mode 0600)");
                 return ExitCodes.Ok;
             }
-            catch (Exception ex) when (ex is CertificateAuthorityException or IOException or UnauthorizedAccessException)
+            catch (CertificateAuthorityException ex)
             {
-                Console.Error.WriteLine("proxyguard: " + ex.Message);
+                Console.Error.WriteLine("proxyguard: " + RunCommand.OneLine(ex.Message));
+                return ExitCodes.Failed;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // The file system's message alone ("Could not find file '/x'") does not say what was being done.
+                Console.Error.WriteLine($"proxyguard: cannot create the CA in {Path.GetFullPath(parse.GetValue(initDir)!)}: {RunCommand.OneLine(ex.Message)}");
                 return ExitCodes.Failed;
             }
         });
@@ -48,7 +54,7 @@ internal static class CaCommands
             }
             catch (Exception ex) when (ex is CertificateAuthorityException or IOException or UnauthorizedAccessException)
             {
-                Console.Error.WriteLine("proxyguard: " + ex.Message);
+                Console.Error.WriteLine("proxyguard: " + RunCommand.OneLine(ex.Message));
                 return ExitCodes.Failed;
             }
         });

@@ -14,29 +14,30 @@ internal static class EventsCommand
 {
     internal static readonly string[] Decisions = [AuditDecisions.Allow, AuditDecisions.Deny, AuditDecisions.AuditDeny];
 
+    /// <summary>Words people use for the decisions (and the "action" of other tools' events), for "did you mean".</summary>
+    private static readonly Dictionary<string, string> DecisionAliases = new(StringComparer.Ordinal)
+    {
+        ["denied"] = AuditDecisions.Deny, ["block"] = AuditDecisions.Deny, ["blocked"] = AuditDecisions.Deny, ["refused"] = AuditDecisions.Deny,
+        ["reject"] = AuditDecisions.Deny, ["rejected"] = AuditDecisions.Deny, ["drop"] = AuditDecisions.Deny,
+        ["allowed"] = AuditDecisions.Allow, ["pass"] = AuditDecisions.Allow, ["permit"] = AuditDecisions.Allow, ["permitted"] = AuditDecisions.Allow,
+        ["audit"] = AuditDecisions.AuditDeny, ["audit-denied"] = AuditDecisions.AuditDeny, ["auditdeny"] = AuditDecisions.AuditDeny, ["would-deny"] = AuditDecisions.AuditDeny,
+    };
+
     private const int PageSize = 500;
 
     public static Command Create()
     {
         var admin = new Option<string>("--admin") { Description = "Admin API: ADDR:PORT, http://ADDR:PORT or unix:/path.sock.", DefaultValueFactory = _ => "127.0.0.1:9090" };
-        var after = new Option<long>("--after") { Description = "Only events with a larger id." };
+        var after = new Option<long>("--after") { Description = "Only events with a larger id." }.WholeNumber("an event id");
         var since = new Option<string?>("--since") { Description = "Only events at or after this time: a duration ago (90s, 15m, 2h, 7d) or a UTC time (2026-01-31T12:00:00Z)." };
         var follow = new Option<bool>("--follow", "-f") { Description = "Keep pulling new events." };
-        var decision = new Option<string?>("--decision") { Description = "allow | deny | audit-deny" };
+        var decision = new Option<string?>("--decision") { Description = "allow | deny | audit-deny" }.OneOf(Decisions, DecisionAliases);
         var client = new Option<string?>("--client") { Description = "Client id." };
         var host = new Option<string?>("--host") { Description = "Host (normalised)." };
         var json = new Option<bool>("--json") { Description = "One JSON object per line (for SIEM shipping)." };
         var token = new Option<string?>("--token") { Description = "Admin token (default: PROXYGUARD_ADMIN_TOKEN, then DATA_DIR/admin.token)." }.NotEmpty();
         var dataDir = new Option<string>("--data-dir") { Description = "Data directory holding admin.token.", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
 
-        decision.Validators.Add(result =>
-        {
-            var value = result.Tokens.Count > 0 ? result.Tokens[^1].Value : null;
-            if (value is not null && !Decisions.Contains(value, StringComparer.Ordinal))
-            {
-                result.AddError($"--decision: '{value}' is not a decision; use one of {string.Join(", ", Decisions)}");
-            }
-        });
         admin.Validators.Add(result =>
         {
             if (result.Tokens.Count > 0)
@@ -353,7 +354,10 @@ internal static class EventsCommand
 
     /// <summary>
     /// The terminal table: column widths follow the widest value seen so far (they never shrink while following),
-    /// times are UTC to the second, and every field is cleaned of control characters and escape sequences.
+    /// times are UTC to the second, and every field is cleaned of control characters and escape sequences. Widths are
+    /// counted in terminal cells (a CJK character takes two, a combining mark none), and a value wider than
+    /// <see cref="MaxAlignedWidth"/> is shortened in the middle with '…' (so every row lines up; --json has it whole).
+    /// The last column is never shortened.
     /// </summary>
     internal sealed class EventTable(bool colour)
     {
@@ -363,7 +367,7 @@ internal static class EventsCommand
         private static readonly bool[] Right = [true, false, false, false, false, true, false, false, false];
 
         /// <summary>A very long target does not push every other row's rule and reason off screen.</summary>
-        private const int MaxAlignedWidth = 60;
+        internal const int MaxAlignedWidth = 60;
 
         private readonly int[] _widths = Headers.Select(h => h.Length).ToArray();
         private bool _headerPrinted;
@@ -378,9 +382,10 @@ internal static class EventsCommand
             var rows = events.Select(Row).ToList();
             foreach (var row in rows)
             {
-                for (var i = 0; i < row.Length; i++)
+                for (var i = 0; i < row.Length - 1; i++)
                 {
-                    _widths[i] = Math.Max(_widths[i], Math.Min(row[i].Length, MaxAlignedWidth));
+                    row[i] = Shorten(row[i], MaxAlignedWidth);
+                    _widths[i] = Math.Max(_widths[i], CellWidth(row[i]));
                 }
             }
 
@@ -399,13 +404,79 @@ internal static class EventsCommand
             return sb.ToString();
         }
 
+        /// <summary>How many terminal cells <paramref name="text"/> takes (East Asian wide and fullwidth: 2; combining and format characters: 0).</summary>
+        internal static int CellWidth(string text)
+        {
+            var width = 0;
+            foreach (var rune in text.EnumerateRunes())
+            {
+                width += CellWidth(rune);
+            }
+
+            return width;
+        }
+
+        private static int CellWidth(Rune rune)
+        {
+            var category = Rune.GetUnicodeCategory(rune);
+            if (category is UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark or UnicodeCategory.Format || rune.Value is >= 0x1160 and <= 0x11FF)
+            {
+                return 0;
+            }
+
+            return rune.Value switch
+            {
+                >= 0x1100 and <= 0x115F or >= 0x2E80 and <= 0x303E or >= 0x3041 and <= 0x33FF or >= 0x3400 and <= 0x4DBF
+                    or >= 0x4E00 and <= 0x9FFF or >= 0xA000 and <= 0xA4CF or >= 0xAC00 and <= 0xD7A3 or >= 0xF900 and <= 0xFAFF
+                    or >= 0xFE30 and <= 0xFE4F or >= 0xFF00 and <= 0xFF60 or >= 0xFFE0 and <= 0xFFE6 or >= 0x1F300 and <= 0x1F64F
+                    or >= 0x1F900 and <= 0x1F9FF or >= 0x20000 and <= 0x3FFFD => 2,
+                _ => 1,
+            };
+        }
+
+        /// <summary><paramref name="text"/> if it fits in <paramref name="max"/> cells, else its start and end around '…'.</summary>
+        internal static string Shorten(string text, int max)
+        {
+            if (CellWidth(text) <= max)
+            {
+                return text;
+            }
+
+            var runes = text.EnumerateRunes().ToList();
+            var budget = max - 1; // the ellipsis
+            var headBudget = (budget + 1) / 2;
+            var head = new StringBuilder();
+            var used = 0;
+            var i = 0;
+            for (; i < runes.Count && used + CellWidth(runes[i]) <= headBudget; i++)
+            {
+                head.Append(runes[i].ToString());
+                used += CellWidth(runes[i]);
+            }
+
+            var tail = new List<Rune>();
+            for (var j = runes.Count - 1; j >= i && used + CellWidth(runes[j]) <= budget; j--)
+            {
+                tail.Insert(0, runes[j]);
+                used += CellWidth(runes[j]);
+            }
+
+            // A combining mark at the cut would attach to the ellipsis: drop it.
+            while (tail.Count > 0 && CellWidth(tail[0]) == 0)
+            {
+                tail.RemoveAt(0);
+            }
+
+            return head.Append('…').Append(string.Concat(tail.Select(r => r.ToString()))).ToString();
+        }
+
         private void Append(StringBuilder sb, string[] cells, bool header)
         {
             for (var i = 0; i < cells.Length; i++)
             {
                 var last = i == cells.Length - 1;
                 var text = cells[i];
-                var pad = Math.Max(0, _widths[i] - text.Length);
+                var pad = Math.Max(0, _widths[i] - CellWidth(text));
                 if (Right[i])
                 {
                     sb.Append(' ', pad);

@@ -64,6 +64,13 @@ internal static class GrantCommand
 
         var revoke = new Command("revoke", "End a grant now.");
         var id = new Argument<string>("ID") { Description = "The grant id (from 'grant list')." };
+        id.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && string.IsNullOrWhiteSpace(result.Tokens[^1].Value))
+            {
+                result.AddError("grant revoke: ID must not be empty (see 'proxyguard grant list')");
+            }
+        });
         revoke.Arguments.Add(id);
         var (revokeAdmin, revokeToken, revokeDataDir) = AddAdminOptions(revoke);
         revoke.SetAction(async (parse, ct) => await CallAsync(parse, revokeAdmin, revokeToken, revokeDataDir, HttpMethod.Delete,

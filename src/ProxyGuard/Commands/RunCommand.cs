@@ -24,7 +24,7 @@ internal static class RunCommand
         var jsonLogs = new Option<bool>("--json-logs") { Description = "Structured JSON console logs (for container platforms)." };
 
         var retain = new Option<string>("--events-retain") { Description = "Delete audit events older than this (e.g. 720h; 0s keeps them forever).", DefaultValueFactory = _ => "720h" };
-        var maxEvents = new Option<long>("--events-max-count") { Description = "Keep at most this many audit events (0: no limit).", DefaultValueFactory = _ => 5_000_000 };
+        var maxEvents = new Option<long>("--events-max-count") { Description = "Keep at most this many audit events (0: no limit).", DefaultValueFactory = _ => 5_000_000 }.WholeNumber("a number of events");
         var maxSize = new Option<string>("--events-max-size") { Description = "Keep the event database under this size (e.g. 2GiB; 0: no limit).", DefaultValueFactory = _ => "0" };
         var otlpEndpoint = new Option<string?>("--otlp-endpoint") { Description = "Export audit events (as logs) and metrics over OTLP to this collector base URL, e.g. http://collector:4318 (default: PROXYGUARD_OTLP_ENDPOINT; off when neither is set)." };
         var readable = new Option<string>("--readable-denials")
@@ -37,7 +37,7 @@ internal static class RunCommand
         var passwordFile = new Option<string?>("--events-store-password-file") { Description = "File holding the central store's password (default: PROXYGUARD_EVENTS_STORE_PASSWORD_FILE)." };
         var replicaId = new Option<string?>("--replica-id") { Description = "This replica's id in the central store (default: PROXYGUARD_REPLICA_ID, else DATA_DIR/replica.id, created on first start)." };
         var centralRetain = new Option<string>("--events-store-retain") { Description = "Delete events older than this from the central store (e.g. 2160h; 0s keeps them).", DefaultValueFactory = _ => "720h" };
-        var outboxMax = new Option<long>("--events-outbox-max") { Description = "With a central store: most events waiting to ship before requests fail closed.", DefaultValueFactory = _ => 1_000_000 };
+        var outboxMax = new Option<long>("--events-outbox-max") { Description = "With a central store: most events waiting to ship before requests fail closed.", DefaultValueFactory = _ => 1_000_000 }.WholeNumber("a number of events");
         var budgetStore = new Option<string?>("--budget-store")
         {
             Description = "Share the policy's budgets with the other replicas through PostgreSQL (postgres://USER[:PASSWORD]@HOST:PORT/DB; default: PROXYGUARD_BUDGET_STORE).",

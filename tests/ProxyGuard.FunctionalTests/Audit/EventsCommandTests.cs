@@ -113,6 +113,8 @@ public sealed class EventsCommandTests : IClassFixture<ClientsFixture>
         Assert.Empty(result.Stdout);
         Assert.Contains("'denied'", result.Stderr, StringComparison.Ordinal);
         Assert.Contains("allow, deny, audit-deny", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("did you mean 'deny'?", result.Stderr, StringComparison.Ordinal);
+        Assert.Single(result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("proxyguard: --decision", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -139,8 +141,8 @@ public sealed class EventsCommandTests : IClassFixture<ClientsFixture>
         var rows = lines.Skip(1).ToList();
         Assert.True(rows.Count >= 3, string.Join('\n', lines));
 
-        // Every column that follows a fixed-width one starts where its header starts.
-        foreach (var column in new[] { "DECISION", "KIND", "CLIENT", "TARGET" })
+        // Every column starts where its header starts, also after a target longer than the column's cap.
+        foreach (var column in new[] { "DECISION", "KIND", "CLIENT", "TARGET", "RULE", "REASON" })
         {
             var at = header.IndexOf(column, StringComparison.Ordinal);
             Assert.All(rows, r =>

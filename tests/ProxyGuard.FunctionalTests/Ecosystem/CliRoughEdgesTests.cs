@@ -86,6 +86,38 @@ public sealed class CliRoughEdgesTests
         Assert.Empty(Entries(dir.Path));
     }
 
+    /// <summary>
+    /// A sweep of flags a user gets wrong: each fails with a non-zero exit, no stack frame, and one line that names the
+    /// flag and what it expected (the usage hint aside), without reaching the network or creating anything.
+    /// </summary>
+    [Theory]
+    [InlineData("events|--after|abc", 2, "--after: expected an event id (a whole number, 0 or more), got 'abc'")]
+    [InlineData("events|--after|-3", 2, "--after: expected an event id")]
+    [InlineData("run|--events-max-count|many", 2, "--events-max-count: expected a number of events")]
+    [InlineData("run|--events-outbox-max|1e6", 2, "--events-outbox-max: expected a number of events")]
+    [InlineData("events|--decision|denied", 2, "--decision: 'denied' is not one of allow, deny, audit-deny; did you mean 'deny'?")]
+    [InlineData("events|--decision|BLOCK", 2, "did you mean 'deny'?")]
+    [InlineData("grant|revoke|", 2, "grant revoke: ID must not be empty")]
+    [InlineData("grant|list|--admin|127.0.0.1", 2, "--admin: expected ADDR:PORT")]
+    [InlineData("policy|explain", 2, "Required argument missing")]
+    [InlineData("ca|init|--dir|policy.yaml/ca", 1, "policy.yaml/ca")]
+    public async Task Each_bad_input_fails_on_one_line_without_a_stack_trace(string commandLine, int exitCode, string expected)
+    {
+        using var dir = new TempDir();
+        dir.Write("policy.yaml", "version: 1\n");
+        var result = await Cli.RunAsync(dir.Path, commandLine.Split('|'));
+        Assert.True(result.ExitCode == exitCode, result.All);
+        AssertNoStackTrace(result);
+        var reasons = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(l => l != "Run 'proxyguard --help' for usage.").ToList();
+        var line = Assert.Single(reasons);
+        Assert.StartsWith("proxyguard: ", line, StringComparison.Ordinal);
+        Assert.Contains(expected, line, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.", line, StringComparison.Ordinal);
+        Assert.Empty(result.Stdout);
+        Assert.Equal(["policy.yaml"], Entries(dir.Path));
+    }
+
     [Fact]
     public async Task Env_without_a_CA_creates_nothing_says_where_it_looked_and_makes_eval_fail()
     {
