@@ -56,6 +56,14 @@ internal static class EnvCommand
         var caDir = new Option<string>("--ca-dir") { Description = "The proxy's CA directory (never created here).", DefaultValueFactory = _ => "certs-dev" }.NotEmpty();
         var dataDir = new Option<string>("--data-dir") { Description = "The proxy's data directory (installation key for derived placeholders; never created here).", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
 
+        proxy.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && ProxyProblem(result.Tokens[^1].Value) is { } problem)
+            {
+                result.AddError(problem);
+            }
+        });
+
         var command = new Command("env", "Print what a sandbox needs: proxy, CA and placeholder variables.") { policy, proxy, format, caDir, dataDir };
         command.SetAction(parse =>
         {
@@ -79,6 +87,34 @@ internal static class EnvCommand
             }
         });
         return command;
+    }
+
+    /// <summary>
+    /// Why <paramref name="value"/> cannot be the proxy of a sandbox, or null. Clients speak plain HTTP to the proxy
+    /// (TLS travels inside CONNECT) over TCP: an https:// URL, another scheme, or a unix: socket would give the
+    /// sandbox variables no client can use.
+    /// </summary>
+    internal static string? ProxyProblem(string value)
+    {
+        var text = value.Trim();
+        if (text.StartsWith("unix:", StringComparison.OrdinalIgnoreCase))
+        {
+            return "--proxy: sandboxes reach the proxy over TCP and HTTP_PROXY cannot name a unix socket; give http://ADDR:PORT " +
+                   "(a TCP listener, or a bridge to the socket as in samples/bubblewrap)";
+        }
+
+        var separator = text.IndexOf("://", StringComparison.Ordinal);
+        if (separator < 0)
+        {
+            return null;
+        }
+
+        var scheme = text[..separator];
+        return scheme.Equals("http", StringComparison.OrdinalIgnoreCase)
+            ? null
+            : scheme.Equals("https", StringComparison.OrdinalIgnoreCase)
+                ? $"--proxy: the proxy listener speaks plain HTTP (clients send TLS inside CONNECT); use http://{OptionChecks.Shown(text[(separator + 3)..])}"
+                : $"--proxy: expected http://ADDR:PORT or ADDR:PORT, got '{OptionChecks.Shown(text)}'";
     }
 
     /// <summary>The proxy URL for the variables: <c>ADDR:PORT</c> (what <c>run --listen</c> takes) becomes <c>http://ADDR:PORT</c>.</summary>

@@ -101,6 +101,9 @@ public sealed class CliRoughEdgesTests
     [InlineData("grant|list|--admin|127.0.0.1", 2, "--admin: expected ADDR:PORT")]
     [InlineData("policy|explain", 2, "Required argument missing")]
     [InlineData("ca|init|--dir|policy.yaml/ca", 1, "policy.yaml/ca")]
+    [InlineData("env|--proxy|https://127.0.0.1:8080", 2, "--proxy: the proxy listener speaks plain HTTP")]
+    [InlineData("env|--proxy|ftp://127.0.0.1:3128", 2, "--proxy: expected http://ADDR:PORT or ADDR:PORT, got 'ftp://127.0.0.1:3128'")]
+    [InlineData("env|--proxy|unix:/run/proxyguard/proxy.sock", 2, "--proxy: sandboxes reach the proxy over TCP")]
     public async Task Each_bad_input_fails_on_one_line_without_a_stack_trace(string commandLine, int exitCode, string expected)
     {
         using var dir = new TempDir();
@@ -114,7 +117,7 @@ public sealed class CliRoughEdgesTests
         Assert.StartsWith("proxyguard: ", line, StringComparison.Ordinal);
         Assert.Contains(expected, line, StringComparison.Ordinal);
         Assert.DoesNotContain("System.", line, StringComparison.Ordinal);
-        Assert.Empty(result.Stdout);
+        Assert.Equal(commandLine.StartsWith("env|", StringComparison.Ordinal) ? "false\n" : string.Empty, result.Stdout); // eval "$(proxyguard env ...)" fails
         Assert.Equal(["policy.yaml"], Entries(dir.Path));
     }
 
@@ -201,6 +204,49 @@ public sealed class CliRoughEdgesTests
         Assert.True(explicitResult.ExitCode == 0, explicitResult.All);
         Assert.Contains("GITHUB_TOKEN=PG_EXPLICIT_GITHUB_PLACEHOLDER_1\n", explicitResult.Stdout, StringComparison.Ordinal);
         Assert.False(Directory.Exists(dir.File(".proxyguard")));
+    }
+
+    /// <summary>
+    /// One rule for where the installation key (derived placeholders) lives: DATA_DIR/installation.key, created only by
+    /// <c>run</c>. env and explain given the proxy's --data-dir use that key, so the placeholder env prints is the one
+    /// explain recognises and substitutes; from anywhere else env refuses and explain says its placeholders are not the proxy's.
+    /// </summary>
+    [Fact]
+    public async Task Run_env_and_explain_use_one_installation_key_in_the_data_directory()
+    {
+        using var dir = new TempDir();
+        await using (var proxy = await ProxyProcess.StartAsync(dir.File("p"), SecretPolicy, environment: new Dictionary<string, string> { ["PG_TEST_GITHUB_TOKEN"] = "synthetic-github-value-0123456789" }))
+        {
+            Assert.True(File.Exists(Path.Combine(proxy.DataDirectory, "installation.key")));
+        }
+
+        var dataDir = Path.Combine(dir.File("p"), "data");
+        var caDir = Path.Combine(dir.File("p"), "ca");
+        var policy = Path.Combine(dir.File("p"), "policy.yaml");
+        var env = await Cli.RunAsync(dir.Path, "env", "--policy", policy, "--ca-dir", caDir, "--data-dir", dataDir, "--format", "dotenv");
+        Assert.True(env.ExitCode == 0, env.All);
+        var placeholder = ProxyProcess.Unquote(env.Stdout.Split('\n').Single(l => l.StartsWith("GITHUB_TOKEN=", StringComparison.Ordinal))["GITHUB_TOKEN=".Length..]);
+        Assert.Equal(placeholder, (await Cli.RunAsync(dir.Path, "env", "--policy", policy, "--ca-dir", caDir, "--data-dir", dataDir, "--format", "dotenv"))
+            .Stdout.Split('\n').Single(l => l.StartsWith("GITHUB_TOKEN=", StringComparison.Ordinal))["GITHUB_TOKEN=".Length..]);
+
+        var work = Path.Combine(dir.Path, "work");
+        Directory.CreateDirectory(work);
+        string[] Explain(params string[] extra) =>
+            ["policy", "explain", policy, "GET", "https://api.github.com/user", "-H", "Authorization: Bearer " + placeholder, .. extra];
+
+        var same = await Cli.RunAsync(work, Explain("--data-dir", dataDir));
+        Assert.True(same.ExitCode == 0, same.All);
+        Assert.Contains("secrets:   github", same.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("installation.key", same.Stderr, StringComparison.Ordinal);
+
+        // Elsewhere (no --data-dir, another directory): not the proxy's key, and it says so; nothing is created.
+        var elsewhere = await Cli.RunAsync(work, Explain());
+        Assert.Contains(Path.Combine(work, ".proxyguard", "installation.key"), elsewhere.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("secrets:   github", elsewhere.Stdout, StringComparison.Ordinal);
+        Assert.Empty(Entries(work));
+        var envElsewhere = await Cli.RunAsync(work, "env", "--policy", policy, "--ca-dir", caDir);
+        Assert.Equal(1, envElsewhere.ExitCode);
+        Assert.Empty(Entries(work));
     }
 
     [Fact]
