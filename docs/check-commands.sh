@@ -14,14 +14,17 @@
 #   ```yaml / ```text / ```ini / ```json  not commands
 # PG_DOCS_VERBOSE=1 prints each guide's full output.
 # The other docs are checked by tests/ProxyGuard.FunctionalTests/Ecosystem/DocsSnippetsTests.cs: every policy
-# snippet passes `policy check`, every `proxyguard ...` command line and synopsis parses.
+# snippet passes `policy check`, every `proxyguard ...` command line and synopsis parses, every `--flag` named in
+# prose exists, every ```json event example has the fields and decision/reason words of a real event, every reason
+# named is in the closed set, the user docs name no type of the code, and every relative link and #anchor resolves.
+# CI (.ci/run) runs both through `dotnet test`; DocsCommandsTests fails when a getting-started guide is not run.
 # `proxyguard` is $PROXYGUARD_DLL run with dotnet when set, else the proxyguard on PATH. `claude`
 # is a stub that checks the variables it was given (Claude Code itself is not installed here).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 if (($# == 0)); then
-  set -- "$repo/docs/getting-started-agent-operator.md" "$repo/docs/getting-started-policy-author.md" "$repo/docs/getting-started-operator.md" "$repo/docs/getting-started-policy.md"
+  set -- "$repo"/docs/getting-started-*.md   # every guide; DocsCommandsTests runs each one in `dotnet test`
 fi
 
 # Not under /tmp, /var/tmp or /run: the bubblewrap sandbox mounts empty ones there, and the guides'

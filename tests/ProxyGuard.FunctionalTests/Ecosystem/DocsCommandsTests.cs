@@ -24,6 +24,18 @@ public sealed class DocsCommandsTests
         Assert.True(ran >= minimumBlocks, $"only {ran} blocks ran:\n{result.Stdout}");
     }
 
+    /// <summary>A new guide is run in CI as soon as it exists: it must have its row above.</summary>
+    [Fact]
+    public void Every_getting_started_guide_is_run()
+    {
+        var theory = typeof(DocsCommandsTests).GetMethod(nameof(Every_command_in_the_guide_runs))!;
+        var run = theory.GetCustomAttributes(typeof(InlineDataAttribute), false).Cast<InlineDataAttribute>()
+            .Select(a => (string)a.GetData(theory).Single()[0]).Order(StringComparer.Ordinal);
+        var guides = Directory.GetFiles(Repo.PathOf("docs"), "getting-started-*.md")
+            .Select(f => "docs/" + Path.GetFileName(f)).Order(StringComparer.Ordinal);
+        Assert.Equal(guides, run);
+    }
+
     [Fact]
     public async Task A_failing_command_fails_the_check()
     {

@@ -177,6 +177,39 @@ public sealed partial class DocsSnippetsTests
         Assert.Contains($"these {builtins.Count} ids", string.Join(' ', lines), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// One placeholder rule (issue 19: secrets.md recommended a placeholder the validator refused, and two statements of the
+    /// rule differed): the policy validator, the secrets library's own check and the JSON Schema agree, and every page
+    /// that states the rule links policy.md instead of restating it.
+    /// </summary>
+    [Fact]
+    public void The_placeholder_rule_is_stated_once_and_the_code_agrees_with_it()
+    {
+        var schema = File.ReadAllText(Repo.PathOf("policies/schema/proxyguard-policy.schema.json"));
+        var pattern = Regex.Match(schema, @"""placeholder"":\s*\{[^}]*""pattern"":\s*""([^""]+)""").Groups[1].Value;
+        Assert.NotEmpty(pattern);
+        string[] candidates = ["PG_SECRET_GITHUB_7f3a9c", "PG_TWELVE_CH", "pg-secret-github-7f3a9c", "PG_SECRET_GITHUB_7f3a9", "PG SECRET GITHUB 7f3a9c",
+            new string('A', 256), new string('A', 257)];
+        foreach (var candidate in candidates)
+        {
+            var yaml = $"version: 1\nsecrets:\n  - name: s\n    value: env:S\n    hosts: [a.example]\n    placeholder: \"{candidate}\"\n";
+            var validator = ProxyGuard.Policy.PolicyLoader.LoadText(yaml, "p.yaml").Success;
+            Assert.True(validator == (ProxyGuard.Secrets.Placeholders.ValidateExplicit(candidate) is null), $"validator and secrets library disagree on '{candidate}'");
+            Assert.True(validator == Regex.IsMatch(candidate, pattern), $"validator and JSON Schema disagree on '{candidate}'");
+        }
+
+        var policyMd = File.ReadAllText(Repo.PathOf("docs/policy.md"));
+        Assert.Contains("| `placeholder` | string, ≥ 16 of `[A-Za-z0-9_]` |", policyMd, StringComparison.Ordinal);
+        foreach (var file in DocFiles().Where(f => Path.GetFileName(f) != "policy.md"))
+        {
+            var text = File.ReadAllText(file);
+            if (Regex.IsMatch(text, @"at least 1\d characters|≥ ?1\d of"))
+            {
+                Assert.True(text.Contains("policy.md#secrets", StringComparison.Ordinal), $"{Path.GetFileName(file)} states the placeholder rule without linking policy.md#secrets");
+            }
+        }
+    }
+
     [Fact]
     public void The_doc_checks_catch_a_made_up_event_flag_reason_type_name_and_link()
     {
