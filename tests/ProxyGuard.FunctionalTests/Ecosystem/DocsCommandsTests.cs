@@ -36,6 +36,23 @@ public sealed class DocsCommandsTests
         Assert.Equal(guides, run);
     }
 
+    /// <summary>In CI (<c>PG_REQUIRE_TOOLS=1</c>) a guide step is skipped only for Docker, systemd or a cluster.</summary>
+    [Fact]
+    public async Task In_ci_a_step_whose_tool_is_missing_fails_the_check()
+    {
+        using var dir = new TempDir();
+        var doc = dir.Write("needs-tool.md", "# x\n\n```sh requires=pg-no-such-tool\necho never\n```\n\n```sh\necho fine\n```\n");
+        var env = new Dictionary<string, string> { ["PROXYGUARD_DLL"] = ProxyProcess.DllPath, ["PG_REQUIRE_TOOLS"] = "1" };
+        var result = await Cli.RunProgramAsync("bash", [Repo.PathOf("docs/check-commands.sh"), doc], Repo.Root, env, TimeSpan.FromMinutes(3));
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("needs pg-no-such-tool, which is not installed", result.Stderr, StringComparison.Ordinal);
+
+        env["PG_REQUIRE_TOOLS"] = "0";
+        result = await Cli.RunProgramAsync("bash", [Repo.PathOf("docs/check-commands.sh"), doc], Repo.Root, env, TimeSpan.FromMinutes(3));
+        Assert.True(result.ExitCode == 0, result.All);
+        Assert.Contains("skipped needs-tool.md:3 (needs pg-no-such-tool)", result.Stdout, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task A_failing_command_fails_the_check()
     {
