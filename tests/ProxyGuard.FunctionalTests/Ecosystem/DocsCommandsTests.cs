@@ -34,6 +34,12 @@ public sealed class DocsCommandsTests
         var guides = Directory.GetFiles(Repo.PathOf("docs"), "getting-started-*.md")
             .Select(f => "docs/" + Path.GetFileName(f)).Order(StringComparer.Ordinal);
         Assert.Equal(guides, run);
+
+        // And the README's "Start here" sends each role to them.
+        var readme = File.ReadAllText(Repo.PathOf("README.md"));
+        var startHere = readme[readme.IndexOf("## Start here", StringComparison.Ordinal)..readme.IndexOf("## Five-minute quick start", StringComparison.Ordinal)];
+        Assert.All(guides, g => Assert.Contains($"]({g})", startHere, StringComparison.Ordinal));
+        Assert.All(["agent operator", "policy author", "operator / SRE"], role => Assert.Contains(role, startHere, StringComparison.Ordinal));
     }
 
     /// <summary>In CI (<c>PG_REQUIRE_TOOLS=1</c>) a guide step is skipped only for Docker, systemd or a cluster.</summary>
