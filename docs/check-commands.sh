@@ -8,20 +8,24 @@
 # with HOME set to an empty directory. Ports 8080 and 9090 in the text are replaced by free ports.
 # Info strings:
 #   ```sh                          run
-#   ```sh requires=TOOL            run when TOOL is on PATH (docker, kubectl, systemctl), else listed as skipped
+#   ```sh requires=TOOL            run when TOOL is on PATH (docker, kubectl, systemctl), else listed as skipped;
+#                                  with PG_REQUIRE_TOOLS=1 (CI) only docker, kubectl and systemctl may be missing
 #   ```sh checked-by=PackagingTests  not run here: must equal the Dockerfile's publish step, which
 #                                  tests/ProxyGuard.FunctionalTests/Ecosystem/PackagingTests.cs runs
 #   ```yaml / ```text / ```ini / ```json  not commands
 # PG_DOCS_VERBOSE=1 prints each guide's full output.
 # The other docs are checked by tests/ProxyGuard.FunctionalTests/Ecosystem/DocsSnippetsTests.cs: every policy
-# snippet passes `policy check`, every `proxyguard ...` command line and synopsis parses.
+# snippet passes `policy check`, every `proxyguard ...` command line and synopsis parses, every `--flag` named in
+# prose exists, every ```json event example has the fields and decision/reason words of a real event, every reason
+# named is in the closed set, the user docs name no type of the code, and every relative link and #anchor resolves.
+# CI (.ci/run) runs both through `dotnet test`; DocsCommandsTests fails when a getting-started guide is not run.
 # `proxyguard` is $PROXYGUARD_DLL run with dotnet when set, else the proxyguard on PATH. `claude`
 # is a stub that checks the variables it was given (Claude Code itself is not installed here).
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 if (($# == 0)); then
-  set -- "$repo/docs/getting-started-agent-operator.md" "$repo/docs/getting-started-policy-author.md" "$repo/docs/getting-started-operator.md" "$repo/docs/getting-started-policy.md"
+  set -- "$repo"/docs/getting-started-*.md   # every guide; DocsCommandsTests runs each one in `dotnet test`
 fi
 
 # Not under /tmp, /var/tmp or /run: the bubblewrap sandbox mounts empty ones there, and the guides'
@@ -64,6 +68,9 @@ have() {
   esac
 }
 
+# Tools a CI host may lack (a Docker daemon, a systemd boot, a cluster); .ci/run installs the others.
+may_be_missing() { case "$1" in docker|systemctl|kubectl) return 0 ;; *) return 1 ;; esac; }
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 publish_step="$(sed -n 's/^RUN \(dotnet publish .*\)$/\1/p' "$repo/Dockerfile")"
@@ -96,6 +103,10 @@ for doc in "$@"; do
         if have "$tool"; then
           blocks=$((blocks + 1))
           printf '\necho "+ %s:%s" >&2\n%s\n' "$name" "$line" "$body" >>"$script"
+        elif [[ "${PG_REQUIRE_TOOLS:-}" == 1 ]] && ! may_be_missing "$tool"; then
+          # CI installs every other tool (.ci/run): a guide step it cannot run is a failure, not a skip.
+          echo "check-commands: $name.md:$line needs $tool, which is not installed (PG_REQUIRE_TOOLS=1)" >&2
+          status=1
         else
           skipped+=("$name.md:$line (needs $tool)")
         fi ;;

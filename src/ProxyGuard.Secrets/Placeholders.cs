@@ -18,7 +18,10 @@ public static class Placeholders
     public const string Prefix = "PG_";
 
     /// <summary>Shortest explicit placeholder accepted by <see cref="ValidateExplicit"/>.</summary>
-    public const int MinimumExplicitLength = 12;
+    public const int MinimumExplicitLength = 16;
+
+    /// <summary>Longest explicit placeholder accepted by <see cref="ValidateExplicit"/>.</summary>
+    public const int MaximumExplicitLength = 256;
 
     private const string Base32Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
@@ -51,21 +54,22 @@ public static class Placeholders
 
     /// <summary>
     /// Checks an explicit placeholder from the policy: null when acceptable, else a one-line reason.
-    /// It must be at least <see cref="MinimumExplicitLength"/> characters of <c>[A-Za-z0-9_-]</c>
-    /// (safe in headers, URLs and Basic credentials without encoding).
+    /// The rule is the policy validator's (docs/policy.md, <c>secrets[].placeholder</c>): <see cref="MinimumExplicitLength"/>
+    /// to <see cref="MaximumExplicitLength"/> characters of <c>[A-Za-z0-9_]</c> (safe unencoded in headers, URLs, JSON and
+    /// Basic credentials; no <c>-</c>, which some of those forms treat specially).
     /// </summary>
     public static string? ValidateExplicit(string placeholder)
     {
-        if (string.IsNullOrEmpty(placeholder) || placeholder.Length < MinimumExplicitLength)
+        if (string.IsNullOrEmpty(placeholder) || placeholder.Length < MinimumExplicitLength || placeholder.Length > MaximumExplicitLength)
         {
-            return $"placeholder must be at least {MinimumExplicitLength} characters";
+            return $"placeholder must be {MinimumExplicitLength} to {MaximumExplicitLength} characters";
         }
 
         foreach (var c in placeholder)
         {
-            if (c is not ((>= 'A' and <= 'Z') or (>= 'a' and <= 'z') or (>= '0' and <= '9') or '_' or '-'))
+            if (c is not ((>= 'A' and <= 'Z') or (>= 'a' and <= 'z') or (>= '0' and <= '9') or '_'))
             {
-                return "placeholder may contain only letters, digits, '_' and '-'";
+                return "placeholder may contain only letters, digits and '_'";
             }
         }
 

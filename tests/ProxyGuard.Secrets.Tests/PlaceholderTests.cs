@@ -55,6 +55,12 @@ public sealed partial class PlaceholderTests
         Assert.NotNull(Placeholders.ValidateExplicit("short"));
         Assert.NotNull(Placeholders.ValidateExplicit("has space in it ok"));
         Assert.NotNull(Placeholders.ValidateExplicit("has:colon:inside:it"));
+
+        // The same rule as the policy validator (docs/policy.md): 16 to 256 of [A-Za-z0-9_], no '-'.
+        Assert.NotNull(Placeholders.ValidateExplicit("PG_TWELVE_CH"));
+        Assert.NotNull(Placeholders.ValidateExplicit("pg-secret-github-7f3a9c"));
+        Assert.Null(Placeholders.ValidateExplicit(new string('A', 256)));
+        Assert.NotNull(Placeholders.ValidateExplicit(new string('A', 257)));
     }
 
     [Fact]
