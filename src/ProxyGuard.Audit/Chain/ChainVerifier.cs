@@ -54,6 +54,24 @@ public static class ChainVerifier
 
         var (anchorId, anchorHash) = reader.ReadAnchor();
         var walk = new Walk($"local store {path}", anchorId, anchorHash);
+        long? behind;
+        try
+        {
+            // Retention deletes every event up to the anchor in the transaction that moves it; only events from before
+            // the chain existed (version 1, without hash) may stay behind it.
+            using var connection = new SqliteConnection(connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT min(id) FROM events WHERE id <= $anchor AND hash IS NOT NULL";
+            command.Parameters.AddWithValue("$anchor", anchorId);
+            behind = command.ExecuteScalar() is long id ? id : null;
+        }
+        catch (SqliteException ex)
+        {
+            throw new EventStoreException($"cannot read {path}: {EventWriter.OneLine(ex)}", ex);
+        }
+
+        walk.BehindAnchor(behind);
         var after = anchorId;
         while (walk.Problem is null)
         {
@@ -96,9 +114,36 @@ public static class ChainVerifier
                 }
             }
 
+            // Events stored for a replica without its registration (shipped cursor and anchor): the row was deleted.
+            await using (var orphans = new NpgsqlCommand(
+                "SELECT replica_id, min(local_id), count(*) FROM (SELECT replica_id, local_id FROM proxyguard_events " +
+                "UNION ALL SELECT replica_id, local_id FROM proxyguard_ingest) AS t " +
+                "WHERE NOT EXISTS (SELECT 1 FROM proxyguard_replicas r WHERE r.replica_id = t.replica_id) GROUP BY replica_id ORDER BY replica_id",
+                connection))
+            await using (var r = await orphans.ExecuteReaderAsync(ct))
+            {
+                while (await r.ReadAsync(ct))
+                {
+                    reports.Add(new ChainReport($"replica {r.GetString(0)}", 0, r.GetInt64(1),
+                        $"{r.GetInt64(2)} events are stored for this replica but its registration (shipped cursor and chain anchor) is missing: it was deleted"));
+                }
+            }
+
             foreach (var (id, shipped, anchorId, anchorHash) in replicas)
             {
                 var walk = new Walk($"replica {id}", anchorId, anchorHash);
+                await using (var behind = new NpgsqlCommand(
+                    "SELECT min(local_id) FROM (SELECT local_id FROM proxyguard_events WHERE replica_id = $1 AND local_id <= $2 " +
+                    "UNION ALL SELECT local_id FROM proxyguard_ingest WHERE replica_id = $1 AND local_id <= $2) AS t",
+                    connection))
+                {
+                    // Central retention deletes every event up to the anchor in the transaction that moves it, and a
+                    // replica never ships what lies before its local anchor.
+                    behind.Parameters.Add(new NpgsqlParameter<string> { TypedValue = id });
+                    behind.Parameters.Add(new NpgsqlParameter<long> { TypedValue = anchorId });
+                    walk.BehindAnchor(await behind.ExecuteScalarAsync(ct) is long first ? first : null);
+                }
+
                 var after = anchorId;
                 while (walk.Problem is null)
                 {
@@ -148,6 +193,7 @@ public static class ChainVerifier
     private sealed class Walk(string source, long anchorId, byte[] anchorHash)
     {
         private readonly ArrayBufferWriter<byte> _scratch = new(1024);
+        private readonly long _anchorId = anchorId;
         private byte[] _previous = anchorHash;
         private long _expected = anchorId + 1;
         private long _checked;
@@ -155,6 +201,19 @@ public static class ChainVerifier
         public long? BreakId { get; private set; }
 
         public string? Problem { get; private set; }
+
+        /// <summary>
+        /// A hashed event stored at or before the anchor: retention deletes those when it moves the anchor, so the
+        /// anchor was moved over stored events (which the walk would otherwise leave unchecked).
+        /// </summary>
+        public void BehindAnchor(long? id)
+        {
+            if (id is long first)
+            {
+                Fail(first, $"event {first} is still stored at or before the chain's anchor ({_anchorId}): the anchor was moved over " +
+                    "stored events (retention deletes every event up to the anchor)");
+            }
+        }
 
         /// <summary>Checks the next row; false once the chain is broken.</summary>
         public bool Add(long id, PreparedEvent e, byte[]? hash)

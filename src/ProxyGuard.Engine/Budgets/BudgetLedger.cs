@@ -85,9 +85,11 @@ internal sealed class BudgetLedger
     /// Checks every limit of every budget in <paramref name="budgets"/> (with its key) and counts one request and
     /// <paramref name="uploadBytes"/> in all of them at once, or in none: the meters are locked together (in one
     /// order), so concurrent requests cannot both take the last unit. <paramref name="countAnyway"/> (audit mode)
-    /// counts an exceeded request too, since it is forwarded.
+    /// counts an exceeded request too, since it is forwarded. <paramref name="streamed"/>: the request has a body whose
+    /// size is not known yet (counted when it ends, or a WebSocket); it still needs room (at least one byte) in every
+    /// upload limit, so that a spent upload budget refuses it.
     /// </summary>
-    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false)
+    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, bool streamed = false)
     {
         while (true)
         {
@@ -134,7 +136,7 @@ internal sealed class BudgetLedger
                 foreach (var e in entries)
                 {
                     var slot = e.Meter.SlotOf(now);
-                    var cost = e.Limit.Quantity == BudgetQuantity.Requests ? 1 : uploadBytes;
+                    var cost = e.Limit.Quantity == BudgetQuantity.Requests ? 1 : streamed ? Math.Max(1, uploadBytes) : uploadBytes;
                     var own = e.Meter.Own(slot);
                     var over = own + e.Meter.Remote(slot) + cost > e.Limit.Amount
                         || (share > 0 && own + cost > e.Limit.Amount / share);

@@ -48,7 +48,8 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
             later = true; // a streamed body without a length (chunked, or HTTP/2 without content-length): counted when it ends
         }
 
-        var charge = ledger.Charge(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit);
+        // A streamed body (or a WebSocket) is counted later, but still needs room now: a spent upload budget refuses it.
+        var charge = ledger.Charge(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit, streamed: later || view.Upgrade);
         if (later)
         {
             exchange.Hold(new ChargeWhenDone(ledger, applicable, exchange));
