@@ -67,6 +67,30 @@ public static class PolicyLoader
     }
 
     /// <summary>
+    /// Everything the proxy checks before it uses a policy file, in one place: <c>policy check</c> and <c>run</c> (at start)
+    /// both call this, so they cannot drift. It is <see cref="LoadFile"/>, then every file the policy names is read as
+    /// the proxy reads it (each CA bundle in <c>tls.upstream_ca_files</c>: a regular file within the size and time bounds
+    /// holding at least one PEM certificate). Every problem comes back as a diagnostic at the entry's position, named
+    /// after <paramref name="path"/> as given; warnings are kept. Secret references are resolved only when
+    /// <see cref="PolicyLoadOptions.SecretReferenceValidator"/> is set (otherwise their syntax is checked).
+    /// </summary>
+    public static PolicyLoadResult Validate(string path, PolicyLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        options ??= new PolicyLoadOptions();
+        var loaded = LoadFile(path, options);
+        if (!loaded.Success)
+        {
+            return loaded;
+        }
+
+        var fileProblems = loaded.Policy!.Tls.CheckUpstreamCaFiles(path, options.FileReadTimeout);
+        return fileProblems.Count == 0
+            ? loaded
+            : new PolicyLoadResult(null, fileProblems.OrderBy(d => d.Line).ThenBy(d => d.Column).ToList()) { Warnings = loaded.Warnings };
+    }
+
+    /// <summary>
     /// Loads a policy from text. <paramref name="fileName"/> is used in diagnostics and as <see cref="CompiledPolicy.FilePath"/>;
     /// relative paths inside the policy resolve against its directory (or the current directory).
     /// </summary>
