@@ -56,10 +56,10 @@ internal static class PolicyCommands
             // By default only the syntax of secret references is checked: policies are written and
             // reviewed on workstations and in CI, where the proxy host's secrets are not available.
             // With --resolve-secrets they are resolved by a resolver set up as 'run' sets up its own.
-            SecretResolverOptions resolverOptions;
+            SecretResolverOptions? resolverOptions = null;
             try
             {
-                resolverOptions = SecretResolverOptions.FromEnvironment();
+                resolverOptions = parse.GetValue(resolveSecrets) ? SecretResolverOptions.FromEnvironment() : null;
             }
             catch (ArgumentException ex)
             {
@@ -67,8 +67,8 @@ internal static class PolicyCommands
                 return ExitCodes.Usage;
             }
 
-            using var resolver = new SecretResolver(resolverOptions);
-            var options = LoadOptions(parse.GetValue(resolveSecrets) ? resolver.Validate : null);
+            using var resolver = resolverOptions is null ? null : new SecretResolver(resolverOptions);
+            var options = LoadOptions(resolver is null ? null : resolver.Validate);
             var failed = false;
             foreach (var file in parse.GetValue(files)!)
             {
