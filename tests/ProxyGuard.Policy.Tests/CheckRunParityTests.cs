@@ -112,6 +112,19 @@ public sealed class CheckRunParityTests : IDisposable
         Assert.Equal(("default", "default-allow"), (PolicyDecider.Decide(open, input).Rule, PolicyDecider.Decide(open, input).Reason.Name));
     }
 
+    [Theory]
+    [InlineData("/api/\\d+", "contains '\\', which is not glob syntax", "/api/*")]
+    [InlineData("/files/\\.git/**", "contains '\\', which is not glob syntax", "/files/*/**")]
+    [InlineData("^/api/.*$", "must start with '/'", "/api/**")]
+    public void Regex_syntax_in_a_path_glob_is_an_error_that_says_globs_are_not_regexes(string glob, string problem, string meant)
+    {
+        var d = Assert.Single(TestPolicies.Errors($"version: 1\nrules:\n  - name: a\n    hosts: [x.example.com]\n    paths: ['{glob}']\n    action: allow\n"));
+        Assert.Equal((5, 13), (d.Line, d.Column));
+        Assert.Contains(problem, d.Message, StringComparison.Ordinal);
+        Assert.Contains("paths are globs, not regular expressions", d.Message, StringComparison.Ordinal);
+        Assert.EndsWith($"did you mean '{meant}'?", d.Message, StringComparison.Ordinal);
+    }
+
     private static string SelfSignedPem()
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
