@@ -125,6 +125,20 @@ public sealed class CheckRunParityTests : IDisposable
         Assert.EndsWith($"did you mean '{meant}'?", d.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("rules:\n  - name: a\n    hosts: [\"[::1]:443\"]\n    action: allow\n", "a host pattern has no port; put the port in 'ports' (e.g. ports: [443])")]
+    [InlineData("rules:\n  - name: a\n    hosts: [\"*.example.com:*\"]\n    action: allow\n", "a host pattern has no port; put the port in 'ports' (e.g. ports: [443])")]
+    [InlineData("rules:\n  - name: a\n    hosts: [api.example.com/v1]\n    action: allow\n", "a host pattern has no path; write the host ('api.example.com') and put the path in 'paths' (e.g. paths: [\"/v1/**\"])")]
+    [InlineData("secrets:\n  - name: s\n    value: env:X\n    hosts: [\"api.example.com:443\"]\n", "a host pattern has no port; hosts here apply to every port, so write 'api.example.com'")]
+    [InlineData("network:\n  allow_destinations: [\"10.0.0.1:443\"]\n", "an address here has no port (it admits every port); write '10.0.0.1'")]
+    public void A_port_or_path_inside_a_host_says_where_it_belongs(string body, string expected)
+    {
+        var d = Assert.Single(TestPolicies.Errors("version: 1\n" + body));
+        Assert.EndsWith(expected, d.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("IPv6", d.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("host names are not allowed", d.Message, StringComparison.Ordinal);
+    }
+
     private static string SelfSignedPem()
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
