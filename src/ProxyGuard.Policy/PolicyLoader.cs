@@ -79,15 +79,12 @@ public static class PolicyLoader
         ArgumentNullException.ThrowIfNull(path);
         options ??= new PolicyLoadOptions();
         var loaded = LoadFile(path, options);
-        if (!loaded.Success)
-        {
-            return loaded;
-        }
 
-        var fileProblems = loaded.Policy!.Tls.CheckUpstreamCaFiles(path, options.FileReadTimeout);
+        // The files are read also when the policy has other problems: every problem in one pass.
+        var fileProblems = (loaded.Policy?.Tls ?? loaded.ReadTls)?.CheckUpstreamCaFiles(path, options.FileReadTimeout) ?? [];
         return fileProblems.Count == 0
             ? loaded
-            : new PolicyLoadResult(null, fileProblems.OrderBy(d => d.Line).ThenBy(d => d.Column).ToList()) { Warnings = loaded.Warnings };
+            : new PolicyLoadResult(null, loaded.Diagnostics.Concat(fileProblems).OrderBy(d => d.Line).ThenBy(d => d.Column).ToList()) { Warnings = loaded.Warnings };
     }
 
     /// <summary>
@@ -113,10 +110,13 @@ public static class PolicyLoader
         var warnings = new List<PolicyDiagnostic>();
         var root = YamlTreeReader.Read(text, displayName, diagnostics);
         CompiledPolicy? policy = null;
+        TlsSpec? tls = null;
         if (root is not null)
         {
-            var compiled = new PolicyCompiler(displayName, baseDirectory, options, diagnostics, warnings).Compile(root, filePath, sha256);
+            var compiler = new PolicyCompiler(displayName, baseDirectory, options, diagnostics, warnings);
+            var compiled = compiler.Compile(root, filePath, sha256);
             policy = diagnostics.Count == 0 ? compiled : null;
+            tls = compiler.Tls;
         }
 
         if (policy is not null)
@@ -125,7 +125,7 @@ public static class PolicyLoader
         }
 
         var sorted = diagnostics.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList();
-        return new PolicyLoadResult(policy, sorted) { Warnings = warnings.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList() };
+        return new PolicyLoadResult(policy, sorted) { Warnings = warnings.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList(), ReadTls = tls };
     }
 
     private static PolicyLoadResult Fail(string file, int line, int column, string message) =>

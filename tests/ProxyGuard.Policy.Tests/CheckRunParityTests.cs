@@ -54,6 +54,16 @@ public sealed class CheckRunParityTests : IDisposable
     }
 
     [Fact]
+    public void Validate_reports_CA_files_also_when_the_policy_has_other_problems()
+    {
+        var path = Path.Combine(_dir.FullName, "both.yaml");
+        File.WriteAllText(path, "version: 1\nmode: strict\ntls:\n  upstream_ca_files: [missing.pem]\n");
+        var result = PolicyLoader.Validate(path, s_options);
+        Assert.Equal([(2, 7), (4, 23)], result.Diagnostics.Select(d => (d.Line, d.Column)));
+        Assert.StartsWith("tls.upstream_ca_files[0]: ", result.Diagnostics[1].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Validate_keeps_the_syntax_errors_and_warnings_of_loading()
     {
         var path = Path.Combine(_dir.FullName, "bad.yaml");
