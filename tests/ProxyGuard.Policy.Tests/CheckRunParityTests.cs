@@ -64,6 +64,26 @@ public sealed class CheckRunParityTests : IDisposable
     }
 
     [Fact]
+    public void Each_secret_binding_no_allow_rule_reaches_is_a_warning_at_its_host()
+    {
+        var result = PolicyLoader.LoadText("""
+            version: 1
+            rules:
+              - name: gh
+                hosts: [api.github.com]
+                action: allow
+            secrets:
+              - name: partly
+                value: env:A
+                hosts: [api.github.com, uploads.example.org, "*.github.com"]
+            """, "test.yaml");
+        Assert.True(result.Success, string.Join("\n", result.Diagnostics));
+        var w = Assert.Single(result.Warnings);
+        Assert.Equal((9, 29), (w.Line, w.Column));
+        Assert.Equal("warning: secrets[0].hosts[1]: secret 'partly' is bound to uploads.example.org, which no allow rule reaches: it is never substituted toward it (add a rule for it or remove it from the secret's hosts)", w.Message);
+    }
+
+    [Fact]
     public void Validate_keeps_the_syntax_errors_and_warnings_of_loading()
     {
         var path = Path.Combine(_dir.FullName, "bad.yaml");
