@@ -141,6 +141,9 @@ public sealed class CompiledPolicy
     /// Decides one HTTP request (absolute-form, or inside an intercepted tunnel). First match wins over the rules that
     /// can carry HTTP (tunnel-only rules, <c>inspect: false</c> and <c>protocol: tcp</c>, are skipped); then the default.
     /// An ambiguous path never matches an allow rule that has <c>paths</c>, but does match a deny rule that has them.
+    /// Likewise a plain-HTTP request to port 443 never matches an allow rule (port 443 is HTTPS), but does match a deny
+    /// rule; refused by the default, it reports <see cref="Reasons.PlainHttpOnHttpsPort"/> when an allow rule would
+    /// otherwise have taken it.
     /// </summary>
     internal RuleMatch MatchRequest(string? clientId, string scheme, string host, int port, string method, string rawPath)
     {
@@ -153,6 +156,8 @@ public sealed class CompiledPolicy
         var upperMethod = (method ?? string.Empty).ToUpperInvariant();
         var path = PathNormalizer.Normalize(rawPath ?? string.Empty);
         var skippedForAmbiguity = false;
+        var plainOnHttpsPort = IsPlainHttpOnHttpsPort(port, defaultPort);
+        var skippedForPlainHttp = false;
         foreach (var r in _index.Candidates(normalized))
         {
             var rule = Rules[r];
@@ -161,7 +166,7 @@ public sealed class CompiledPolicy
                 continue;
             }
 
-            if (!MatchesClient(rule, clientId) || !MatchesRequestPort(rule, port, defaultPort) || !rule.HostMatcher.Matches(normalized))
+            if (!MatchesClient(rule, clientId) || !MatchesPort(rule, port, defaultPort) || !rule.HostMatcher.Matches(normalized))
             {
                 continue;
             }
@@ -187,6 +192,13 @@ public sealed class CompiledPolicy
                 }
             }
 
+            if (rule.Action == RuleAction.Allow && plainOnHttpsPort)
+            {
+                // Written for HTTPS: it does not let cleartext through to the same port (a deny rule still denies).
+                skippedForPlainHttp = true;
+                continue;
+            }
+
             return rule.Action == RuleAction.Allow
                 ? new RuleMatch(true, rule.Name, Reasons.RuleAllow, WebSocket: rule.WebSocket)
                 : new RuleMatch(false, rule.Name, path.Ambiguous && rule.CompiledPaths.Count > 0 ? Reasons.AmbiguousPath : Reasons.RuleDeny);
@@ -197,7 +209,8 @@ public sealed class CompiledPolicy
             return new RuleMatch(true, DefaultRuleName, Reasons.DefaultAllow);
         }
 
-        return new RuleMatch(false, DefaultRuleName, skippedForAmbiguity ? Reasons.AmbiguousPath : Reasons.NoRuleMatched);
+        return new RuleMatch(false, DefaultRuleName,
+            skippedForPlainHttp ? Reasons.PlainHttpOnHttpsPort : skippedForAmbiguity ? Reasons.AmbiguousPath : Reasons.NoRuleMatched);
     }
 
     /// <summary>
@@ -246,7 +259,7 @@ public sealed class CompiledPolicy
             }
             else if (!connect && port == HttpsPort && defaultPort != HttpsPort)
             {
-                missed.Add("port 443 is for HTTPS only: a plain-HTTP request to it matches no rule");
+                missed.Add("port 443 is for HTTPS only: a plain-HTTP request to it matches no allow rule");
             }
             else
             {
@@ -314,12 +327,15 @@ public sealed class CompiledPolicy
         rule.ClientSet is null || (clientId is not null && rule.ClientSet.Contains(clientId));
 
     /// <summary>
-    /// A request's port: as <see cref="MatchesPort"/>, except that port 443 means HTTPS. A plain-HTTP (<c>http</c>/<c>ws</c>)
-    /// request to port 443 matches no rule, even one that lists 443: nothing verified who answers, and a rule written
-    /// for HTTPS must not also allow cleartext to the same port.
+    /// A request's port for an allow rule: as <see cref="MatchesPort"/>, except that port 443 means HTTPS. A plain-HTTP
+    /// (<c>http</c>/<c>ws</c>) request to port 443 matches no allow rule, even one that lists 443: nothing verified who
+    /// answers, and a rule written for HTTPS must not also allow cleartext to the same port.
     /// </summary>
     internal static bool MatchesRequestPort(RuleSpec rule, int port, int defaultPort) =>
-        !(port == HttpsPort && defaultPort != HttpsPort) && MatchesPort(rule, port, defaultPort);
+        !IsPlainHttpOnHttpsPort(port, defaultPort) && MatchesPort(rule, port, defaultPort);
+
+    /// <summary>A request whose scheme is not HTTPS (<c>http</c>, <c>ws</c>) to port 443.</summary>
+    internal static bool IsPlainHttpOnHttpsPort(int port, int defaultPort) => port == HttpsPort && defaultPort != HttpsPort;
 
     internal const int HttpsPort = 443;
 

@@ -15,8 +15,15 @@ internal static class HostPattern
 
     internal readonly record struct Parsed(Kind Kind, string Value, IPNetwork Network);
 
-    /// <summary>Parses <paramref name="raw"/>; on failure returns false with an error message.</summary>
-    public static bool TryParse(string raw, bool allowAny, out Parsed parsed, out string? error)
+    /// <summary>
+    /// Parses <paramref name="raw"/>; on failure returns false with an error message. <paramref name="hasPortsKey"/>: the
+    /// list sits next to a <c>ports</c> key (a rule), so a port or path written into a host is pointed there; elsewhere
+    /// (secrets, content rules, exemptions, budgets) hosts apply to every port and path.
+    /// </summary>
+    public static bool TryParse(string raw, bool allowAny, out Parsed parsed, out string? error) => TryParse(raw, allowAny, hasPortsKey: true, out parsed, out error);
+
+    /// <inheritdoc cref="TryParse(string, bool, out Parsed, out string?)"/>
+    public static bool TryParse(string raw, bool allowAny, bool hasPortsKey, out Parsed parsed, out string? error)
     {
         parsed = default;
         error = null;
@@ -38,10 +45,26 @@ internal static class HostPattern
             return false;
         }
 
-        // A port written into the host ('*.npmjs.org:443', 'example.com:8443'), before anything reads the colon as IPv6.
-        if (!raw.StartsWith('[') && raw.Count(c => c == ':') == 1)
+        // A port written into the host ('*.npmjs.org:443', 'example.com:8443', '[::1]:443'), before anything reads the
+        // colon as IPv6.
+        var portAt = raw.StartsWith('[') ? raw.IndexOf("]:", StringComparison.Ordinal) + 1 : raw.Count(c => c == ':') == 1 ? raw.IndexOf(':', StringComparison.Ordinal) : 0;
+        if (portAt > 0)
         {
-            error = $"invalid host pattern '{raw}': a host pattern has no port; put the port in 'ports' (e.g. ports: [{raw[(raw.IndexOf(':', StringComparison.Ordinal) + 1)..]}])";
+            var port = raw[(portAt + 1)..];
+            var example = port.Length is > 0 and <= 5 && port.All(char.IsAsciiDigit) ? port : "443";
+            error = hasPortsKey
+                ? $"invalid host pattern '{raw}': a host pattern has no port; put the port in 'ports' (e.g. ports: [{example}])"
+                : $"invalid host pattern '{raw}': a host pattern has no port; hosts here apply to every port, so write '{raw[..portAt]}'";
+            return false;
+        }
+
+        // A path written into a host name ('api.example.com/v1'); a '/' after an IP address is a CIDR.
+        var slash = raw.IndexOf('/', StringComparison.Ordinal);
+        if (slash > 0 && !raw[..slash].Contains(':', StringComparison.Ordinal) && !raw[..slash].All(c => char.IsAsciiDigit(c) || c == '.'))
+        {
+            error = hasPortsKey
+                ? $"invalid host pattern '{raw}': a host pattern has no path; write the host ('{raw[..slash]}') and put the path in 'paths' (e.g. paths: [\"{raw[slash..]}/**\"])"
+                : $"invalid host pattern '{raw}': a host pattern has no path; write the host alone ('{raw[..slash]}')";
             return false;
         }
 
@@ -126,6 +149,13 @@ internal static class HostPattern
 
         if (!IsStrictAddress(addressText, out var address))
         {
+            var colon = addressText.StartsWith('[') ? addressText.IndexOf("]:", StringComparison.Ordinal) + 1 : addressText.Count(c => c == ':') == 1 ? addressText.IndexOf(':', StringComparison.Ordinal) : 0;
+            if (colon > 0 && IsStrictAddress(addressText[..colon].Trim('[', ']'), out _))
+            {
+                error = $"invalid CIDR '{raw}': an address here has no port (it admits every port); write '{addressText[..colon].Trim('[', ']')}'";
+                return false;
+            }
+
             error = $"invalid CIDR '{raw}': '{addressText}' is not an IP address (expected an IP address or a CIDR such as 10.0.0.0/8 or fd00::/8; host names are not allowed here)";
             return false;
         }

@@ -38,6 +38,38 @@ internal sealed class PathGlob
         return $"path glob '{pattern}' looks like a regular expression but is matched literally (globs take '*' within one segment and '**' for any depth){suggestion}";
     }
 
+    private const string NotRegex = "paths are globs, not regular expressions: '*' within a segment, '**' for any depth";
+
+    /// <summary>
+    /// For a glob written as a regular expression, the glob that was probably meant: anchors dropped, a trailing
+    /// <c>.*</c> or <c>.+</c> segment as <c>**</c>, any other segment with regex syntax as <c>*</c>.
+    /// </summary>
+    private static string Suggest(string pattern)
+    {
+        var text = pattern.TrimStart('^').TrimEnd('$');
+        if (text.Length == 0 || text[0] != '/')
+        {
+            return string.Empty;
+        }
+
+        var segments = text[1..].Split('/');
+        for (var i = 0; i < segments.Length; i++)
+        {
+            var segment = segments[i];
+            if (segment is ".*" or ".+" && i == segments.Length - 1)
+            {
+                segments[i] = "**";
+            }
+            else if (segment.IndexOfAny(['\\', '(', ')', '|', '+', '[', ']', '{', '}', '^', '$']) >= 0 || segment.Contains(".*", StringComparison.Ordinal))
+            {
+                segments[i] = "*";
+            }
+        }
+
+        var suggestion = "/" + string.Join('/', segments);
+        return suggestion == pattern ? string.Empty : $"; did you mean '{suggestion}'?";
+    }
+
     public static bool TryCompile(string pattern, out PathGlob? glob, out string? error)
     {
         glob = null;
@@ -45,8 +77,15 @@ internal sealed class PathGlob
         if (pattern.Length == 0 || pattern[0] != '/')
         {
             error = pattern.StartsWith('^')
-                ? $"path glob '{pattern}' must start with '/' (paths are globs, not regular expressions: '*' within a segment, '**' for any depth)"
+                ? $"path glob '{pattern}' must start with '/' ({NotRegex}){Suggest(pattern)}"
                 : $"path glob '{pattern}' must start with '/'";
+            return false;
+        }
+
+        if (pattern.Contains('\\', StringComparison.Ordinal))
+        {
+            // '\d', '\.', '\w': regular-expression escapes, not glob syntax (and a '\' in a path is ambiguous anyway).
+            error = $"path glob '{pattern}' contains '\\', which is not glob syntax ({NotRegex}){Suggest(pattern)}";
             return false;
         }
 

@@ -10,4 +10,7 @@ public sealed record PolicyLoadResult(CompiledPolicy? Policy, IReadOnlyList<Poli
     /// allows), each as <c>FILE:LINE:COL: warning: ...</c>. Warnings never fail a load.
     /// </summary>
     public IReadOnlyList<PolicyDiagnostic> Warnings { get; init; } = [];
+
+    /// <summary>The <c>tls</c> section as read, kept when the policy has problems so that <see cref="PolicyLoader.Validate"/> reports its files too.</summary>
+    internal TlsSpec? ReadTls { get; init; }
 }

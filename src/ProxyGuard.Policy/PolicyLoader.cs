@@ -67,6 +67,27 @@ public static class PolicyLoader
     }
 
     /// <summary>
+    /// Everything the proxy checks before it uses a policy file, in one place: <c>policy check</c> and <c>run</c> (at start)
+    /// both call this, so they cannot drift. It is <see cref="LoadFile"/>, then every file the policy names is read as
+    /// the proxy reads it (each CA bundle in <c>tls.upstream_ca_files</c>: a regular file within the size and time bounds
+    /// holding at least one PEM certificate). Every problem comes back as a diagnostic at the entry's position, named
+    /// after <paramref name="path"/> as given; warnings are kept. Secret references are resolved only when
+    /// <see cref="PolicyLoadOptions.SecretReferenceValidator"/> is set (otherwise their syntax is checked).
+    /// </summary>
+    public static PolicyLoadResult Validate(string path, PolicyLoadOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        options ??= new PolicyLoadOptions();
+        var loaded = LoadFile(path, options);
+
+        // The files are read also when the policy has other problems: every problem in one pass.
+        var fileProblems = (loaded.Policy?.Tls ?? loaded.ReadTls)?.CheckUpstreamCaFiles(path, options.FileReadTimeout) ?? [];
+        return fileProblems.Count == 0
+            ? loaded
+            : new PolicyLoadResult(null, loaded.Diagnostics.Concat(fileProblems).OrderBy(d => d.Line).ThenBy(d => d.Column).ToList()) { Warnings = loaded.Warnings };
+    }
+
+    /// <summary>
     /// Loads a policy from text. <paramref name="fileName"/> is used in diagnostics and as <see cref="CompiledPolicy.FilePath"/>;
     /// relative paths inside the policy resolve against its directory (or the current directory).
     /// </summary>
@@ -89,10 +110,13 @@ public static class PolicyLoader
         var warnings = new List<PolicyDiagnostic>();
         var root = YamlTreeReader.Read(text, displayName, diagnostics);
         CompiledPolicy? policy = null;
+        TlsSpec? tls = null;
         if (root is not null)
         {
-            var compiled = new PolicyCompiler(displayName, baseDirectory, options, diagnostics, warnings).Compile(root, filePath, sha256);
+            var compiler = new PolicyCompiler(displayName, baseDirectory, options, diagnostics, warnings);
+            var compiled = compiler.Compile(root, filePath, sha256);
             policy = diagnostics.Count == 0 ? compiled : null;
+            tls = compiler.Tls;
         }
 
         if (policy is not null)
@@ -101,7 +125,7 @@ public static class PolicyLoader
         }
 
         var sorted = diagnostics.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList();
-        return new PolicyLoadResult(policy, sorted) { Warnings = warnings.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList() };
+        return new PolicyLoadResult(policy, sorted) { Warnings = warnings.Distinct().OrderBy(d => d.Line).ThenBy(d => d.Column).ToList(), ReadTls = tls };
     }
 
     private static PolicyLoadResult Fail(string file, int line, int column, string message) =>

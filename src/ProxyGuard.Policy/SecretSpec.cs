@@ -19,6 +19,9 @@ public sealed class SecretSpec
 
     public required IReadOnlyList<string> HostPatterns { get; init; }
 
+    /// <summary>Where each entry of <see cref="HostPatterns"/> is written (1-based line and column); empty when unknown.</summary>
+    public IReadOnlyList<(int Line, int Column)> HostPositions { get; init; } = [];
+
     public bool InHeaders { get; init; } = true;
 
     public bool InQuery { get; init; } = true;

@@ -59,14 +59,24 @@ public sealed class TlsSpec
     private PolicyFileException? TryImport(X509Certificate2Collection roots, int i, string policyFile, TimeSpan timeout)
     {
         var file = UpstreamCaFiles[i];
+        var (line, column) = i < UpstreamCaFilePositions.Count ? UpstreamCaFilePositions[i] : (1, 1);
         try
         {
+            var before = roots.Count;
             roots.ImportFromPem(Encoding.UTF8.GetString(BoundedFile.ReadAllBytes(file, MaxCaFileBytes, timeout)));
+            if (roots.Count == before)
+            {
+                // ImportFromPem skips everything that is not a PEM certificate: an empty file, a DER file or a key
+                // would otherwise add no root at all, silently, and every upstream signed by the intended CA would fail.
+                var empty = new PolicyDiagnostic(policyFile, line, column,
+                    $"tls.upstream_ca_files[{i}]: '{file}' holds no PEM certificate (expected one or more '-----BEGIN CERTIFICATE-----' blocks)");
+                return new PolicyFileException(empty, new InvalidDataException(empty.Message));
+            }
+
             return null;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException)
         {
-            var (line, column) = i < UpstreamCaFilePositions.Count ? UpstreamCaFilePositions[i] : (1, 1);
             var reason = ex is BoundedFileException ? ex.Message : $"cannot load '{file}': {ex.Message}";
             return new PolicyFileException(new PolicyDiagnostic(policyFile, line, column, $"tls.upstream_ca_files[{i}]: {reason}"), ex);
         }

@@ -121,7 +121,7 @@ public sealed class AuthorFeedbackTests
         Assert.Equal(allowed, decision.Verdict == Verdict.Allow);
         if (!allowed)
         {
-            Assert.Equal("no-rule-matched", decision.Reason.Name);
+            Assert.Equal("plain-http-on-https-port", decision.Reason.Name);
             Assert.Contains(policy.NearMisses(null, scheme, "x.example.com", port, "GET", "/"), m => m.Contains("port 443 is for HTTPS only", StringComparison.Ordinal));
         }
     }

@@ -21,6 +21,8 @@ public static class Reasons
         "CONNECT: no rule can allow this host and port, and the default is deny");
     public static readonly Reason AmbiguousPath = new("ambiguous-path", DecisionStage.Rules, 403, true,
         "the path can be read differently by servers, so it matches no allow rule with paths");
+    public static readonly Reason PlainHttpOnHttpsPort = new("plain-http-on-https-port", DecisionStage.Rules, 403, true,
+        "a plain-HTTP (http://, ws://) request to port 443, which rules allow for HTTPS only, and the default is deny");
     public static readonly Reason InvalidHost = new("invalid-host", DecisionStage.Rules, 403, true, "the destination host cannot be normalised");
     public static readonly Reason InvalidPort = new("invalid-port", DecisionStage.Rules, 403, true, "the destination port is outside 1-65535");
     public static readonly Reason WebSocketNotAllowed = new("websocket-not-allowed", DecisionStage.Rules, 403, true,

@@ -39,7 +39,8 @@ internal static class CommonReaders
         return name;
     }
 
-    public static (HostMatcher? Matcher, List<string> Patterns) ReadHosts(NodeReader r, YNode? node, string path, bool allowAny)
+    /// <param name="hasPortsKey">The hosts sit next to a <c>ports</c> key (a rule): messages point ports and paths there.</param>
+    public static (HostMatcher? Matcher, List<string> Patterns) ReadHosts(NodeReader r, YNode? node, string path, bool allowAny, bool hasPortsKey = false)
     {
         var patterns = new List<string>();
         var list = r.StringList(node, path, allowEmpty: false, "list at least one host");
@@ -52,7 +53,7 @@ internal static class CommonReaders
         var ok = true;
         for (var i = 0; i < list.Count; i++)
         {
-            if (HostPattern.TryParse(list[i].Value, allowAny, out var p, out var error))
+            if (HostPattern.TryParse(list[i].Value, allowAny, hasPortsKey, out var p, out var error))
             {
                 parsed.Add(p);
                 patterns.Add(list[i].Value);

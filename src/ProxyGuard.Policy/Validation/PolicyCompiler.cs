@@ -22,6 +22,9 @@ internal sealed class PolicyCompiler
         _errorsBefore = diagnostics.Count;
     }
 
+    /// <summary>The <c>tls</c> section as read, also when the policy has other problems (so its files can still be checked).</summary>
+    public TlsSpec? Tls { get; private set; }
+
     public CompiledPolicy? Compile(YNode root, string filePath, string sha256)
     {
         var r = _context.R;
@@ -51,6 +54,7 @@ internal sealed class PolicyCompiler
         var content = ContentReader.Read(_context, top.Get("content"));
         var secrets = SecretsReader.Read(_context, top.Get("secrets"));
         var tls = TlsReader.Read(_context, top.Get("tls"));
+        Tls = tls;
         var budgets = BudgetsReader.Read(_context, top.Get("budgets"), clients, rules);
 
         if (_diagnostics.Count > _errorsBefore)

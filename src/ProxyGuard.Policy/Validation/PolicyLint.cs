@@ -18,11 +18,26 @@ internal static class PolicyLint
         for (var i = 0; i < policy.Secrets.Count; i++)
         {
             var secret = policy.Secrets[i];
-            var unreachable = secret.HostPatterns.Where(pattern => !allowRules.Any(rule => Overlaps(pattern, rule))).ToList();
-            if (unreachable.Count == secret.HostPatterns.Count && unreachable.Count > 0)
+            var unreachable = Enumerable.Range(0, secret.HostPatterns.Count)
+                .Where(h => !allowRules.Any(rule => Overlaps(secret.HostPatterns[h], rule))).ToList();
+            if (unreachable.Count == 0)
+            {
+                continue;
+            }
+
+            if (unreachable.Count == secret.HostPatterns.Count)
             {
                 yield return new PolicyDiagnostic(file, secret.Line, secret.Column,
-                    $"warning: secret '{secret.Name}' is bound to {string.Join(", ", unreachable)}, which no allow rule reaches: it will never be substituted (add a rule for those hosts or remove the secret)");
+                    $"warning: secret '{secret.Name}' is bound to {string.Join(", ", unreachable.Select(h => secret.HostPatterns[h]))}, which no allow rule reaches: it will never be substituted (add a rule for those hosts or remove the secret)");
+                continue;
+            }
+
+            // Some of its hosts are reachable: each binding that is not, at its list item.
+            foreach (var h in unreachable)
+            {
+                var (line, column) = h < secret.HostPositions.Count ? secret.HostPositions[h] : (secret.Line, secret.Column);
+                yield return new PolicyDiagnostic(file, line, column,
+                    $"warning: secrets[{i}].hosts[{h}]: secret '{secret.Name}' is bound to {secret.HostPatterns[h]}, which no allow rule reaches: it is never substituted toward it (add a rule for it or remove it from the secret's hosts)");
             }
         }
     }

@@ -73,7 +73,7 @@ internal static class RulesReader
         }
 
         var hostsNode = r.Required(map, path, "hosts");
-        var (hostMatcher, hostPatterns) = CommonReaders.ReadHosts(r, hostsNode, path + ".hosts", allowAny: true);
+        var (hostMatcher, hostPatterns) = CommonReaders.ReadHosts(r, hostsNode, path + ".hosts", allowAny: true, hasPortsKey: true);
         ok &= hostMatcher is not null;
 
         var ports = new List<int>();

@@ -76,7 +76,8 @@ internal static class SecretsReader
                 }
             }
 
-            var (hosts, patterns) = CommonReaders.ReadHosts(r, r.Required(map, path, "hosts"), path + ".hosts", allowAny: false);
+            var hostsNode = r.Required(map, path, "hosts");
+            var (hosts, patterns) = CommonReaders.ReadHosts(r, hostsNode, path + ".hosts", allowAny: false);
             ok &= hosts is not null;
 
             bool inHeaders = true, inQuery = true, inBody = false;
@@ -106,6 +107,7 @@ internal static class SecretsReader
                     SandboxEnv = sandboxEnv,
                     Hosts = hosts!,
                     HostPatterns = patterns,
+                    HostPositions = hostsNode is YSequence hostList && hostList.Items.Count == patterns.Count ? hostList.Items.Select(i => (i.Line, i.Column)).ToList() : [],
                     InHeaders = inHeaders,
                     InQuery = inQuery,
                     InBody = inBody,

@@ -22,7 +22,10 @@ internal static class PolicyCommands
         return command;
     }
 
-    /// <summary>The same validation as the running proxy: unknown detector ids are errors with their position.</summary>
+    /// <summary>
+    /// The options the running proxy loads with (unknown detector ids are errors with their position); <c>check</c> and
+    /// <c>run</c> pass them to <see cref="PolicyLoader.Validate"/>.
+    /// </summary>
     internal static PolicyLoadOptions LoadOptions(Func<string, string?>? secretReferenceValidator) => new()
     {
         SecretReferenceValidator = secretReferenceValidator,
@@ -52,28 +55,31 @@ internal static class PolicyCommands
         {
             // By default only the syntax of secret references is checked: policies are written and
             // reviewed on workstations and in CI, where the proxy host's secrets are not available.
-            using var resolver = new SecretResolver(new SecretResolverOptions());
-            var options = LoadOptions(parse.GetValue(resolveSecrets) ? resolver.Validate : null);
+            // With --resolve-secrets they are resolved by a resolver set up as 'run' sets up its own.
+            SecretResolverOptions? resolverOptions = null;
+            try
+            {
+                resolverOptions = parse.GetValue(resolveSecrets) ? SecretResolverOptions.FromEnvironment() : null;
+            }
+            catch (ArgumentException ex)
+            {
+                Console.Error.WriteLine("proxyguard: " + ex.Message);
+                return ExitCodes.Usage;
+            }
+
+            using var resolver = resolverOptions is null ? null : new SecretResolver(resolverOptions);
+            var options = LoadOptions(resolver is null ? null : resolver.Validate);
             var failed = false;
             foreach (var file in parse.GetValue(files)!)
             {
-                var result = PolicyLoader.LoadFile(file, options);
-                foreach (var diagnostic in result.Diagnostics.Concat(result.Warnings))
+                // The same validation 'run' performs before it starts (the policy, then every file it names).
+                var result = PolicyLoader.Validate(file, options);
+                foreach (var diagnostic in result.Diagnostics.Concat(result.Warnings).OrderBy(d => d.Line).ThenBy(d => d.Column))
                 {
                     Console.Error.WriteLine(diagnostic.ToString());
                 }
 
-                // The files the policy names, read as 'run' reads them (CA bundles in tls.upstream_ca_files): every problem.
-                var fileProblems = result.Success
-                    ? result.Policy!.Tls.CheckUpstreamCaFiles(result.Policy.FilePath, Policy.IO.BoundedFile.DefaultTimeout)
-                    : [];
-                foreach (var problem in fileProblems)
-                {
-                    Console.Error.WriteLine((problem with { File = file }).ToString());
-                    failed = true;
-                }
-
-                if (result.Success && fileProblems.Count == 0)
+                if (result.Success)
                 {
                     var p = result.Policy!;
                     Console.WriteLine($"{file}: ok ({p.Rules.Count} rules, {p.Clients.Count} clients, {p.Secrets.Count} secrets, {(p.Budgets.Count > 0 ? $"{p.Budgets.Count} budgets, " : string.Empty)}mode {p.Mode.ToString().ToLowerInvariant()}, default {p.Default.ToString().ToLowerInvariant()})");

@@ -225,6 +225,19 @@ internal static class RunCommand
             return ExitCodes.Failed;
         }
 
+        // The validation 'policy check' performs (one routine for both): every problem as FILE:LINE:COL before anything starts.
+        var validation = PolicyLoader.Validate(options.PolicyPath, PolicyCommands.LoadOptions(null));
+        if (!validation.Success)
+        {
+            foreach (var diagnostic in validation.Diagnostics)
+            {
+                await Console.Error.WriteLineAsync(diagnostic.ToString());
+            }
+
+            await Console.Error.WriteLineAsync($"proxyguard: the policy {options.PolicyPath} is invalid; not starting");
+            return ExitCodes.Failed;
+        }
+
         if (CheckKeyMaterial(options) is { } refusal)
         {
             await Console.Error.WriteLineAsync("proxyguard: cannot start: " + refusal);

@@ -82,7 +82,7 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
             new("credential in body", "POST", _o.HttpsUrl("/echo/x13"), ["Content-Type: application/json"], $"{{\"k\":\"{aws}\"}}", "deny", "aws-access-key-id", "content-finding"),
             new("custom content rule in body", "POST", _o.HttpsUrl("/echo/x14"), ["Content-Type: text/plain"], "see ACME-INTERNAL-1234", "deny", "internal-marker", "content-finding"),
             new("plain http: no rule for the path", "POST", _o.HttpUrl("/other/x15"), ["Content-Type: text/plain"], "hello", "deny", "default", "no-rule-matched"),
-            new("plain http to port 443, which the rule lists (443 is HTTPS only)", "GET", "http://localhost:443/echo/x16", [], null, "deny", "default", "no-rule-matched"),
+            new("plain http to port 443, which the rule lists (443 is HTTPS only)", "GET", "http://localhost:443/echo/x16", [], null, "deny", "default", "plain-http-on-https-port"),
             new("placeholder over plain http", "GET", _o.HttpUrl("/echo/x12"), [$"Authorization: Bearer {placeholder}"], null, "deny", "secrets", "secret-plain-http"),
         ];
 

@@ -159,8 +159,9 @@ public sealed class PolicyCliTests
         Assert.DoesNotContain("   at ", explain.All, StringComparison.Ordinal);
 
         // With the CA file present the policy passes (the warning stays a warning).
-        await File.WriteAllTextAsync(dir.File("missing-ca.pem"), string.Empty);
-        await File.WriteAllTextAsync(dir.File("also-missing.pem"), string.Empty);
+        using var pki = new TestPki();
+        await File.WriteAllTextAsync(dir.File("missing-ca.pem"), pki.CaPem);
+        await File.WriteAllTextAsync(dir.File("also-missing.pem"), pki.CaPem);
         var ok = await Cli.RunAsync(RepoRoot, "policy", "check", policy);
         Assert.True(ok.ExitCode == 0, ok.All);
         Assert.Contains("warning: secret 'orphan'", ok.Stderr, StringComparison.Ordinal);
