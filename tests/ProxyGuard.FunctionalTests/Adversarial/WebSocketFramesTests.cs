@@ -43,13 +43,13 @@ public sealed class WebSocketFramesOrigin : IAsyncDisposable
     /// <summary>Sec-WebSocket-Extensions of every upgrade request ("" when absent).</summary>
     public ConcurrentQueue<string> OfferedExtensions { get; } = new();
 
-    public static async Task<WebSocketFramesOrigin> StartAsync(X509Certificate2 certificate)
+    public static async Task<WebSocketFramesOrigin> StartAsync(X509Certificate2 certificate, HttpProtocols protocols = HttpProtocols.Http1AndHttp2)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, o =>
         {
-            o.Protocols = HttpProtocols.Http1AndHttp2;
+            o.Protocols = protocols;
             o.UseHttps(certificate);
         }));
         var app = builder.Build();

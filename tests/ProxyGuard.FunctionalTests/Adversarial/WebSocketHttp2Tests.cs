@@ -26,6 +26,9 @@ public sealed class WebSocketHttp2Fixture : SecretsFixture
 
     public WebSocketFramesOrigin Ws { get; private set; } = null!;
 
+    /// <summary>The same origin speaking HTTP/1.1 only: the proxy reaches it with an HTTP/1.1 Upgrade.</summary>
+    public WebSocketFramesOrigin Ws1 { get; private set; } = null!;
+
     protected override string Content => """
         content:
           builtin: all
@@ -46,7 +49,7 @@ public sealed class WebSocketHttp2Fixture : SecretsFixture
         "    action: allow",
         "  - name: ws",
         "    hosts: [localhost, 127.0.0.1]",
-        $"    ports: [{Ws.Port}]",
+        $"    ports: [{Ws.Port}, {Ws1.Port}]",
         "    methods: [GET]",
         "    action: allow",
         "    websocket: true",
@@ -61,6 +64,8 @@ public sealed class WebSocketHttp2Fixture : SecretsFixture
     {
         Ws = await WebSocketFramesOrigin.StartAsync(Pki.Issue(["localhost", "127.0.0.1"]));
         Ws.Known = ApiValue;
+        Ws1 = await WebSocketFramesOrigin.StartAsync(Pki.Issue(["localhost"]), Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1);
+        Ws1.Known = ApiValue;
         await base.InitializeAsync();
     }
 
@@ -68,6 +73,7 @@ public sealed class WebSocketHttp2Fixture : SecretsFixture
     {
         await base.DisposeAsync();
         await Ws.DisposeAsync();
+        await Ws1.DisposeAsync();
     }
 }
 
@@ -128,13 +134,13 @@ public sealed partial class WebSocketHttp2Tests : IClassFixture<WebSocketHttp2Fi
         return ws;
     }
 
-    private async Task<ClientWebSocket> ConnectAsync(HttpMessageInvoker invoker, string path, string host = "localhost", Action<ClientWebSocket>? configure = null)
+    private async Task<ClientWebSocket> ConnectAsync(HttpMessageInvoker invoker, string path, int? port = null, Action<ClientWebSocket>? configure = null)
     {
         var ws = NewSocket(configure);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         try
         {
-            await ws.ConnectAsync(new Uri($"wss://{host}:{_f.Ws.Port}{path}"), invoker, timeout.Token);
+            await ws.ConnectAsync(new Uri($"wss://localhost:{port ?? _f.Ws.Port}{path}"), invoker, timeout.Token);
         }
         catch (WebSocketException e)
         {
@@ -209,8 +215,39 @@ public sealed partial class WebSocketHttp2Tests : IClassFixture<WebSocketHttp2Fi
         Assert.Equal(200, e.GetProperty("status").GetInt32());
         Assert.True(e.GetProperty("requestBytes").GetInt64() > 0);
         Assert.True(e.GetProperty("responseBytes").GetInt64() > 0);
-        Assert.Contains(_f.Ws.Handshakes, h => h.Path == "/echo/h2-chat");
+        // This origin speaks HTTP/2 and advertises extended CONNECT: the proxy's leg is HTTP/2 too.
+        Assert.Contains(_f.Ws.Handshakes, h => h.Path == "/echo/h2-chat" && h.Protocol == "HTTP/2");
         Assert.DoesNotContain("Unhandled", _f.Proxy.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_http1_only_origin_is_reached_with_an_upgrade_and_frames_are_inspected_the_same()
+    {
+        using var invoker = Invoker();
+        using (var ws = await ConnectAsync(invoker, "/echo/h2-to-h1", _f.Ws1.Port))
+        {
+            Assert.Equal("across versions", await EchoAsync(ws, "across versions"));
+            var key = Synthetic.AwsKeyId();
+            await SendTextAsync(ws, "key " + key);
+            var (result, _) = await ReceiveMessageAsync(ws);
+            Assert.Equal(WebSocketCloseStatus.PolicyViolation, result.CloseStatus);
+            Assert.DoesNotContain(_f.Ws1.Received, m => m.Contains(key, StringComparison.Ordinal));
+        }
+
+        Assert.Contains(_f.Ws1.Handshakes, h => h.Path == "/echo/h2-to-h1" && h.Protocol == "HTTP/1.1");
+        using (var ws = await ConnectAsync(invoker, "/leak/h2-to-h1-leak", _f.Ws1.Port))
+        {
+            await SendTextAsync(ws, "json");
+            var (_, message) = await ReceiveMessageAsync(ws);
+            var text = Encoding.UTF8.GetString(message);
+            Assert.DoesNotContain(_f.ApiValue.Split('/')[0], text, StringComparison.Ordinal);
+            Assert.Contains(_f.ApiPlaceholder, text, StringComparison.Ordinal);
+        }
+
+        var e = await EventAsync("h2-to-h1");
+        Assert.Equal("deny", e.GetProperty("decision").GetString());
+        Assert.Equal("content-finding", e.GetProperty("reason").GetString());
+        Assert.Equal(200, e.GetProperty("status").GetInt32());
     }
 
     [Fact]
