@@ -221,6 +221,22 @@ public sealed partial class WebSocketHttp2Tests : IClassFixture<WebSocketHttp2Fi
     }
 
     [Fact]
+    public async Task An_idle_http2_websocket_stays_open()
+    {
+        // Kestrel's minimum request body data rate (240 B/s after a 5 s grace) must not apply to an accepted stream:
+        // a chat that is quiet for a while is not a slow upload.
+        using var invoker = Invoker();
+        using var ws = await ConnectAsync(invoker, "/echo/h2-idle");
+        Assert.Equal("before", await EchoAsync(ws, "before"));
+        await Task.Delay(TimeSpan.FromSeconds(9));
+        Assert.Equal(WebSocketState.Open, ws.State);
+        Assert.Equal("after a quiet while", await EchoAsync(ws, "after a quiet while"));
+        await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", CancellationToken.None);
+        var e = await EventAsync("h2-idle");
+        Assert.Equal("allow", e.GetProperty("decision").GetString());
+    }
+
+    [Fact]
     public async Task An_http1_only_origin_is_reached_with_an_upgrade_and_frames_are_inspected_the_same()
     {
         using var invoker = Invoker();
