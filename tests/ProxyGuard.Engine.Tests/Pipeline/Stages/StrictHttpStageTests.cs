@@ -88,6 +88,45 @@ public sealed class StrictHttpStageTests
         Assert.Equal("close", context.Response.Headers.Connection.ToString());
     }
 
+    /// <summary>An HTTP/2 extended CONNECT (RFC 8441) as Kestrel presents it: method CONNECT, the :protocol in a feature.</summary>
+    private static (Denial? Denial, Microsoft.AspNetCore.Http.HttpContext Context) RunExtendedConnect(string protocol, bool inTunnel)
+    {
+        var context = Context("CONNECT", "/chat", inTunnel ? Tunnel() : null, protocol: "HTTP/2", headers: ("sec-websocket-version", "13"));
+        context.Features.Set<Microsoft.AspNetCore.Http.Features.IHttpExtendedConnectFeature>(new ExtendedConnect(protocol));
+        var denial = new StrictHttpStage().RunAsync(Exchange(TestSnapshots.Enforce, context)).AsTask().GetAwaiter().GetResult();
+        return (denial, context);
+    }
+
+    [Theory]
+    [InlineData("websocket")]
+    [InlineData("WebSocket")]
+    public void Http2_websocket_extended_connect_inside_a_tunnel_passes(string protocol)
+    {
+        var (denial, context) = RunExtendedConnect(protocol, inTunnel: true);
+        Assert.Null(denial);
+        Assert.True(StrictHttpStage.IsWebSocketConnect(context));
+    }
+
+    [Theory]
+    [InlineData("connect-udp")]
+    [InlineData("webtransport")]
+    [InlineData("")]
+    public void Extended_connect_for_another_protocol_is_refused(string protocol) =>
+        AssertDenied(RunExtendedConnect(protocol, inTunnel: true).Denial, "connect-not-allowed-here", 405);
+
+    [Fact]
+    public void Websocket_extended_connect_outside_a_tunnel_is_refused() =>
+        AssertDenied(RunExtendedConnect("websocket", inTunnel: false).Denial, "connect-not-allowed-here", 405);
+
+    private sealed class ExtendedConnect(string protocol) : Microsoft.AspNetCore.Http.Features.IHttpExtendedConnectFeature
+    {
+        public bool IsExtendedConnect => true;
+
+        public string? Protocol => protocol;
+
+        public ValueTask<Stream> AcceptAsync() => throw new NotSupportedException();
+    }
+
     [Fact]
     public void Audit_mode_does_not_soften_protocol_refusals()
     {

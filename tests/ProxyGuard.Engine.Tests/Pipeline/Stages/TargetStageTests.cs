@@ -34,6 +34,29 @@ public sealed class TargetStageTests
     }
 
     [Theory]
+    [InlineData("websocket", "GET")]
+    [InlineData("connect-udp", "CONNECT")]
+    public async Task An_http2_websocket_extended_connect_is_viewed_as_the_get_handshake(string protocol, string viewed)
+    {
+        var context = Context("CONNECT", "/chat?room=1", Tunnel(), "api.example.com", protocol: "HTTP/2", headers: ("sec-websocket-version", "13"));
+        context.Features.Set<Microsoft.AspNetCore.Http.Features.IHttpExtendedConnectFeature>(new ExtendedConnect(protocol));
+        var exchange = Exchange(TestSnapshots.Enforce, context);
+        Assert.Null(await new TargetStage(Services()).RunAsync(exchange));
+        Assert.Equal(viewed, exchange.View.Method);
+        Assert.True(exchange.View.Upgrade);
+        Assert.Equal(new RequestTarget("https", "api.example.com", 443, "/chat", "room=1"), exchange.View.Target);
+    }
+
+    private sealed class ExtendedConnect(string protocol) : Microsoft.AspNetCore.Http.Features.IHttpExtendedConnectFeature
+    {
+        public bool IsExtendedConnect => true;
+
+        public string? Protocol => protocol;
+
+        public ValueTask<Stream> AcceptAsync() => throw new NotSupportedException();
+    }
+
+    [Theory]
     [InlineData("api.example.com:443")]
     [InlineData("API.Example.COM")]
     [InlineData("api.example.com.")]
