@@ -73,6 +73,30 @@ public sealed class ExplainOfflineTests
         Assert.Contains("{{placeholder:nope}} names no secret of the policy", unknown.Stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("https://10.1.2.3/x", "", "deny|network|private-destination|none")]
+    [InlineData("http://10.1.2.3/x", "", "deny|network|private-destination|none")]
+    [InlineData("https://[::ffff:10.1.2.3]/x", "", "deny|network|private-destination|none")]
+    [InlineData("https://10.1.2.3/x", "network: { allow_destinations: [10.0.0.0/8] }", "allow|lan|rule-allow|none")]
+    public async Task Explain_applies_the_network_guard_to_address_literals(string url, string network, string expected)
+    {
+        // The proxy refuses a private address the rules allow (a CONNECT before any TLS, a plain request when dialled)
+        // unless network.allow_destinations lists it; no DNS is needed to know that for an IP literal.
+        using var dir = new TempDir();
+        var policy = dir.Write("p.yaml", $"""
+            version: 1
+            default: deny
+            {network}
+            rules:
+              - name: lan
+                hosts: ["10.1.2.3"]
+                action: allow
+            """);
+        var result = await Cli.RunProgramAsync("dotnet", [ProxyProcess.DllPath, "policy", "explain", policy, "GET", url], dir.Path, new Dictionary<string, string>());
+        Assert.Equal(expected, Decision(result.Stdout));
+        Assert.Equal(expected.StartsWith("allow", StringComparison.Ordinal) ? 0 : 1, result.ExitCode);
+    }
+
     /// <summary>decision|rule|reason|secrets of an explanation.</summary>
     private static string Decision(string stdout)
     {
