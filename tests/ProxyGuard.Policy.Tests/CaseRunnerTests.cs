@@ -42,6 +42,49 @@ public sealed class CaseRunnerTests
     }
 
     [Fact]
+    public void A_case_in_an_audit_mode_events_words_passes()
+    {
+        // An audit-mode event records decision audit-deny; a case copied from it says so. deny also matches it (the same
+        // cases serve both modes); audit-deny does not match an enforced deny.
+        var audit = TestPolicies.Load("""
+            version: 1
+            mode: audit
+            rules:
+              - name: read
+                hosts: [api.example.com]
+                methods: [GET]
+                action: allow
+            """);
+        const string cases = """
+            cases:
+              - name: copied from an audit-mode event
+                method: POST
+                url: https://api.example.com/x
+                expect: { decision: audit-deny, rule: default, reason: no-rule-matched }
+              - name: the enforce decision
+                method: POST
+                url: https://api.example.com/x
+                expect: { decision: deny, rule: default, reason: no-rule-matched }
+              - name: allowed is not audit-deny
+                url: https://api.example.com/x
+                expect: { decision: audit-deny }
+            """;
+        var inAudit = PolicyCaseRunner.RunText(audit, cases, "c.yaml");
+        Assert.Empty(inAudit.Diagnostics);
+        Assert.Equal([true, true, false], inAudit.Results.Select(r => r.Passed));
+        Assert.StartsWith("expected audit-deny, got allow", inAudit.Results[2].Message, StringComparison.Ordinal);
+        Assert.Equal("audit-deny", inAudit.Results[0].Actual.Verdict);
+        Assert.Contains("was audit-denied (forwarded in audit mode; enforce mode would deny it) by rule 'default'",
+            PolicyCaseRunner.RunText(audit, cases.Replace("decision: audit-deny, rule: default", "decision: audit-deny, rule: read", StringComparison.Ordinal), "c.yaml").Results[0].Message,
+            StringComparison.Ordinal);
+
+        var inEnforce = PolicyCaseRunner.RunText(s_policy, cases, "c.yaml");
+        Assert.Equal([false, true, false], inEnforce.Results.Select(r => r.Passed));
+        Assert.StartsWith("expected audit-deny, got deny —", inEnforce.Results[0].Message, StringComparison.Ordinal);
+        Assert.StartsWith("FAIL copied from an audit-mode event (c.yaml:2:5): ", inEnforce.Results[0].ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ParseErrorsCarryPositions()
     {
         var report = PolicyCaseRunner.RunText(s_policy, """
@@ -65,7 +108,7 @@ public sealed class CaseRunnerTests
                 "c.yaml:5:11: cases[1].name: duplicate case name 'a'",
                 "c.yaml:7:5: unknown key 'expct' in cases[1]; did you mean 'expect'?",
                 "c.yaml:10:14: cases[2].connect: expected true or false, got 'maybe'",
-                "c.yaml:11:25: cases[2].expect.decision: invalid value 'permit'; expected allow | deny",
+                "c.yaml:11:25: cases[2].expect.decision: invalid value 'permit'; expected allow | deny | audit-deny",
                 "c.yaml:11:39: cases[2].expect.mode: invalid value 'tunnel'; expected intercept | passthrough | tcp",
             ],
             report.Diagnostics.Select(d => d.ToString()));

@@ -8,10 +8,16 @@ public sealed record PolicyCaseOutcome(
     /// <summary>The budgets that would count the request (null when only the rules ran).</summary>
     public IReadOnlyList<string>? Budgets { get; init; }
 
+    /// <summary>The decision in the events' and headers' words: <c>allow</c>, <c>deny</c> or <c>audit-deny</c>.</summary>
+    public string Verdict { get; init; } = Allowed ? "allow" : "deny";
+
     public static PolicyCaseOutcome From(PolicyEvaluation evaluation)
     {
         ArgumentNullException.ThrowIfNull(evaluation);
-        return new(evaluation.Allowed, evaluation.Rule, evaluation.Reason, evaluation.Stage, evaluation.TunnelMode, evaluation.WebSocketAllowed);
+        return new(evaluation.Allowed, evaluation.Rule, evaluation.Reason, evaluation.Stage, evaluation.TunnelMode, evaluation.WebSocketAllowed)
+        {
+            Verdict = evaluation.Allowed ? "allow" : evaluation.AuditOnly ? "audit-deny" : "deny",
+        };
     }
 }
 

@@ -24,10 +24,16 @@ public static partial class PolicyCaseRunner
     internal static readonly string[] CaseKeys = ["name", "client", "method", "url", "connect", "headers", "body", "body_file", "expect"];
     internal static readonly string[] ExpectKeys = ["decision", "rule", "reason", "mode", "websocket", "findings", "secrets", "budgets"];
 
+    private const int Allow = 0;
+    private const int Deny = 1;
+    private const int AuditDeny = 2;
+
     /// <summary>The largest case body (inline or from <c>body_file</c>).</summary>
     public const int MaxBodyBytes = 1024 * 1024;
 
-    private static readonly Dictionary<string, bool> s_decisions = new(StringComparer.Ordinal) { ["allow"] = true, ["deny"] = false };
+    // The words events and X-ProxyGuard-Decision use, so a case copied from an event passes: audit-deny is a deny
+    // that audit mode forwarded (deny matches it too, so the same cases serve both modes).
+    private static readonly Dictionary<string, int> s_decisions = new(StringComparer.Ordinal) { ["allow"] = Allow, ["deny"] = Deny, ["audit-deny"] = AuditDeny };
     private static readonly Dictionary<string, TunnelMode> s_modes = new(StringComparer.Ordinal)
     {
         ["intercept"] = TunnelMode.Intercept,
@@ -178,7 +184,11 @@ public static partial class PolicyCaseRunner
                     && (expectMap.Get("budgets") is null || budgets is not null);
                 if (decision is not null)
                 {
-                    expect = new PolicyCaseExpectation(decision.Value, rule, reason, mode, webSocket, findings, secrets) { Budgets = budgets };
+                    expect = new PolicyCaseExpectation(decision == Allow, rule, reason, mode, webSocket, findings, secrets)
+                    {
+                        Budgets = budgets,
+                        AuditDeny = decision == AuditDeny,
+                    };
                 }
             }
 
@@ -273,9 +283,9 @@ public static partial class PolicyCaseRunner
     private static PolicyCaseResult Compare(PolicyCase c, PolicyCaseOutcome actual)
     {
         var problems = new List<string>();
-        if (actual.Allowed != c.Expect.Allow)
+        if (actual.Allowed != c.Expect.Allow || (c.Expect.AuditDeny && actual.Verdict != "audit-deny"))
         {
-            problems.Add($"expected {Word(c.Expect.Allow)}, got {Word(actual.Allowed)}");
+            problems.Add($"expected {c.Expect.Verdict}, got {actual.Verdict}");
         }
 
         if (c.Expect.Rule is not null && !string.Equals(c.Expect.Rule, actual.Rule, StringComparison.Ordinal))
@@ -315,11 +325,16 @@ public static partial class PolicyCaseRunner
 
         var message = problems.Count == 0
             ? string.Empty
-            : $"{string.Join("; ", problems)} — {c.Method} {c.Url.Scheme}://{c.Url.Host}:{c.Url.Port}{c.Url.RawPath} was {(actual.Allowed ? "allowed" : "denied")} by rule '{actual.Rule}' at the {actual.Stage} stage (reason: {actual.Reason})";
+            : $"{string.Join("; ", problems)} — {c.Method} {c.Url.Scheme}://{c.Url.Host}:{c.Url.Port}{c.Url.RawPath} was {Described(actual.Verdict)} by rule '{actual.Rule}' at the {actual.Stage} stage (reason: {actual.Reason})";
         return new PolicyCaseResult(c, problems.Count == 0, actual, message);
     }
 
-    private static string Word(bool allow) => allow ? "allow" : "deny";
+    private static string Described(string verdict) => verdict switch
+    {
+        "allow" => "allowed",
+        "audit-deny" => "audit-denied (forwarded in audit mode; enforce mode would deny it)",
+        _ => "denied",
+    };
 
     private static bool SameSet(IReadOnlyList<string> expected, IReadOnlyList<string>? actual) =>
         actual is not null && expected.ToHashSet(StringComparer.Ordinal).SetEquals(actual);

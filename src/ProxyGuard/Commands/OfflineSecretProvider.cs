@@ -5,17 +5,18 @@ using ProxyGuard.Secrets;
 namespace ProxyGuard.Commands;
 
 /// <summary>
-/// Secrets for the offline commands. <c>policy explain</c> resolves env: and file: references as the proxy host would
-/// (never vault: — no network access); a reference that does not resolve here gets a stand-in value and is remembered,
-/// so the explanation shows what the policy decides when the secret resolves, and says that it did not here.
-/// <c>policy test</c> (<paramref name="resolve"/> false) never reads a secret: every reference gets its stand-in, so
-/// cases give the same result on every machine.
+/// Secrets for the offline commands. Every reference gets a stand-in value derived from the reference, so
+/// <c>policy explain</c> and <c>policy test</c> decide on placeholders alone and give the same answer on every machine,
+/// whatever the author's shell holds (a real value read here would change what the content scan knows).
+/// With <paramref name="check"/> (<c>policy explain</c>) each env: and file: reference is also resolved as the proxy
+/// host would, only to say when it does not resolve here and where it looked; the value read is dropped at once.
+/// vault: is never contacted offline.
 /// </summary>
-internal sealed class OfflineSecretProvider(bool resolve = true) : ISecretProvider, IDisposable
+internal sealed class OfflineSecretProvider(bool check = true) : ISecretProvider, IDisposable
 {
     private readonly SecretResolver _inner = new(new SecretResolverOptions());
 
-    /// <summary>The references that did not resolve here, with the reason.</summary>
+    /// <summary>The references that did not resolve here (or were not looked up), with where it looked.</summary>
     public Dictionary<string, string> Unresolved { get; } = new(StringComparer.Ordinal);
 
     /// <summary>The value that stands in for <paramref name="reference"/> (synthetic, derived from the reference).</summary>
@@ -24,17 +25,18 @@ internal sealed class OfflineSecretProvider(bool resolve = true) : ISecretProvid
 
     public async ValueTask<SecretValue> GetAsync(string reference, CancellationToken ct)
     {
-        if (resolve)
+        if (check)
         {
             try
             {
-                return reference.StartsWith("vault:", StringComparison.Ordinal)
-                    ? throw new SecretUnavailableException(reference, "vault references are not resolved offline")
+                // Resolved only to tell whether it would: the value itself is never used (nor kept).
+                _ = reference.StartsWith("vault:", StringComparison.Ordinal)
+                    ? throw new SecretUnavailableException(reference, "vault: references are not looked up offline")
                     : await _inner.GetAsync(reference, ct);
             }
             catch (SecretUnavailableException ex)
             {
-                Unresolved[reference] = ex.Message;
+                Unresolved[reference] = ex.Reason;
             }
         }
 

@@ -11,6 +11,8 @@ namespace ProxyGuard.Commands;
 
 internal static class PolicyCommands
 {
+    private static readonly UTF8Encoding s_strictUtf8 = new(false, true);
+
     public static Command Create()
     {
         var command = new Command("policy", "Check, explain and test policy files; suggest, replay and diff them against recorded traffic.") { Check(), Explain(), Test() };
@@ -127,7 +129,7 @@ internal static class PolicyCommands
 
             // Secrets are never read: each gets a stand-in value, and placeholders come from a key made for this run,
             // so a cases file gives the same result on every machine and nothing is written.
-            using var secrets = new OfflineSecretProvider(resolve: false);
+            using var secrets = new OfflineSecretProvider(check: false);
             ProxySnapshot snapshot;
             try
             {
@@ -160,15 +162,12 @@ internal static class PolicyCommands
             return PolicyCaseOutcome.From(PolicyEvaluator.Evaluate(snapshot.Policy, c.Client, c.Method, c.Url, connectOnly: true));
         }
 
-        var placeholders = snapshot.Bindings.Select(b => (b.Name, b.Placeholder)).Concat(snapshot.Unavailable.Select(u => (u.Name, u.Placeholder)))
-            .ToDictionary(p => p.Name, p => p.Placeholder, StringComparer.Ordinal);
-        var secrets = snapshot.Policy.Secrets.ToDictionary(
-            s => s.Name, s => (placeholders[s.Name], OfflineSecretProvider.StandIn(s.ValueReference)), StringComparer.Ordinal);
+        var markers = Markers(snapshot);
         string? error = null;
-        string Expand(string text) => error is null ? PolicyCaseRunner.ExpandMarkers(text, secrets, out error) ?? text : text;
+        string Expand(string text) => error is null ? PolicyCaseRunner.ExpandMarkers(text, markers, out error) ?? text : text;
         var url = c.Url with { RawPath = Expand(c.Url.RawPath) };
         var headers = c.Headers.Select(h => new KeyValuePair<string, string>(h.Key, Expand(h.Value))).ToList();
-        var body = c.Body is null ? null : Encoding.UTF8.GetBytes(Expand(Encoding.UTF8.GetString(c.Body)));
+        var body = ExpandBody(c.Body, Expand);
         if (error is not null)
         {
             return new PolicyCaseOutcome(false, "-", error, "case", null, false, [], []);
@@ -181,8 +180,39 @@ internal static class PolicyCommands
             decision.Verdict == Verdict.Allow, decision.Rule, decision.Reason.Name, stage, outcome.Evaluation.TunnelMode, outcome.Evaluation.WebSocketAllowed,
             outcome.Findings.Select(f => f.Detector).Distinct(StringComparer.Ordinal).ToList(), outcome.Injected.ToList())
         {
+            Verdict = decision.VerdictName,
             Budgets = outcome.Budgets.Select(b => b.Budget.Name).ToList(),
         };
+    }
+
+    /// <summary>
+    /// What <c>{{placeholder:NAME}}</c> and <c>{{value:NAME}}</c> stand for (explain and cases alike): each secret's
+    /// placeholder and the synthetic value that stands in for its real one offline.
+    /// </summary>
+    internal static Dictionary<string, (string Placeholder, string Value)> Markers(ProxySnapshot snapshot)
+    {
+        var placeholders = snapshot.Bindings.Select(b => (b.Name, b.Placeholder)).Concat(snapshot.Unavailable.Select(u => (u.Name, u.Placeholder)))
+            .ToDictionary(p => p.Name, p => p.Placeholder, StringComparer.Ordinal);
+        return snapshot.Policy.Secrets.ToDictionary(
+            s => s.Name, s => (placeholders[s.Name], OfflineSecretProvider.StandIn(s.ValueReference)), StringComparer.Ordinal);
+    }
+
+    /// <summary>Markers are expanded in a UTF-8 body; any other body is used byte for byte.</summary>
+    internal static byte[]? ExpandBody(byte[]? body, Func<string, string> expand)
+    {
+        if (body is null || body.AsSpan().IndexOf("{{"u8) < 0)
+        {
+            return body;
+        }
+
+        try
+        {
+            return Encoding.UTF8.GetBytes(expand(s_strictUtf8.GetString(body)));
+        }
+        catch (DecoderFallbackException)
+        {
+            return body;
+        }
     }
 
     private static Command Explain()
@@ -254,9 +284,22 @@ internal static class PolicyCommands
                 return ExitCodes.Failed;
             }
 
-            var (allowed, text) = await DescribeAsync(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target!, headerList, body, ct);
+            // {{placeholder:NAME}} and {{value:NAME}} in the URL's path, the headers and a UTF-8 body, as in cases files.
+            var markers = Markers(snapshot);
+            string? markerError = null;
+            string Expand(string text) => markerError is null ? PolicyCaseRunner.ExpandMarkers(text, markers, out markerError) ?? text : text;
+            target = target! with { RawPath = Expand(target!.RawPath) };
+            headerList = headerList.Select(h => new KeyValuePair<string, string>(h.Key, Expand(h.Value))).ToList();
+            body = ExpandBody(body, Expand);
+            if (markerError is not null)
+            {
+                Console.Error.WriteLine("proxyguard: " + markerError);
+                return ExitCodes.Usage;
+            }
+
+            var (allowed, text) = await DescribeAsync(snapshot, parse.GetValue(client), parse.GetValue(method)!.ToUpperInvariant(), target, headerList, body, ct);
             Console.Write(text);
-            foreach (var line in Warnings(loaded.Policy!, secrets, HostNormalizer.NormalizeOrNull(target!.Host) ?? target.Host))
+            foreach (var line in Warnings(loaded.Policy!, secrets, HostNormalizer.NormalizeOrNull(target.Host) ?? target.Host))
             {
                 Console.WriteLine(line);
             }
@@ -266,13 +309,14 @@ internal static class PolicyCommands
         return command;
     }
 
-    /// <summary>For each secret bound to the request's host that did not resolve here, what that means.</summary>
+    /// <summary>For each secret bound to the request's host that does not resolve here, where it looked and what that means.</summary>
     internal static IEnumerable<string> Warnings(CompiledPolicy policy, OfflineSecretProvider secrets, string host)
     {
         foreach (var secret in policy.Secrets.Where(s => secrets.Unresolved.ContainsKey(s.ValueReference) && s.Hosts.Matches(host)))
         {
-            yield return $"warning:   secret '{secret.Name}' does not resolve here ({secrets.Unresolved[secret.ValueReference]}); explained as if it "
-                + "resolves on the proxy host. If it does not resolve there either, requests that carry its placeholder are denied (secret-unavailable).";
+            yield return $"warning:   secret '{secret.Name}' does not resolve here ({secret.ValueReference}: {secrets.Unresolved[secret.ValueReference]}); "
+                + "the decision above does not depend on it (explain decides on placeholders), but where it does not resolve on the proxy host, "
+                + "requests that carry its placeholder are denied (secret-unavailable).";
         }
     }
 

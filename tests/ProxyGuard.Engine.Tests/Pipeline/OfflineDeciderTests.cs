@@ -105,4 +105,37 @@ public sealed class OfflineDeciderTests
         Assert.Equal("no-rule-allows-host-port", outcome.Decision.Reason.Name);
         Assert.Empty(outcome.Findings);
     }
+
+    [Fact]
+    public async Task A_private_address_literal_is_refused_by_the_network_guard_in_the_proxys_order()
+    {
+        var snapshot = Build("""
+            version: 1
+            default: deny
+            rules:
+              - name: lan
+                hosts: ["10.1.2.3"]
+                paths: ["/ok/**"]
+                action: allow
+            """);
+
+        // https: the CONNECT is allowed (a rule with paths may allow requests inside), then the network guard refuses
+        // the address before any TLS, so the request's own rules (no-rule-matched for /other) never decide.
+        var tunnelled = await Decide("GET", "https://10.1.2.3/other", snapshot: snapshot);
+        Assert.Equal((Verdict.Deny, "network", "private-destination"), (tunnelled.Decision.Verdict, tunnelled.Decision.Rule, tunnelled.Decision.Reason.Name));
+
+        // Plain http: judged when dialled, after the content scan (a finding decides first).
+        var plain = await Decide("GET", "http://10.1.2.3/ok/x", snapshot: snapshot);
+        Assert.Equal((Verdict.Deny, "network", "private-destination"), (plain.Decision.Verdict, plain.Decision.Rule, plain.Decision.Reason.Name));
+
+        // A name needs DNS: not judged offline.
+        var named = await Decide("GET", "http://10.1.2.3.nip.example/ok/x", snapshot: Build("""
+            version: 1
+            rules:
+              - name: any
+                hosts: ["*.nip.example"]
+                action: allow
+            """));
+        Assert.Equal(Verdict.Allow, named.Decision.Verdict);
+    }
 }

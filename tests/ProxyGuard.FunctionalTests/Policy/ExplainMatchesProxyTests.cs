@@ -8,8 +8,9 @@ namespace ProxyGuard.FunctionalTests.Policy;
 
 /// <summary>
 /// One truth: the same requests (headers, bodies, secrets, content rules) go through <c>policy explain</c>, through
-/// <c>policy test</c> (as a cases file) and through the live proxy, and the decision, rule and reason agree in the CLI
-/// output, the cases run, the X-ProxyGuard-* headers and the event.
+/// <c>policy test</c> (as a cases file) and through the live proxy, and the decision, rule, reason, findings and
+/// secrets agree in the CLI output, the cases run, the X-ProxyGuard-* headers and the event, in enforce and audit mode.
+/// The cases file is written in the event's words (an audit-mode event's <c>audit-deny</c> included).
 /// </summary>
 [Collection("proxy")]
 public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigin>
@@ -23,14 +24,28 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
         _o = origin;
     }
 
-    public sealed record Case(string Name, string Method, string Url, string[] Headers, string? Body, string Verdict, string Rule, string Reason);
+    // The reasons audit mode turns into audit-deny (docs/policy.md, "Decisions and reasons").
+    private static readonly HashSet<string> s_auditable = new(StringComparer.Ordinal) { "rule-deny", "no-rule-matched", "ambiguous-path", "content-finding" };
 
-    [Fact]
-    public async Task Explain_and_the_live_proxy_agree_on_decision_rule_and_reason()
+    public sealed record Case(string Name, string Method, string Url, string[] Headers, string? Body, string Verdict, string Rule, string Reason)
+    {
+        /// <summary>The secrets substituted (none unless given).</summary>
+        public string[] Secrets { get; init; } = [];
+
+        /// <summary>The detector or content-rule ids found: the deciding one for a content finding, else none.</summary>
+        public string[] Findings { get; init; } = Reason == "content-finding" ? [Rule] : [];
+    }
+
+    [Theory]
+    [InlineData("enforce")]
+    [InlineData("audit")]
+    public async Task Explain_test_and_the_live_proxy_agree_on_decision_rule_reason_findings_and_secrets(string mode)
     {
         using var dir = new TempDir();
+        var audit = mode == "audit";
         var policy = _o.Ports($"""
             version: 1
+            mode: {mode}
             default: deny
             network:
               allow_destinations: [127.0.0.0/8]
@@ -48,6 +63,10 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
                 ports: [{"{HTTPS}"}, {"{HTTP}"}]
                 paths: ["/echo/private/**"]
                 action: deny
+              - name: lan
+                hosts: ["10.1.2.3"]
+                ports: [{"{HTTP}"}]
+                action: allow
               - name: echo
                 hosts: [localhost]
                 ports: [{"{HTTPS}"}, {"{HTTP}"}, 443]
@@ -69,7 +88,7 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
         Case[] cases =
         [
             new("allowed", "GET", _o.HttpsUrl("/echo/x1"), [], null, "allow", "echo", "rule-allow"),
-            new("substituted", "GET", _o.HttpsUrl("/echo/x2"), [$"Authorization: Bearer {placeholder}"], null, "allow", "echo", "rule-allow"),
+            new("substituted", "GET", _o.HttpsUrl("/echo/x2"), [$"Authorization: Bearer {placeholder}"], null, "allow", "echo", "rule-allow") { Secrets = ["api"] },
             new("no rule (method)", "PUT", _o.HttpsUrl("/echo/x3"), [], null, "deny", "default", "no-rule-matched"),
             new("deny rule", "GET", _o.HttpsUrl("/echo/private/x4"), [], null, "deny", "private", "rule-deny"),
             new("ambiguous path (matches the deny rule with paths)", "GET", _o.HttpsUrl("/echo/a%2Fb/x5"), [], null, "deny", "private", "ambiguous-path"),
@@ -84,18 +103,31 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
             new("plain http: no rule for the path", "POST", _o.HttpUrl("/other/x15"), ["Content-Type: text/plain"], "hello", "deny", "default", "no-rule-matched"),
             new("plain http to port 443, which the rule lists (443 is HTTPS only)", "GET", "http://localhost:443/echo/x16", [], null, "deny", "default", "plain-http-on-https-port"),
             new("placeholder over plain http", "GET", _o.HttpUrl("/echo/x12"), [$"Authorization: Bearer {placeholder}"], null, "deny", "secrets", "secret-plain-http"),
+            new("a private address the rules allow (network guard, no DNS needed)", "GET", _o.HttpUrl("/echo/x17", "10.1.2.3"), [], null, "deny", "network", "private-destination"),
         ];
+
+        if (audit)
+        {
+            // Audit mode forwards what the rules and the content scan would deny; secret checks stay enforced.
+            // A real secret value is the exception: the finding is recorded, then the secret gate refuses it anyway.
+            cases = cases.Select(c => c.Rule == "vault-secret" ? c with { Rule = "secrets", Reason = "secret-real-value" }
+                : c.Verdict == "deny" && s_auditable.Contains(c.Reason) ? c with { Verdict = "audit-deny" } : c).ToArray();
+        }
 
         using var client = ProxyClients.Create(proxy.ProxyUrl, proxy.CaPath);
         var failures = new List<string>();
         foreach (var c in cases)
         {
-            var cli = await ExplainAsync(proxy, c, environment);
+            // explain never sees a real value: it is written {{value:api}} there (as in a cases file), and the
+            // secret's environment variable is not set for it (its answer must not depend on the author's shell).
+            var cli = await ExplainAsync(proxy, c, ApiValue);
             var (status, headers) = await SendAsync(client, c);
             var marker = new Uri(c.Url).AbsolutePath.Split('/')[^1];
             var e = await proxy.WaitForEventAsync(ev => ev.GetProperty("kind").GetString() == "request"
                 && ev.TryGetProperty("path", out var p) && p.GetString() is { } path && path.Contains(marker, StringComparison.Ordinal), 10000);
             var recorded = (Verdict: e.GetProperty("decision").GetString(), Rule: e.GetProperty("rule").GetString(), Reason: e.GetProperty("reason").GetString());
+            var recordedFindings = e.TryGetProperty("findings", out var f) ? f.EnumerateArray().Select(x => x.GetProperty("detector").GetString()!).Distinct().Order().ToArray() : [];
+            var recordedSecrets = e.TryGetProperty("secretsInjected", out var si) ? si.EnumerateArray().Select(x => x.GetString()!).Order().ToArray() : [];
 
             void Check(string source, string? verdict, string? rule, string? reason)
             {
@@ -107,12 +139,30 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
 
             Check("explain", cli.Verdict, cli.Rule, cli.Reason);
             Check("event", recorded.Verdict, recorded.Rule, recorded.Reason);
+            void Same(string what, string[] expected, string[] actual)
+            {
+                if (!expected.Order().SequenceEqual(actual.Order()))
+                {
+                    failures.Add($"{c.Name}: {what} [{string.Join(", ", actual)}], expected [{string.Join(", ", expected)}]");
+                }
+            }
+
+            Same("explain findings", c.Findings, cli.Findings);
+            Same("event findings", c.Findings, recordedFindings);
+            Same("explain secrets", c.Secrets, cli.Secrets);
+            Same("event secretsInjected", c.Secrets, recordedSecrets);
+            // The secret is bound to localhost: a request there gets the warning, one elsewhere does not.
+            var bound = new Uri(c.Url).Host == "localhost";
+            if (bound != cli.Warnings.Any(w => w.StartsWith("secret 'api'", StringComparison.Ordinal) && w.Contains("PG_EXPLAIN_API", StringComparison.Ordinal)))
+            {
+                failures.Add($"{c.Name}: explain should {(bound ? string.Empty : "not ")}say that secret 'api' does not resolve in its shell and where it looked: [{string.Join(" | ", cli.Warnings)}]");
+            }
             if (c.Verdict == "deny" && e.TryGetProperty("secretsInjected", out var injected) && injected.GetArrayLength() > 0)
             {
                 failures.Add($"{c.Name}: a deny event records secretsInjected {injected}");
             }
 
-            if (c.Verdict == "deny" && c.Rule == "default" && !cli.Nearest.Any(n => n.StartsWith("rule 'echo'", StringComparison.Ordinal)))
+            if (c.Verdict != "allow" && c.Rule == "default" && !cli.Nearest.Any(n => n.StartsWith("rule 'echo'", StringComparison.Ordinal)))
             {
                 failures.Add($"{c.Name}: explain names no near-miss rule: [{string.Join(" | ", cli.Nearest)}]");
             }
@@ -120,6 +170,14 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
             {
                 Check($"headers ({status})", headers.GetValueOrDefault("x-proxyguard-decision"), headers.GetValueOrDefault("x-proxyguard-rule"),
                     headers.GetValueOrDefault("x-proxyguard-reason"));
+            }
+            else if (c.Verdict == "audit-deny")
+            {
+                // Forwarded: whatever the upstream answered, the proxy did not refuse it.
+                if (headers.GetValueOrDefault("x-proxyguard-decision") == "deny" || status is 403)
+                {
+                    failures.Add($"{c.Name}: audit mode refused it ({status}, {headers.GetValueOrDefault("x-proxyguard-reason")})");
+                }
             }
             else if (status != 200)
             {
@@ -163,31 +221,39 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
                 sb.Append(CultureInfo.InvariantCulture, $"    body: {Q(Mark(c.Body))}\n");
             }
 
-            sb.Append(CultureInfo.InvariantCulture, $"    expect: {{ decision: {c.Verdict}, rule: {Q(c.Rule)}, reason: {c.Reason} }}\n");
+            // In the event's words: decision (allow, deny or audit-deny), rule and reason.
+            sb.Append(CultureInfo.InvariantCulture, $"    expect: {{ decision: {c.Verdict}, rule: {Q(c.Rule)}, reason: {c.Reason}, findings: [{string.Join(", ", c.Findings.Select(Q))}], secrets: [{string.Join(", ", c.Secrets.Select(Q))}] }}\n");
         }
 
         return sb.ToString();
     }
 
-    private static async Task<(string? Verdict, string? Rule, string? Reason, List<string> Nearest)> ExplainAsync(ProxyProcess proxy, Case c, Dictionary<string, string> environment)
+    private sealed record Explanation(string? Verdict, string? Rule, string? Reason, List<string> Nearest, string[] Findings, string[] Secrets, List<string> Warnings);
+
+    private static async Task<Explanation> ExplainAsync(ProxyProcess proxy, Case c, string realValue)
     {
-        var args = new List<string> { ProxyProcess.DllPath, "policy", "explain", proxy.PolicyPath, c.Method, c.Url, "--data-dir", proxy.DataDirectory };
+        string Mark(string text) => text.Replace(realValue, "{{value:api}}", StringComparison.Ordinal);
+        var args = new List<string> { ProxyProcess.DllPath, "policy", "explain", proxy.PolicyPath, c.Method, Mark(c.Url), "--data-dir", proxy.DataDirectory };
         foreach (var header in c.Headers)
         {
-            args.AddRange(["-H", header]);
+            args.AddRange(["-H", Mark(header)]);
         }
 
         if (c.Body is not null)
         {
             var bodyFile = Path.Combine(proxy.Directory, $"body-{Guid.NewGuid():N}.txt");
-            await File.WriteAllTextAsync(bodyFile, c.Body);
+            await File.WriteAllTextAsync(bodyFile, Mark(c.Body));
             args.AddRange(["--body-file", bodyFile]);
         }
 
-        var result = await Cli.RunProgramAsync("dotnet", args, proxy.Directory, environment);
+        var result = await Cli.RunProgramAsync("dotnet", args, proxy.Directory, new Dictionary<string, string>());
         string? Field(string name) => Regex.Match(result.Stdout, $"^{name}:\\s+(\\S+)", RegexOptions.Multiline) is { Success: true } m ? m.Groups[1].Value : null;
-        var nearest = Regex.Matches(result.Stdout, @"^nearest:\s+(.+)$", RegexOptions.Multiline).Select(m => m.Groups[1].Value.TrimEnd()).ToList();
-        return (Field("decision"), Field("rule"), Field("reason"), nearest);
+        List<string> Lines(string name) => Regex.Matches(result.Stdout, $"^{name}:\\s+(.+)$", RegexOptions.Multiline).Select(m => m.Groups[1].Value.TrimEnd()).ToList();
+        var findingsLine = Lines("findings").FirstOrDefault() ?? "?";
+        var findings = findingsLine == "none" ? [] : findingsLine.Split("; ").Select(item => item.Split(' ')[0]).Distinct().ToArray();
+        var secretsLine = Lines("secrets").FirstOrDefault() ?? "?";
+        var secrets = secretsLine == "none injected" ? [] : secretsLine.Split(", ");
+        return new Explanation(Field("decision"), Field("rule"), Field("reason"), Lines("nearest"), findings, secrets, Lines("warning"));
     }
 
     private static async Task<(int Status, Dictionary<string, string> Headers)> SendAsync(HttpClient client, Case c)
