@@ -37,6 +37,7 @@ internal static class EndToEnd
         rules:
           - name: api
             hosts: [localhost]
+            ports: [{PORT}]
             action: allow
         """;
 
@@ -75,11 +76,12 @@ internal static class EndToEnd
                 postgres = await PostgresServer.StartAsync();
             }
 
-            var withBudgets = Rules + Budgets.Replace("{LIMIT}", limit.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
+            var rules = Rules.Replace("{PORT}", origin.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
+            var withBudgets = rules + Budgets.Replace("{LIMIT}", limit.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal);
             var targets = new List<(string Name, ProxyRun Proxy)>();
             try
             {
-                targets.Add(("no budgets", await ProxyRun.StartAsync(dll, Path.Combine(dir.FullName, "none"), Rules.Replace("{CA}", caPath, StringComparison.Ordinal), [])));
+                targets.Add(("no budgets", await ProxyRun.StartAsync(dll, Path.Combine(dir.FullName, "none"), rules.Replace("{CA}", caPath, StringComparison.Ordinal), [])));
                 targets.Add(("budgets, local", await ProxyRun.StartAsync(dll, Path.Combine(dir.FullName, "local"), withBudgets.Replace("{CA}", caPath, StringComparison.Ordinal), [])));
                 if (postgres is not null)
                 {

@@ -208,7 +208,7 @@ internal sealed class BudgetLedger
                         // Within this replica's lease for the slot; otherwise ask the store (once), unless it said
                         // in this slot that nothing is left, or the request can never fit.
                         var available = e.Meter.Available(slot);
-                        over = available < cost && (cost > e.Limit.Amount || e.Meter.ShortSlot == slot);
+                        over = available < cost && (cost > e.Limit.Amount || e.Meter.ShortSlot >= slot);
                         if (!over && available < cost)
                         {
                             (needs ??= []).Add((e.Meter, slot, cost - available));

@@ -48,7 +48,11 @@ internal sealed class BudgetMeter
     /// <summary>When a request last needed this meter (Unix ms): the shared store's sync keeps a lease ready for active meters.</summary>
     public long LastDemandMs { get; set; }
 
-    /// <summary>The slot for which the store last granted less than asked (it had nothing more left then): refuse without asking again until the next sync.</summary>
+    /// <summary>
+    /// The latest slot for which the store granted less than asked (it had nothing more left then): this slot and any
+    /// earlier one are refused without asking again until a later grant succeeds. An earlier slot's window holds every
+    /// claim a later slot's does (the store sums claims from the window's first slot on), so it had no room either.
+    /// </summary>
     public long ShortSlot { get; set; } = long.MinValue;
 
     public long SlotOf(long nowMs) => Math.DivRem(nowMs, SlotMs, out var rem) - (rem < 0 ? 1 : 0);

@@ -477,7 +477,7 @@ internal sealed partial class BudgetSync : IAsyncDisposable
             }
         }
 
-        foreach (var ((meter, slot), want) in asks)
+        foreach (var ((meter, slot), want) in asks.OrderBy(a => a.Key.Slot))
         {
             lock (meter)
             {
@@ -487,8 +487,16 @@ internal sealed partial class BudgetSync : IAsyncDisposable
                     meter.Grant(slot, total);
                 }
 
-                // Less than asked: the fleet has nothing more in this window now; refuse at once until a later round finds room.
-                meter.ShortSlot = total - before < want ? slot : meter.ShortSlot == slot ? long.MinValue : meter.ShortSlot;
+                // Less than asked: the fleet has nothing more in this window now; refuse at once (this slot and earlier
+                // ones) until a later round finds room. All that was asked: there was room, also for earlier slots.
+                if (total - before < want)
+                {
+                    meter.ShortSlot = Math.Max(meter.ShortSlot, slot);
+                }
+                else if (meter.ShortSlot >= slot)
+                {
+                    meter.ShortSlot = long.MinValue;
+                }
             }
         }
 
