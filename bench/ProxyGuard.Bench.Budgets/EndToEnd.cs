@@ -21,7 +21,7 @@ namespace ProxyGuard.Bench.Budgets;
 /// requests through each proxy in turn (rounds alternate between the proxies, the report shows each one's median
 /// round): requests/s, p50 and p99 of the whole request as the client sees it, and the proxy process's CPU per
 /// request (from its own CPU time, so the load generator and the origin do not count).
-/// <c>dotnet run -c Release --project bench/ProxyGuard.Bench.Budgets -- --e2e [--seconds 5] [--rounds 3] [--connections 16] [--limit 1000000]</c>
+/// <c>dotnet run -c Release --project bench/ProxyGuard.Bench.Budgets -- --e2e [--seconds 5] [--rounds 3] [--warmup 10] [--connections 16] [--limit 1000000]</c>
 /// </summary>
 internal static class EndToEnd
 {
@@ -60,6 +60,7 @@ internal static class EndToEnd
         var rounds = Program.Arg(args, "--rounds", 3);
         var connections = Program.Arg(args, "--connections", 16);
         var limit = Program.Arg(args, "--limit", 1_000_000);
+        var warmup = Program.Arg(args, "--warmup", 10);
         var dll = Path.Combine(AppContext.BaseDirectory, "proxyguard.dll");
         var dir = Directory.CreateTempSubdirectory("pg-budget-e2e-");
         try
@@ -90,17 +91,18 @@ internal static class EndToEnd
                 }
 
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"budgets end to end: keep-alive HTTPS GET through the proxy, {connections} connections, {seconds} s x {rounds} rounds per proxy, budgets of {limit}/1m (lease {Math.Max(1, limit / 20)} units), {Environment.ProcessorCount} cores"));
+                    $"budgets end to end: keep-alive HTTPS GET through the proxy, {connections} connections, {seconds} s x {rounds} rounds per proxy after {warmup} s of warm-up, budgets of {limit}/1m (lease {Math.Max(1, limit / 20)} units), {Environment.ProcessorCount} cores"));
                 var results = targets.ToDictionary(t => t.Name, _ => new List<Result>());
                 foreach (var (_, proxy) in targets)
                 {
-                    await LoadAsync(proxy, originUrl, connections, TimeSpan.FromSeconds(Math.Max(2, seconds / 2))); // warm-up (TLS, JIT)
+                    await LoadAsync(proxy, originUrl, connections, TimeSpan.FromSeconds(warmup)); // warm-up (TLS, tiered JIT)
                 }
 
                 for (var round = 0; round < rounds; round++)
                 {
-                    foreach (var (name, proxy) in targets)
+                    for (var t = 0; t < targets.Count; t++)
                     {
+                        var (name, proxy) = targets[(t + round) % targets.Count]; // each round starts with another proxy
                         results[name].Add(await LoadAsync(proxy, originUrl, connections, TimeSpan.FromSeconds(seconds)));
                     }
                 }
