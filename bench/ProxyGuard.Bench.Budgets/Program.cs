@@ -11,7 +11,8 @@ namespace ProxyGuard.Bench.Budgets;
 /// The cost the budget stage adds to one request: find the budgets that apply (policy), build the key, check and
 /// count in the ledger. Measured alone (no budgets store) and while a background sync runs against a real
 /// PostgreSQL (the request path is the same; the sync only takes the meters' locks briefly).
-/// <c>dotnet run -c Release --project bench/ProxyGuard.Bench.Budgets -- [--seconds N] [--keys N] [--threads N] [--no-postgres]</c>
+/// <c>dotnet run -c Release --project bench/ProxyGuard.Bench.Budgets -- [--seconds N] [--keys N] [--threads N] [--no-postgres]</c>;
+/// <c>--e2e</c>: whole requests through proxy processes instead (<see cref="EndToEnd"/>).
 /// </summary>
 public static class Program
 {
@@ -34,6 +35,11 @@ public static class Program
 
     public static async Task<int> Main(string[] args)
     {
+        if (args.Contains("--e2e"))
+        {
+            return await EndToEnd.RunAsync(args);
+        }
+
         var seconds = Arg(args, "--seconds", 3);
         var keys = Arg(args, "--keys", 1000);
         var threads = Arg(args, "--threads", 2);
@@ -78,7 +84,7 @@ public static class Program
         using var process = Process.GetCurrentProcess();
         var cpu = process.TotalProcessorTime;
         var clock = Stopwatch.StartNew();
-        var workers = Enumerable.Range(0, threads).Select(t => Task.Run(() =>
+        var workers = Enumerable.Range(0, threads).Select(t => Task.Run(async () =>
         {
             var local = new List<double>(1 << 16);
             long n = 0;
@@ -96,7 +102,8 @@ public static class Program
                         list.Add((b, b.KeyFor(clients[k], hosts[k], "api")));
                     }
 
-                    ledger!.Charge(list, 512);
+                    // As the stage does: within the lease at once, one store round trip when a lease is spent.
+                    await ledger!.ChargeAsync(list, 512);
                 }
                 else
                 {
@@ -129,7 +136,7 @@ public static class Program
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  {name}: {r.Operations / r.Elapsed.TotalSeconds / 1e6:F2} M checks/s, {r.Cpu.TotalNanoseconds / r.Operations:F0} ns CPU per check (whole process), p99 {r.P99Ns / 1000:F1} µs wall"));
 
-    private static int Arg(string[] args, string name, int fallback)
+    internal static int Arg(string[] args, string name, int fallback)
     {
         var i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;

@@ -92,6 +92,11 @@ internal static class CentralBench
         Console.WriteLine(string.Create(inv, $"local: {local / seconds:N0} events/s committed by the replicas; outbox backlog at the end {backlog:N0}"));
         Console.WriteLine(string.Create(inv, $"per second (central): {string.Join(", ", perSecond.Select(v => v.ToString("N0", inv)))}"));
         Console.WriteLine(string.Create(inv, $"this process (replicas + shippers, not PostgreSQL): {cpu.TotalSeconds / seconds:F2} cores busy"));
+
+        // The one line to compare across runs (the lead re-runs it on a quiet machine).
+        var median = perSecond.Count == 0 ? 0 : perSecond.Order().ElementAt(perSecond.Count / 2);
+        Console.WriteLine(string.Create(inv,
+            $"RESULT central-events: {sequenced / seconds:F0} events/s sustained into PostgreSQL from {options.Replicas} replicas (median second {median:F0}, {seconds:F0} s, backlog at end {backlog}, {Environment.ProcessorCount} cores)"));
         return 0;
     }
 }

@@ -2,6 +2,8 @@
 # Sustained events/s into PostgreSQL from three replicas: starts a throw-away PostgreSQL (initdb in a temp dir,
 # loopback, a free port; as the postgres user when run as root), runs the benchmark against it, stops it.
 # Usage: bench/ProxyGuard.Bench.Events/central-bench.sh [--seconds 10] [--replicas 3] [--producers 6]
+# The last line ("RESULT central-events: N events/s sustained into PostgreSQL from 3 replicas ...") is the figure;
+# `central-bench.sh | tail -1` prints only it.
 set -eu
 bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 dir=$(mktemp -d /tmp/pg-bench-pg-XXXXXX)

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using ProxyGuard.Policy;
 
 namespace ProxyGuard.Engine.Budgets;
@@ -14,17 +15,35 @@ internal enum BudgetOutcome
 
     /// <summary>The ledger holds as many keys as it may and none is idle: refused (fail closed), nothing counted.</summary>
     Full,
+
+    /// <summary>With a shared store: a lease lacks units (<see cref="BudgetCharge.Needs"/>); nothing counted, ask the store and charge again.</summary>
+    NeedLease,
 }
 
-internal readonly record struct BudgetCharge(BudgetOutcome Outcome, BudgetSpec? Budget = null, BudgetLimit? Limit = null, string? Key = null);
+/// <summary>How <see cref="BudgetLedger.Charge"/> decides with a shared store.</summary>
+internal enum BudgetPass
+{
+    /// <summary>Within the leases; a lease that lacks units asks for more (<see cref="BudgetOutcome.NeedLease"/>).</summary>
+    Leased,
+
+    /// <summary>The store did not answer in time: this replica's share only (see <see cref="BudgetLedger"/>).</summary>
+    Fallback,
+}
+
+internal readonly record struct BudgetCharge(
+    BudgetOutcome Outcome, BudgetSpec? Budget = null, BudgetLimit? Limit = null, string? Key = null,
+    IReadOnlyList<(BudgetMeter Meter, long Slot, long Amount)>? Needs = null);
 
 /// <summary>
 /// The process's usage of the policy's budgets: one <see cref="BudgetMeter"/> per budget limit and key, at most
 /// <see cref="MaxKeys"/> of them. A meter with nothing in its window is idle and may be evicted without losing
 /// anything; when every meter is busy a new key is refused (<see cref="BudgetOutcome.Full"/>). Meters outlive policy
 /// reloads: a limit keeps its usage while its budget name, quantity and window stay the same.
-/// With a shared store (<see cref="BudgetSync"/>) the check also counts the other replicas' usage as last read,
-/// and while the store is unreachable each replica admits at most its share (limit / replicas) by itself.
+/// With a shared store (<see cref="BudgetSync"/>) a replica admits only within the units the store leased to it for
+/// the current slot (the store grants a lease only while the whole fleet's claims in the window leave room, so the
+/// fleet never admits more than the limit); when a lease lacks units the request waits for one store round trip.
+/// While the store does not answer, each replica admits by itself at most its share (limit / replicas), also
+/// respecting the other replicas' usage as last read.
 /// </summary>
 internal sealed class BudgetLedger
 {
@@ -47,21 +66,60 @@ internal sealed class BudgetLedger
 
     public long FullRefusals => Interlocked.Read(ref _fullRefusals);
 
+    /// <summary>The shared store that leases units to this replica; null: budgets are this process's alone.</summary>
+    public BudgetSync? Sync { get; set; }
+
     /// <summary>
-    /// Set by the shared store's sync after each success (Unix ms): past it, the other replicas' usage is stale and
-    /// each replica admits by itself at most <c>limit / <see cref="Replicas"/></c> (the replicas it last saw).
-    /// 0: no shared store.
+    /// Set by the shared store's sync: true after a sync failed, false after one succeeded. While true, each replica
+    /// admits by itself at most <c>limit / <see cref="Replicas"/></c> (the replicas it last saw).
     /// </summary>
-    public long SharedUntilMs { get; set; }
+    public bool StoreDown
+    {
+        get => Volatile.Read(ref _storeDown);
+        set => Volatile.Write(ref _storeDown, value);
+    }
+
+    private bool _storeDown;
 
     /// <summary>Replicas seen at the last successful sync (this one included).</summary>
     public int Replicas { get; set; } = 1;
 
-    /// <summary>The divisor of the local share now: 0 while the shared view is fresh (or there is no store).</summary>
-    public int LocalShareDivisor(long nowMs)
+    /// <summary>How long a request waits for a lease before it is decided by this replica's share.</summary>
+    public TimeSpan LeaseWait { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The divisor of the local share now: 0 while the shared store answers (or there is none).</summary>
+    public int LocalShareDivisor() => Sync is not null && StoreDown ? Math.Max(1, Replicas) : 0;
+
+    /// <summary>
+    /// The lease a replica asks for at once for a limit of <paramref name="amount"/>: about one slot's share of an even
+    /// spread over the window and the replicas (at least 1). A larger lease means fewer round trips and more units
+    /// held by one replica while another runs short (returned when its slot ends).
+    /// </summary>
+    public static long LeaseSize(long amount, int replicas) => Math.Max(1, amount / ((long)BudgetMeter.Slots * Math.Max(1, replicas)));
+
+    /// <summary>
+    /// <see cref="Charge"/>, asking the shared store for a lease when one lacks units (one store round trip, at most
+    /// <see cref="LeaseWait"/>; past it, this replica's share decides).
+    /// </summary>
+    public async ValueTask<BudgetCharge> ChargeAsync(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, bool streamed = false)
     {
-        var until = SharedUntilMs;
-        return until != 0 && nowMs > until ? Math.Max(1, Replicas) : 0;
+        var charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed);
+        var deadline = Stopwatch.GetTimestamp() + (long)(LeaseWait.TotalSeconds * Stopwatch.Frequency);
+
+        // The store either grants what is asked (charge again: admitted, unless concurrent requests took it first),
+        // or grants less and marks the slot short (charge again: exceeded). A few rounds at most, within LeaseWait.
+        for (var attempt = 0; attempt < 4 && charge.Outcome == BudgetOutcome.NeedLease; attempt++)
+        {
+            var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), deadline);
+            if (Sync is not { } sync || left <= TimeSpan.Zero || !await sync.LeaseAsync(charge.Needs!, left))
+            {
+                break;
+            }
+
+            charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed);
+        }
+
+        return charge.Outcome == BudgetOutcome.NeedLease ? Charge(budgets, uploadBytes, countAnyway, BudgetPass.Fallback, streamed) : charge;
     }
 
     public long NowMs => _nowMs();
@@ -89,7 +147,7 @@ internal sealed class BudgetLedger
     /// size is not known yet (counted when it ends, or a WebSocket); it still needs room (at least one byte) in every
     /// upload limit, so that a spent upload budget refuses it.
     /// </summary>
-    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, bool streamed = false)
+    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, BudgetPass pass = BudgetPass.Leased, bool streamed = false)
     {
         while (true)
         {
@@ -131,20 +189,49 @@ internal sealed class BudgetLedger
                 }
 
                 var now = _nowMs();
-                var share = LocalShareDivisor(now);
+                var leased = Sync is not null && !StoreDown && pass != BudgetPass.Fallback;
+                var share = leased || (Sync is null && pass != BudgetPass.Fallback) ? 0 : Math.Max(1, Replicas);
                 BudgetCharge? exceeded = null;
+                List<(BudgetMeter Meter, long Slot, long Amount)>? needs = null;
                 foreach (var e in entries)
                 {
                     var slot = e.Meter.SlotOf(now);
                     var cost = e.Limit.Quantity == BudgetQuantity.Requests ? 1 : streamed ? Math.Max(1, uploadBytes) : uploadBytes;
-                    var own = e.Meter.Own(slot);
-                    var over = own + e.Meter.Remote(slot) + cost > e.Limit.Amount
-                        || (share > 0 && own + cost > e.Limit.Amount / share);
-                    if (over && cost > 0)
+                    e.Meter.Limit = e.Limit.Amount;
+                    e.Meter.LastDemandMs = now;
+                    if (cost <= 0)
+                    {
+                        continue;
+                    }
+
+                    bool over;
+                    if (leased)
+                    {
+                        // Within this replica's lease for the slot; otherwise ask the store (once), unless it said
+                        // in this slot that nothing is left, or the request can never fit.
+                        var available = e.Meter.Available(slot);
+                        over = available < cost && (cost > e.Limit.Amount || e.Meter.ShortSlot >= slot);
+                        if (!over && available < cost)
+                        {
+                            (needs ??= []).Add((e.Meter, slot, cost - available));
+                        }
+                    }
+                    else
+                    {
+                        var own = e.Meter.Own(slot);
+                        over = own + e.Meter.Remote(slot) + cost > e.Limit.Amount
+                            || (share > 0 && own + cost > e.Limit.Amount / share);
+                    }
+
+                    if (over && exceeded is null)
                     {
                         exceeded = new BudgetCharge(BudgetOutcome.Exceeded, e.Budget, e.Limit, e.Key);
-                        break;
                     }
+                }
+
+                if (exceeded is null && needs is not null)
+                {
+                    return new BudgetCharge(BudgetOutcome.NeedLease, Needs: needs);
                 }
 
                 if (exceeded is null || countAnyway)

@@ -108,7 +108,7 @@ internal sealed class ProxyMetrics
         {
             keys.Set(ledger.Count);
             full.IncTo(ledger.FullRefusals);
-            healthy.Set(sync is null || ledger.LocalShareDivisor(ledger.NowMs) == 0 ? 1 : 0);
+            healthy.Set(sync is null || ledger.LocalShareDivisor() == 0 ? 1 : 0);
             replicas.Set(sync?.Replicas ?? 1);
         });
     }

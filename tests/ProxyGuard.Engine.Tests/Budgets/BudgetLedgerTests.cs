@@ -126,24 +126,48 @@ public sealed class BudgetLedgerTests
     }
 
     [Fact]
-    public void While_the_shared_view_is_stale_a_replica_admits_only_its_share()
+    public void Without_an_answer_from_the_shared_store_a_replica_admits_only_its_share()
     {
         long now = 1_000_000_000;
-        var ledger = new BudgetLedger(100, () => now) { Replicas = 3, SharedUntilMs = now + 1000 };
+        var ledger = new BudgetLedger(100, () => now) { Replicas = 3 };
         var thirty = Budget("thirty", new BudgetLimit(BudgetQuantity.Requests, 30, TimeSpan.FromMinutes(1)));
         for (var i = 0; i < 12; i++)
         {
-            Assert.Equal(BudgetOutcome.Admitted, ledger.Charge([(thirty, "fresh")], 0).Outcome); // fresh view: up to N
+            Assert.Equal(BudgetOutcome.Admitted, ledger.Charge([(thirty, "fresh")], 0).Outcome); // no store: up to N
         }
 
-        now += 1001; // stale: at most 30 / 3 = 10 by itself, and 12 are already used
-        Assert.Equal(BudgetOutcome.Exceeded, ledger.Charge([(thirty, "fresh")], 0).Outcome);
+        // No answer: at most 30 / 3 = 10 by itself, and 12 are already used.
+        Assert.Equal(BudgetOutcome.Exceeded, ledger.Charge([(thirty, "fresh")], 0, pass: BudgetPass.Fallback).Outcome);
         var admitted = 0;
         for (var i = 0; i < 30; i++)
         {
-            admitted += ledger.Charge([(thirty, "other")], 0).Outcome == BudgetOutcome.Admitted ? 1 : 0;
+            admitted += ledger.Charge([(thirty, "other")], 0, pass: BudgetPass.Fallback).Outcome == BudgetOutcome.Admitted ? 1 : 0;
         }
 
         Assert.Equal(10, admitted);
+    }
+
+    [Fact]
+    public void A_meter_admits_within_its_lease_and_gives_back_what_it_did_not_use_once_the_slot_is_past()
+    {
+        var meter = new BudgetMeter("m", "k", 3000);
+        var claims = new List<(long Slot, long Amount)>();
+        meter.Grant(100, 5);
+        Assert.Equal(5, meter.Available(100));
+        meter.Add(100, 2);
+        Assert.Equal(3, meter.Available(100));
+        meter.TakeClaims(100, returnAll: false, claims);
+        Assert.Empty(claims); // the store already holds the lease of 5
+        Assert.False(meter.Idle(100));
+
+        meter.TakeClaims(101, returnAll: false, claims); // the slot is past: the 3 unused units go back
+        Assert.Equal([(100L, 2L)], claims);
+        meter.Stored(100, 2);
+        Assert.Equal(0, meter.Available(100));
+
+        claims.Clear();
+        meter.Add(101, 4); // over the lease (audit mode, or a streamed body): the claim grows to the usage
+        meter.TakeClaims(101, returnAll: false, claims);
+        Assert.Equal([(101L, 4L)], claims);
     }
 }

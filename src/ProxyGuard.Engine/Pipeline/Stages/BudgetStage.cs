@@ -9,14 +9,12 @@ namespace ProxyGuard.Engine.Pipeline.Stages;
 /// The policy's budgets: counts the request (and its body's bytes) against every budget whose match applies, and
 /// refuses it with <c>budget-exceeded</c> (the budget's name as the rule) when one of them is spent. Runs last before
 /// forwarding, so that only requests that would go upstream are counted. A body streamed without a length (not
-/// buffered for scanning) is counted when the request ends. Nothing here waits: the ledger is in memory, and a shared
-/// store is synchronised in the background.
+/// buffered for scanning) is counted when the request ends. The ledger is in memory; with a shared store a request
+/// waits for the store only when this replica's lease for a budget lacks units (one round trip, bounded).
 /// </summary>
 internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
 {
-    public ValueTask<Denial?> RunAsync(ProxyExchange exchange) => ValueTask.FromResult(Run(exchange));
-
-    public Denial? Run(ProxyExchange exchange)
+    public async ValueTask<Denial?> RunAsync(ProxyExchange exchange)
     {
         var policy = exchange.Snapshot.Policy;
         if (ledger is null || policy.Budgets.Count == 0)
@@ -49,7 +47,7 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
         }
 
         // A streamed body (or a WebSocket) is counted later, but still needs room now: a spent upload budget refuses it.
-        var charge = ledger.Charge(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit, streamed: later || view.Upgrade);
+        var charge = await ledger.ChargeAsync(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit, streamed: later || view.Upgrade);
         if (later)
         {
             exchange.Hold(new ChargeWhenDone(ledger, applicable, exchange));
