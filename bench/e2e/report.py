@@ -11,6 +11,7 @@ import sys
 MIB = 1024 * 1024
 TARGET_ORDER = ["direct", "pg-minimal", "pg-realistic", "pg-baseline", "squid", "mitmproxy"]
 SCENARIOS = [
+    ("cold", "cold: first seconds after a restart, no warm-up, /small, 16 conns", None),
     ("ka16", "keep-alive HTTPS /small, 16 conns", None),
     ("ka64", "keep-alive HTTPS /small, 64 conns", None),
     ("handshake", "new connection per request, distinct host names", None),
@@ -142,6 +143,13 @@ def main():
                 continue
             lines.append(f"| {name} | {t['requested']} | {t['alive_after_hold']} | {t['failures']} | "
                          f"{t['rss_base_kib']} | {t['rss_held_kib']} | **{t['kib_per_tunnel']}** |")
+    starts = sorted(glob.glob(os.path.join(out, "cold-*.start")))
+    if starts:
+        lines += ["", "| cold start | process start to first served HTTPS request, ms | CPU used by then, ms |", "|---|---:|---:|"]
+        for path in starts:
+            name = os.path.basename(path)[len("cold-"):-len(".start")]
+            cpu = path[:-len(".start")] + ".startcpu"
+            lines.append(f"| {name} | {open(path).read().strip()} | {open(cpu).read().strip() if os.path.exists(cpu) else '—'} |")
     rss = os.path.join(out, "rss.txt")
     if os.path.exists(rss):
         lines += ["", "Peak RSS (VmHWM) after the run: " + open(rss).read().strip()]

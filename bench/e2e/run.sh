@@ -9,7 +9,10 @@
 #   BENCH_HOSTS=48       distinct host names (h1..hN.origin.test) in the handshake-heavy scenario
 #   BENCH_TUNNELS=5000   idle intercepted tunnels to hold (0 skips that test)
 #   BENCH_TARGETS="direct pg-minimal pg-realistic squid mitmproxy"
-#   BENCH_SCENARIOS="ka16 ka64 handshake h2 download upload plain"
+#   BENCH_SCENARIOS="cold ka16 ka64 handshake h2 download upload plain"
+#                        cold: each proxy restarted (its CA kept, a fresh data directory), the time from process
+#                        start to the first served HTTPS request, then the first BENCH_COLD_SECONDS (10) of
+#                        keep-alive load with no warm-up; runs before the warm-up
 #   BENCH_WARMUP=30      seconds of keep-alive warm-up per proxy before measuring (tiered JIT + PGO)
 #   BENCH_NO_BUILD=1     reuse the existing Release build
 #   PGB_DIR=/tmp/pg-bench   work directory (certificates, configs, logs, raw outputs)
@@ -23,14 +26,14 @@ here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
 D=${PGB_DIR:-/tmp/pg-bench}; OUT=$D/out
 DUR=${BENCH_SECONDS:-8}; HOSTS=${BENCH_HOSTS:-48}; TUNNELS=${BENCH_TUNNELS:-5000}
 TARGETS=${BENCH_TARGETS:-"direct pg-minimal pg-realistic squid mitmproxy"}
-SCENARIOS=${BENCH_SCENARIOS:-"ka16 ka64 handshake h2 download upload plain"}
+SCENARIOS=${BENCH_SCENARIOS:-"cold ka16 ka64 handshake h2 download upload plain"}
 ORIGIN_TLS=19443; ORIGIN_PLAIN=19080; SQUID_PORT=13128; MITM_PORT=18081
 PG_MIN_PORT=18180; PG_MIN_ADMIN=18190; PG_REAL_PORT=18181; PG_REAL_ADMIN=18191; PG_BASE_PORT=18182; PG_BASE_ADMIN=18192
 PLACEHOLDER=PGBENCH_PLACEHOLDER_TOKEN_0001
 export PG_BENCH_TOKEN=synthetic-bench-token-not-a-secret-0123456789
 export PROXYGUARD_LIMIT_MAX_CONNECTIONS_PER_CLIENT=20000
 MARK="# pg-bench (bench/e2e/run.sh)"
-declare -A PID PROXY CA ADMIN
+declare -A PID PROXY CA ADMIN START
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 for tool in hey openssl python3 nginx curl; do
@@ -78,7 +81,8 @@ if [[ " $TARGETS " == *" squid "* ]] && command -v squid >/dev/null && [[ -x /us
   subst "$here/squid.conf.in" > "$D/squid.conf"
   rm -rf "$D/squid-ssl-db"; /usr/lib/squid/security_file_certgen -c -s "$D/squid-ssl-db" -M 16MB >/dev/null
   chown -R proxy:proxy "$D/squid-ssl-db" 2>/dev/null; chmod 755 "$D"
-  setsid squid -N -f "$D/squid.conf" >"$D/squid.out" 2>&1 & PID[squid]=$!
+  start_squid() { setsid squid -N -f "$D/squid.conf" >"$D/squid.out" 2>&1 & PID[squid]=$!; }
+  start_squid
   PROXY[squid]=http://127.0.0.1:$SQUID_PORT; CA[squid]=$D/squid-ca.pem
 else
   log "squid not installed (or not requested): skipped"; TARGETS=${TARGETS/squid/}
@@ -102,8 +106,9 @@ else dll=$root/src/ProxyGuard/bin/Release/net10.0/proxyguard.dll; fi
 [[ -f $dll ]] || { echo "run.sh: $dll not found" >&2; exit 2; }
 "$here/policies.sh" "$D" $ORIGIN_TLS $ORIGIN_PLAIN
 resolve=(); for n in $names; do resolve+=(--resolve "$n=127.0.0.1"); done
-start_pg() { # name policy port admin [dll]
-  rm -rf "$D/$1-data" "$D/$1-ca"; mkdir -p -m 700 "$D/$1-ca"
+start_pg() { # name policy port admin [dll]   (KEEP_CA=1: reuse the CA the first start made)
+  rm -rf "$D/$1-data"; [[ -n ${KEEP_CA:-} ]] || { rm -rf "$D/$1-ca"; mkdir -p -m 700 "$D/$1-ca"; }
+  START[$1]="$*"
   PROXYGUARD_ADMIN_TOKEN=bench-admin-token setsid dotnet "${5:-$dll}" run --policy "$D/$2.yaml" --listen 127.0.0.1:$3 --admin 127.0.0.1:$4 \
     --ca-dir "$D/$1-ca" --data-dir "$D/$1-data" "${resolve[@]}" >"$D/$1.out" 2>&1 & PID[$1]=$!
   PROXY[$1]=http://127.0.0.1:$3; CA[$1]=$D/$1-ca/ca.pem; ADMIN[$1]=$4
@@ -177,6 +182,39 @@ handshake_run() { # target: HOSTS names, 8 at a time, new connection per request
   echo "$(cpu_of "$t") - $before" | bc > "$OUT/handshake-$t.cpu"
 }
 
+# Cold start: stop a proxy (only the PID this script started), start it again with its CA kept, poll for the first
+# served request every 10 ms, then measure the first BENCH_COLD_SECONDS of load with no warm-up. "direct" gets the
+# same load as a reference (nginx has nothing to warm).
+stop_target() { # target
+  local pid=${PID[$1]}
+  kill "$pid" 2>/dev/null
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null; sleep 0.2
+}
+cold_run() { # target
+  local t=$1 t0 code=000
+  if [[ $t != direct ]]; then
+    stop_target "$t"
+    t0=$(date +%s%N)
+    case $t in
+      pg-*) KEEP_CA=1 start_pg ${START[$t]} ;;
+      squid) rm -f "$D/squid.pid"; start_squid ;;
+    esac
+    local args=(-x "${PROXY[$t]}")
+    for _ in $(seq 1 3000); do
+      code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${args[@]}" --cacert "${CA[$t]}" -H "$AUTH" https://origin.test:$ORIGIN_TLS/small) && [[ $code == 200 ]] && break
+      sleep 0.01
+    done
+    [[ $code == 200 ]] || { log "cold: $t did not answer after restart"; return 0; }
+    echo $(( ($(date +%s%N) - t0) / 1000000 )) > "$OUT/cold-$t.start"
+    sed 's/^.*) //' "/proc/${PID[$t]}/stat" | awk -v hz="$(getconf CLK_TCK)" '{printf "%d\n", ($12 + $13) * 1000 / hz}' > "$OUT/cold-$t.startcpu"
+  fi
+  DUR=${BENCH_COLD_SECONDS:-10} hey_run cold "$t" -c 16 https://origin.test:$ORIGIN_TLS/small
+}
+if [[ " $SCENARIOS " == *" cold "* ]]; then
+  for t in $TARGETS; do log "cold / $t"; cold_run "$t"; done
+fi
+
 # Warm-up (JIT, pools, certificate caches for origin.test): keep-alive load per proxy. ProxyGuard's
 # tiered JIT needs it: a perf profile of the first seconds under load shows ~40% of the CPU in the
 # JIT (tier-1/PGO recompilation), under 2% once warm.
@@ -203,6 +241,7 @@ for scen in $SCENARIOS; do
   for round in $(seq 1 "$ROUNDS"); do
     order=$TARGETS; (( round % 2 == 0 )) && order=$(echo $TARGETS | tr ' ' '\n' | tac | tr '\n' ' ')
     name=$scen; (( ROUNDS > 1 )) && name="$scen@r$round"
+    [[ $scen == cold ]] && continue
     for t in $order; do
       log "$scen / $t$( (( ROUNDS > 1 )) && echo " (round $round of $ROUNDS)")"
       case $scen in

@@ -261,12 +261,24 @@ public sealed class EventStore : IAsyncDisposable
     /// <summary>Puts an event that holds a slot into the queue; after close, the event is counted as dropped.</summary>
     private void Enqueue(QueueItem item)
     {
-        if (!_channel.Writer.TryWrite(item))
+        if (!Post(item))
         {
             _slots.Release();
             _status.AddDropped(1);
             item.Completion?.TrySetResult(false);
         }
+    }
+
+    /// <summary>Queues an item and wakes the writer when it must not wait for the open batch; false once the queue is closed.</summary>
+    private bool Post(QueueItem item)
+    {
+        if (!_channel.Writer.TryWrite(item))
+        {
+            return false;
+        }
+
+        _writer.Notify(urgent: item.Kind != QueueItemKind.Event || item.Completion is not null);
+        return true;
     }
 
     /// <summary>Oldest first, ids greater than <see cref="EventQuery.After"/>, exact-match filters; safe under concurrent writes.</summary>
@@ -287,7 +299,7 @@ public sealed class EventStore : IAsyncDisposable
 
         ThrowIfUnavailable();
         var completion = QueueItem.NewCompletion();
-        if (!_channel.Writer.TryWrite(new QueueItem(QueueItemKind.Flush, null, completion)))
+        if (!Post(new QueueItem(QueueItemKind.Flush, null, completion)))
         {
             throw Unavailable();
         }
@@ -303,7 +315,11 @@ public sealed class EventStore : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var completion = QueueItem.NewCompletion();
-        await _channel.Writer.WriteAsync(new QueueItem(QueueItemKind.Compact, null, completion), ct);
+        if (!Post(new QueueItem(QueueItemKind.Compact, null, completion)))
+        {
+            throw new EventStoreException("the event store is closed");
+        }
+
         if (!await completion.Task.WaitAsync(ct))
         {
             throw new EventStoreException(LastError ?? "audit compaction failed");
@@ -320,6 +336,7 @@ public sealed class EventStore : IAsyncDisposable
 
         _lifetime.Cancel();
         _channel.Writer.TryComplete();
+        _writer.Notify(urgent: true);
         if (_status.Failing)
         {
             _writer.BeginStop();
@@ -349,11 +366,11 @@ public sealed class EventStore : IAsyncDisposable
     private async Task RunCompactionLoopAsync()
     {
         await Task.Yield();
-        _channel.Writer.TryWrite(new QueueItem(QueueItemKind.Compact, null, null));
+        Post(new QueueItem(QueueItemKind.Compact, null, null));
         using var timer = new PeriodicTimer(_options.CompactionInterval, _options.TimeProvider);
         while (await timer.WaitForNextTickAsync(_lifetime.Token))
         {
-            _channel.Writer.TryWrite(new QueueItem(QueueItemKind.Compact, null, null));
+            Post(new QueueItem(QueueItemKind.Compact, null, null));
         }
     }
 

@@ -123,7 +123,7 @@ internal sealed class ContentStage(Runtime.ProxyMetrics? metrics, Runtime.ScanGa
 
             lastName = name;
             var result = scanner.ScanText(value, ScanLocation.Header, host, deadline, exchange.Aborted);
-            if (Check(exchange, result, "header", $"the {name} header") is { } valueDenial)
+            if ((result.Findings.Count > 0 || result.Blocked) && Check(exchange, result, "header", $"the {name} header") is { } valueDenial)
             {
                 return valueDenial;
             }
