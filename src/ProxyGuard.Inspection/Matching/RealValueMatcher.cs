@@ -25,12 +25,16 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// raw; JSON-escaped (<c>\" \\ \/ \b \f \n \r \t</c>, <c>\uXXXX</c> in either hex case, surrogate pairs,
 /// and non-ASCII bytes escaped one by one as <c>\u00XX</c>), in any mix of escaped and plain characters;
 /// percent-encoded (either hex case, <c>+</c> for space, any mix incl. fully encoded);
-/// HTML character references (named <c>quot amp lt gt apos nbsp</c>, decimal, hex);
+/// HTML character references as browsers read them (every single-character named reference, legacy names and
+/// numbers without <c>;</c>, any leading zeros; at most 33 characters); JavaScript <c>\xXX</c> and <c>\'</c>;
+/// quoted-printable;
 /// base64 and base64url, padded or not, standalone or inside a larger base64 string at each of the
 /// three byte alignments (values of at least 6 bytes), also wrapped by line breaks (CR, LF or CRLF)
 /// at any line length, and under one escaping (JSON, percent or HTML escapes standing for base64
 /// characters or line breaks); and two levels of escaping (any of the four escaping views over any
-/// other or itself: JSON in a JSON string, percent twice, JSON then percent, HTML then JSON...).
+/// other or itself: JSON in a JSON string, percent twice, JSON then percent, HTML then JSON...), three levels of
+/// one escaping, and base64 of the value raw or under one escaping (runs of base64 characters, wrapped by line breaks
+/// or by spaces after whole groups of 4, decoded at each of the four offsets, every text view run over them).
 /// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte; the two-level
 /// pass adds at most 4 decodings and 16 automaton passes.
 /// Immutable and thread-safe. Overlapping matches are merged into one range.
