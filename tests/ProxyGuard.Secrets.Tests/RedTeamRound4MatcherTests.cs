@@ -8,7 +8,8 @@ namespace ProxyGuard.Secrets.Tests;
 /// <summary>
 /// Red team round 4: forms of a real value the shared matcher does not recognise (probed against 4379106 with a value
 /// holding '"', '\', '/', '+', 'é', '&lt;', '&amp;', '&gt;', '\'' and a space). Each case is a form a client decodes
-/// back to the value; the matcher neither finds nor scrubs it. Kept skipped as open findings (reliability.md, R4).
+/// back to the value; the matcher neither found nor scrubbed it then (all twelve failed). Fixed by the matcher's stated
+/// family of forms (secrets.md, section 4; reliability.md, R4-3).
 /// </summary>
 public sealed class RedTeamRound4MatcherTests
 {
