@@ -166,6 +166,10 @@ public sealed class TwoLevelFormsTests
         "b64-json-newline", "b64-json-u002b", "b64-url", "b64-html", "b64-near-miss",
         "url-of-json", "json-of-html", "json-of-json-bytes", "html-of-url", "url-twice", "escape-soup",
         "strict-json-nesting", "strict-json-keys", "strict-json-strings", "lenient-json",
+
+        // Round 4 forms (R4-2, R4-3): base64 runs decoded at every offset, three levels, lenient HTML, \x, quoted-printable.
+        "b64-of-json-run", "b64-one-long-run", "b64-spaces", "three-level-json", "three-level-percent", "html-legacy-soup",
+        "html-long-names", "html-zero-padding", "js-hex", "quoted-printable", "every-position-json",
     ];
 
     /// <summary>
@@ -190,6 +194,18 @@ public sealed class TwoLevelFormsTests
             "json-of-json-bytes" => Escape("json", Escape("json-bytes", Value))[..^3] + "#",
             "html-of-url" => Escape("html-numeric", Escape("url", Value))[..^3] + "#",
             "url-twice" => "%25%2525%5C%22",
+            "every-position-json" => "{\"k\":\"" + Escape("json", Value) + "\",\"" + Escape("json", Value) + "\":[\"" + Convert.ToBase64String(Encoding.UTF8.GetBytes(Escape("json", Value)))
+                + "\",\"" + Escape("url", Escape("json", Value)) + "\"],\"t\":\"" + Escape("json", Escape("json", Escape("json", Value))) + "\"},",
+            "b64-of-json-run" => Convert.ToBase64String(Encoding.UTF8.GetBytes(Escape("json", Value)))[..^6] + "\\u002B.",
+            "b64-one-long-run" => Convert.ToBase64String(Encoding.UTF8.GetBytes("\\u00" + Value[..^3])),
+            "b64-spaces" => string.Join(" ", Convert.ToBase64String(Encoding.UTF8.GetBytes("%5C" + Value[..^3])).Chunk(4).Select(c => new string(c))) + " ",
+            "three-level-json" => "\\\\\\\"\\\\u005c",
+            "three-level-percent" => "%252525%2525%25",
+            "html-legacy-soup" => "&amp&lt&#34&#x3c&quot&amp;amp;&",
+            "html-long-names" => "&CounterClockwiseContourIntegra&NotNestedGreaterGreate",
+            "html-zero-padding" => "&#00000000000000000000000000000",
+            "js-hex" => "\\x5c\\x22\\x\\",
+            "quoted-printable" => "=3D=5C=\r\n=2",
             "escape-soup" => "\\\\u00&amp;#x5C;%5Cu0026\\u0026amp;%2",
             "strict-json-nesting" => "[",
             "strict-json-keys" => "{\"a\":1,\"" + Placeholder + "\":[\"x\",",

@@ -113,7 +113,7 @@ public sealed class RedTeamRound4ResponseTests : IClassFixture<HostileOriginFixt
     /// unchanged by JSON and percent escaping, so this needs a value with other characters (AWS secret keys have
     /// '/' and '+').
     /// </summary>
-    [Theory(Skip = "open R4-2: base64 of a JSON- or percent-escaped value (JWT payload, OAuth state) is not scrubbed")]
+    [Theory]
     [InlineData("jwt-of-json")]
     [InlineData("b64-of-url")]
     public async Task A_bound_api_returning_base64_of_an_escaped_value_is_scrubbed(string mode)
@@ -137,9 +137,19 @@ public sealed class RedTeamRound4ResponseTests : IClassFixture<HostileOriginFixt
             decoded = token; // the scrubber put the placeholder where the value's base64 was
         }
 
-        var value = mode == "jwt-of-json"
-            ? System.Text.Json.JsonDocument.Parse(decoded).RootElement.GetProperty("tok").GetString()
-            : Uri.UnescapeDataString(decoded);
+        string? value;
+        try
+        {
+            value = mode == "jwt-of-json"
+                ? System.Text.Json.JsonDocument.Parse(decoded).RootElement.GetProperty("tok").GetString()
+                : Uri.UnescapeDataString(decoded);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            value = decoded; // the placeholder (base64 characters itself) turned the payload into something else
+        }
+
+        Assert.DoesNotContain(_f.Value, body + response.Headers.Location, StringComparison.Ordinal);
         Assert.False(value?.Contains(_f.Value, StringComparison.Ordinal) == true,
             $"{mode}: the real value reached the sandbox ({(int)response.StatusCode}): {decoded}");
     }
