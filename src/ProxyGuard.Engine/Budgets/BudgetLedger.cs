@@ -13,7 +13,10 @@ internal enum BudgetOutcome
     /// <summary>A limit is spent (<see cref="BudgetCharge.Limit"/>): nothing counted, unless <c>countAnyway</c> (audit mode).</summary>
     Exceeded,
 
-    /// <summary>The ledger holds as many keys as it may and none is idle: refused (fail closed), nothing counted.</summary>
+    /// <summary>
+    /// The ledger holds as many keys as it may and none is idle, or the client holds its share of them
+    /// (<see cref="BudgetCharge.OverShare"/>): refused (fail closed), nothing counted.
+    /// </summary>
     Full,
 
     /// <summary>With a shared store: a lease lacks units (<see cref="BudgetCharge.Needs"/>); nothing counted, ask the store and charge again.</summary>
@@ -32,7 +35,7 @@ internal enum BudgetPass
 
 internal readonly record struct BudgetCharge(
     BudgetOutcome Outcome, BudgetSpec? Budget = null, BudgetLimit? Limit = null, string? Key = null,
-    IReadOnlyList<(BudgetMeter Meter, long Slot, long Amount)>? Needs = null);
+    IReadOnlyList<(BudgetMeter Meter, long Slot, long Amount)>? Needs = null, bool OverShare = false);
 
 /// <summary>
 /// The process's usage of the policy's budgets: one <see cref="BudgetMeter"/> per budget limit and key, at most
@@ -44,10 +47,16 @@ internal readonly record struct BudgetCharge(
 /// fleet never admits more than the limit); when a lease lacks units the request waits for one store round trip.
 /// While the store does not answer, each replica admits by itself at most its share (limit / replicas), also
 /// respecting the other replicas' usage as last read.
+/// A meter counts in the share of the client whose request created it. A client may create a new key only while it
+/// holds at most half of the keys the other clients leave free (<see cref="ShareOf"/>), so that one client (or a few)
+/// cannot fill the table and lock the others out: past its share its own new keys are refused, the others still fit.
 /// </summary>
 internal sealed class BudgetLedger
 {
     private readonly ConcurrentDictionary<(string Meter, string Key), BudgetMeter> _meters = new();
+
+    // Keys held per client (only clients that hold some: at most as many entries as meters).
+    private readonly ConcurrentDictionary<string, int> _held = new(StringComparer.Ordinal);
     private readonly Func<long> _nowMs;
     private readonly object _sweepLock = new();
     private long _lastSweepMs;
@@ -65,6 +74,15 @@ internal sealed class BudgetLedger
     public int Count => _meters.Count;
 
     public long FullRefusals => Interlocked.Read(ref _fullRefusals);
+
+    /// <summary>How many keys <paramref name="client"/> holds (its meters that are not evicted yet).</summary>
+    public int HeldBy(string client) => _held.TryGetValue(client, out var n) ? n : 0;
+
+    /// <summary>
+    /// How many keys one client may hold while the others hold <paramref name="others"/>: half of what they leave free,
+    /// at least one. One client alone gets half of the table; each further client half of what is still free.
+    /// </summary>
+    public int ShareOf(int others) => Math.Max(1, (MaxKeys - others) / 2);
 
     /// <summary>The shared store that leases units to this replica; null: budgets are this process's alone.</summary>
     public BudgetSync? Sync { get; set; }
@@ -101,9 +119,9 @@ internal sealed class BudgetLedger
     /// <see cref="Charge"/>, asking the shared store for a lease when one lacks units (one store round trip, at most
     /// <see cref="LeaseWait"/>; past it, this replica's share decides).
     /// </summary>
-    public async ValueTask<BudgetCharge> ChargeAsync(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, bool streamed = false)
+    public async ValueTask<BudgetCharge> ChargeAsync(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, bool streamed = false, string? client = null)
     {
-        var charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed);
+        var charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed, client: client);
         var deadline = Stopwatch.GetTimestamp() + (long)(LeaseWait.TotalSeconds * Stopwatch.Frequency);
 
         // The store either grants what is asked (charge again: admitted, unless concurrent requests took it first),
@@ -116,10 +134,10 @@ internal sealed class BudgetLedger
                 break;
             }
 
-            charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed);
+            charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed, client: client);
         }
 
-        return charge.Outcome == BudgetOutcome.NeedLease ? Charge(budgets, uploadBytes, countAnyway, BudgetPass.Fallback, streamed) : charge;
+        return charge.Outcome == BudgetOutcome.NeedLease ? Charge(budgets, uploadBytes, countAnyway, BudgetPass.Fallback, streamed, client) : charge;
     }
 
     public long NowMs => _nowMs();
@@ -145,9 +163,10 @@ internal sealed class BudgetLedger
     /// order), so concurrent requests cannot both take the last unit. <paramref name="countAnyway"/> (audit mode)
     /// counts an exceeded request too, since it is forwarded. <paramref name="streamed"/>: the request has a body whose
     /// size is not known yet (counted when it ends, or a WebSocket); it still needs room (at least one byte) in every
-    /// upload limit, so that a spent upload budget refuses it.
+    /// upload limit, so that a spent upload budget refuses it. <paramref name="client"/>: whose share a new key counts
+    /// in (null: no share, the table's bound only).
     /// </summary>
-    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, BudgetPass pass = BudgetPass.Leased, bool streamed = false)
+    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, BudgetPass pass = BudgetPass.Leased, bool streamed = false, string? client = null)
     {
         while (true)
         {
@@ -156,11 +175,11 @@ internal sealed class BudgetLedger
             {
                 foreach (var limit in budget.Limits)
                 {
-                    var meter = GetOrCreate(MeterId(budget, limit), key, limit);
+                    var meter = GetOrCreate(MeterId(budget, limit), key, limit, client, out var overShare);
                     if (meter is null)
                     {
                         Interlocked.Increment(ref _fullRefusals);
-                        return new BudgetCharge(BudgetOutcome.Full, budget, limit, key);
+                        return new BudgetCharge(BudgetOutcome.Full, budget, limit, key, OverShare: overShare);
                     }
 
                     entries.Add((meter, budget, limit, key));
@@ -259,7 +278,7 @@ internal sealed class BudgetLedger
     }
 
     /// <summary>Counts bytes learned after the request (a streamed body without a length): never refuses, may go over.</summary>
-    public void ChargeAfter(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes)
+    public void ChargeAfter(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, string? client = null)
     {
         if (uploadBytes <= 0)
         {
@@ -275,7 +294,7 @@ internal sealed class BudgetLedger
                     continue;
                 }
 
-                while (GetOrCreate(MeterId(budget, limit), key, limit) is { } meter)
+                while (GetOrCreate(MeterId(budget, limit), key, limit, client, out _) is { } meter)
                 {
                     lock (meter)
                     {
@@ -307,7 +326,11 @@ internal sealed class BudgetLedger
                 if (meter.Idle(meter.SlotOf(now)))
                 {
                     meter.Dead = true;
-                    _meters.TryRemove(id, out _);
+                    if (_meters.TryRemove(id, out _) && meter.Owner is { } owner)
+                    {
+                        Release(owner);
+                    }
+
                     removed++;
                 }
             }
@@ -317,31 +340,100 @@ internal sealed class BudgetLedger
         return removed;
     }
 
-    private BudgetMeter? GetOrCreate(string meterId, string key, BudgetLimit limit)
+    private BudgetMeter? GetOrCreate(string meterId, string key, BudgetLimit limit, string? client, out bool overShare)
     {
+        overShare = false;
         if (_meters.TryGetValue((meterId, key), out var existing))
         {
             return existing;
         }
 
-        if (_meters.Count >= MaxKeys)
+        if (_meters.Count >= MaxKeys && !SweepIfDue(meterId, key, out existing))
         {
-            // Full: sweep idle meters, at most once per 250 ms so that a full ledger of busy keys costs no scan per request.
-            lock (_sweepLock)
-            {
-                if (_meters.Count >= MaxKeys && _nowMs() - Volatile.Read(ref _lastSweepMs) >= 250)
-                {
-                    Sweep();
-                }
+            return existing;
+        }
 
-                if (_meters.Count >= MaxKeys)
-                {
-                    return _meters.TryGetValue((meterId, key), out existing) ? existing : null;
-                }
-            }
+        // Take a place in the client's share before the meter exists (so concurrent requests of one client cannot
+        // all pass the check), and give it back if the key was added by someone else meanwhile. A client past its
+        // share may have idle keys: sweep (when due) and look once more.
+        if (client is not null && !TryHold(client) && (!SweepIfDue(meterId, key, out existing) || !TryHold(client)))
+        {
+            overShare = existing is null;
+            return existing;
         }
 
         var slotMs = Math.Max(1, (long)limit.Window.TotalMilliseconds / BudgetMeter.Slots);
-        return _meters.GetOrAdd((meterId, key), static (k, s) => new BudgetMeter(k.Meter, k.Key, s), slotMs);
+        var created = new BudgetMeter(meterId, key, slotMs) { Owner = client };
+        if (_meters.TryAdd((meterId, key), created))
+        {
+            return created;
+        }
+
+        if (client is not null)
+        {
+            Release(client);
+        }
+
+        return _meters.TryGetValue((meterId, key), out existing) ? existing : GetOrCreate(meterId, key, limit, client, out overShare);
+    }
+
+    /// <summary>
+    /// Sweeps idle meters, at most once per 250 ms so that a full ledger of busy keys costs no scan per request.
+    /// False: the key exists by now (<paramref name="existing"/>), or the table is still full (null).
+    /// </summary>
+    private bool SweepIfDue(string meterId, string key, out BudgetMeter? existing)
+    {
+        lock (_sweepLock)
+        {
+            if (_nowMs() - Volatile.Read(ref _lastSweepMs) >= 250)
+            {
+                Sweep();
+            }
+
+            if (_meters.TryGetValue((meterId, key), out existing))
+            {
+                return false;
+            }
+
+            return _meters.Count < MaxKeys;
+        }
+    }
+
+    /// <summary>Counts one more key for <paramref name="client"/> if it is within its share.</summary>
+    private bool TryHold(string client)
+    {
+        while (true)
+        {
+            if (_held.TryGetValue(client, out var own))
+            {
+                if (own >= ShareOf(Math.Max(0, _meters.Count - own)))
+                {
+                    return false;
+                }
+
+                if (_held.TryUpdate(client, own + 1, own))
+                {
+                    return true;
+                }
+            }
+            else if (_held.TryAdd(client, 1))
+            {
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Counts one key fewer for <paramref name="client"/>; a client that holds none has no entry.</summary>
+    private void Release(string client)
+    {
+        while (_held.TryGetValue(client, out var own))
+        {
+            if (own <= 1
+                ? _held.TryRemove(new KeyValuePair<string, int>(client, own))
+                : _held.TryUpdate(client, own - 1, own))
+            {
+                return;
+            }
+        }
     }
 }

@@ -37,6 +37,9 @@ internal sealed class BudgetMeter
 
     public string Key { get; }
 
+    /// <summary>The client whose request created the meter: it counts in that client's share of the ledger's keys (null: none).</summary>
+    public string? Owner { get; init; }
+
     public long SlotMs { get; }
 
     /// <summary>Set under the meter's lock when the ledger evicts it: a charger that finds it dead looks the key up again.</summary>

@@ -187,8 +187,9 @@ public sealed class RedTeamRound5Tests : IClassFixture<PolicyOrigin>
     /// Then every other client's first request to any budgeted host is refused 503 <c>over-capacity</c> until the
     /// attacker's window ends (up to 168 h). With the default 100 000 keys that takes one sandbox 100 000 requests.
     /// Expected: one client cannot take every key; its own new keys are refused first.
+    /// Fixed: a client may hold at most half of the keys the other clients leave free.
     /// </summary>
-    [Fact(Skip = "open R5-3: one client can fill the process-wide budget key table and lock every other client out (needs a per-client share of the keys)")]
+    [Fact]
     public async Task One_client_cannot_fill_the_budget_key_table_and_lock_other_clients_out()
     {
         using var dir = new TempDir();
@@ -204,10 +205,15 @@ public sealed class RedTeamRound5Tests : IClassFixture<PolicyOrigin>
             """, new Dictionary<string, string> { ["PROXYGUARD_LIMIT_MAX_BUDGET_KEYS"] = "20" });
 
         // The attacker (source 127.0.0.1): 25 made-up names under the wildcard.
+        var last = "";
         for (var i = 0; i < 25; i++)
         {
-            await RawAsync(proxy, IPAddress.Loopback, $"http://h{i}.r5.test:{_o.Origin.HttpPort}/r5-3-fill-{i}");
+            last = await RawAsync(proxy, IPAddress.Loopback, $"http://h{i}.r5.test:{_o.Origin.HttpPort}/r5-3-fill-{i}");
         }
+
+        // Past its share of the table, the attacker's own new keys are refused.
+        Assert.True(last.StartsWith("HTTP/1.1 503", StringComparison.Ordinal), last);
+        Assert.Contains("X-ProxyGuard-Reason: over-capacity", last, StringComparison.OrdinalIgnoreCase);
 
         // The victim: another source address, an ordinary request to an allowed host.
         var victim = await RawAsync(proxy, IPAddress.Parse("127.0.0.2"), _o.HttpUrl("/echo/r5-3-victim"));

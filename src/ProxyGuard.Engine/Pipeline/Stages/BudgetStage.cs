@@ -22,7 +22,8 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
             return null;
         }
 
-        var applicable = Applicable(exchange, ClientOf(exchange));
+        var client = ClientOf(exchange);
+        var applicable = Applicable(exchange, client);
         if (applicable.Count == 0)
         {
             return null;
@@ -47,10 +48,10 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
         }
 
         // A streamed body (or a WebSocket) is counted later, but still needs room now: a spent upload budget refuses it.
-        var charge = await ledger.ChargeAsync(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit, streamed: later || view.Upgrade);
+        var charge = await ledger.ChargeAsync(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit, streamed: later || view.Upgrade, client: client);
         if (later)
         {
-            exchange.Hold(new ChargeWhenDone(ledger, applicable, exchange));
+            exchange.Hold(new ChargeWhenDone(ledger, applicable, client, exchange));
         }
 
         return charge.Outcome switch
@@ -58,6 +59,8 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
             BudgetOutcome.Exceeded => exchange.Refuse(new Denial(
                 Decision.Refuse(charge.Budget!.Name, Reasons.BudgetExceeded, policy.Mode),
                 $"budget '{charge.Budget.Name}' allows {Describe(charge.Limit!)} for {charge.Key}, and that is spent; it frees as the window moves on")),
+            BudgetOutcome.Full when charge.OverShare => exchange.Refuse(Denial.Of(Reasons.OverCapacity, charge.Budget!.Name,
+                $"this client holds its share of the budget keys the proxy tracks ({ledger.HeldBy(client)} of {ledger.MaxKeys}) and none of them is idle; retry shortly")),
             BudgetOutcome.Full => exchange.Refuse(Denial.Of(Reasons.OverCapacity, charge.Budget!.Name,
                 $"the proxy tracks as many budget keys as it may ({ledger.MaxKeys}) and none is idle; retry shortly")),
             _ => null,
@@ -91,7 +94,7 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
         : $"{limit.Amount} upload bytes per {BudgetLimit.WindowText(limit.Window)}";
 
     /// <summary>Counts a streamed body's bytes when the request ends (released with the exchange's other holds).</summary>
-    private sealed class ChargeWhenDone(BudgetLedger ledger, List<(BudgetSpec Budget, string Key)> budgets, ProxyExchange exchange) : IDisposable
+    private sealed class ChargeWhenDone(BudgetLedger ledger, List<(BudgetSpec Budget, string Key)> budgets, string client, ProxyExchange exchange) : IDisposable
     {
         private int _done;
 
@@ -99,7 +102,7 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
         {
             if (Interlocked.Exchange(ref _done, 1) == 0)
             {
-                ledger.ChargeAfter(budgets, exchange.RequestBytes);
+                ledger.ChargeAfter(budgets, exchange.RequestBytes, client);
             }
         }
     }
