@@ -37,16 +37,19 @@ public sealed class WebSocketFramesOrigin : IAsyncDisposable
     /// <summary>Every message that reached the origin, as text (binary messages decoded as UTF-8).</summary>
     public ConcurrentQueue<string> Received { get; } = new();
 
+    /// <summary>Path, protocol (HTTP/1.1 or HTTP/2) and Authorization of every WebSocket handshake that reached the origin.</summary>
+    public ConcurrentQueue<(string Path, string Protocol, string Authorization)> Handshakes { get; } = new();
+
     /// <summary>Sec-WebSocket-Extensions of every upgrade request ("" when absent).</summary>
     public ConcurrentQueue<string> OfferedExtensions { get; } = new();
 
-    public static async Task<WebSocketFramesOrigin> StartAsync(X509Certificate2 certificate)
+    public static async Task<WebSocketFramesOrigin> StartAsync(X509Certificate2 certificate, HttpProtocols protocols = HttpProtocols.Http1AndHttp2)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, o =>
         {
-            o.Protocols = HttpProtocols.Http1AndHttp2;
+            o.Protocols = protocols;
             o.UseHttps(certificate);
         }));
         var app = builder.Build();
@@ -57,6 +60,7 @@ public sealed class WebSocketFramesOrigin : IAsyncDisposable
             if (context.WebSockets.IsWebSocketRequest)
             {
                 self.OfferedExtensions.Enqueue(context.Request.Headers["Sec-WebSocket-Extensions"].ToString());
+                self.Handshakes.Enqueue((context.Request.Path.Value ?? string.Empty, context.Request.Protocol, context.Request.Headers.Authorization.ToString()));
             }
 
             await next(context);

@@ -58,7 +58,19 @@ internal sealed class WebSocketRelay
         }
     }
 
-    internal Stream Wrap(Stream client) => new WebSocketRelayStream(client, this,
+    /// <summary>
+    /// True once the client's side was switched to the WebSocket stream (101 over HTTP/1.1, 200 to an HTTP/2 extended
+    /// CONNECT): from then on nothing may be written to the response.
+    /// </summary>
+    public bool Accepted { get; private set; }
+
+    internal Stream Wrap(Stream client)
+    {
+        Accepted = true;
+        return WrapStream(client);
+    }
+
+    private WebSocketRelayStream WrapStream(Stream client) => new(client, this,
         new WebSocketFrameFilter(fromClient: true, _maxMessage, _budget, InspectFromClient),
         new WebSocketFrameFilter(fromClient: false, _maxMessage, _budget, InspectFromUpstream));
 

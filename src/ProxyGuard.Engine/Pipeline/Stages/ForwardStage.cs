@@ -64,9 +64,10 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         {
             // Completing the scrubber flushes, which would start an empty 502 before the refusal below can write its
             // headers; after a failure with no response, nothing is held in it.
-            // After a protocol upgrade (101) the connection belongs to the upgraded stream: nothing was written through
-            // the scrubber and nothing may be written to the response any more.
-            var upgraded = context.Response.StatusCode == StatusCodes.Status101SwitchingProtocols;
+            // After a protocol upgrade (101, or 200 to an HTTP/2 extended CONNECT) the connection (HTTP/2: the stream)
+            // belongs to the upgraded stream: nothing was written through the scrubber and nothing may be written to
+            // the response any more.
+            var upgraded = context.Response.StatusCode == StatusCodes.Status101SwitchingProtocols || relay?.Accepted == true;
             if (!substitutor.IsEmpty && !upgraded && ((error == ForwarderError.None && transformer.Refusal is null) || context.Response.HasStarted))
             {
                 await context.Response.Body.DisposeAsync();

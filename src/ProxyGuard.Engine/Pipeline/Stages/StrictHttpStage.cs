@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Net.Http.Headers;
 using ProxyGuard.Engine.Forwarding;
@@ -16,7 +17,7 @@ internal sealed class StrictHttpStage : IRequestStage
     public ValueTask<Denial?> RunAsync(ProxyExchange exchange)
     {
         var context = exchange.Http!;
-        var denial = CheckAsSent(context) ?? Check(context.Request);
+        var denial = CheckAsSent(context) ?? CheckExtendedConnect(exchange) ?? Check(context.Request);
         if (denial is null)
         {
             return ValueTask.FromResult<Denial?>(null);
@@ -65,10 +66,41 @@ internal sealed class StrictHttpStage : IRequestStage
         };
     }
 
+    /// <summary>
+    /// True for an HTTP/2 extended CONNECT (RFC 8441) whose <c>:protocol</c> is <c>websocket</c>: a WebSocket
+    /// handshake, decided and relayed like the HTTP/1.1 upgrade.
+    /// </summary>
+    public static bool IsWebSocketConnect(HttpContext context) =>
+        context.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true } connect
+        && string.Equals(connect.Protocol, "websocket", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>
+    /// An extended CONNECT is relayed only as a WebSocket, only inside an intercepted tunnel: any other
+    /// <c>:protocol</c> (a tunnel of an unknown protocol) is refused before anything else looks at it.
+    /// </summary>
+    private static Denial? CheckExtendedConnect(ProxyExchange exchange)
+    {
+        var context = exchange.Http!;
+        if (context.Features.Get<IHttpExtendedConnectFeature>() is not { IsExtendedConnect: true } connect)
+        {
+            return null;
+        }
+
+        if (!IsWebSocketConnect(context))
+        {
+            return Denial.Of(Reasons.ConnectNotAllowedHere, "protocol",
+                $"an extended CONNECT for :protocol {Denial.HeaderSafe(connect.Protocol ?? string.Empty)} is not relayed (only websocket is)");
+        }
+
+        return exchange.Connection?.Tunnel is null
+            ? Denial.Of(Reasons.ConnectNotAllowedHere, "protocol", "a WebSocket over HTTP/2 is only relayed inside a CONNECT tunnel")
+            : null;
+    }
+
     private static Denial? Check(HttpRequest request)
     {
         var headers = request.Headers;
-        if (HttpMethods.IsConnect(request.Method))
+        if (HttpMethods.IsConnect(request.Method) && !IsWebSocketConnect(request.HttpContext))
         {
             return Denial.Of(Reasons.ConnectNotAllowedHere, "protocol",
                 "CONNECT is only accepted as the first request of a new connection to the proxy");

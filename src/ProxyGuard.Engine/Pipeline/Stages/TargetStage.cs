@@ -155,7 +155,11 @@ internal sealed class TargetStage(ProxyServices services) : IRequestStage
         var upgrade = context.Request.Headers.ContainsKey(HeaderNames.Upgrade)
             || context.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest == true
             || context.Features.Get<IHttpExtendedConnectFeature>()?.IsExtendedConnect == true;
-        exchange.View = new RequestView(context.Request.Method, target, headers, clientId) { Upgrade = upgrade };
+
+        // A WebSocket over HTTP/2 (extended CONNECT, :protocol websocket) is the handshake that is a GET over
+        // HTTP/1.1: decided, scanned and recorded as that GET, so one rule (methods, paths, websocket: true) covers both.
+        var method = StrictHttpStage.IsWebSocketConnect(context) ? HttpMethods.Get : context.Request.Method;
+        exchange.View = new RequestView(method, target, headers, clientId) { Upgrade = upgrade };
     }
 
     private static Denial HostMismatch(TunnelTarget tunnel, string authority) =>
