@@ -25,6 +25,9 @@ public sealed class RedTeamRound4MatcherTests
     private static string PerRune(string format) => string.Concat(Value.EnumerateRunes().Select(r =>
         Rune.IsLetterOrDigit(r) ? r.ToString() : string.Format(CultureInfo.InvariantCulture, format, r.Value)));
 
+    private static string WithoutSemicolons(string html) => string.Concat(html.Select((c, i) =>
+        c == ';' && (i + 1 == html.Length || !char.IsAsciiDigit(html[i + 1])) ? string.Empty : c.ToString()));
+
     public static TheoryData<string> OpenForms() =>
     [
         "base64-of-json", "base64-of-percent", "base64-of-html", "three-levels-json", "three-levels-percent",
@@ -39,7 +42,8 @@ public sealed class RedTeamRound4MatcherTests
         "base64-of-html" => Base64(WebUtility.HtmlEncode(Value)),
         "three-levels-json" => Json(Json(Json(Value))),
         "three-levels-percent" => Uri.EscapeDataString(Uri.EscapeDataString(Uri.EscapeDataString(Value))),
-        "html-without-semicolon" => PerRune("&#{0}"),
+        // A browser reads "&#32" before "42z" as "&#3242": an encoder that drops ';' keeps it before a digit.
+        "html-without-semicolon" => WithoutSemicolons(PerRune("&#{0};")),
         "html-long-zero-padding" => PerRune("&#{0:D10};"),
         "html-named-upper-case" => WebUtility.HtmlEncode(Value).Replace("&quot;", "&QUOT;", StringComparison.Ordinal).Replace("&lt;", "&LT;", StringComparison.Ordinal),
         "html-named-extended" => WebUtility.HtmlEncode(Value).Replace("/", "&sol;", StringComparison.Ordinal).Replace("+", "&plus;", StringComparison.Ordinal).Replace("\\", "&bsol;", StringComparison.Ordinal),
@@ -48,7 +52,7 @@ public sealed class RedTeamRound4MatcherTests
         _ => string.Join(" ", Base64("token=" + Value).Chunk(8).Select(c => new string(c))),
     };
 
-    [Theory(Skip = "open R4-3: base64 of an escaped value, three levels, lenient HTML references, JS \\x, quoted-printable and space-wrapped base64 are not recognised")]
+    [Theory]
     [MemberData(nameof(OpenForms))]
     public void A_decodable_form_of_the_value_is_recognised_and_scrubbed(string kind)
     {

@@ -9,17 +9,20 @@ internal enum EscapeView
     /// <summary>The bytes as they are.</summary>
     Raw,
 
-    /// <summary>JSON string escapes decoded: <c>\" \\ \/ \b \f \n \r \t</c> and <c>\uXXXX</c> (either hex case, surrogate pairs joined) as UTF-8.</summary>
+    /// <summary>JSON and JavaScript string escapes decoded: <c>\" \\ \/ \b \f \n \r \t \'</c>, <c>\uXXXX</c> (either hex case, surrogate pairs joined) and <c>\xXX</c> as UTF-8.</summary>
     Json,
 
-    /// <summary>As <see cref="Json"/>, but <c>\u0000</c>–<c>\u00FF</c> decoded to that one byte (UTF-8 bytes escaped one by one, as Latin-1).</summary>
+    /// <summary>As <see cref="Json"/>, but <c>\u0000</c>–<c>\u00FF</c> and <c>\xXX</c> decoded to that one byte (UTF-8 bytes escaped one by one, as Latin-1 or as Python and C write bytes).</summary>
     JsonLatin1,
 
     /// <summary>Percent-encoding decoded (<c>%XX</c> in either hex case) and <c>+</c> read as a space.</summary>
     Url,
 
-    /// <summary>HTML character references decoded: named (<c>&amp;quot; &amp;amp; &amp;lt; &amp;gt; &amp;apos; &amp;nbsp;</c>), decimal and hex (either case, at most 8 digits), all with the <c>;</c>.</summary>
+    /// <summary>HTML character references decoded as browsers read them (<see cref="HtmlReferences"/>): every named reference of one code point, the legacy ones also without <c>;</c>, decimal and hex with or without <c>;</c> and any leading zeros, at most 33 characters.</summary>
     Html,
+
+    /// <summary>Quoted-printable (RFC 2045): <c>=XX</c> (either hex case) is that byte, a soft line break (<c>=</c> before CRLF or LF) is nothing.</summary>
+    QuotedPrintable,
 }
 
 /// <summary>Decodes one unit of an escaped view: a plain byte, or one escape sequence.</summary>
@@ -29,13 +32,15 @@ internal static class EscapeDecoder
     public static readonly SearchValues<byte> JsonIntro = SearchValues.Create("\\"u8);
     public static readonly SearchValues<byte> UrlIntro = SearchValues.Create("%+"u8);
     public static readonly SearchValues<byte> HtmlIntro = SearchValues.Create("&"u8);
+    public static readonly SearchValues<byte> QuotedPrintableIntro = SearchValues.Create("="u8);
 
     /// <summary>The longest input one decoded byte can come from, per view (the streaming window factor).</summary>
     public static int Expansion(EscapeView view) => view switch
     {
         EscapeView.Raw => 1,
-        EscapeView.Url => 3,
-        _ => 12, // JSON: a match may begin at the last byte of a 12-character surrogate pair; HTML: &#x0010FFFF;
+        EscapeView.Url or EscapeView.QuotedPrintable => 3,
+        EscapeView.Html => HtmlReferences.MaxLength,
+        _ => 12, // JSON: a match may begin at the last byte of a 12-character surrogate pair
     };
 
     /// <summary>
@@ -66,7 +71,7 @@ internal static class EscapeDecoder
                 output[0] = (byte)' ';
                 return 1;
             case EscapeView.Html when b == '&':
-                var h = DecodeHtml(data[i..], output, out var htmlLength);
+                var h = HtmlReferences.Decode(data[i..], output, out var htmlLength);
                 if (h > 0)
                 {
                     length = htmlLength;
@@ -74,6 +79,30 @@ internal static class EscapeDecoder
                 }
 
                 break;
+            case EscapeView.QuotedPrintable when b == '=' && i + 2 < data.Length:
+                if (Hex(data[i + 1]) >= 0 && Hex(data[i + 2]) >= 0)
+                {
+                    output[0] = (byte)((Hex(data[i + 1]) << 4) | Hex(data[i + 2]));
+                    length = 3;
+                    return 1;
+                }
+
+                if (data[i + 1] == '\r' && data[i + 2] == '\n')
+                {
+                    length = 3;
+                    return 0;
+                }
+
+                if (data[i + 1] == '\n')
+                {
+                    length = 2;
+                    return 0;
+                }
+
+                break;
+            case EscapeView.QuotedPrintable when b == '=' && i + 1 < data.Length && data[i + 1] == '\n':
+                length = 2;
+                return 0;
         }
 
         output[0] = b;
@@ -86,16 +115,18 @@ internal static class EscapeDecoder
     /// </summary>
     public static int IncompleteTail(EscapeView view, ReadOnlySpan<byte> data)
     {
-        for (var j = Math.Max(0, data.Length - 12); j < data.Length; j++)
+        for (var j = Math.Max(0, data.Length - HtmlReferences.MaxLength); j < data.Length; j++)
         {
             var rest = data.Length - j;
             var b = data[j];
             var incomplete = view switch
             {
                 EscapeView.Json or EscapeView.JsonLatin1 when b == '\\' =>
-                    rest == 1 || (data[j + 1] == 'u' && (rest < 6 || (rest < 12 && Hex4(data, j + 2) is >= 0xD800 and <= 0xDBFF))),
+                    rest == 1 || (data[j + 1] == 'u' && (rest < 6 || (rest < 12 && Hex4(data, j + 2) is >= 0xD800 and <= 0xDBFF)))
+                        || (data[j + 1] == 'x' && rest < 4),
                 EscapeView.Url => b == '%' && rest < 3,
-                EscapeView.Html => b == '&' && data[j..].IndexOf((byte)';') < 0,
+                EscapeView.QuotedPrintable => b == '=' && rest < 3,
+                EscapeView.Html => b == '&' && HtmlReferences.IsOpen(data[j..]),
                 _ => false,
             };
             if (incomplete)
@@ -107,12 +138,19 @@ internal static class EscapeDecoder
         return -1;
     }
 
+    /// <summary>
+    /// True when the unit decoded at <paramref name="i"/> (<paramref name="length"/> bytes) could read differently if
+    /// more bytes followed it: an HTML reference without its <c>;</c> (a longer name or more digits may follow).
+    /// </summary>
+    public static bool OpenEnded(EscapeView view, ReadOnlySpan<byte> data, int i, int length) =>
+        view == EscapeView.Html && length > 1 && data[i + length - 1] != ';';
+
     private static int DecodeJson(ReadOnlySpan<byte> s, Span<byte> output, bool latin1, out int length)
     {
         length = 2;
         switch (s[1])
         {
-            case (byte)'"' or (byte)'\\' or (byte)'/':
+            case (byte)'"' or (byte)'\\' or (byte)'/' or (byte)'\'':
                 output[0] = s[1];
                 return 1;
             case (byte)'b':
@@ -130,6 +168,21 @@ internal static class EscapeDecoder
             case (byte)'t':
                 output[0] = 9;
                 return 1;
+            case (byte)'x':
+                if (s.Length < 4 || Hex(s[2]) < 0 || Hex(s[3]) < 0)
+                {
+                    return 0;
+                }
+
+                length = 4;
+                var xx = (Hex(s[2]) << 4) | Hex(s[3]);
+                if (latin1 || xx < 0x80)
+                {
+                    output[0] = (byte)xx;
+                    return 1;
+                }
+
+                return new Rune(xx).EncodeToUtf8(output);
             case (byte)'u':
                 var unit = Hex4(s, 2);
                 if (unit < 0)
@@ -160,69 +213,6 @@ internal static class EscapeDecoder
             default:
                 return 0;
         }
-    }
-
-    private static int DecodeHtml(ReadOnlySpan<byte> s, Span<byte> output, out int length)
-    {
-        length = 0;
-        var semicolon = s[..Math.Min(s.Length, 12)].IndexOf((byte)';');
-        if (semicolon < 2)
-        {
-            return 0;
-        }
-
-        var body = s[1..semicolon];
-        int code;
-        if (body[0] == '#')
-        {
-            var hex = body.Length > 1 && (body[1] | 0x20) == 'x';
-            var digits = body[(hex ? 2 : 1)..];
-            if (digits.IsEmpty || digits.Length > 8)
-            {
-                return 0;
-            }
-
-            code = 0;
-            foreach (var d in digits)
-            {
-                var v = hex ? Hex(d) : d is >= (byte)'0' and <= (byte)'9' ? d - '0' : -1;
-                if (v < 0)
-                {
-                    return 0;
-                }
-
-                code = (code * (hex ? 16 : 10)) + v;
-                if (code > 0x10FFFF)
-                {
-                    return 0;
-                }
-            }
-
-            if (!Rune.IsValid(code))
-            {
-                return 0;
-            }
-        }
-        else
-        {
-            code = body switch
-            {
-                _ when body.SequenceEqual("quot"u8) => '"',
-                _ when body.SequenceEqual("amp"u8) => '&',
-                _ when body.SequenceEqual("lt"u8) => '<',
-                _ when body.SequenceEqual("gt"u8) => '>',
-                _ when body.SequenceEqual("apos"u8) => '\'',
-                _ when body.SequenceEqual("nbsp"u8) => 0xA0,
-                _ => -1,
-            };
-            if (code < 0)
-            {
-                return 0;
-            }
-        }
-
-        length = semicolon + 1;
-        return new Rune(code).EncodeToUtf8(output);
     }
 
     private static int Hex4(ReadOnlySpan<byte> s, int at)

@@ -40,7 +40,7 @@ public sealed class RealValueMatcher
     /// <summary>Encoded forms shorter than this (base64 cores) are not looked for: too many false hits.</summary>
     public const int MinimumEncodedLength = 8;
 
-    private static readonly EscapeView[] TextViews = [EscapeView.Raw, EscapeView.Json, EscapeView.JsonLatin1, EscapeView.Url, EscapeView.Html];
+    private static readonly EscapeView[] TextViews = [EscapeView.Raw, EscapeView.Json, EscapeView.JsonLatin1, EscapeView.Url, EscapeView.Html, EscapeView.QuotedPrintable];
 
     /// <summary>The escaping views composed with each other (outer and inner) in the two-level pass; index + 1 in <see cref="TextViews"/>.</summary>
     private static readonly EscapeView[] NestedViews = [EscapeView.Json, EscapeView.JsonLatin1, EscapeView.Url, EscapeView.Html];
@@ -48,13 +48,26 @@ public sealed class RealValueMatcher
     /// <summary>Bytes that start an escape of any view, seen through by the base64 scan.</summary>
     private static readonly byte[] EscapeStarts = "\\%&"u8.ToArray();
 
-    /// <summary>The longest input one base64 character (or a line break) can come from: <c>&amp;#x0000002B;</c>.</summary>
-    private const int Base64UnitExpansion = 12;
+    /// <summary>The longest input one base64 character (or a line break) can come from: an HTML reference such as <c>&amp;#x000000002B;</c>.</summary>
+    private const int Base64UnitExpansion = HtmlReferences.MaxLength;
+
+    /// <summary>
+    /// The streaming window of the forms whose worst-case span grows with the product of several escapings' expansions
+    /// (three levels, long HTML references under another escaping, base64 of an escaped value) is capped here; a form
+    /// longer than this is matched only when one read holds it whole.
+    /// </summary>
+    public const int DeepFormWindowCap = 64 * 1024;
+
+    /// <summary>Whitespace units (space, tab, CR, LF, or escapes of them) allowed in a row inside a base64 run.</summary>
+    private const int MaxBase64Gap = 4;
 
     private readonly AhoCorasick _text;
     private readonly AhoCorasick _base64;
     private readonly SearchValues<byte>[] _skip;
     private readonly SearchValues<byte> _base64Skip;
+
+    /// <summary>The shortest value (bytes): a base64 run shorter than this cannot hold the base64 of any form.</summary>
+    private readonly int _shortest;
 
     public RealValueMatcher(IEnumerable<KnownValue> values)
     {
@@ -93,6 +106,7 @@ public sealed class RealValueMatcher
             SearchValues.Create([.. first, (byte)'\\']),
             SearchValues.Create([.. first, (byte)'%', (byte)'+']),
             SearchValues.Create([.. first, (byte)'&']),
+            SearchValues.Create([.. first, (byte)'=']),
         ];
         var base64First = new List<byte>(EscapeStarts);
         for (var b = 0; b < 256; b++)
@@ -116,7 +130,23 @@ public sealed class RealValueMatcher
 
         // Base64 under one escaping: each character (and each of at most two line breaks after it) from at most
         // 12 input bytes.
-        Window = Math.Max(window, _base64.MaxLength * Base64UnitExpansion * 3);
+        window = Math.Max(window, _base64.MaxLength * 12 * 3);
+
+        // The deeper forms (capped): two levels with the longest HTML references, three levels of one escaping
+        // (JSON: 12 x 12 x 12 per byte), base64 under one escaping with long references, and base64 (whitespace-wrapped,
+        // each character possibly escaped) of a value under one escaping.
+        _shortest = int.MaxValue;
+        foreach (var (pattern, _) in text)
+        {
+            _shortest = Math.Min(_shortest, pattern.Length);
+        }
+
+        // How many base64 characters can hold the base64 of a value under one escaping.
+        var base64TailChars = (((_text.MaxLength * Base64UnitExpansion) + 2) / 3 * 4) + 4;
+        long deep = Math.Max((long)_text.MaxLength * Base64UnitExpansion * Base64UnitExpansion, (long)_text.MaxLength * 12 * 12 * 12);
+        deep = Math.Max(deep, (long)_base64.MaxLength * Base64UnitExpansion * 3);
+        deep = Math.Max(deep, (long)base64TailChars * Base64UnitExpansion * (MaxBase64Gap + 1));
+        Window = Math.Max(window, (int)Math.Min(deep, DeepFormWindowCap));
         IsEmpty = _text.IsEmpty;
     }
 
@@ -163,6 +193,12 @@ public sealed class RealValueMatcher
             return true;
         }
 
+        if (ScanBase64Decoded(data, list, stopAtFirst: true, ref pending))
+        {
+            owner = list[0].Owner;
+            return true;
+        }
+
         return false;
     }
 
@@ -191,6 +227,7 @@ public sealed class RealValueMatcher
 
         ScanNested(data, list, stopAtFirst: false, ref pendingFrom);
         ScanBase64(data, list, stopAtFirst: false, ref pendingFrom);
+        ScanBase64Decoded(data, list, stopAtFirst: false, ref pendingFrom);
         return Merge(list);
     }
 
@@ -252,10 +289,12 @@ public sealed class RealValueMatcher
     /// Two-level escaping: every composition of two of the escaping views (JSON, JSON with per-byte <c>\u00XX</c>,
     /// percent-encoding, HTML references), the same one twice included: JSON inside a JSON string (<c>\\\"</c>,
     /// <c>\\u00c3</c>), percent-encoding applied twice (<c>%2522</c>), JSON then percent-encoded (<c>%5C%22</c>),
-    /// HTML then JSON (<c>\u0026amp;</c>)... The input is decoded once per outer view into a buffer (decoding never
-    /// grows it) with each decoded byte's source range, and each inner view runs over that buffer: at most 4 + 16
-    /// linear passes. An outer view is skipped when the input has none of its escapes, an inner view when the
-    /// decoded buffer has none of its escape characters.
+    /// HTML then JSON (<c>\u0026amp;</c>)... and three levels of one escaping (JSON in JSON in JSON, percent three
+    /// times, HTML three times). The input is decoded once per outer view into a buffer (decoding never grows it)
+    /// with each decoded byte's source range, and each inner view runs over that buffer; for three levels the buffer
+    /// is decoded once more by the same view: at most 4 + 3 decodings and 16 + 4 linear passes. An outer view is
+    /// skipped when the input has none of its escapes, an inner view when the decoded buffer has none of its escape
+    /// characters.
     /// </summary>
     private bool ScanNested(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
     {
@@ -270,19 +309,20 @@ public sealed class RealValueMatcher
         }
 
         var decoded = ArrayPool<byte>.Shared.Rent(data.Length);
+        var again = ArrayPool<byte>.Shared.Rent(data.Length);
         var map = new SourceMap();
-        Span<byte> unit = stackalloc byte[4];
+        var map2 = new SourceMap(map);
         var latin1Escapes = false;
         try
         {
             foreach (var outer in NestedViews)
             {
-                var (intro, wanted) = outer switch
+                var wanted = outer switch
                 {
-                    EscapeView.Json => (EscapeDecoder.JsonIntro, hasJson),
-                    EscapeView.JsonLatin1 => (EscapeDecoder.JsonIntro, latin1Escapes),
-                    EscapeView.Url => (EscapeDecoder.UrlIntro, hasUrl),
-                    _ => (EscapeDecoder.HtmlIntro, hasHtml),
+                    EscapeView.Json => hasJson,
+                    EscapeView.JsonLatin1 => latin1Escapes,
+                    EscapeView.Url => hasUrl,
+                    _ => hasHtml,
                 };
                 if (!wanted)
                 {
@@ -291,63 +331,38 @@ public sealed class RealValueMatcher
 
                 // An unfinished first-level escape at the end is read as plain bytes here; the open
                 // prefix is taken before it (outerLimit) so that the next chunk decodes it whole.
-                var rawTail = EscapeDecoder.IncompleteTail(outer, data);
-                var outerLimit = int.MaxValue;
-                var count = 0;
-                var escapes = 0;
-                map.Reset();
-                for (var i = 0; i < data.Length;)
-                {
-                    if (i >= rawTail && rawTail >= 0 && outerLimit == int.MaxValue)
-                    {
-                        outerLimit = count;
-                    }
-
-                    // Plain bytes up to the next escape are copied as one run (vectorised search and copy).
-                    var next = data[i..].IndexOfAny(intro);
-                    var plainEnd = next < 0 ? data.Length : i + next;
-                    if (plainEnd > i)
-                    {
-                        data[i..plainEnd].CopyTo(decoded.AsSpan(count));
-                        map.Add(count, i, plain: true);
-                        count += plainEnd - i;
-                        i = plainEnd;
-                        continue;
-                    }
-
-                    var n = EscapeDecoder.Decode(outer, data, i, unit, out var length);
-                    if (length > 1)
-                    {
-                        escapes++;
-
-                        // A \u0080-\u00FF escape: the per-byte reading (JsonLatin1) differs from the UTF-16 one.
-                        latin1Escapes |= outer == EscapeView.Json && length == 6 && n == 2 && unit[0] is 0xC2 or 0xC3;
-                    }
-
-                    unit[..n].CopyTo(decoded.AsSpan(count));
-                    map.Add(count, i, plain: false);
-                    count += n;
-                    i += length;
-                }
-
-                map.Seal(count, data.Length);
+                var count = DecodeAll(outer, data, int.MaxValue, decoded, map, out var escapes, out var latin1, out var outerLimit);
+                latin1Escapes |= latin1;
                 if (escapes == 0)
                 {
                     continue;
                 }
 
                 var view = decoded.AsSpan(0, count);
-                var innerJson = view.IndexOf((byte)'\\') >= 0;
                 foreach (var inner in NestedViews)
                 {
-                    var run = inner switch
+                    if (HasEscapes(inner, view) && ScanText(inner, _skip[Array.IndexOf(TextViews, inner)], view, matches, stopAtFirst, map, ref pendingFrom, outerLimit))
                     {
-                        EscapeView.Json => innerJson,
-                        EscapeView.JsonLatin1 => innerJson && view.IndexOf("\\u00"u8) >= 0,
-                        EscapeView.Url => view.IndexOfAny((byte)'%', (byte)'+') >= 0,
-                        _ => view.IndexOf((byte)'&') >= 0,
-                    };
-                    if (run && ScanText(inner, _skip[Array.IndexOf(TextViews, inner)], view, matches, stopAtFirst, map, ref pendingFrom, outerLimit))
+                        return true;
+                    }
+                }
+
+                // Three levels of the same escaping (JsonLatin1 is read as the innermost level only).
+                if (outer == EscapeView.JsonLatin1 || !HasEscapes(outer, view))
+                {
+                    continue;
+                }
+
+                var count2 = DecodeAll(outer, view, outerLimit, again, map2, out var escapes2, out _, out var limit2);
+                if (escapes2 == 0)
+                {
+                    continue;
+                }
+
+                var view2 = again.AsSpan(0, count2);
+                foreach (var inner in outer == EscapeView.Json ? [EscapeView.Json, EscapeView.JsonLatin1] : (ReadOnlySpan<EscapeView>)[outer])
+                {
+                    if (HasEscapes(inner, view2) && ScanText(inner, _skip[Array.IndexOf(TextViews, inner)], view2, matches, stopAtFirst, map2, ref pendingFrom, limit2))
                     {
                         return true;
                     }
@@ -359,9 +374,100 @@ public sealed class RealValueMatcher
         finally
         {
             decoded.AsSpan(0, data.Length).Clear();
+            again.AsSpan(0, data.Length).Clear();
             ArrayPool<byte>.Shared.Return(decoded);
+            ArrayPool<byte>.Shared.Return(again);
             map.Dispose();
+            map2.Dispose();
         }
+    }
+
+    /// <summary>True when <paramref name="data"/> has a byte that starts an escape of <paramref name="view"/>.</summary>
+    private static bool HasEscapes(EscapeView view, ReadOnlySpan<byte> data) => view switch
+    {
+        EscapeView.Raw => true,
+        EscapeView.Json => data.IndexOf((byte)'\\') >= 0,
+        EscapeView.JsonLatin1 => data.IndexOf("\\u00"u8) >= 0 || data.IndexOf("\\x"u8) >= 0,
+        EscapeView.Url => data.IndexOfAny((byte)'%', (byte)'+') >= 0,
+        EscapeView.Html => data.IndexOf((byte)'&') >= 0,
+        _ => data.IndexOf((byte)'=') >= 0,
+    };
+
+    /// <summary>
+    /// Decodes all of <paramref name="data"/> by <paramref name="view"/> into <paramref name="decoded"/> (never longer
+    /// than the input), recording where each decoded run came from in <paramref name="map"/>. <paramref name="limit"/>
+    /// is the decoded position of the earlier of <paramref name="limitIn"/> and an unfinished escape at the end (where
+    /// more input could change what is decoded); <see cref="int.MaxValue"/> when neither.
+    /// </summary>
+    private static int DecodeAll(EscapeView view, ReadOnlySpan<byte> data, int limitIn, Span<byte> decoded, SourceMap map, out int escapes, out bool latin1Escapes, out int limit)
+    {
+        var intro = view switch
+        {
+            EscapeView.Json or EscapeView.JsonLatin1 => EscapeDecoder.JsonIntro,
+            EscapeView.Url => EscapeDecoder.UrlIntro,
+            EscapeView.Html => EscapeDecoder.HtmlIntro,
+            _ => EscapeDecoder.QuotedPrintableIntro,
+        };
+        var rawTail = EscapeDecoder.IncompleteTail(view, limitIn < data.Length ? data[..limitIn] : data);
+        var stop = Math.Min(limitIn, rawTail >= 0 ? rawTail : int.MaxValue);
+        Span<byte> unit = stackalloc byte[4];
+        limit = int.MaxValue;
+        latin1Escapes = false;
+        escapes = 0;
+        var count = 0;
+        map.Reset();
+        for (var i = 0; i < data.Length;)
+        {
+            if (i >= stop && limit == int.MaxValue)
+            {
+                limit = count;
+            }
+
+            // Plain bytes up to the next escape (or the limit) are copied as one run (vectorised search and copy).
+            var next = data[i..].IndexOfAny(intro);
+            var plainEnd = next < 0 ? data.Length : i + next;
+            if (i < stop && plainEnd > stop)
+            {
+                plainEnd = stop;
+            }
+
+            if (plainEnd > i)
+            {
+                data[i..plainEnd].CopyTo(decoded[count..]);
+                map.Add(count, i, plain: true);
+                count += plainEnd - i;
+                i = plainEnd;
+                continue;
+            }
+
+            var n = EscapeDecoder.Decode(view, data, i, unit, out var length);
+            if (limit == int.MaxValue && (i + length > stop || (i + length == stop && EscapeDecoder.OpenEnded(view, data, i, length))))
+            {
+                // This unit reaches the limit and may read differently with more input.
+                limit = count;
+            }
+
+            if (length > 1)
+            {
+                escapes++;
+
+                // A \u0080-\u00FF or \x80-\xFF escape: the per-byte reading (JsonLatin1) differs from the UTF-16 one.
+                latin1Escapes |= view == EscapeView.Json && length is 6 or 4 && n == 2 && unit[0] is 0xC2 or 0xC3;
+            }
+
+            unit[..n].CopyTo(decoded[count..]);
+            map.Add(count, i, plain: false);
+            count += n;
+            i += length;
+        }
+
+        if (data.Length >= stop && limit == int.MaxValue && stop != int.MaxValue)
+        {
+            limit = count;
+        }
+
+        map.Seal(count, data.Length);
+        return count;
     }
 
     private bool ScanText(EscapeView view, SearchValues<byte> skip, ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, SourceMap? startMap, ref int pendingFrom, int outerLimit = int.MaxValue)
@@ -375,7 +481,8 @@ public sealed class RealValueMatcher
         {
             // Where more input could complete an escape: the pending prefix is taken as it stands there,
             // before the unfinished escape is read as plain bytes.
-            var tail = EscapeDecoder.IncompleteTail(view, data);
+            // Bytes past outerLimit will read differently with more input: an escape open at that point counts as open.
+            var tail = EscapeDecoder.IncompleteTail(view, outerLimit < data.Length ? data[..outerLimit] : data);
             var limit = Math.Min(tail >= 0 ? tail : data.Length, outerLimit);
             var pendingTaken = false;
             var state = 0;
@@ -406,7 +513,7 @@ public sealed class RealValueMatcher
                 }
 
                 var count = EscapeDecoder.Decode(view, data, i, unit, out var length);
-                if (!pendingTaken && i + length > limit)
+                if (!pendingTaken && (i + length > limit || (i + length == limit && EscapeDecoder.OpenEnded(view, data, i, length))))
                 {
                     // This unit reaches into the unfinished tail: it may read differently with more input.
                     pendingTaken = true;
@@ -602,6 +709,259 @@ public sealed class RealValueMatcher
         }
     }
 
+    /// <summary>
+    /// Base64 of a form of the value (raw, or under one escaping: a JWT payload holding it JSON-escaped, OAuth state
+    /// holding it percent-encoded, base64 of HTML or quoted-printable text). Runs of base64 characters (either
+    /// alphabet) are collected, seeing through escapes (JSON, percent, HTML) that stand for a base64 character or
+    /// whitespace and through whitespace (at most <see cref="MaxBase64Gap"/> in a row): CR and LF after any number of
+    /// characters (wrapped at any line length), spaces and tabs after whole groups of 4 (wrapped at a multiple of 4, as
+    /// encoders do; words of prose mostly are not). A run ends at padding or at any other byte. Runs at least as long as
+    /// the shortest value are decoded at each of the four character offsets (one of them is the encoder's alignment,
+    /// wherever the run was cut) and every text view runs over the decoded bytes; a match covers the base64 characters
+    /// that hold its bits. Cost: one pass to collect the runs, four decodings and at most 6 x 4 automaton passes over
+    /// 3/4 of the runs, each linear; bodies without long runs pay the collecting pass only. An unfinished run at the end
+    /// holds back the characters that do not complete a byte yet and the open prefix of a form in its decoded bytes.
+    /// </summary>
+    private bool ScanBase64Decoded(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
+    {
+        var minRun = Math.Max(MinimumEncodedLength, _shortest);
+        if (IsEmpty || data.IsEmpty)
+        {
+            return false;
+        }
+
+        var chars = ArrayPool<byte>.Shared.Rent(data.Length);
+        var charSource = ArrayPool<int>.Shared.Rent(data.Length);
+        var charEnd = ArrayPool<int>.Shared.Rent(data.Length);
+        var decoded = ArrayPool<byte>.Shared.Rent(data.Length + (data.Length / minRun) + 1);
+        var runs = new List<(int CharStart, int CharEnd, int SourceStart, int SourceEnd)>();
+        var map = new SourceMap();
+        Span<byte> unit = stackalloc byte[4];
+        try
+        {
+            // Where more input could complete an escape that may stand for a base64 character.
+            var tail = data.Length;
+            foreach (var view in (ReadOnlySpan<EscapeView>)[EscapeView.Json, EscapeView.Url, EscapeView.Html])
+            {
+                var t = EscapeDecoder.IncompleteTail(view, data);
+                if (t >= 0)
+                {
+                    tail = Math.Min(tail, t);
+                }
+            }
+
+            var count = 0;
+            var runStart = -1;
+            var pieceStart = 0;
+            var gap = 0;
+            for (var i = 0; i < data.Length;)
+            {
+                var b = data[i];
+                var length = 1;
+                if (b is (byte)'\\' or (byte)'%' or (byte)'&')
+                {
+                    var view = b == '\\' ? EscapeView.Json : b == '%' ? EscapeView.Url : EscapeView.Html;
+                    var n = EscapeDecoder.Decode(view, data, i, unit, out var escapeLength);
+                    if (n == 1 && escapeLength > 1)
+                    {
+                        b = unit[0];
+                        length = escapeLength;
+                    }
+                }
+
+                var value = Base64Value(b);
+                if (value >= 0)
+                {
+                    if (runStart < 0)
+                    {
+                        runStart = count;
+                        pieceStart = count;
+                    }
+                    else if (gap > 0)
+                    {
+                        pieceStart = count;
+                    }
+
+                    chars[count] = (byte)value;
+                    charSource[count] = i;
+                    charEnd[count] = i + length;
+                    count++;
+                    gap = 0;
+                }
+                else if (runStart >= 0 && i < tail && ++gap <= MaxBase64Gap
+                    && (b is (byte)'\r' or (byte)'\n' || (b is (byte)' ' or (byte)'\t' && (count - pieceStart) % 4 == 0)))
+                {
+                    // Inside a run: line breaks after any line length, spaces and tabs after whole groups of 4.
+                }
+                else if (runStart >= 0)
+                {
+                    if (i >= tail)
+                    {
+                        // The run is cut by an unfinished escape: more input may continue it.
+                        break;
+                    }
+
+                    if (count - runStart >= minRun)
+                    {
+                        runs.Add((runStart, count, charSource[runStart], b == '=' ? i + length : charEnd[count - 1]));
+                    }
+                    else
+                    {
+                        count = runStart;
+                    }
+
+                    runStart = -1;
+                    gap = 0;
+                }
+
+                i += length;
+            }
+
+            var lastOpen = false;
+            if (runStart >= 0)
+            {
+                // A run that reaches the end (or an unfinished escape) may go on in the next chunk: it is decoded as it
+                // stands; characters that do not complete a byte yet are held back, and the text views hold back
+                // the open prefix of a form in the decoded bytes.
+                if (count - runStart >= 2)
+                {
+                    // Decoded however short: the text views then hold back only an open prefix of a form.
+                    runs.Add((runStart, count, charSource[runStart], charEnd[count - 1]));
+                    lastOpen = true;
+                }
+
+                pendingFrom = Math.Min(pendingFrom, charSource[Math.Max(runStart, count - 3)]);
+            }
+
+            if (runs.Count == 0)
+            {
+                return false;
+            }
+
+            for (var offset = 0; offset < 4; offset++)
+            {
+                var size = 0;
+                map.Reset();
+                for (var r = 0; r < runs.Count; r++)
+                {
+                    var run = runs[r];
+                    var c = run.CharStart + offset;
+                    if (run.CharEnd - c >= 2)
+                    {
+                        map.AddBase64(size, c, charSource);
+                        for (; c + 4 <= run.CharEnd; c += 4)
+                        {
+                            var v = (chars[c] << 18) | (chars[c + 1] << 12) | (chars[c + 2] << 6) | chars[c + 3];
+                            decoded[size++] = (byte)(v >> 16);
+                            decoded[size++] = (byte)(v >> 8);
+                            decoded[size++] = (byte)v;
+                        }
+
+                        var rest = run.CharEnd - c;
+                        if (rest >= 2)
+                        {
+                            var v = (chars[c] << 18) | (chars[c + 1] << 12) | (rest == 3 ? chars[c + 2] << 6 : 0);
+                            decoded[size++] = (byte)(v >> 16);
+                            if (rest == 3)
+                            {
+                                decoded[size++] = (byte)(v >> 8);
+                            }
+                        }
+                    }
+
+                    if (r < runs.Count - 1 || !lastOpen)
+                    {
+                        // A line break (no value holds one) after each run, standing for the run's end: a match
+                        // never spans two runs, and one that ends with its run ends where the run does.
+                        map.Add(size, run.SourceEnd, plain: false);
+                        decoded[size++] = (byte)'\n';
+                    }
+                }
+
+                map.Seal(size, data.Length);
+                var bytes = decoded.AsSpan(0, size);
+                for (var v = 0; v < TextViews.Length; v++)
+                {
+                    var view = TextViews[v];
+                    if (!HasEscapes(view, bytes))
+                    {
+                        continue;
+                    }
+
+                    var before = matches.Count;
+                    var viewPending = int.MaxValue;
+                    var found = ScanText(view, _skip[v], bytes, matches, stopAtFirst, map, ref viewPending);
+                    if (viewPending < data.Length && lastOpen && charSource.AsSpan(0, count).BinarySearch(viewPending) is var c and >= 0
+                        && c >= runs[^1].CharStart + offset)
+                    {
+                        // An open prefix in the unfinished run: held back from the start of its group of 4, so that the
+                        // next chunk decodes it at the same alignment.
+                        var first = runs[^1].CharStart + offset;
+                        viewPending = charSource[first + ((c - first) / 4 * 4)];
+                    }
+
+                    pendingFrom = Math.Min(pendingFrom, viewPending);
+                    for (var m = before; m < matches.Count; m++)
+                    {
+                        matches[m] = WholeCharacters(matches[m], charSource.AsSpan(0, count), charEnd, runs);
+                    }
+
+                    if (found)
+                    {
+                        return true;
+                    }
+                }
+            }
+
+            return false;
+        }
+        finally
+        {
+            chars.AsSpan(0, data.Length).Clear();
+            decoded.AsSpan().Clear();
+            ArrayPool<byte>.Shared.Return(chars);
+            ArrayPool<int>.Shared.Return(charSource);
+            ArrayPool<int>.Shared.Return(charEnd);
+            ArrayPool<byte>.Shared.Return(decoded);
+            map.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A match in decoded base64 starts at the character holding its first bits; its end (the character where the next
+    /// byte starts) is widened to take in that character too when it is in the same run (it holds the last bits).
+    /// </summary>
+    private static ValueMatch WholeCharacters(ValueMatch match, ReadOnlySpan<int> charSource, int[] charEnd, List<(int CharStart, int CharEnd, int SourceStart, int SourceEnd)> runs)
+    {
+        var last = charSource.BinarySearch(match.End);
+        var first = charSource.BinarySearch(match.Start);
+        if (last < 0 || first < 0)
+        {
+            return match;
+        }
+
+        foreach (var run in runs)
+        {
+            if (first >= run.CharStart && first < run.CharEnd)
+            {
+                return last < run.CharEnd ? match with { Length = charEnd[last] - match.Start } : match;
+            }
+        }
+
+        return match;
+    }
+
+    /// <summary>The 6-bit value of a character of the base64 or base64url alphabet, or -1.</summary>
+    private static int Base64Value(byte b) => b switch
+    {
+        >= (byte)'A' and <= (byte)'Z' => b - 'A',
+        >= (byte)'a' and <= (byte)'z' => b - 'a' + 26,
+        >= (byte)'0' and <= (byte)'9' => b - '0' + 52,
+        (byte)'+' or (byte)'-' => 62,
+        (byte)'/' or (byte)'_' => 63,
+        _ => -1,
+    };
+
     /// <summary>A byte of the base64 or base64url alphabets, padding, or a line break.</summary>
     private static bool IsBase64Unit(byte b) =>
         b is >= (byte)'A' and <= (byte)'Z' or >= (byte)'a' and <= (byte)'z' or >= (byte)'0' and <= (byte)'9'
@@ -672,11 +1032,14 @@ public sealed class RealValueMatcher
     /// one to one, an escape's decoded bytes all map to the escape's start. Position <c>Length</c> (one past the
     /// end) maps to the end of the source. Lookups (only on a match or a pending prefix) are a binary search.
     /// </summary>
-    private sealed class SourceMap : IDisposable
+    private sealed class SourceMap(SourceMap? parent = null) : IDisposable
     {
+        private readonly SourceMap? _parent = parent;
         private int[] _decoded = ArrayPool<int>.Shared.Rent(64);
         private int[] _source = ArrayPool<int>.Shared.Rent(64);
         private bool[] _plain = ArrayPool<bool>.Shared.Rent(64);
+        private bool[] _base64 = ArrayPool<bool>.Shared.Rent(64);
+        private int[]? _charSource;
         private int _count;
         private int _decodedLength;
         private int _sourceLength;
@@ -690,12 +1053,26 @@ public sealed class RealValueMatcher
                 Grow(ref _decoded);
                 Grow(ref _source);
                 Grow(ref _plain);
+                Grow(ref _base64);
             }
 
             _decoded[_count] = decoded;
             _source[_count] = source;
             _plain[_count] = plain;
+            _base64[_count] = false;
             _count++;
+        }
+
+        /// <summary>
+        /// A run of decoded base64: decoded byte <c>d</c> of the run (byte <c>d % 3</c> of group <c>d / 3</c>) maps to the
+        /// source of character <c>firstChar + 4 * (d / 3) + d % 3</c> of <paramref name="charSource"/>, the character
+        /// that holds its first bits.
+        /// </summary>
+        public void AddBase64(int decoded, int firstChar, int[] charSource)
+        {
+            Add(decoded, firstChar, plain: false);
+            _base64[_count - 1] = true;
+            _charSource = charSource;
         }
 
         public void Seal(int decodedLength, int sourceLength)
@@ -704,7 +1081,14 @@ public sealed class RealValueMatcher
             _sourceLength = sourceLength;
         }
 
+        /// <summary>The position in the original input (through the parent map, when this one maps a decoded buffer).</summary>
         public int Source(int decoded)
+        {
+            var local = Local(decoded);
+            return _parent is null ? local : _parent.Source(local);
+        }
+
+        private int Local(int decoded)
         {
             if (decoded >= _decodedLength)
             {
@@ -717,6 +1101,12 @@ public sealed class RealValueMatcher
                 run = ~run - 1;
             }
 
+            if (_base64[run])
+            {
+                var d = decoded - _decoded[run];
+                return _charSource![_source[run] + (4 * (d / 3)) + (d % 3)];
+            }
+
             return _plain[run] ? _source[run] + (decoded - _decoded[run]) : _source[run];
         }
 
@@ -725,6 +1115,7 @@ public sealed class RealValueMatcher
             ArrayPool<int>.Shared.Return(_decoded);
             ArrayPool<int>.Shared.Return(_source);
             ArrayPool<bool>.Shared.Return(_plain);
+            ArrayPool<bool>.Shared.Return(_base64);
         }
 
         private void Grow<T>(ref T[] array)
