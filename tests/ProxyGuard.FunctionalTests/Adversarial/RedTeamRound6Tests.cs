@@ -1,0 +1,171 @@
+using System.Net;
+using System.Net.Http;
+using System.Net.Security;
+using System.Net.WebSockets;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using ProxyGuard.FunctionalTests.Infrastructure;
+
+namespace ProxyGuard.FunctionalTests.Adversarial;
+
+/// <summary>
+/// Red team round 6 against the response scrubber: a bound API that holds the value returns it base64 inside base64
+/// (a Kubernetes Secret manifest served by a contents API). Real binary, real TLS, a hostile HTTP/1.1 origin.
+/// </summary>
+[Collection("proxy")]
+public sealed class RedTeamRound6ResponseTests : IClassFixture<HostileOriginFixture>
+{
+    private readonly HostileOriginFixture _f;
+
+    public RedTeamRound6ResponseTests(HostileOriginFixture fixture)
+    {
+        _f = fixture;
+    }
+
+    /// <summary>
+    /// FINDING R6-1 (medium, the real value reaches the sandbox): base64 of base64. A repository file that is a
+    /// Kubernetes Secret manifest holds the value base64-encoded (<c>data.token</c>); GitHub's contents API returns the
+    /// file base64-encoded again (wrapped at 60 columns with the JSON escape <c>\n</c>). The matcher decodes one
+    /// base64 run and matches the text views in it, but does not decode base64 found inside decoded base64, so the
+    /// response passes unscrubbed and two <c>base64 -d</c> give the sandbox the value.
+    /// </summary>
+    [Fact(Skip = "open R6-1: base64 of base64 (a Kubernetes Secret manifest served by a contents API) is not scrubbed")]
+    public async Task A_bound_api_returning_base64_of_base64_of_the_value_is_scrubbed()
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"https://localhost:{_f.Origin.Port}/k8s-in-github");
+        request.Headers.TryAddWithoutValidation("Authorization", "Bearer " + _f.Placeholder);
+        using var response = await client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var manifest = TryBase64(JsonDocument.Parse(body).RootElement.GetProperty("content").GetString()!.Replace("\n", string.Empty, StringComparison.Ordinal));
+        var line = manifest.Split('\n').FirstOrDefault(l => l.TrimStart().StartsWith("token:", StringComparison.Ordinal)) ?? string.Empty;
+        var value = TryBase64(line.Split(':', 2)[^1].Trim());
+        Assert.False(value.Contains(_f.Value, StringComparison.Ordinal), $"the real value reached the sandbox, base64 twice ({(int)response.StatusCode})");
+    }
+
+    internal static string TryBase64(string text)
+    {
+        try
+        {
+            return Encoding.UTF8.GetString(Convert.FromBase64String(text));
+        }
+        catch (FormatException)
+        {
+            return text; // scrubbed: the placeholder took the place of the value's form
+        }
+    }
+}
+
+/// <summary>
+/// Red team round 6 against WebSockets over HTTP/2 (RFC 8441): an HTTP/2-only client through the proxy's tunnel, the
+/// WebSocket origin of the HTTP/2 WebSocket tests holding the API secret's real value.
+/// </summary>
+[Collection("proxy")]
+public sealed class RedTeamRound6WebSocketTests : IClassFixture<WebSocketHttp2Fixture>
+{
+    private readonly WebSocketHttp2Fixture _f;
+
+    public RedTeamRound6WebSocketTests(WebSocketHttp2Fixture fixture)
+    {
+        _f = fixture;
+    }
+
+    private HttpMessageInvoker Invoker()
+    {
+        var ca = X509CertificateLoader.LoadCertificateFromFile(_f.Proxy.CaPath);
+        var handler = new SocketsHttpHandler
+        {
+            Proxy = new WebProxy(_f.Proxy.ProxyUrl),
+            UseProxy = true,
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+                {
+                    if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+                    {
+                        return false;
+                    }
+
+                    using var chain = new X509Chain();
+                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                    chain.ChainPolicy.CustomTrustStore.Add(ca);
+                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                    using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+                    return chain.Build(leaf);
+                },
+            },
+        };
+        return new HttpMessageInvoker(handler);
+    }
+
+    private async Task<string> LeakAsync(string mode)
+    {
+        using var invoker = Invoker();
+        using var ws = new ClientWebSocket();
+        ws.Options.HttpVersion = HttpVersion.Version20;
+        ws.Options.HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await ws.ConnectAsync(new Uri($"wss://localhost:{_f.Ws.Port}/leak/r6-{mode}"), invoker, timeout.Token);
+        await ws.SendAsync(Encoding.UTF8.GetBytes(mode), WebSocketMessageType.Text, true, timeout.Token);
+        var buffer = new byte[64 * 1024];
+        var message = new MemoryStream();
+        while (true)
+        {
+            var result = await ws.ReceiveAsync(buffer, timeout.Token);
+            message.Write(buffer, 0, result.Count);
+            if (result.EndOfMessage || result.MessageType == WebSocketMessageType.Close)
+            {
+                break;
+            }
+        }
+
+        await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", timeout.Token);
+        return Encoding.UTF8.GetString(message.ToArray());
+    }
+
+    /// <summary>
+    /// FINDING R6-1 over an HTTP/2 WebSocket (medium, the real value reaches the sandbox): the origin sends a message
+    /// that is base64 of a document holding the value base64-encoded. The frame scrubber uses the shared matcher, which
+    /// does not decode base64 inside decoded base64: the message arrives unchanged and decodes to the value.
+    /// </summary>
+    [Fact(Skip = "open R6-1: base64 of base64 in a WebSocket message is not scrubbed")]
+    public async Task A_real_value_echoed_as_base64_of_base64_in_a_frame_is_scrubbed()
+    {
+        var text = await LeakAsync("b64b64");
+        var inner = RedTeamRound6ResponseTests.TryBase64(text);
+        var value = RedTeamRound6ResponseTests.TryBase64(inner.Split(':', 2)[^1].Trim());
+        Assert.False(value.Contains(_f.ApiValue, StringComparison.Ordinal), "the real value reached the sandbox, base64 twice in a WebSocket message");
+    }
+
+    /// <summary>
+    /// FINDING R6-2 (low/medium, the real value reaches the sandbox): base64 of UTF-16LE, the form of PowerShell's
+    /// <c>-EncodedCommand</c> and of Windows APIs. The matcher knows only UTF-8 forms of a value.
+    /// </summary>
+    [Fact(Skip = "open R6-2: UTF-16 forms of a value (raw or base64, as PowerShell -EncodedCommand) are not scrubbed")]
+    public async Task A_real_value_echoed_as_base64_of_utf16_in_a_frame_is_scrubbed()
+    {
+        var text = await LeakAsync("utf16");
+        string decoded;
+        try
+        {
+            decoded = Encoding.Unicode.GetString(Convert.FromBase64String(text));
+        }
+        catch (FormatException)
+        {
+            decoded = text;
+        }
+
+        Assert.False(decoded.Contains(_f.ApiValue, StringComparison.Ordinal), "the real value reached the sandbox as base64 of UTF-16LE");
+    }
+
+    /// <summary>Control: the plain echo over the same path is scrubbed (the fixture and the leak route work).</summary>
+    [Fact]
+    public async Task Control_a_plain_echo_of_the_value_in_a_frame_is_scrubbed()
+    {
+        var text = await LeakAsync("text");
+        Assert.DoesNotContain(_f.ApiValue, text, StringComparison.Ordinal);
+        Assert.Contains(_f.ApiPlaceholder, text, StringComparison.Ordinal);
+    }
+}
