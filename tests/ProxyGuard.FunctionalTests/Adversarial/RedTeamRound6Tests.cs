@@ -5,6 +5,9 @@ using System.Net.WebSockets;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
+using System.Globalization;
+using ProxyGuard.FunctionalTests.AntiBypass;
+using ProxyGuard.FunctionalTests.Content;
 using ProxyGuard.FunctionalTests.Infrastructure;
 
 namespace ProxyGuard.FunctionalTests.Adversarial;
@@ -158,6 +161,51 @@ public sealed class RedTeamRound6WebSocketTests : IClassFixture<WebSocketHttp2Fi
         }
 
         Assert.False(decoded.Contains(_f.ApiValue, StringComparison.Ordinal), "the real value reached the sandbox as base64 of UTF-16LE");
+    }
+
+    /// <summary>One masked client frame (FIN set) carrying <paramref name="payload"/>.</summary>
+    private static byte[] MaskedFrame(int opcode, byte[] payload)
+    {
+        var mask = new byte[] { 0x11, 0x22, 0x33, 0x44 };
+        var head = payload.Length < 126
+            ? new byte[] { (byte)(0x80 | opcode), (byte)(0x80 | payload.Length) }
+            : [(byte)(0x80 | opcode), 0x80 | 126, (byte)(payload.Length >> 8), (byte)payload.Length];
+        return [.. head, .. mask, .. payload.Select((b, i) => (byte)(b ^ mask[i % 4]))];
+    }
+
+    /// <summary>
+    /// Probe (held): a raw HTTP/2 client sends its WebSocket frames in DATA right behind the extended CONNECT's HEADERS,
+    /// before the proxy answered 200 (toward an HTTP/2 origin and toward an HTTP/1.1 origin reached with an Upgrade):
+    /// an AWS key in a text frame and the real value in a ping. Neither may reach the origin: the early frames are
+    /// read through the same frame inspection as the later ones.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Frames_sent_before_the_200_are_inspected_like_the_others(bool http1Origin)
+    {
+        var port = (http1Origin ? _f.Ws1 : _f.Ws).Port.ToString(CultureInfo.InvariantCulture);
+        var authority = $"localhost:{port}";
+        var key = Synthetic.AwsKeyId();
+        var marker = "r6-early-" + (http1Origin ? "h1" : "h2");
+        await using var connection = await RawConnection.OpenTunnelAsync(_f.Proxy.ProxyUrl, authority, "localhost", "h2");
+        var h2 = new RawH2(connection.Stream);
+        await h2.StartAsync();
+        await Task.Delay(200); // the server's SETTINGS (with SETTINGS_ENABLE_CONNECT_PROTOCOL) arrive first
+        await h2.SendHeadersAsync(1, endStream: false,
+            [H.Literal(":method", "CONNECT"), H.Literal(":protocol", "websocket"), H.StaticIndex(7), H.Literal(":path", "/echo/" + marker), H.Literal(":authority", authority)],
+            H.Literal("sec-websocket-version", "13"));
+        await h2.SendDataAsync(1, [.. MaskedFrame(0x9, Encoding.UTF8.GetBytes(_f.ApiValue)), .. MaskedFrame(0x1, Encoding.UTF8.GetBytes("early " + key))], endStream: false);
+        var statuses = await h2.ReadStatusesAsync([1], TimeSpan.FromSeconds(10));
+        await Task.Delay(1500);
+        var origin = http1Origin ? _f.Ws1 : _f.Ws;
+        Assert.DoesNotContain(origin.Received, m => m.Contains(key, StringComparison.Ordinal));
+        Assert.DoesNotContain(origin.Received, m => m.Contains(_f.ApiValue, StringComparison.Ordinal));
+        var e = await _f.Proxy.WaitForEventAsync(ev => ev.GetProperty("kind").GetString() == "request"
+            && ev.TryGetProperty("path", out var path) && path.GetString() is { } p && p.EndsWith("/" + marker, StringComparison.Ordinal), 10000);
+        // The handshake itself was accepted (200): the refusal is the early frame's, not the handshake's.
+        Assert.True(statuses.GetValueOrDefault(1) == 200 && e.GetProperty("decision").GetString() == "deny"
+            && e.GetProperty("reason").GetString() is "secret-real-value" or "content-finding", $"status {statuses.GetValueOrDefault(1)}: {e.GetRawText()}");
     }
 
     /// <summary>Control: the plain echo over the same path is scrubbed (the fixture and the leak route work).</summary>
