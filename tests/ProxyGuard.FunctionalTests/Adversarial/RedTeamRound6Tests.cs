@@ -217,3 +217,112 @@ public sealed class RedTeamRound6WebSocketTests : IClassFixture<WebSocketHttp2Fi
         Assert.Contains(_f.ApiPlaceholder, text, StringComparison.Ordinal);
     }
 }
+
+/// <summary>The WebSocket secrets fixture with an HTTP/1.1-only WebSocket origin and at most 4 connections per client.</summary>
+public sealed class RedTeamRound6StreamsFixture : ProxyGuard.FunctionalTests.Secrets.SecretsFixture
+{
+    public const int ConnectionsPerClient = 4;
+
+    public WebSocketFramesOrigin Ws1 { get; private set; } = null!;
+
+    protected override string Rules => base.Rules.Replace("secrets:\n",
+        $"  - name: ws\n    hosts: [localhost]\n    ports: [{Ws1.Port}]\n    action: allow\n    websocket: true\nsecrets:\n", StringComparison.Ordinal);
+
+    protected override IDictionary<string, string>? ProxyEnvironment => new Dictionary<string, string>(base.ProxyEnvironment!)
+    {
+        ["PROXYGUARD_LIMIT_MAX_CONNECTIONS_PER_CLIENT"] = ConnectionsPerClient.ToString(CultureInfo.InvariantCulture),
+    };
+
+    public override async Task InitializeAsync()
+    {
+        Ws1 = await WebSocketFramesOrigin.StartAsync(Pki.Issue(["localhost"]), Microsoft.AspNetCore.Server.Kestrel.Core.HttpProtocols.Http1);
+        await base.InitializeAsync();
+    }
+
+    public override async Task DisposeAsync()
+    {
+        await base.DisposeAsync();
+        await Ws1.DisposeAsync();
+    }
+}
+
+/// <summary>Red team round 6: how many upstream WebSockets one client can hold open through HTTP/2.</summary>
+[Collection("proxy")]
+public sealed class RedTeamRound6StreamTests : IClassFixture<RedTeamRound6StreamsFixture>
+{
+    private readonly RedTeamRound6StreamsFixture _f;
+
+    public RedTeamRound6StreamTests(RedTeamRound6StreamsFixture fixture)
+    {
+        _f = fixture;
+    }
+
+    /// <summary>
+    /// FINDING R6-4 (medium, resource exhaustion): a client limited to 4 connections opens one HTTP/2 connection and
+    /// 12 WebSocket streams on it toward an HTTP/1.1 origin; the proxy opens and holds 12 upstream connections (one per
+    /// stream), none of which ever times out while idle (raw tunnels do, after 10 minutes). With the defaults (512
+    /// connections per client, 100 streams per connection) one client can make the proxy hold 51,200 idle upstream
+    /// connections, 100 times its connection limit. Expected: a client's WebSockets count against a bound of the
+    /// client's (or the process's), past which the handshake is refused.
+    /// </summary>
+    [Fact(Skip = "open R6-4: WebSockets over HTTP/2 multiply a client's connection limit by the stream limit, with no idle timeout")]
+    public async Task A_client_cannot_hold_more_upstream_websockets_than_its_connection_limit()
+    {
+        var ca = X509CertificateLoader.LoadCertificateFromFile(_f.Proxy.CaPath);
+        using var invoker = new HttpMessageInvoker(new SocketsHttpHandler
+        {
+            Proxy = new WebProxy(_f.Proxy.ProxyUrl),
+            UseProxy = true,
+            EnableMultipleHttp2Connections = false,
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    if (certificate is null)
+                    {
+                        return false;
+                    }
+
+                    using var chain = new X509Chain();
+                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                    chain.ChainPolicy.CustomTrustStore.Add(ca);
+                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                    using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+                    return chain.Build(leaf);
+                },
+            },
+        });
+        var sockets = new List<ClientWebSocket>();
+        try
+        {
+            for (var i = 0; i < 3 * RedTeamRound6StreamsFixture.ConnectionsPerClient; i++)
+            {
+                var ws = new ClientWebSocket();
+                ws.Options.HttpVersion = HttpVersion.Version20;
+                ws.Options.HttpVersionPolicy = HttpVersionPolicy.RequestVersionExact;
+                sockets.Add(ws);
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+                try
+                {
+                    await ws.ConnectAsync(new Uri($"wss://localhost:{_f.Ws1.Port}/echo/r6-idle-{i}"), invoker, timeout.Token);
+                }
+                catch (WebSocketException)
+                {
+                    break; // refused: the bound holds
+                }
+            }
+
+            var held = _f.Ws1.Handshakes.Count(h => h.Path.StartsWith("/echo/r6-idle-", StringComparison.Ordinal));
+            Assert.True(held <= RedTeamRound6StreamsFixture.ConnectionsPerClient,
+                $"one client with one connection made the proxy hold {held} upstream WebSocket connections (limit {RedTeamRound6StreamsFixture.ConnectionsPerClient} connections per client)");
+        }
+        finally
+        {
+            foreach (var ws in sockets)
+            {
+                ws.Abort();
+                ws.Dispose();
+            }
+        }
+    }
+}
