@@ -265,7 +265,7 @@ public sealed class RedTeamRound6StreamTests : IClassFixture<RedTeamRound6Stream
     /// connections, 100 times its connection limit. Expected: a client's WebSockets count against a bound of the
     /// client's (or the process's), past which the handshake is refused.
     /// </summary>
-    [Fact(Skip = "open R6-4: WebSockets over HTTP/2 multiply a client's connection limit by the stream limit, with no idle timeout")]
+    [Fact]
     public async Task A_client_cannot_hold_more_upstream_websockets_than_its_connection_limit()
     {
         var ca = X509CertificateLoader.LoadCertificateFromFile(_f.Proxy.CaPath);
