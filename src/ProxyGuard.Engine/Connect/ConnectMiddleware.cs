@@ -319,10 +319,10 @@ internal sealed class ConnectMiddleware
         }
     }
 
-    private static Denial TooManyConnections { get; } = Denial.Of(Reasons.TooManyConnections, "limits",
+    internal static Denial TooManyConnections { get; } = Denial.Of(Reasons.TooManyConnections, "limits",
         "this client has too many open connections");
 
-    private static string AddressKey(ProxyConnectionFeature feature) =>
+    internal static string AddressKey(ProxyConnectionFeature feature) =>
         "address:" + (feature.RemoteAddress is { } address ? DestinationGuard.Effective(address).ToString() : "?");
 
     private static bool StartsLikeConnect(ReadOnlySequence<byte> buffer)

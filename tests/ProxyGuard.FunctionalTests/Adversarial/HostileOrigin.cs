@@ -140,6 +140,12 @@ public sealed class HostileOrigin : IAsyncDisposable
                 + Convert.ToBase64String(Encoding.UTF8.GetBytes("{\"sub\":\"agent\",\"tok\":" + System.Text.Json.JsonSerializer.Serialize(known) + "}"))
                     .TrimEnd('=').Replace('+', '-').Replace('/', '_') + ".\"}")),
             "b64-of-url" => Raw($"HTTP/1.1 302 Found\r\nLocation: https://localhost/cb?state={Convert.ToBase64String(Encoding.UTF8.GetBytes("next=%2F&token=" + Uri.EscapeDataString(known))).TrimEnd('=').Replace('+', '-').Replace('/', '_')}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            // Round 6 (not in Modes): a Kubernetes Secret manifest (its data field base64) stored in a repository and
+            // served the way GitHub's contents API serves a file (base64 again, wrapped at 60 columns with \n).
+            "k8s-in-github" => Framed("Content-Type: application/json", Encoding.UTF8.GetBytes(
+                "{\"encoding\":\"base64\",\"content\":\"" + string.Join("\\n", Convert.ToBase64String(Encoding.UTF8.GetBytes(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: api\ndata:\n  token: " + Convert.ToBase64String(Encoding.UTF8.GetBytes(known)) + "\n"))
+                    .Chunk(60).Select(c => new string(c))) + "\\n\"}")),
             _ => Framed("Content-Type: application/json", body),
         };
     }

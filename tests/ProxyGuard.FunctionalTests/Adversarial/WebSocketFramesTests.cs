@@ -147,6 +147,16 @@ public sealed class WebSocketFramesOrigin : IAsyncDisposable
             case "json":
                 await socket.SendAsync(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(new { token = Known })), WebSocketMessageType.Text, true, CancellationToken.None);
                 break;
+            // Red team round 6: base64 of base64 (a stored manifest whose field is base64, served base64-encoded), and
+            // base64 of UTF-16LE (a PowerShell -EncodedCommand setting the value).
+            case "b64b64":
+                await socket.SendAsync(Encoding.UTF8.GetBytes(Convert.ToBase64String(Encoding.UTF8.GetBytes(
+                    "token: " + Convert.ToBase64String(known) + "\n"))), WebSocketMessageType.Text, true, CancellationToken.None);
+                break;
+            case "utf16":
+                await socket.SendAsync(Encoding.UTF8.GetBytes(Convert.ToBase64String(Encoding.Unicode.GetBytes(
+                    "$env:TOKEN='" + Known + "'"))), WebSocketMessageType.Text, true, CancellationToken.None);
+                break;
             case "close":
                 await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "token " + Known, CancellationToken.None);
                 break;

@@ -37,6 +37,24 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         var view = exchange.View;
         var target = view.Target;
         var substitutor = exchange.Snapshot.Substitutor;
+
+        // A WebSocket over HTTP/2 is a stream of a connection the client already holds, but it holds an upstream
+        // connection of its own for as long as it lives: it takes a connection slot of its client (the address, and
+        // the client id when known) like a connection would, so streams cannot multiply the per-client limit.
+        if (view.Upgrade && StrictHttpStage.IsWebSocketConnect(context) && exchange.Connection is { RemoteAddress: not null } connection)
+        {
+            // The slots are handed to the exchange, which releases them when the request (the WebSocket) ends.
+#pragma warning disable CA2000
+            var addressSlot = services.Connections.TryAcquire(Connect.ConnectMiddleware.AddressKey(connection)) is { } a ? exchange.Hold(a) : null;
+            var clientSlot = addressSlot is null || connection.Tunnel?.ClientId is not { } clientId ? addressSlot
+                : services.Connections.TryAcquire("client:" + clientId) is { } c ? exchange.Hold(c) : null;
+#pragma warning restore CA2000
+            if (addressSlot is null || clientSlot is null)
+            {
+                return exchange.Refuse(Connect.ConnectMiddleware.TooManyConnections);
+            }
+        }
+
         Apply(exchange);
 
         var decodeLease = substitutor.IsEmpty ? null : services.Budgets.Decoding.TryReserve(0) is { } lease ? exchange.Hold(lease) : null;
