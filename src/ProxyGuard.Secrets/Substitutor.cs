@@ -305,8 +305,23 @@ public sealed class Substitutor
     public bool ContainsPlaceholder(ReadOnlySpan<byte> data) => FindPlaceholderAnywhere(data) is not null;
 
     /// <summary>Name of a secret whose placeholder occurs in the text in any encoding (see <see cref="ContainsPlaceholder(string)"/>), or null.</summary>
-    public string? FindPlaceholderAnywhere(string text) =>
-        string.IsNullOrEmpty(text) || _bindings.Length == 0 ? null : FindPlaceholderAnywhere(Encoding.UTF8.GetBytes(text));
+    public string? FindPlaceholderAnywhere(string text)
+    {
+        if (string.IsNullOrEmpty(text) || _bindings.Length == 0)
+        {
+            return null;
+        }
+
+        var buffer = RentUtf8(text, out var length);
+        try
+        {
+            return FindPlaceholderAnywhere(buffer.AsSpan(0, length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
+    }
 
     /// <inheritdoc cref="FindPlaceholderAnywhere(string)"/>
     public string? FindPlaceholderAnywhere(ReadOnlySpan<byte> data) =>
@@ -318,10 +333,24 @@ public sealed class Substitutor
     /// <see cref="SubstitutionReasons.PlaceholderPosition"/> when the destination is a host the secret
     /// is bound to, else <see cref="SubstitutionReasons.SecretMisuse"/>. Unchanged when none.
     /// </summary>
-    public SubstitutionResult CheckUnsubstituted(string text, SubstitutionTarget target) =>
-        string.IsNullOrEmpty(text) || _bindings.Length == 0
-            ? SubstitutionResult.Unchanged(text ?? string.Empty)
-            : CheckUnsubstituted(Encoding.UTF8.GetBytes(text), target) with { Value = text };
+    public SubstitutionResult CheckUnsubstituted(string text, SubstitutionTarget target)
+    {
+        if (string.IsNullOrEmpty(text) || _bindings.Length == 0)
+        {
+            return SubstitutionResult.Unchanged(text ?? string.Empty);
+        }
+
+        var buffer = RentUtf8(text, out var length);
+        try
+        {
+            var result = CheckUnsubstituted(buffer.AsSpan(0, length), target);
+            return result.IsMisuse ? result with { Value = text } : SubstitutionResult.Unchanged(text);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
+    }
 
     /// <inheritdoc cref="CheckUnsubstituted(string, SubstitutionTarget)"/>
     public SubstitutionResult CheckUnsubstituted(ReadOnlySpan<byte> data, SubstitutionTarget target)
@@ -341,8 +370,23 @@ public sealed class Substitutor
     /// The engine uses it for locations where substitution never happens (path, host names): a
     /// placeholder there is misuse.
     /// </summary>
-    public string? FindPlaceholder(string text) =>
-        string.IsNullOrEmpty(text) || _bindings.Length == 0 ? null : FindPlaceholder(Encoding.UTF8.GetBytes(text));
+    public string? FindPlaceholder(string text)
+    {
+        if (string.IsNullOrEmpty(text) || _bindings.Length == 0)
+        {
+            return null;
+        }
+
+        var buffer = RentUtf8(text, out var length);
+        try
+        {
+            return FindPlaceholder(buffer.AsSpan(0, length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
+    }
 
     /// <inheritdoc cref="FindPlaceholder(string)"/>
     public string? FindPlaceholder(ReadOnlySpan<byte> data)
@@ -363,8 +407,31 @@ public sealed class Substitutor
     /// or null. Run it on what the sandbox sent, before substitution: a hit means the sandbox holds a
     /// real value → deny.
     /// </summary>
-    public string? FindRealValue(string text) =>
-        string.IsNullOrEmpty(text) ? null : FindRealValue(Encoding.UTF8.GetBytes(text));
+    public string? FindRealValue(string text)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            return null;
+        }
+
+        var buffer = RentUtf8(text, out var length);
+        try
+        {
+            return FindRealValue(buffer.AsSpan(0, length));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
+    }
+
+    /// <summary>The text as UTF-8 in a pooled buffer (return it cleared: it may hold what the sandbox or upstream sent).</summary>
+    private static byte[] RentUtf8(string text, out int length)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Encoding.UTF8.GetMaxByteCount(text.Length));
+        length = Encoding.UTF8.GetBytes(text, buffer);
+        return buffer;
+    }
 
     /// <inheritdoc cref="FindRealValue(string)"/>
     public string? FindRealValue(ReadOnlySpan<byte> data) =>
@@ -417,8 +484,16 @@ public sealed class Substitutor
             return text;
         }
 
-        var scrubbed = state.Matcher.Replace(Encoding.UTF8.GetBytes(text), _placeholderBytes);
-        return scrubbed is null ? text : Encoding.UTF8.GetString(scrubbed);
+        var buffer = RentUtf8(text, out var length);
+        try
+        {
+            var scrubbed = state.Matcher.Replace(buffer.AsSpan(0, length), _placeholderBytes);
+            return scrubbed is null ? text : Encoding.UTF8.GetString(scrubbed);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
+        }
     }
 
     /// <summary>Scrubs a whole (decoded) body; null when nothing changed.</summary>

@@ -174,37 +174,38 @@ public sealed class RealValueMatcher
             return false;
         }
 
-        var list = new List<ValueMatch>();
-        var pending = data.Length;
-        for (var v = 0; v < TextViews.Length; v++)
+        // One scratch list per thread (taken while in use): this runs for every request head.
+        var list = t_scratch ?? new List<ValueMatch>();
+        t_scratch = null;
+        try
         {
-            if (ScanText(TextViews[v], _skip[v], data, list, stopAtFirst: true, null, ref pending))
+            var pending = data.Length;
+            var found = false;
+            for (var v = 0; v < TextViews.Length && !found; v++)
+            {
+                found = ScanText(TextViews[v], _skip[v], data, list, stopAtFirst: true, null, ref pending);
+            }
+
+            found = found
+                || ScanNested(data, list, stopAtFirst: true, ref pending)
+                || ScanBase64(data, list, stopAtFirst: true, ref pending)
+                || ScanBase64Decoded(data, list, stopAtFirst: true, ref pending);
+            if (found)
             {
                 owner = list[0].Owner;
-                return true;
             }
-        }
 
-        if (ScanNested(data, list, stopAtFirst: true, ref pending))
+            return found;
+        }
+        finally
         {
-            owner = list[0].Owner;
-            return true;
+            list.Clear();
+            t_scratch = list;
         }
-
-        if (ScanBase64(data, list, stopAtFirst: true, ref pending))
-        {
-            owner = list[0].Owner;
-            return true;
-        }
-
-        if (ScanBase64Decoded(data, list, stopAtFirst: true, ref pending))
-        {
-            owner = list[0].Owner;
-            return true;
-        }
-
-        return false;
     }
+
+    [ThreadStatic]
+    private static List<ValueMatch>? t_scratch;
 
     /// <summary>Every range carrying a value, sorted, overlapping matches merged (owner of the leftmost).</summary>
     public List<ValueMatch> FindAll(ReadOnlySpan<byte> data) => FindAll(data, out _);
@@ -728,11 +729,14 @@ public sealed class RealValueMatcher
     /// </summary>
     private bool ScanBase64Decoded(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
     {
-        var minRun = Math.Max(MinimumEncodedLength, _shortest);
         if (IsEmpty || data.IsEmpty)
         {
             return false;
         }
+
+        // A run shorter than the base64 of the shortest value cannot carry it: L bytes are 8L bits, spread over at
+        // least ceil(8L / 6) characters whatever the alignment (escaped forms of a value are longer still).
+        var minRun = (int)Math.Max(MinimumEncodedLength, ((4L * _shortest) + 2) / 3);
 
         var chars = ArrayPool<byte>.Shared.Rent(data.Length);
         var charSource = ArrayPool<int>.Shared.Rent(data.Length);
