@@ -13,6 +13,7 @@ namespace ProxyGuard.Secrets.Tests;
 /// speed rewrites (twice-escaped pass, percent-decoding with a triples list, the secret gate's placeholder
 /// prefilter, trimmed values). Each test states the invariant it attacks; a failing test is an open finding.
 /// </summary>
+[Collection(Support.CpuTimedCollection.Name)]
 public sealed class RedTeamMatcherTests
 {
     private const string Value = "rt3\"synth\\value/with+chars é<&>'x 42";

@@ -25,7 +25,7 @@ public sealed partial class ExplainMatchesProxyTests : IClassFixture<PolicyOrigi
     }
 
     // The reasons audit mode turns into audit-deny (docs/policy.md, "Decisions and reasons").
-    private static readonly HashSet<string> s_auditable = new(StringComparer.Ordinal) { "rule-deny", "no-rule-matched", "ambiguous-path", "content-finding" };
+    private static readonly HashSet<string> s_auditable = new(StringComparer.Ordinal) { "rule-deny", "no-rule-matched", "ambiguous-path", "content-finding", "plain-http-on-https-port" };
 
     public sealed record Case(string Name, string Method, string Url, string[] Headers, string? Body, string Verdict, string Rule, string Reason)
     {
