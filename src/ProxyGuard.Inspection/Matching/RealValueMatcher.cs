@@ -738,6 +738,16 @@ public sealed class RealValueMatcher
         // least ceil(8L / 6) characters whatever the alignment (escaped forms of a value are longer still).
         var minRun = (int)Math.Max(MinimumEncodedLength, ((4L * _shortest) + 2) / 3);
 
+        // Every character of a run comes from one or more adjacent input bytes that are base64 characters, escape
+        // syntax or the whitespace a run may wrap at (RunBytes). Without minRun such bytes in a row there is no run to
+        // decode; binary bodies (uploads) rarely have one. Looking at every minRun-th byte finds any such stretch (it
+        // covers one of them). A streaming caller also needs the tail of a run cut by the end of the data, so there
+        // the quick answer applies only when the data does not end inside such a stretch.
+        if ((stopAtFirst || !RunBytes.Contains(data[^1])) && !HasStretch(data, minRun))
+        {
+            return false;
+        }
+
         var chars = ArrayPool<byte>.Shared.Rent(data.Length);
         var charSource = ArrayPool<int>.Shared.Rent(data.Length);
         var charEnd = ArrayPool<int>.Shared.Rent(data.Length);
@@ -960,6 +970,42 @@ public sealed class RealValueMatcher
     }
 
     /// <summary>The 6-bit value of a character of the base64 or base64url alphabet, or -1.</summary>
+    /// <summary>The bytes a base64 run can be made of: the base64 and base64url alphabets, '=', escape syntax (JSON, JS,
+    /// percent, HTML references, quoted-printable) and the whitespace a run may wrap at.</summary>
+    private static readonly SearchValues<byte> RunBytes =
+        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_\\%&#; \t\r\n"u8);
+
+    /// <summary>True when <paramref name="data"/> has <paramref name="length"/> or more run bytes in a row.</summary>
+    private static bool HasStretch(ReadOnlySpan<byte> data, int length)
+    {
+        for (var probe = length - 1; probe < data.Length; probe += length)
+        {
+            if (!RunBytes.Contains(data[probe]))
+            {
+                continue;
+            }
+
+            var start = probe;
+            while (start > 0 && RunBytes.Contains(data[start - 1]))
+            {
+                start--;
+            }
+
+            var end = probe + 1;
+            while (end < data.Length && end - start < length && RunBytes.Contains(data[end]))
+            {
+                end++;
+            }
+
+            if (end - start >= length)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static int Base64Value(byte b) => b switch
     {
         >= (byte)'A' and <= (byte)'Z' => b - 'A',
