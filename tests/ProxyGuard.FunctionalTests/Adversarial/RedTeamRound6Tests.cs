@@ -77,29 +77,7 @@ public sealed class RedTeamRound6WebSocketTests : IClassFixture<WebSocketHttp2Fi
 
     private HttpMessageInvoker Invoker()
     {
-        var ca = X509CertificateLoader.LoadCertificateFromFile(_f.Proxy.CaPath);
-        var handler = new SocketsHttpHandler
-        {
-            Proxy = new WebProxy(_f.Proxy.ProxyUrl),
-            UseProxy = true,
-            SslOptions = new SslClientAuthenticationOptions
-            {
-                RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-                {
-                    if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
-                    {
-                        return false;
-                    }
-
-                    using var chain = new X509Chain();
-                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                    chain.ChainPolicy.CustomTrustStore.Add(ca);
-                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                    using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-                    return chain.Build(leaf);
-                },
-            },
-        };
+        var handler = ProxyClients.Handler(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
         return new HttpMessageInvoker(handler);
     }
 

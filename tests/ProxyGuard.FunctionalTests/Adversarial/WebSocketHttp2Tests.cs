@@ -2,9 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Http;
-using System.Net.Security;
 using System.Net.WebSockets;
-using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
@@ -97,30 +95,8 @@ public sealed partial class WebSocketHttp2Tests : IClassFixture<WebSocketHttp2Fi
     /// <summary>An HTTP/2-only client like a browser's: the proxy's CA as the only root; one connection unless asked.</summary>
     private HttpMessageInvoker Invoker(bool multipleConnections = false)
     {
-        var ca = X509CertificateLoader.LoadCertificateFromFile(_f.Proxy.CaPath);
-        var handler = new SocketsHttpHandler
-        {
-            Proxy = new WebProxy(_f.Proxy.ProxyUrl),
-            UseProxy = true,
-            EnableMultipleHttp2Connections = multipleConnections,
-            SslOptions = new SslClientAuthenticationOptions
-            {
-                RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
-                {
-                    if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
-                    {
-                        return false;
-                    }
-
-                    using var chain = new X509Chain();
-                    chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-                    chain.ChainPolicy.CustomTrustStore.Add(ca);
-                    chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-                    using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-                    return chain.Build(leaf);
-                },
-            },
-        };
+        var handler = Infrastructure.ProxyClients.Handler(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        handler.EnableMultipleHttp2Connections = multipleConnections;
         return new HttpMessageInvoker(handler);
     }
 

@@ -9,15 +9,29 @@ public static class ProxyClients
 {
     public static HttpClient Create(string proxyUrl, string caPath, Version? version = null, ICredentials? proxyCredentials = null)
     {
+        var handler = Handler(proxyUrl, caPath, proxyCredentials);
+        handler.AllowAutoRedirect = false;
+        var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(60) };
+        if (version is not null)
+        {
+            client.DefaultRequestVersion = version;
+            client.DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact;
+        }
+
+        return client;
+    }
+
+    /// <summary>A handler through the proxy that trusts only the ProxyGuard CA (and checks the name), for invokers and WebSockets.</summary>
+    public static SocketsHttpHandler Handler(string proxyUrl, string caPath, ICredentials? proxyCredentials = null)
+    {
         var ca = X509CertificateLoader.LoadCertificateFromFile(caPath);
-        var handler = new SocketsHttpHandler
+        return new SocketsHttpHandler
         {
             Proxy = new WebProxy(proxyUrl) { Credentials = proxyCredentials },
             UseProxy = true,
-            AllowAutoRedirect = false,
             SslOptions = new SslClientAuthenticationOptions
             {
-                RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+                RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
                 {
                     if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
                     {
@@ -33,13 +47,5 @@ public static class ProxyClients
                 },
             },
         };
-        var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(60) };
-        if (version is not null)
-        {
-            client.DefaultRequestVersion = version;
-            client.DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact;
-        }
-
-        return client;
     }
 }
