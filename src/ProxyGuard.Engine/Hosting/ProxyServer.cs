@@ -131,7 +131,7 @@ internal sealed class ProxyServer : IAsyncDisposable
         var runtime = new PolicyRuntime(options.PolicyPath, secrets, installationKey, metrics, loggerFactory.CreateLogger("ProxyGuard.Policy"), budgets.Decoding);
         try
         {
-            await runtime.LoadInitialAsync(ct);
+            await runtime.LoadInitialAsync(options.ValidatedPolicy, ct);
         }
         catch
         {

@@ -8,6 +8,9 @@ internal sealed record ProxyServerOptions
 {
     public string PolicyPath { get; init; } = "policies/default.yaml";
 
+    /// <summary>The policy as <c>run</c> already validated it at start: the first load uses it instead of compiling the file again.</summary>
+    public ProxyGuard.Policy.CompiledPolicy? ValidatedPolicy { get; init; }
+
     /// <summary><c>ADDR:PORT</c> or <c>unix:/path.sock</c>. Port 0 picks a free port.</summary>
     public string Listen { get; init; } = "127.0.0.1:8080";
 

@@ -61,22 +61,23 @@ internal sealed class PolicyRuntime : IDisposable
     public event Action<ProxySnapshot>? Reloaded;
 
     /// <summary>Loads the policy at start; throws <see cref="PolicyLoadException"/> with every diagnostic when invalid.</summary>
-    public async Task LoadInitialAsync(CancellationToken ct)
+    /// <param name="validated">The policy already compiled from the file at start (<c>run</c> validates it first); null: load the file.</param>
+    public async Task LoadInitialAsync(Policy.CompiledPolicy? validated, CancellationToken ct)
     {
-        var result = await ReloadAsync(ct);
+        var result = await ReloadAsync(null, validated, ct);
         if (!result.Success)
         {
             throw new PolicyLoadException(result.Errors);
         }
     }
 
-    public Task<ReloadResult> ReloadAsync(CancellationToken ct) => ReloadAsync(null, ct);
+    public Task<ReloadResult> ReloadAsync(CancellationToken ct) => ReloadAsync(null, null, ct);
 
     /// <summary>
     /// Reloads; with <paramref name="expectedSha256"/>, a file whose content is no longer the one that settled is
     /// not applied (the result says so and the caller waits for it to settle again).
     /// </summary>
-    private async Task<ReloadResult> ReloadAsync(string? expectedSha256, CancellationToken ct)
+    private async Task<ReloadResult> ReloadAsync(string? expectedSha256, Policy.CompiledPolicy? validated, CancellationToken ct)
     {
         await _reloadLock.WaitAsync(ct);
         try
@@ -84,7 +85,7 @@ internal sealed class PolicyRuntime : IDisposable
             PolicyLoadResult loaded;
             try
             {
-                loaded = PolicyLoader.LoadFile(_policyPath, new PolicyLoadOptions { KnownDetectorIds = KnownDetectorIds });
+                loaded = validated is not null ? new PolicyLoadResult(validated, []) : PolicyLoader.LoadFile(_policyPath, new PolicyLoadOptions { KnownDetectorIds = KnownDetectorIds });
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
@@ -214,7 +215,7 @@ internal sealed class PolicyRuntime : IDisposable
                 settled = after;
             }
 
-            var result = await ReloadAsync(settled.Sha256, ct);
+            var result = await ReloadAsync(settled.Sha256, null, ct);
             if (result.Errors is [ChangedWhileLoading])
             {
                 settled = null; // it changed between the check and the load: settle again

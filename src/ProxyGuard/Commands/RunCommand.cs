@@ -248,7 +248,7 @@ internal static class RunCommand
         try
         {
             FilePermissions.CreatePrivateDirectory(options.DataDirectory);
-            server = await ProxyServer.CreateAsync(options, ct);
+            server = await ProxyServer.CreateAsync(options with { ValidatedPolicy = validation.Policy }, ct);
         }
         catch (PolicyLoadException ex)
         {
