@@ -40,6 +40,23 @@ internal static class OptionChecks
         return option;
     }
 
+    /// <summary>A bounded count: digits only, from 0 to <paramref name="max"/>, with the same one-line message as <see cref="WholeNumber"/>.</summary>
+    public static Option<int> Count(this Option<int> option, string what, int max)
+    {
+        option.CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : string.Empty;
+            if (int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value <= max)
+            {
+                return value;
+            }
+
+            result.AddError($"{option.Name}: expected {what} (a whole number from 0 to {max}), got '{Shown(text)}'");
+            return 0;
+        };
+        return option;
+    }
+
     /// <summary>Accepts only <paramref name="choices"/>; anything else is refused with the valid values and, when one is close, "did you mean".</summary>
     public static T OneOf<T>(this T option, IReadOnlyList<string> choices, IReadOnlyDictionary<string, string>? aliases = null)
         where T : Option

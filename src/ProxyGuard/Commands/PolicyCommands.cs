@@ -223,7 +223,7 @@ internal static class PolicyCommands
         var client = new Option<string?>("--client") { Description = "Client id." };
         var headers = new Option<string[]>("-H", "--header") { Description = "Request header 'K: V' (repeatable)." };
         var bodyFile = new Option<string?>("--body-file") { Description = "Request body file." };
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (placeholder key).", DefaultValueFactory = _ => ".proxyguard" };
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory (placeholder key).", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
         var command = new Command("explain", "Show the decision for one request, offline.") { file, method, url, client, headers, bodyFile, dataDir };
         command.SetAction(async (parse, ct) =>
         {

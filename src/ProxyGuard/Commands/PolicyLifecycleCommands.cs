@@ -89,14 +89,7 @@ internal static class PolicyLifecycleCommands
         var since = SinceOption();
         var format = new Option<string>("--format") { Description = "text | json | markdown", DefaultValueFactory = _ => "text" };
         format.AcceptOnlyFromAmong(Formats);
-        var examples = new Option<int>("--examples") { Description = "Examples per group (default 5).", DefaultValueFactory = _ => 5 };
-        examples.Validators.Add(r =>
-        {
-            if (r.Tokens.Count > 0 && (!int.TryParse(r.Tokens[^1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n is < 0 or > 1000))
-            {
-                r.AddError("--examples: expected a number from 0 to 1000");
-            }
-        });
+        var examples = new Option<int>("--examples") { Description = "Examples per group (default 5).", DefaultValueFactory = _ => 5 }.Count("examples per group", 1000);
         var baseline = new Option<string?>("--baseline") { Description = "Compare with this policy's decisions on the same requests instead of the recorded decisions (e.g. the policy in force)." }.NotEmpty();
         var token = TokenOption();
         var dataDir = DataDirOption();

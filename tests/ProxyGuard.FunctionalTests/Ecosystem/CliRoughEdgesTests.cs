@@ -104,6 +104,9 @@ public sealed class CliRoughEdgesTests
     [InlineData("env|--proxy|https://127.0.0.1:8080", 2, "--proxy: the proxy listener speaks plain HTTP")]
     [InlineData("env|--proxy|ftp://127.0.0.1:3128", 2, "--proxy: expected http://ADDR:PORT or ADDR:PORT, got 'ftp://127.0.0.1:3128'")]
     [InlineData("env|--proxy|unix:/run/proxyguard/proxy.sock", 2, "--proxy: sandboxes reach the proxy over TCP")]
+    [InlineData("policy|replay|policy.yaml|--events|events.jsonl|--examples|x", 2, "--examples: expected examples per group (a whole number from 0 to 1000), got 'x'")]
+    [InlineData("policy|replay|policy.yaml|--events|events.jsonl|--examples|5000", 2, "--examples: expected examples per group")]
+    [InlineData("policy|explain|policy.yaml|GET|https://api.github.com/|--data-dir|", 2, "--data-dir: must not be empty")]
     public async Task Each_bad_input_fails_on_one_line_without_a_stack_trace(string commandLine, int exitCode, string expected)
     {
         using var dir = new TempDir();
