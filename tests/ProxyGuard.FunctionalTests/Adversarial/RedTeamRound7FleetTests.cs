@@ -9,7 +9,7 @@ using Xunit.Abstractions;
 namespace ProxyGuard.FunctionalTests.Adversarial;
 
 /// <summary>
-/// Red team round 7 against the fleet features (issue 17): the central PostgreSQL event store, its cursor API and
+/// Red team round 7 against the fleet features (issue 17): the central PostgreSQL event store, its cursor API, grants and
 /// <c>events verify</c>, through the built binary and a real PostgreSQL on loopback. Written against 226b687. A test
 /// named as a finding (R7F-N) is skipped while the finding is open; each was run with its skip removed and failed
 /// because the attack worked. The others are attacks that held, kept as passing tests.
@@ -146,6 +146,43 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
     }
 
     /// <summary>
+    /// FINDING R7F-4 (medium, a revoked grant keeps working): grants are kept per replica (each data directory's
+    /// <c>grants.db</c>), while every other fleet surface is shared: the grant's creation event is in the central
+    /// stream that any replica serves. An operator who revokes through another replica than the one that took the grant
+    /// (any pod, a port-forward, a Service) gets <c>404 no active grant</c>, which reads as "already gone", and the
+    /// agent keeps the access through the first replica until the grant ends (up to 7 days). <c>grant list</c> on the
+    /// other replicas shows nothing active either. Expected: grants are fleet-wide with a central store (created,
+    /// listed and revoked through any replica), or a revoke on a replica that does not hold the grant says so plainly.
+    /// </summary>
+    [RequiresPostgresFact(Skip = "open R7F-4: grants are per replica; a revoke through another replica answers 404 and the grant keeps working")]
+    public async Task A_grant_revoked_through_another_replica_stops_working_everywhere()
+    {
+        await using var pg = await PostgresServer.StartAsync();
+        var extra = new[] { "--resolve", "granted.r7f.test=127.0.0.1" };
+        await using var a = await StartReplicaAsync("r7f4-a", pg, "r7f-four-a", extra);
+        await using var b = await StartReplicaAsync("r7f4-b", pg, "r7f-four-b", extra);
+        var url = $"http://granted.r7f.test:{_f.Origin.HttpPort}/echo/r7f4";
+        Assert.Equal(403, (await Traffic.GetAsync(a, url)).Status); // control: the policy does not allow this host
+
+        using var adminA = a.AdminClient();
+        using var create = await adminA.PostAsync("api/grants", new StringContent(
+            $$"""{"client":"*","host":"granted.r7f.test:{{_f.Origin.HttpPort}}","for":"30m","reason":"r7f-4 ticket"}""",
+            System.Text.Encoding.UTF8, "application/json"));
+        var created = await create.Content.ReadAsStringAsync();
+        Assert.True(create.StatusCode == HttpStatusCode.Created, created);
+        var id = JsonDocument.Parse(created).RootElement.GetProperty("id").GetString();
+        Assert.Equal(200, (await Traffic.GetAsync(a, url)).Status);
+
+        // The operator revokes through the other replica.
+        using var adminB = b.AdminClient();
+        using var revoke = await adminB.DeleteAsync($"api/grants/{id}");
+        _output.WriteLine($"DELETE /api/grants/{id} on the other replica -> {(int)revoke.StatusCode} {await revoke.Content.ReadAsStringAsync()}");
+        var after = (await Traffic.GetAsync(a, url)).Status;
+        _output.WriteLine($"request through the granting replica after the revoke: {after}");
+        Assert.Equal(403, after);
+    }
+
+    /// <summary>
     /// HELD: hostile cursor parameters on a replica with a central store. Negative, signed, non-numeric, empty,
     /// repeated and overflowing cursors are refused with 400; huge limits are clamped to the page maximum; a cursor
     /// past the end answers an empty page that keeps the cursor (never 5xx, never events from the start).
@@ -245,9 +282,9 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
         }
     }
 
-    private Task<ProxyProcess> StartReplicaAsync(string name, PostgresServer pg, string replicaId) =>
+    private Task<ProxyProcess> StartReplicaAsync(string name, PostgresServer pg, string replicaId, IEnumerable<string>? extra = null) =>
         ProxyProcess.StartAsync(Path.Combine(_f.Dir.Path, name), _f.Policy,
-            ["--resolve", "origin.test=127.0.0.1", "--events-store", pg.Url, "--replica-id", replicaId], AuditFixture.Environment);
+            ["--resolve", "origin.test=127.0.0.1", "--events-store", pg.Url, "--replica-id", replicaId, .. extra ?? []], AuditFixture.Environment);
 
     private static async Task StopAsync(ProxyProcess proxy)
     {
