@@ -44,6 +44,11 @@ public sealed class Round7Origin : IAsyncDisposable
 
     public const int EndlessBytes = 64 * 1024 * 1024;
 
+    private int _open;
+
+    /// <summary>Connections the origin holds open right now.</summary>
+    public int Open => Volatile.Read(ref _open);
+
     public static Round7Origin Start(X509Certificate2 certificate, string known) => new(certificate, known);
 
     /// <summary>The stored document the <c>range</c> mode serves.</summary>
@@ -69,6 +74,7 @@ public sealed class Round7Origin : IAsyncDisposable
 
     private async Task ServeAsync(TcpClient client)
     {
+        Interlocked.Increment(ref _open);
         using (client)
         {
             try
@@ -104,6 +110,10 @@ public sealed class Round7Origin : IAsyncDisposable
             }
             catch (Exception ex) when (ex is IOException or OperationCanceledException or System.Security.Authentication.AuthenticationException or ObjectDisposedException)
             {
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _open);
             }
         }
     }
@@ -425,6 +435,72 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
         Assert.False(arrived.Body is { Length: > 0 } body && body.AsSpan().SequenceEqual(payload),
             $"the AWS key reached the origin in {encoding} ({(int)response.StatusCode})");
         Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+    }
+
+    /// <summary>
+    /// FINDING R7-6 (medium, the proxy's memory and file descriptors unbounded by one client): HTTP/2 streams multiply
+    /// the per-client connection limit for ordinary requests. R6-4 made each WebSocket over HTTP/2 take a connection
+    /// slot of its client; an ordinary request does not, and a response the client does not read keeps its stream, its
+    /// upstream connection (HTTP/1.1 upstream: one each) and the proxy's buffers for as long as the upstream has more
+    /// to send. Here the limit is 4 connections per client; one client holds one HTTP/2 connection with 60 streams of a
+    /// large download it never reads: the origin saw 60 connections from the proxy at once and the proxy's RSS grew by
+    /// 26 MiB (about 0.4 MiB a stream). With the defaults (512 connections per client, 100 streams each) that is 51,200
+    /// upstream connections for one client, more than the process's file descriptors, and on the order of 20 GiB.
+    /// (By hand with curl: 400 stalled streams on 4 connections held 289 upstream connections, RSS +50 MiB.)
+    /// </summary>
+    [Fact(Skip = "open R7-6: stalled HTTP/2 streams hold an upstream connection each, beyond the client's connection limit")]
+    public async Task A_client_cannot_hold_more_upstream_connections_than_its_connection_limit_with_streams()
+    {
+        await using var proxy = await ProxyProcess.StartAsync(_f.Dir.File("proxy-r7-6"), $"""
+            version: 1
+            default: deny
+            network:
+              allow_destinations: [127.0.0.0/8]
+            tls:
+              upstream_ca_files: [{_f.OriginCaPath}]
+            rules:
+              - name: unbound
+                hosts: [localhost]
+                ports: [{_f.Origin.Port}]
+                action: allow
+            """, null, new Dictionary<string, string> { ["PROXYGUARD_LIMIT_MAX_CONNECTIONS_PER_CLIENT"] = "4" });
+        var baseline = _f.Origin.Open;
+        var rssBefore = proxy.RssBytes();
+        using var client = ProxyClients.Create(proxy.ProxyUrl, proxy.CaPath, HttpVersion.Version20);
+        var responses = new List<HttpResponseMessage>();
+        try
+        {
+            var sends = Enumerable.Range(0, 60).Select(i => client.GetAsync(_f.Url($"/endless/r7-6-{i}"), HttpCompletionOption.ResponseHeadersRead)).ToList();
+            foreach (var send in sends)
+            {
+                try
+                {
+                    responses.Add(await send.WaitAsync(TimeSpan.FromSeconds(30)));
+                }
+                catch (Exception ex) when (ex is HttpRequestException or TimeoutException or TaskCanceledException)
+                {
+                    // refused or reset: not held
+                }
+            }
+
+            var held = 0;
+            for (var i = 0; i < 20; i++)
+            {
+                held = Math.Max(held, _f.Origin.Open - baseline);
+                await Task.Delay(100);
+            }
+
+            var grown = (proxy.RssBytes() - rssBefore) / (1024 * 1024);
+            Assert.True(held <= 8,
+                $"one client (limit 4 connections) held {held} upstream connections with {responses.Count(r => r.IsSuccessStatusCode)} unread streams on one HTTP/2 connection; proxy RSS +{grown} MiB");
+        }
+        finally
+        {
+            foreach (var response in responses)
+            {
+                response.Dispose();
+            }
+        }
     }
 
     /// <summary>
