@@ -150,6 +150,11 @@ public sealed class RealValueMatcher
         long deep = Math.Max((long)_text.MaxLength * Base64UnitExpansion * Base64UnitExpansion, (long)_text.MaxLength * 12 * 12 * 12);
         deep = Math.Max(deep, (long)_base64.MaxLength * Base64UnitExpansion * 3);
         deep = Math.Max(deep, (long)base64TailChars * Base64UnitExpansion * (MaxBase64Gap + 1));
+
+        // Base64 of base64 (R6-1): the inner run (as long as the base64 of an escaped value, each character escaped or
+        // wrapped) is itself base64-encoded, each outer character escaped or wrapped.
+        var innerChars = (long)base64TailChars * Base64UnitExpansion * (MaxBase64Gap + 1);
+        deep = Math.Max(deep, (((innerChars + 2) / 3 * 4) + 4) * Base64UnitExpansion * (MaxBase64Gap + 1));
         Window = Math.Max(window, (int)Math.Min(deep, DeepFormWindowCap));
         IsEmpty = _text.IsEmpty;
     }
@@ -727,7 +732,7 @@ public sealed class RealValueMatcher
     /// 3/4 of the runs, each linear; bodies without long runs pay the collecting pass only. An unfinished run at the end
     /// holds back the characters that do not complete a byte yet and the open prefix of a form in its decoded bytes.
     /// </summary>
-    private bool ScanBase64Decoded(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
+    private bool ScanBase64Decoded(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom, bool nested = false)
     {
         if (IsEmpty || data.IsEmpty)
         {
@@ -929,6 +934,14 @@ public sealed class RealValueMatcher
                         return true;
                     }
                 }
+
+                // The inner level gets the decoded bytes without the closing line break of a finished last run: an inner
+                // match that reaches their end then maps to where that run ends, not to the end of the input.
+                if (!nested && (size >= minRun || lastOpen)
+                    && ScanBase64Twice(lastOpen ? bytes : bytes[..^1], map, matches, stopAtFirst, ref pendingFrom, lastOpen, charSource.AsSpan(0, count), charEnd, runs, offset))
+                {
+                    return true;
+                }
             }
 
             return false;
@@ -943,6 +956,42 @@ public sealed class RealValueMatcher
             ArrayPool<byte>.Shared.Return(decoded);
             map.Dispose();
         }
+    }
+
+    /// <summary>
+    /// R6-1, base64 of base64 (a Kubernetes Secret manifest served base64-encoded by a contents API): the bytes decoded
+    /// from base64 runs at one offset are scanned once more as base64, exactly as the input is (runs collected through
+    /// escapes and line breaks, decoded at four offsets, every text view over them), one level deep only. Matches and
+    /// the open prefix of an unfinished inner run are mapped back through the outer decoding; an open prefix is held
+    /// back from the start of its outer group of 4 (as a text view's is), and only when the outer run is itself
+    /// unfinished (otherwise every byte the inner level sees is final).
+    /// </summary>
+    private bool ScanBase64Twice(ReadOnlySpan<byte> bytes, SourceMap map, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom, bool lastOpen,
+        ReadOnlySpan<int> charSource, int[] charEnd, List<(int CharStart, int CharEnd, int SourceStart, int SourceEnd)> runs, int offset)
+    {
+        var inner = new List<ValueMatch>();
+        var innerPending = bytes.Length;
+        var found = ScanBase64Decoded(bytes, inner, stopAtFirst, ref innerPending, nested: true);
+        foreach (var match in inner)
+        {
+            var start = map.Source(match.Start);
+            var end = map.Source(match.End);
+            matches.Add(WholeCharacters(new ValueMatch(start, end - start, match.Owner), charSource, charEnd, runs));
+        }
+
+        if (lastOpen && innerPending < bytes.Length)
+        {
+            var held = map.Source(innerPending);
+            if (charSource.BinarySearch(held) is var c and >= 0 && c >= runs[^1].CharStart + offset)
+            {
+                var first = runs[^1].CharStart + offset;
+                held = charSource[first + ((c - first) / 4 * 4)];
+            }
+
+            pendingFrom = Math.Min(pendingFrom, held);
+        }
+
+        return found;
     }
 
     /// <summary>
