@@ -86,6 +86,11 @@ public sealed class RealValueMatcher
             }
 
             text.Add((value.Value.ToArray(), value.Owner));
+            foreach (var form in Utf16Forms(value.Value.Span))
+            {
+                text.Add((form, value.Owner));
+            }
+
             foreach (var form in Base64Forms(value.Value.Span))
             {
                 base64.Add((form, value.Owner));
@@ -1079,6 +1084,50 @@ public sealed class RealValueMatcher
         }
 
         return size;
+    }
+
+    /// <summary>
+    /// R6-2: the UTF-16 forms of a value that is valid UTF-8 (Windows APIs, PowerShell <c>-EncodedCommand</c>, .NET and Java
+    /// serialisations), little- and big-endian, as text patterns: the raw view finds them in the input, the base64 views
+    /// in decoded base64 (base64 of UTF-16LE), the JSON view with per-byte escapes. The zero byte of an ASCII character at
+    /// either end is left out (it may be the only byte of the form at a chunk's edge, and the two orders then share
+    /// their patterns for an ASCII value): a match leaves that one zero byte in place. Nothing for a value of one
+    /// character (too short to tell from binary).
+    /// </summary>
+    internal static List<byte[]> Utf16Forms(ReadOnlySpan<byte> value)
+    {
+        var forms = new List<byte[]>();
+        var chars = ArrayPool<char>.Shared.Rent(value.Length);
+        try
+        {
+            if (System.Text.Unicode.Utf8.ToUtf16(value, chars, out _, out var written, replaceInvalidSequences: false) != OperationStatus.Done || written < 2)
+            {
+                return forms;
+            }
+
+            foreach (var encoding in (ReadOnlySpan<System.Text.Encoding>)[System.Text.Encoding.Unicode, System.Text.Encoding.BigEndianUnicode])
+            {
+                var bytes = encoding.GetBytes(chars, 0, written);
+                var start = bytes[0] == 0 ? 1 : 0;
+                var end = bytes[^1] == 0 ? bytes.Length - 1 : bytes.Length;
+                var form = bytes[start..end];
+                Array.Clear(bytes);
+                if (forms.Exists(f => f.AsSpan().SequenceEqual(form)))
+                {
+                    Array.Clear(form);
+                    continue;
+                }
+
+                forms.Add(form);
+            }
+
+            return forms;
+        }
+        finally
+        {
+            chars.AsSpan(0, value.Length).Clear();
+            ArrayPool<char>.Shared.Return(chars);
+        }
     }
 
     /// <summary>
