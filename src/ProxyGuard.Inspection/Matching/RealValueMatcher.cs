@@ -69,6 +69,7 @@ public sealed class RealValueMatcher
     private readonly AhoCorasick _base64;
     private readonly SearchValues<byte>[] _skip;
     private readonly SearchValues<byte> _base64Skip;
+    private readonly SearchValues<byte> _mixedSkip;
 
     /// <summary>The shortest value (bytes): a base64 run shorter than this cannot hold the base64 of any form.</summary>
     private readonly int _shortest;
@@ -117,6 +118,7 @@ public sealed class RealValueMatcher
             SearchValues.Create([.. first, (byte)'&']),
             SearchValues.Create([.. first, (byte)'=']),
         ];
+        _mixedSkip = SearchValues.Create([.. first, .. EscapeStarts]);
         var base64First = new List<byte>(EscapeStarts);
         for (var b = 0; b < 256; b++)
         {
@@ -153,6 +155,9 @@ public sealed class RealValueMatcher
         // How many base64 characters can hold the base64 of a value under one escaping.
         var base64TailChars = (((_text.MaxLength * Base64UnitExpansion) + 2) / 3 * 4) + 4;
         long deep = Math.Max((long)_text.MaxLength * Base64UnitExpansion * Base64UnitExpansion, (long)_text.MaxLength * 12 * 12 * 12);
+
+        // Three different escapings stacked (R6-3): each level's escape up to an HTML reference long.
+        deep = Math.Max(deep, (long)_text.MaxLength * Base64UnitExpansion * Base64UnitExpansion * Base64UnitExpansion);
         deep = Math.Max(deep, (long)_base64.MaxLength * Base64UnitExpansion * 3);
         deep = Math.Max(deep, (long)base64TailChars * Base64UnitExpansion * (MaxBase64Gap + 1));
 
@@ -384,6 +389,21 @@ public sealed class RealValueMatcher
                 }
             }
 
+            // Three different escapings stacked (R6-3: url(json(html(v))), html(url(json(v)))...): each level read by the
+            // mixed view, where \, % and & each start their own escaping (an encoder of the outer level escapes the
+            // escape characters of the inner ones). Two decodings and one pass, each skipped without an escape to read.
+            var mixed = DecodeAll(EscapeView.Mixed, data, int.MaxValue, decoded, map, out var mixedEscapes, out _, out var mixedLimit);
+            if (mixedEscapes > 0 && HasEscapes(EscapeView.Mixed, decoded.AsSpan(0, mixed)))
+            {
+                var mixed2 = DecodeAll(EscapeView.Mixed, decoded.AsSpan(0, mixed), mixedLimit, again, map2, out var mixedEscapes2, out _, out var mixedLimit2);
+                var level2 = again.AsSpan(0, mixed2);
+                if (mixedEscapes2 > 0 && HasEscapes(EscapeView.Mixed, level2)
+                    && ScanText(EscapeView.Mixed, _mixedSkip, level2, matches, stopAtFirst, map2, ref pendingFrom, mixedLimit2))
+                {
+                    return true;
+                }
+            }
+
             return false;
         }
         finally
@@ -402,11 +422,26 @@ public sealed class RealValueMatcher
     {
         EscapeView.Raw => true,
         EscapeView.Json => data.IndexOf((byte)'\\') >= 0,
-        EscapeView.JsonLatin1 => data.IndexOf("\\u00"u8) >= 0 || data.IndexOf("\\x"u8) >= 0,
+        EscapeView.JsonLatin1 => data.IndexOf("\\u00"u8) >= 0 || data.IndexOf("\\x"u8) >= 0 || data.IndexOf("\\u{"u8) >= 0 || HasOctalEscape(data),
         EscapeView.Url => data.IndexOfAny((byte)'%', (byte)'+') >= 0,
         EscapeView.Html => data.IndexOf((byte)'&') >= 0,
+        EscapeView.Mixed => data.IndexOfAny(EscapeStarts) >= 0,
         _ => data.IndexOf((byte)'=') >= 0,
     };
+
+    /// <summary>True when a backslash is followed by an octal digit (an escape only the per-byte JSON view reads as octal).</summary>
+    private static bool HasOctalEscape(ReadOnlySpan<byte> data)
+    {
+        for (var at = data.IndexOf((byte)'\\'); at >= 0 && at + 1 < data.Length; at += data[(at + 1)..].IndexOf((byte)'\\') is var next and >= 0 ? next + 1 : data.Length)
+        {
+            if (data[at + 1] is >= (byte)'0' and <= (byte)'7')
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// Decodes all of <paramref name="data"/> by <paramref name="view"/> into <paramref name="decoded"/> (never longer
@@ -421,6 +456,7 @@ public sealed class RealValueMatcher
             EscapeView.Json or EscapeView.JsonLatin1 => EscapeDecoder.JsonIntro,
             EscapeView.Url => EscapeDecoder.UrlIntro,
             EscapeView.Html => EscapeDecoder.HtmlIntro,
+            EscapeView.Mixed => EscapeDecoder.MixedIntro,
             _ => EscapeDecoder.QuotedPrintableIntro,
         };
         var rawTail = EscapeDecoder.IncompleteTail(view, limitIn < data.Length ? data[..limitIn] : data);
@@ -466,8 +502,10 @@ public sealed class RealValueMatcher
             {
                 escapes++;
 
-                // A \u0080-\u00FF or \x80-\xFF escape: the per-byte reading (JsonLatin1) differs from the UTF-16 one.
-                latin1Escapes |= view == EscapeView.Json && length is 6 or 4 && n == 2 && unit[0] is 0xC2 or 0xC3;
+                // A \u0080-\u00FF, \x80-\xFF or \u{80}-\u{FF} escape: the per-byte reading (JsonLatin1) differs from the
+                // UTF-16 one; so does a backslash before an octal digit (an octal escape there, a CSS escape here).
+                latin1Escapes |= view == EscapeView.Json
+                    && ((length > 2 && n == 2 && unit[0] is 0xC2 or 0xC3) || data[i + 1] is >= (byte)'0' and <= (byte)'7');
             }
 
             unit[..n].CopyTo(decoded[count..]);
