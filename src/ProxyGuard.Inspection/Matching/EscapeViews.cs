@@ -293,10 +293,30 @@ internal static class EscapeDecoder
 
     /// <summary>
     /// True when the unit decoded at <paramref name="i"/> (<paramref name="length"/> bytes) could read differently if
-    /// more bytes followed it: an HTML reference without its <c>;</c> (a longer name or more digits may follow).
+    /// more bytes followed it: an HTML reference without its <c>;</c> (a longer name or more digits may follow); a CSS
+    /// escape with fewer than 6 digits and no whitespace after them, or ending in CR (a digit, the whitespace or an LF
+    /// may follow); an octal escape with fewer than 3 digits; a percent-escape of a lead byte of an overlong sequence.
     /// </summary>
-    public static bool OpenEnded(EscapeView view, ReadOnlySpan<byte> data, int i, int length) =>
-        view == EscapeView.Html && length > 1 && data[i + length - 1] != ';';
+    public static bool OpenEnded(EscapeView view, ReadOnlySpan<byte> data, int i, int length)
+    {
+        if (length <= 1)
+        {
+            return false;
+        }
+
+        var b = data[i];
+        var last = data[i + length - 1];
+        return (b, view) switch
+        {
+            ((byte)'&', EscapeView.Html or EscapeView.Mixed) => last != ';',
+            ((byte)'\\', EscapeView.Json or EscapeView.Mixed) => data[i + 1] is not (byte)'b' and not (byte)'f' and not (byte)'u' and not (byte)'x'
+                && Hex(data[i + 1]) >= 0 && ((length < 8 && Hex(last) >= 0) || last == '\r'),
+            ((byte)'\\', EscapeView.JsonLatin1) => data[i + 1] is >= (byte)'0' and <= (byte)'7' && length < (data[i + 1] <= '3' ? 4 : 3),
+            ((byte)'%', EscapeView.Url or EscapeView.Mixed) => length == 3 && Hex(data[i + 1]) is 0xC or 0xE && Hex(data[i + 2]) is 0 or 1
+                && (data[i + 1] is (byte)'C' or (byte)'c' || Hex(data[i + 2]) == 0),
+            _ => false,
+        };
+    }
 
     private static int DecodeJson(ReadOnlySpan<byte> s, Span<byte> output, bool latin1, out int length)
     {

@@ -22,9 +22,11 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// <summary>
 /// The one matcher of real secret values, shared by the content scanner (<c>vault-secret</c>), the
 /// request leak check and the response scrubber. It finds each value:
-/// raw; JSON-escaped (<c>\" \\ \/ \b \f \n \r \t</c>, <c>\uXXXX</c> in either hex case, surrogate pairs,
-/// and non-ASCII bytes escaped one by one as <c>\u00XX</c>), in any mix of escaped and plain characters;
-/// percent-encoded (either hex case, <c>+</c> for space, any mix incl. fully encoded);
+/// raw, as UTF-8 and as UTF-16LE/BE (R6-2); JSON-escaped (<c>\" \\ \/ \b \f \n \r \t</c>, <c>\uXXXX</c> in either hex case,
+/// surrogate pairs, JavaScript <c>\u{...}</c>, CSS <c>\41 </c>, and non-ASCII bytes escaped one by one as <c>\u00XX</c> or
+/// octal <c>\ooo</c>), in any mix of escaped and plain characters;
+/// percent-encoded (either hex case, <c>+</c> for space, any mix incl. fully encoded, <c>%uXXXX</c>, overlong UTF-8 such as
+/// <c>%C1%81</c>);
 /// HTML character references as browsers read them (every single-character named reference, legacy names and
 /// numbers without <c>;</c>, any leading zeros; at most 33 characters); JavaScript <c>\xXX</c> and <c>\'</c>;
 /// quoted-printable;
@@ -33,10 +35,15 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// at any line length, and under one escaping (JSON, percent or HTML escapes standing for base64
 /// characters or line breaks); and two levels of escaping (any of the four escaping views over any
 /// other or itself: JSON in a JSON string, percent twice, JSON then percent, HTML then JSON...), three levels of
-/// one escaping, and base64 of the value raw or under one escaping (runs of base64 characters, wrapped by line breaks
-/// or by spaces after whole groups of 4, decoded at each of the four offsets, every text view run over them).
-/// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte; the two-level
-/// pass adds at most 4 decodings and 16 automaton passes.
+/// one escaping or of three different ones (R6-3), and base64 of the value raw or under one escaping (runs of base64
+/// characters, wrapped by line breaks or by spaces after whole groups of 4, decoded at each of the four offsets, every
+/// text view run over them), and the same once more inside the decoded bytes: base64 of base64 (R6-1).
+/// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte; the two- and three-level
+/// passes add at most 10 decodings and 23 automaton passes. Base64 is decoded at most two levels deep: a decoded run is
+/// 3/4 of its characters, so the second level costs at most 4 x 3/4 = 3 times the first level's run collection and
+/// 16 decodings of 9/16 of the input (each with the first level's text views): a constant factor of at most about 10
+/// over one base64 level, and nothing past a quick probe when the decoded bytes have no long stretch of base64
+/// characters.
 /// Immutable and thread-safe. Overlapping matches are merged into one range.
 /// </summary>
 public sealed class RealValueMatcher
@@ -367,6 +374,21 @@ public sealed class RealValueMatcher
                     }
                 }
 
+                // Three different escapings stacked (R6-3: url(json(html(v))), html(url(json(v)))...): after this outer level,
+                // two more read by the mixed view, where \, % and & each start their own escaping (an encoder of an outer
+                // level escapes the escape characters of the inner ones). One decoding and one pass, each skipped without
+                // an escape to read.
+                if (outer != EscapeView.JsonLatin1 && HasEscapes(EscapeView.Mixed, view))
+                {
+                    var mixed = DecodeAll(EscapeView.Mixed, view, outerLimit, again, map2, out var mixedEscapes, out _, out var mixedLimit);
+                    var level2 = again.AsSpan(0, mixed);
+                    if (mixedEscapes > 0 && HasEscapes(EscapeView.Mixed, level2)
+                        && ScanText(EscapeView.Mixed, _mixedSkip, level2, matches, stopAtFirst, map2, ref pendingFrom, mixedLimit))
+                    {
+                        return true;
+                    }
+                }
+
                 // Three levels of the same escaping (JsonLatin1 is read as the innermost level only).
                 if (outer == EscapeView.JsonLatin1 || !HasEscapes(outer, view))
                 {
@@ -386,21 +408,6 @@ public sealed class RealValueMatcher
                     {
                         return true;
                     }
-                }
-            }
-
-            // Three different escapings stacked (R6-3: url(json(html(v))), html(url(json(v)))...): each level read by the
-            // mixed view, where \, % and & each start their own escaping (an encoder of the outer level escapes the
-            // escape characters of the inner ones). Two decodings and one pass, each skipped without an escape to read.
-            var mixed = DecodeAll(EscapeView.Mixed, data, int.MaxValue, decoded, map, out var mixedEscapes, out _, out var mixedLimit);
-            if (mixedEscapes > 0 && HasEscapes(EscapeView.Mixed, decoded.AsSpan(0, mixed)))
-            {
-                var mixed2 = DecodeAll(EscapeView.Mixed, decoded.AsSpan(0, mixed), mixedLimit, again, map2, out var mixedEscapes2, out _, out var mixedLimit2);
-                var level2 = again.AsSpan(0, mixed2);
-                if (mixedEscapes2 > 0 && HasEscapes(EscapeView.Mixed, level2)
-                    && ScanText(EscapeView.Mixed, _mixedSkip, level2, matches, stopAtFirst, map2, ref pendingFrom, mixedLimit2))
-                {
-                    return true;
                 }
             }
 
@@ -466,6 +473,7 @@ public sealed class RealValueMatcher
         latin1Escapes = false;
         escapes = 0;
         var count = 0;
+        var plainRun = false;
         map.Reset();
         for (var i = 0; i < data.Length;)
         {
@@ -485,7 +493,12 @@ public sealed class RealValueMatcher
             if (plainEnd > i)
             {
                 data[i..plainEnd].CopyTo(decoded[count..]);
-                map.Add(count, i, plain: true);
+                if (!plainRun)
+                {
+                    map.Add(count, i, plain: true);
+                    plainRun = true;
+                }
+
                 count += plainEnd - i;
                 i = plainEnd;
                 continue;
@@ -497,6 +510,24 @@ public sealed class RealValueMatcher
                 // This unit reaches the limit and may read differently with more input.
                 limit = count;
             }
+
+            if (length == 1 && n == 1 && unit[0] == data[i])
+            {
+                // An escape character that starts no escape is a plain byte: it extends the plain run in the map (dense
+                // runs of them, such as "%%%%", cost no map entry each).
+                decoded[count] = data[i];
+                if (!plainRun)
+                {
+                    map.Add(count, i, plain: true);
+                    plainRun = true;
+                }
+
+                count++;
+                i++;
+                continue;
+            }
+
+            plainRun = false;
 
             if (length > 1)
             {
