@@ -358,7 +358,7 @@ public sealed class RealValueMatcher
 
                 // An unfinished first-level escape at the end is read as plain bytes here; the open
                 // prefix is taken before it (outerLimit) so that the next chunk decodes it whole.
-                var count = DecodeAll(outer, data, int.MaxValue, decoded, map, out var escapes, out var latin1, out var outerLimit);
+                var count = DecodeAll(outer, data, int.MaxValue, decoded, map, out var escapes, out var latin1, out var outerLimit, out var escapedIntro);
                 latin1Escapes |= latin1;
                 if (escapes == 0)
                 {
@@ -377,10 +377,11 @@ public sealed class RealValueMatcher
                 // Three different escapings stacked (R6-3: url(json(html(v))), html(url(json(v)))...): after this outer level,
                 // two more read by the mixed view, where \, % and & each start their own escaping (an encoder of an outer
                 // level escapes the escape characters of the inner ones). One decoding and one pass, each skipped without
-                // an escape to read.
-                if (outer != EscapeView.JsonLatin1 && HasEscapes(EscapeView.Mixed, view))
+                // an escape to read, and skipped unless this level decoded an escape to one of those characters (the
+                // encoder of this level escaped the inner levels' escapes; literal ones are ordinary text or binary).
+                if (outer != EscapeView.JsonLatin1 && escapedIntro)
                 {
-                    var mixed = DecodeAll(EscapeView.Mixed, view, outerLimit, again, map2, out var mixedEscapes, out _, out var mixedLimit);
+                    var mixed = DecodeAll(EscapeView.Mixed, view, outerLimit, again, map2, out var mixedEscapes, out _, out var mixedLimit, out _);
                     var level2 = again.AsSpan(0, mixed);
                     if (mixedEscapes > 0 && HasEscapes(EscapeView.Mixed, level2)
                         && ScanText(EscapeView.Mixed, _mixedSkip, level2, matches, stopAtFirst, map2, ref pendingFrom, mixedLimit))
@@ -395,7 +396,7 @@ public sealed class RealValueMatcher
                     continue;
                 }
 
-                var count2 = DecodeAll(outer, view, outerLimit, again, map2, out var escapes2, out _, out var limit2);
+                var count2 = DecodeAll(outer, view, outerLimit, again, map2, out var escapes2, out _, out var limit2, out _);
                 if (escapes2 == 0)
                 {
                     continue;
@@ -456,7 +457,7 @@ public sealed class RealValueMatcher
     /// is the decoded position of the earlier of <paramref name="limitIn"/> and an unfinished escape at the end (where
     /// more input could change what is decoded); <see cref="int.MaxValue"/> when neither.
     /// </summary>
-    private static int DecodeAll(EscapeView view, ReadOnlySpan<byte> data, int limitIn, Span<byte> decoded, SourceMap map, out int escapes, out bool latin1Escapes, out int limit)
+    private static int DecodeAll(EscapeView view, ReadOnlySpan<byte> data, int limitIn, Span<byte> decoded, SourceMap map, out int escapes, out bool latin1Escapes, out int limit, out bool escapedIntro)
     {
         var intro = view switch
         {
@@ -471,6 +472,7 @@ public sealed class RealValueMatcher
         Span<byte> unit = stackalloc byte[4];
         limit = int.MaxValue;
         latin1Escapes = false;
+        escapedIntro = false;
         escapes = 0;
         var count = 0;
         var plainRun = false;
@@ -532,6 +534,7 @@ public sealed class RealValueMatcher
             if (length > 1)
             {
                 escapes++;
+                escapedIntro |= n == 1 && unit[0] is (byte)'\\' or (byte)'%' or (byte)'&';
 
                 // A \u0080-\u00FF, \x80-\xFF or \u{80}-\u{FF} escape: the per-byte reading (JsonLatin1) differs from the
                 // UTF-16 one; so does a backslash before an octal digit (an octal escape there, a CSS escape here).
