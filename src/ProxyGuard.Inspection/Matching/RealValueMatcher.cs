@@ -537,9 +537,9 @@ public sealed class RealValueMatcher
                 escapedIntro |= n == 1 && unit[0] is (byte)'\\' or (byte)'%' or (byte)'&';
 
                 // A \u0080-\u00FF, \x80-\xFF or \u{80}-\u{FF} escape: the per-byte reading (JsonLatin1) differs from the
-                // UTF-16 one; so does a backslash before an octal digit (an octal escape there, a CSS escape here).
-                latin1Escapes |= view == EscapeView.Json
-                    && ((length > 2 && n == 2 && unit[0] is 0xC2 or 0xC3) || data[i + 1] is >= (byte)'0' and <= (byte)'7');
+                // UTF-16 one. (Octal escapes are read per byte as the innermost level only: as an outer level they would
+                // make every body with a backslash before a digit, binary included, pay one more decoding.)
+                latin1Escapes |= view == EscapeView.Json && length > 2 && n == 2 && unit[0] is 0xC2 or 0xC3;
             }
 
             unit[..n].CopyTo(decoded[count..]);
