@@ -25,6 +25,10 @@ internal static class ScrubProbe
             ("HTML (&amp; &#39; + %20)", Fill("<a href=\"/p?q=a+b&amp;r=%20x\">Tom &amp; Jerry&#39;s</a> ")),
             ("base64 lines", Fill(Convert.ToBase64String(Encoding.UTF8.GetBytes(new string('x', 45))) + "\n")),
             ("plain text", Fill("The quick brown fox jumps over the lazy dog. ")),
+            ("base64 of base64 (manifest via contents API)", Fill(string.Join("\\n", Convert.ToBase64String(Encoding.UTF8.GetBytes(
+                "apiVersion: v1\nkind: Secret\ndata:\n  token: " + Convert.ToBase64String(Encoding.UTF8.GetBytes(new string('t', 40))) + "\n")).Chunk(60).Select(c => new string(c))) + "\\n")),
+            ("UTF-16LE text", Encoding.Unicode.GetBytes(Encoding.UTF8.GetString(Fill("The quick brown fox jumps over the lazy dog. "), 0, 1 << 19))),
+            ("binary (random)", RandomBytes()),
 
             // Adversarial repetitions (the shapes of Secrets.Tests' Adversarial_repetitions_are_linear).
             ("adversarial \\u005C", Fill("\\u005C")),
@@ -50,6 +54,13 @@ internal static class ScrubProbe
 
             Console.WriteLine($"| {name} | {body.Length / (best / 1e9) / 1e6:F0} |");
         }
+    }
+
+    private static byte[] RandomBytes()
+    {
+        var bytes = new byte[1 << 20];
+        new Random(42).NextBytes(bytes);
+        return bytes;
     }
 
     private static byte[] Fill(string unit)

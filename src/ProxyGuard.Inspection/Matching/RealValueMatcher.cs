@@ -22,9 +22,11 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// <summary>
 /// The one matcher of real secret values, shared by the content scanner (<c>vault-secret</c>), the
 /// request leak check and the response scrubber. It finds each value:
-/// raw; JSON-escaped (<c>\" \\ \/ \b \f \n \r \t</c>, <c>\uXXXX</c> in either hex case, surrogate pairs,
-/// and non-ASCII bytes escaped one by one as <c>\u00XX</c>), in any mix of escaped and plain characters;
-/// percent-encoded (either hex case, <c>+</c> for space, any mix incl. fully encoded);
+/// raw, as UTF-8 and as UTF-16LE/BE (R6-2); JSON-escaped (<c>\" \\ \/ \b \f \n \r \t</c>, <c>\uXXXX</c> in either hex case,
+/// surrogate pairs, JavaScript <c>\u{...}</c>, CSS <c>\41 </c>, and non-ASCII bytes escaped one by one as <c>\u00XX</c> or
+/// octal <c>\ooo</c>), in any mix of escaped and plain characters;
+/// percent-encoded (either hex case, <c>+</c> for space, any mix incl. fully encoded, <c>%uXXXX</c>, overlong UTF-8 such as
+/// <c>%C1%81</c>);
 /// HTML character references as browsers read them (every single-character named reference, legacy names and
 /// numbers without <c>;</c>, any leading zeros; at most 33 characters); JavaScript <c>\xXX</c> and <c>\'</c>;
 /// quoted-printable;
@@ -33,10 +35,15 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// at any line length, and under one escaping (JSON, percent or HTML escapes standing for base64
 /// characters or line breaks); and two levels of escaping (any of the four escaping views over any
 /// other or itself: JSON in a JSON string, percent twice, JSON then percent, HTML then JSON...), three levels of
-/// one escaping, and base64 of the value raw or under one escaping (runs of base64 characters, wrapped by line breaks
-/// or by spaces after whole groups of 4, decoded at each of the four offsets, every text view run over them).
-/// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte; the two-level
-/// pass adds at most 4 decodings and 16 automaton passes.
+/// one escaping or of three different ones (R6-3), and base64 of the value raw or under one escaping (runs of base64
+/// characters, wrapped by line breaks or by spaces after whole groups of 4, decoded at each of the four offsets, every
+/// text view run over them), and the same once more inside the decoded bytes: base64 of base64 (R6-1).
+/// Cost is linear in the input: one Aho-Corasick automaton per view, one step per byte; the two- and three-level
+/// passes add at most 10 decodings and 23 automaton passes. Base64 is decoded at most two levels deep: a decoded run is
+/// 3/4 of its characters, so the second level costs at most 4 x 3/4 = 3 times the first level's run collection and
+/// 16 decodings of 9/16 of the input (each with the first level's text views): a constant factor of at most about 10
+/// over one base64 level, and nothing past a quick probe when the decoded bytes have no long stretch of base64
+/// characters.
 /// Immutable and thread-safe. Overlapping matches are merged into one range.
 /// </summary>
 public sealed class RealValueMatcher
@@ -69,6 +76,7 @@ public sealed class RealValueMatcher
     private readonly AhoCorasick _base64;
     private readonly SearchValues<byte>[] _skip;
     private readonly SearchValues<byte> _base64Skip;
+    private readonly SearchValues<byte> _mixedSkip;
 
     /// <summary>The shortest value (bytes): a base64 run shorter than this cannot hold the base64 of any form.</summary>
     private readonly int _shortest;
@@ -86,6 +94,11 @@ public sealed class RealValueMatcher
             }
 
             text.Add((value.Value.ToArray(), value.Owner));
+            foreach (var form in Utf16Forms(value.Value.Span))
+            {
+                text.Add((form, value.Owner));
+            }
+
             foreach (var form in Base64Forms(value.Value.Span))
             {
                 base64.Add((form, value.Owner));
@@ -112,6 +125,7 @@ public sealed class RealValueMatcher
             SearchValues.Create([.. first, (byte)'&']),
             SearchValues.Create([.. first, (byte)'=']),
         ];
+        _mixedSkip = SearchValues.Create([.. first, .. EscapeStarts]);
         var base64First = new List<byte>(EscapeStarts);
         for (var b = 0; b < 256; b++)
         {
@@ -148,8 +162,16 @@ public sealed class RealValueMatcher
         // How many base64 characters can hold the base64 of a value under one escaping.
         var base64TailChars = (((_text.MaxLength * Base64UnitExpansion) + 2) / 3 * 4) + 4;
         long deep = Math.Max((long)_text.MaxLength * Base64UnitExpansion * Base64UnitExpansion, (long)_text.MaxLength * 12 * 12 * 12);
+
+        // Three different escapings stacked (R6-3): each level's escape up to an HTML reference long.
+        deep = Math.Max(deep, (long)_text.MaxLength * Base64UnitExpansion * Base64UnitExpansion * Base64UnitExpansion);
         deep = Math.Max(deep, (long)_base64.MaxLength * Base64UnitExpansion * 3);
         deep = Math.Max(deep, (long)base64TailChars * Base64UnitExpansion * (MaxBase64Gap + 1));
+
+        // Base64 of base64 (R6-1): the inner run (as long as the base64 of an escaped value, each character escaped or
+        // wrapped) is itself base64-encoded, each outer character escaped or wrapped.
+        var innerChars = (long)base64TailChars * Base64UnitExpansion * (MaxBase64Gap + 1);
+        deep = Math.Max(deep, (((innerChars + 2) / 3 * 4) + 4) * Base64UnitExpansion * (MaxBase64Gap + 1));
         Window = Math.Max(window, (int)Math.Min(deep, DeepFormWindowCap));
         IsEmpty = _text.IsEmpty;
     }
@@ -336,7 +358,7 @@ public sealed class RealValueMatcher
 
                 // An unfinished first-level escape at the end is read as plain bytes here; the open
                 // prefix is taken before it (outerLimit) so that the next chunk decodes it whole.
-                var count = DecodeAll(outer, data, int.MaxValue, decoded, map, out var escapes, out var latin1, out var outerLimit);
+                var count = DecodeAll(outer, data, int.MaxValue, decoded, map, out var escapes, out var latin1, out var outerLimit, out var escapedIntro);
                 latin1Escapes |= latin1;
                 if (escapes == 0)
                 {
@@ -352,13 +374,29 @@ public sealed class RealValueMatcher
                     }
                 }
 
+                // Three different escapings stacked (R6-3: url(json(html(v))), html(url(json(v)))...): after this outer level,
+                // two more read by the mixed view, where \, % and & each start their own escaping (an encoder of an outer
+                // level escapes the escape characters of the inner ones). One decoding and one pass, each skipped without
+                // an escape to read, and skipped unless this level decoded an escape to one of those characters (the
+                // encoder of this level escaped the inner levels' escapes; literal ones are ordinary text or binary).
+                if (outer != EscapeView.JsonLatin1 && escapedIntro)
+                {
+                    var mixed = DecodeAll(EscapeView.Mixed, view, outerLimit, again, map2, out var mixedEscapes, out _, out var mixedLimit, out _);
+                    var level2 = again.AsSpan(0, mixed);
+                    if (mixedEscapes > 0 && HasEscapes(EscapeView.Mixed, level2)
+                        && ScanText(EscapeView.Mixed, _mixedSkip, level2, matches, stopAtFirst, map2, ref pendingFrom, mixedLimit))
+                    {
+                        return true;
+                    }
+                }
+
                 // Three levels of the same escaping (JsonLatin1 is read as the innermost level only).
                 if (outer == EscapeView.JsonLatin1 || !HasEscapes(outer, view))
                 {
                     continue;
                 }
 
-                var count2 = DecodeAll(outer, view, outerLimit, again, map2, out var escapes2, out _, out var limit2);
+                var count2 = DecodeAll(outer, view, outerLimit, again, map2, out var escapes2, out _, out var limit2, out _);
                 if (escapes2 == 0)
                 {
                     continue;
@@ -392,11 +430,26 @@ public sealed class RealValueMatcher
     {
         EscapeView.Raw => true,
         EscapeView.Json => data.IndexOf((byte)'\\') >= 0,
-        EscapeView.JsonLatin1 => data.IndexOf("\\u00"u8) >= 0 || data.IndexOf("\\x"u8) >= 0,
+        EscapeView.JsonLatin1 => data.IndexOf("\\u00"u8) >= 0 || data.IndexOf("\\x"u8) >= 0 || data.IndexOf("\\u{"u8) >= 0 || HasOctalEscape(data),
         EscapeView.Url => data.IndexOfAny((byte)'%', (byte)'+') >= 0,
         EscapeView.Html => data.IndexOf((byte)'&') >= 0,
+        EscapeView.Mixed => data.IndexOfAny(EscapeStarts) >= 0,
         _ => data.IndexOf((byte)'=') >= 0,
     };
+
+    /// <summary>True when a backslash is followed by an octal digit (an escape only the per-byte JSON view reads as octal).</summary>
+    private static bool HasOctalEscape(ReadOnlySpan<byte> data)
+    {
+        for (var at = data.IndexOf((byte)'\\'); at >= 0 && at + 1 < data.Length; at += data[(at + 1)..].IndexOf((byte)'\\') is var next and >= 0 ? next + 1 : data.Length)
+        {
+            if (data[at + 1] is >= (byte)'0' and <= (byte)'7')
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// Decodes all of <paramref name="data"/> by <paramref name="view"/> into <paramref name="decoded"/> (never longer
@@ -404,13 +457,14 @@ public sealed class RealValueMatcher
     /// is the decoded position of the earlier of <paramref name="limitIn"/> and an unfinished escape at the end (where
     /// more input could change what is decoded); <see cref="int.MaxValue"/> when neither.
     /// </summary>
-    private static int DecodeAll(EscapeView view, ReadOnlySpan<byte> data, int limitIn, Span<byte> decoded, SourceMap map, out int escapes, out bool latin1Escapes, out int limit)
+    private static int DecodeAll(EscapeView view, ReadOnlySpan<byte> data, int limitIn, Span<byte> decoded, SourceMap map, out int escapes, out bool latin1Escapes, out int limit, out bool escapedIntro)
     {
         var intro = view switch
         {
             EscapeView.Json or EscapeView.JsonLatin1 => EscapeDecoder.JsonIntro,
             EscapeView.Url => EscapeDecoder.UrlIntro,
             EscapeView.Html => EscapeDecoder.HtmlIntro,
+            EscapeView.Mixed => EscapeDecoder.MixedIntro,
             _ => EscapeDecoder.QuotedPrintableIntro,
         };
         var rawTail = EscapeDecoder.IncompleteTail(view, limitIn < data.Length ? data[..limitIn] : data);
@@ -418,8 +472,10 @@ public sealed class RealValueMatcher
         Span<byte> unit = stackalloc byte[4];
         limit = int.MaxValue;
         latin1Escapes = false;
+        escapedIntro = false;
         escapes = 0;
         var count = 0;
+        var plainRun = false;
         map.Reset();
         for (var i = 0; i < data.Length;)
         {
@@ -439,7 +495,12 @@ public sealed class RealValueMatcher
             if (plainEnd > i)
             {
                 data[i..plainEnd].CopyTo(decoded[count..]);
-                map.Add(count, i, plain: true);
+                if (!plainRun)
+                {
+                    map.Add(count, i, plain: true);
+                    plainRun = true;
+                }
+
                 count += plainEnd - i;
                 i = plainEnd;
                 continue;
@@ -452,12 +513,33 @@ public sealed class RealValueMatcher
                 limit = count;
             }
 
+            if (length == 1 && n == 1 && unit[0] == data[i])
+            {
+                // An escape character that starts no escape is a plain byte: it extends the plain run in the map (dense
+                // runs of them, such as "%%%%", cost no map entry each).
+                decoded[count] = data[i];
+                if (!plainRun)
+                {
+                    map.Add(count, i, plain: true);
+                    plainRun = true;
+                }
+
+                count++;
+                i++;
+                continue;
+            }
+
+            plainRun = false;
+
             if (length > 1)
             {
                 escapes++;
+                escapedIntro |= n == 1 && unit[0] is (byte)'\\' or (byte)'%' or (byte)'&';
 
-                // A \u0080-\u00FF or \x80-\xFF escape: the per-byte reading (JsonLatin1) differs from the UTF-16 one.
-                latin1Escapes |= view == EscapeView.Json && length is 6 or 4 && n == 2 && unit[0] is 0xC2 or 0xC3;
+                // A \u0080-\u00FF, \x80-\xFF or \u{80}-\u{FF} escape: the per-byte reading (JsonLatin1) differs from the
+                // UTF-16 one. (Octal escapes are read per byte as the innermost level only: as an outer level they would
+                // make every body with a backslash before a digit, binary included, pay one more decoding.)
+                latin1Escapes |= view == EscapeView.Json && length > 2 && n == 2 && unit[0] is 0xC2 or 0xC3;
             }
 
             unit[..n].CopyTo(decoded[count..]);
@@ -727,7 +809,7 @@ public sealed class RealValueMatcher
     /// 3/4 of the runs, each linear; bodies without long runs pay the collecting pass only. An unfinished run at the end
     /// holds back the characters that do not complete a byte yet and the open prefix of a form in its decoded bytes.
     /// </summary>
-    private bool ScanBase64Decoded(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom)
+    private bool ScanBase64Decoded(ReadOnlySpan<byte> data, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom, bool nested = false)
     {
         if (IsEmpty || data.IsEmpty)
         {
@@ -929,6 +1011,14 @@ public sealed class RealValueMatcher
                         return true;
                     }
                 }
+
+                // The inner level gets the decoded bytes without the closing line break of a finished last run: an inner
+                // match that reaches their end then maps to where that run ends, not to the end of the input.
+                if (!nested && (size >= minRun || lastOpen)
+                    && ScanBase64Twice(lastOpen ? bytes : bytes[..^1], map, matches, stopAtFirst, ref pendingFrom, lastOpen, charSource.AsSpan(0, count), charEnd, runs, offset))
+                {
+                    return true;
+                }
             }
 
             return false;
@@ -943,6 +1033,42 @@ public sealed class RealValueMatcher
             ArrayPool<byte>.Shared.Return(decoded);
             map.Dispose();
         }
+    }
+
+    /// <summary>
+    /// R6-1, base64 of base64 (a Kubernetes Secret manifest served base64-encoded by a contents API): the bytes decoded
+    /// from base64 runs at one offset are scanned once more as base64, exactly as the input is (runs collected through
+    /// escapes and line breaks, decoded at four offsets, every text view over them), one level deep only. Matches and
+    /// the open prefix of an unfinished inner run are mapped back through the outer decoding; an open prefix is held
+    /// back from the start of its outer group of 4 (as a text view's is), and only when the outer run is itself
+    /// unfinished (otherwise every byte the inner level sees is final).
+    /// </summary>
+    private bool ScanBase64Twice(ReadOnlySpan<byte> bytes, SourceMap map, List<ValueMatch> matches, bool stopAtFirst, ref int pendingFrom, bool lastOpen,
+        ReadOnlySpan<int> charSource, int[] charEnd, List<(int CharStart, int CharEnd, int SourceStart, int SourceEnd)> runs, int offset)
+    {
+        var inner = new List<ValueMatch>();
+        var innerPending = bytes.Length;
+        var found = ScanBase64Decoded(bytes, inner, stopAtFirst, ref innerPending, nested: true);
+        foreach (var match in inner)
+        {
+            var start = map.Source(match.Start);
+            var end = map.Source(match.End);
+            matches.Add(WholeCharacters(new ValueMatch(start, end - start, match.Owner), charSource, charEnd, runs));
+        }
+
+        if (lastOpen && innerPending < bytes.Length)
+        {
+            var held = map.Source(innerPending);
+            if (charSource.BinarySearch(held) is var c and >= 0 && c >= runs[^1].CharStart + offset)
+            {
+                var first = runs[^1].CharStart + offset;
+                held = charSource[first + ((c - first) / 4 * 4)];
+            }
+
+            pendingFrom = Math.Min(pendingFrom, held);
+        }
+
+        return found;
     }
 
     /// <summary>
@@ -1030,6 +1156,50 @@ public sealed class RealValueMatcher
         }
 
         return size;
+    }
+
+    /// <summary>
+    /// R6-2: the UTF-16 forms of a value that is valid UTF-8 (Windows APIs, PowerShell <c>-EncodedCommand</c>, .NET and Java
+    /// serialisations), little- and big-endian, as text patterns: the raw view finds them in the input, the base64 views
+    /// in decoded base64 (base64 of UTF-16LE), the JSON view with per-byte escapes. The zero byte of an ASCII character at
+    /// either end is left out (it may be the only byte of the form at a chunk's edge, and the two orders then share
+    /// their patterns for an ASCII value): a match leaves that one zero byte in place. Nothing for a value of one
+    /// character (too short to tell from binary).
+    /// </summary>
+    internal static List<byte[]> Utf16Forms(ReadOnlySpan<byte> value)
+    {
+        var forms = new List<byte[]>();
+        var chars = ArrayPool<char>.Shared.Rent(value.Length);
+        try
+        {
+            if (System.Text.Unicode.Utf8.ToUtf16(value, chars, out _, out var written, replaceInvalidSequences: false) != OperationStatus.Done || written < 2)
+            {
+                return forms;
+            }
+
+            foreach (var encoding in (ReadOnlySpan<System.Text.Encoding>)[System.Text.Encoding.Unicode, System.Text.Encoding.BigEndianUnicode])
+            {
+                var bytes = encoding.GetBytes(chars, 0, written);
+                var start = bytes[0] == 0 ? 1 : 0;
+                var end = bytes[^1] == 0 ? bytes.Length - 1 : bytes.Length;
+                var form = bytes[start..end];
+                Array.Clear(bytes);
+                if (forms.Exists(f => f.AsSpan().SequenceEqual(form)))
+                {
+                    Array.Clear(form);
+                    continue;
+                }
+
+                forms.Add(form);
+            }
+
+            return forms;
+        }
+        finally
+        {
+            chars.AsSpan(0, value.Length).Clear();
+            ArrayPool<char>.Shared.Return(chars);
+        }
     }
 
     /// <summary>

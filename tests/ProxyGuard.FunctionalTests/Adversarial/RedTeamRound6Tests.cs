@@ -33,7 +33,7 @@ public sealed class RedTeamRound6ResponseTests : IClassFixture<HostileOriginFixt
     /// base64 run and matches the text views in it, but does not decode base64 found inside decoded base64, so the
     /// response passes unscrubbed and two <c>base64 -d</c> give the sandbox the value.
     /// </summary>
-    [Fact(Skip = "open R6-1: base64 of base64 (a Kubernetes Secret manifest served by a contents API) is not scrubbed")]
+    [Fact]
     public async Task A_bound_api_returning_base64_of_base64_of_the_value_is_scrubbed()
     {
         using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
@@ -111,7 +111,7 @@ public sealed class RedTeamRound6WebSocketTests : IClassFixture<WebSocketHttp2Fi
     /// that is base64 of a document holding the value base64-encoded. The frame scrubber uses the shared matcher, which
     /// does not decode base64 inside decoded base64: the message arrives unchanged and decodes to the value.
     /// </summary>
-    [Fact(Skip = "open R6-1: base64 of base64 in a WebSocket message is not scrubbed")]
+    [Fact]
     public async Task A_real_value_echoed_as_base64_of_base64_in_a_frame_is_scrubbed()
     {
         var text = await LeakAsync("b64b64");
@@ -124,7 +124,7 @@ public sealed class RedTeamRound6WebSocketTests : IClassFixture<WebSocketHttp2Fi
     /// FINDING R6-2 (low/medium, the real value reaches the sandbox): base64 of UTF-16LE, the form of PowerShell's
     /// <c>-EncodedCommand</c> and of Windows APIs. The matcher knows only UTF-8 forms of a value.
     /// </summary>
-    [Fact(Skip = "open R6-2: UTF-16 forms of a value (raw or base64, as PowerShell -EncodedCommand) are not scrubbed")]
+    [Fact]
     public async Task A_real_value_echoed_as_base64_of_utf16_in_a_frame_is_scrubbed()
     {
         var text = await LeakAsync("utf16");
