@@ -70,7 +70,28 @@ internal static class CentralSchema
             last_seq bigint NOT NULL
         );
         INSERT INTO proxyguard_sequence (id, last_seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
+        CREATE TABLE IF NOT EXISTS proxyguard_checkpoints (
+            replica_id        text NOT NULL,
+            n                 bigint NOT NULL,
+            signed_replica_id text NOT NULL,
+            local_id          bigint NOT NULL,
+            event_hash        bytea NOT NULL,
+            time_us           bigint NOT NULL,
+            previous          bytea NOT NULL,
+            key_id            bytea NOT NULL,
+            signature         bytea NOT NULL,
+            PRIMARY KEY (replica_id, n)
+        );
         """;
+
+    public const string CheckpointColumns = "signed_replica_id, n, local_id, event_hash, time_us, previous, key_id, signature";
+
+    public const string SelectCheckpointCursor = "SELECT coalesce(max(n), 0) FROM proxyguard_checkpoints WHERE replica_id = $1";
+
+    /// <summary>One checkpoint; shipped again after a lost reply, it is stored once.</summary>
+    public const string ShipCheckpoint =
+        "INSERT INTO proxyguard_checkpoints (replica_id, " + CheckpointColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) " +
+        "ON CONFLICT (replica_id, n) DO NOTHING";
 
     /// <summary>Registers a replica on its first shipment: its chain starts after its local anchor.</summary>
     public const string Register = """
