@@ -388,9 +388,11 @@ public sealed class EventStore : IAsyncDisposable
         }
 
         _lifetime.Cancel();
-        if (_signer is not null)
+        if (_signer is not null || _status.MaxUnshipped is not null)
         {
-            Post(new QueueItem(QueueItemKind.Checkpoint, null, null)); // the last checkpoint covers the last event
+            // A last commit: the last checkpoint covers the last event, and the shipped cursors are written down
+            // (the local store is the witness of what was shipped: events verify --data-dir).
+            Post(new QueueItem(QueueItemKind.Checkpoint, null, null));
         }
 
         _channel.Writer.TryComplete();

@@ -121,8 +121,9 @@ public static class ChainVerifier
     /// <exception cref="EventStoreException">PostgreSQL cannot be read.</exception>
     /// <param name="keys">Public keys: also check every replica's signed checkpoints against its chain.</param>
     /// <param name="witness">A replica's data directory: also compare that replica's central chain with its local store.</param>
+    /// <param name="witnessReplica">That replica's id (default: its <c>replica.id</c> file, else the replica its checkpoints name).</param>
     public static async Task<IReadOnlyList<ChainReport>> VerifyCentralAsync(string connectionString, string display, CancellationToken ct,
-        CheckpointKeys? keys = null, string? witness = null)
+        CheckpointKeys? keys = null, string? witness = null, string? witnessReplica = null)
     {
         var reports = new List<ChainReport>();
         try
@@ -222,7 +223,7 @@ public static class ChainVerifier
 
             if (witness is not null)
             {
-                reports.AddRange(await CompareWithLocalAsync(connection, witness, reports, keys, ct));
+                reports.AddRange(await CompareWithLocalAsync(connection, witness, witnessReplica, reports, keys, ct));
             }
         }
         catch (Exception ex) when (CentralStore.IsStoreError(ex))
@@ -277,25 +278,37 @@ public static class ChainVerifier
     /// R5-6: the replica's own store is a witness outside the database. Its local chain is checked too; then what it
     /// says it shipped (events and checkpoints) must be in the central store, with the same hash at the newest event both hold.
     /// </summary>
-    private static async Task<List<ChainReport>> CompareWithLocalAsync(NpgsqlConnection connection, string dataDirectory, List<ChainReport> central,
-        CheckpointKeys? keys, CancellationToken ct)
+    private static async Task<List<ChainReport>> CompareWithLocalAsync(NpgsqlConnection connection, string dataDirectory, string? replicaId,
+        List<ChainReport> central, CheckpointKeys? keys, CancellationToken ct)
     {
-        var idFile = Path.Combine(dataDirectory, CentralConnection.ReplicaIdFileName);
-        string replicaId;
-        try
-        {
-            replicaId = File.ReadAllText(idFile).Trim();
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new EventStoreException($"--data-dir: cannot read the replica id ({idFile}): {EventWriter.OneLine(ex)}", ex);
-        }
-
         var local = VerifyLocal(dataDirectory, keys);
         var path = Path.GetFullPath(Path.Combine(dataDirectory, EventSchema.FileName));
-        var source = $"replica {replicaId} against its local store {path}";
         var connectionString = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString();
         using var reader = new EventReader(connectionString);
+        var idFile = Path.Combine(dataDirectory, CentralConnection.ReplicaIdFileName);
+        if (string.IsNullOrEmpty(replicaId) && File.Exists(idFile))
+        {
+            try
+            {
+                replicaId = File.ReadAllText(idFile).Trim();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new EventStoreException($"--data-dir: cannot read the replica id ({idFile}): {EventWriter.OneLine(ex)}", ex);
+            }
+        }
+
+        if (string.IsNullOrEmpty(replicaId) && reader.ReadCheckpoints(0, long.MaxValue, int.MaxValue) is [.., var newest])
+        {
+            replicaId = newest.ReplicaId;
+        }
+
+        if (string.IsNullOrEmpty(replicaId))
+        {
+            throw new EventStoreException($"--data-dir: {dataDirectory} has no {CentralConnection.ReplicaIdFileName}: name the replica with --replica-id");
+        }
+
+        var source = $"replica {replicaId} against its local store {path}";
         var shipped = reader.ReadMeta("shipped");
         var checkpointsShipped = reader.ReadMeta("checkpoints_shipped");
         var (localAnchor, _) = reader.ReadAnchor();

@@ -226,7 +226,8 @@ internal static class EventsCommand
         var store = new Option<string?>("--events-store") { Description = "Check every replica in the central store: postgres://USER@HOST[:PORT]/DB (default: PROXYGUARD_EVENTS_STORE when --data-dir is not given)." };
         var passwordFile = new Option<string?>("--events-store-password-file") { Description = "File holding the central store's password." };
         var publicKey = new Option<string?>("--public-key") { Description = "Also check the signed checkpoints against these Ed25519 public keys (a PEM file; several keys during a rotation)." }.NotEmpty();
-        var verify = new Command("verify", "Check the events' hash chains and name the first break (exit 1 on a break).") { dataDir, store, passwordFile, publicKey };
+        var replica = new Option<string?>("--replica-id") { Description = "With --events-store and --data-dir: the replica that data directory belongs to (default: its replica.id, else the replica its checkpoints name)." }.NotEmpty();
+        var verify = new Command("verify", "Check the events' hash chains and name the first break (exit 1 on a break).") { dataDir, store, passwordFile, publicKey, replica };
         verify.SetAction(async (parse, ct) =>
         {
             var url = parse.GetValue(store);
@@ -245,7 +246,7 @@ internal static class EventsCommand
                     var (connectionString, display) = ProxyGuard.Audit.Central.CentralConnection.Parse(
                         url, parse.GetValue(passwordFile) ?? Environment.GetEnvironmentVariable("PROXYGUARD_EVENTS_STORE_PASSWORD_FILE"),
                         Environment.GetEnvironmentVariable, "--events-store");
-                    reports = await ChainVerifier.VerifyCentralAsync(connectionString, display, ct, keys, dir);
+                    reports = await ChainVerifier.VerifyCentralAsync(connectionString, display, ct, keys, dir, parse.GetValue(replica));
                     if (reports.Count == 0)
                     {
                         Console.WriteLine($"no replica has shipped events to {display} yet");
