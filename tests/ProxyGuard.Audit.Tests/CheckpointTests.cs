@@ -130,6 +130,8 @@ public class CheckpointTests
     private static EventStoreOptions Options(int every = 5) => new()
     {
         BatchInterval = TimeSpan.FromMilliseconds(10),
+        RetainFor = null, // the test events are dated 2025: retention would delete them meanwhile
+        MaxEvents = null,
         Checkpoints = new CheckpointOptions { ReplicaId = ReplicaId, EveryEvents = every, Interval = TimeSpan.FromHours(1) },
     };
 

@@ -88,6 +88,16 @@ internal static class CentralSchema
 
     public const string SelectCheckpointCursor = "SELECT coalesce(max(n), 0) FROM proxyguard_checkpoints WHERE replica_id = $1";
 
+    /// <summary>
+    /// After central retention: of each replica's checkpoints at or before its anchor (their events are deleted), only
+    /// the newest is kept.
+    /// </summary>
+    public const string PruneCheckpoints = """
+        DELETE FROM proxyguard_checkpoints c USING proxyguard_replicas r
+        WHERE c.replica_id = r.replica_id AND c.local_id <= r.anchor_id
+          AND c.n < (SELECT max(k.n) FROM proxyguard_checkpoints k WHERE k.replica_id = r.replica_id AND k.local_id <= r.anchor_id)
+        """;
+
     /// <summary>One checkpoint; shipped again after a lost reply, it is stored once.</summary>
     public const string ShipCheckpoint =
         "INSERT INTO proxyguard_checkpoints (replica_id, " + CheckpointColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) " +

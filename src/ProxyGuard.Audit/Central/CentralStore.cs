@@ -173,7 +173,14 @@ public sealed class CentralStore : IAsyncDisposable
         {
             if (_local.Signer is not null)
             {
-                await _local.CheckpointAsync(ct); // the last event gets a checkpoint, shipped with it
+                try
+                {
+                    await _local.CheckpointAsync(ct); // the last event gets a checkpoint, shipped with it
+                }
+                catch (EventStoreException)
+                {
+                    // The local store is failing: ship what is committed anyway.
+                }
             }
 
             await ShipOnceAsync(ct);
@@ -485,6 +492,12 @@ public sealed class CentralStore : IAsyncDisposable
                 retainCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cutoff });
                 retainCommand.Parameters.Add(new NpgsqlParameter<int> { TypedValue = RetentionChunk });
                 deleted = (long)(await retainCommand.ExecuteScalarAsync(ct))!;
+            }
+
+            if (deleted > 0)
+            {
+                await using var prune = new NpgsqlCommand(CentralSchema.PruneCheckpoints, connection, tx);
+                await prune.ExecuteNonQueryAsync(ct);
             }
 
             await tx.CommitAsync(ct);
