@@ -2,6 +2,7 @@
 // its slots and the failure state; each method is short, and splitting them would spread that shared state.
 using System.Threading.Channels;
 using Microsoft.Data.Sqlite;
+using ProxyGuard.Audit.Chain;
 using ProxyGuard.Audit.Storage;
 
 namespace ProxyGuard.Audit;
@@ -23,12 +24,15 @@ public sealed class EventStore : IAsyncDisposable
     private readonly int _allowLimit;
     private readonly SemaphoreSlim _slots;
     private readonly CancellationTokenSource _lifetime = new();
+    private readonly CheckpointSigner? _signer;
     private Task _compactionLoop = Task.CompletedTask;
+    private Task _checkpointLoop = Task.CompletedTask;
     private int _disposed;
 
-    private EventStore(string databasePath, EventStoreOptions options)
+    private EventStore(string databasePath, EventStoreOptions options, CheckpointSigner? signer)
     {
         _options = options;
+        _signer = signer;
         DatabasePath = databasePath;
         _status = new StoreStatus { MaxUnshipped = options.MaxUnshipped };
         // Every queued event holds one of QueueCapacity slots from the moment it is enqueued (or reserved) until the
@@ -56,7 +60,7 @@ public sealed class EventStore : IAsyncDisposable
             Cache = SqliteCacheMode.Private,
             DefaultTimeout = 10,
         }.ToString();
-        _writer = new EventWriter(writeConnection, _channel.Reader, options, _status, () => _slots.Release());
+        _writer = new EventWriter(writeConnection, _channel.Reader, options, _status, () => _slots.Release(), signer);
         _reader = new EventReader(readConnection);
     }
 
@@ -88,6 +92,18 @@ public sealed class EventStore : IAsyncDisposable
     public bool OutboxFull => _status.OutboxFull;
 
     internal EventReader Reader => _reader;
+
+    /// <summary>The checkpoint signer, when checkpoints are on.</summary>
+    public CheckpointSigner? Signer => _signer;
+
+    /// <summary>Central store: the shipper confirmed every checkpoint up to number <paramref name="n"/>.</summary>
+    internal void MarkCheckpointsShipped(long n)
+    {
+        if (n > _status.CheckpointsShipped)
+        {
+            _status.CheckpointsShipped = n;
+        }
+    }
 
     /// <summary>Central store: the shipper confirmed every id up to <paramref name="id"/> (retention may delete them now).</summary>
     internal void MarkShipped(long id)
@@ -160,7 +176,23 @@ public sealed class EventStore : IAsyncDisposable
             throw new EventStoreException($"cannot open event database '{path}': {EventWriter.OneLine(ex)}", ex);
         }
 
-        var store = new EventStore(path, options);
+        CheckpointSigner? signer = null;
+        if (options.Checkpoints is { } checkpoints)
+        {
+            string replicaId;
+            try
+            {
+                replicaId = Central.CentralConnection.ReplicaId(directory, checkpoints.ReplicaId);
+            }
+            catch (Exception ex) when (ex is ArgumentException or IOException or UnauthorizedAccessException)
+            {
+                throw new EventStoreException("checkpoints: " + EventWriter.OneLine(ex), ex);
+            }
+
+            signer = CheckpointSigner.Load(checkpoints.KeyFile ?? Path.Combine(directory, CheckpointSigner.DefaultFileName), replicaId, create: true);
+        }
+
+        var store = new EventStore(path, options, signer);
         try
         {
             store._writer.Open();
@@ -169,6 +201,7 @@ public sealed class EventStore : IAsyncDisposable
         {
             store._writer.Dispose();
             store._reader.Dispose();
+            signer?.Dispose();
             throw new EventStoreException($"cannot open event database '{path}': {EventWriter.OneLine(ex)}", ex);
         }
 
@@ -176,6 +209,11 @@ public sealed class EventStore : IAsyncDisposable
         if (RetentionCompactor.HasRetention(options))
         {
             store._compactionLoop = store.RunCompactionLoopAsync();
+        }
+
+        if (signer is not null)
+        {
+            store._checkpointLoop = store.RunCheckpointLoopAsync(options.Checkpoints!.Interval);
         }
 
         return store;
@@ -310,6 +348,21 @@ public sealed class EventStore : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Commits what is queued and, with checkpoints on, signs a checkpoint of the newest event if it has none yet;
+    /// throws <see cref="EventStoreException"/> if that cannot happen.
+    /// </summary>
+    public async Task CheckpointAsync(CancellationToken ct = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ThrowIfUnavailable();
+        var completion = QueueItem.NewCompletion();
+        if (!Post(new QueueItem(QueueItemKind.Checkpoint, null, completion)) || !await completion.Task.WaitAsync(ct))
+        {
+            throw Unavailable();
+        }
+    }
+
     /// <summary>Runs a retention compaction now (it also runs every <see cref="EventStoreOptions.CompactionInterval"/>).</summary>
     public async Task CompactAsync(CancellationToken ct = default)
     {
@@ -335,6 +388,13 @@ public sealed class EventStore : IAsyncDisposable
         }
 
         _lifetime.Cancel();
+        if (_signer is not null || _status.MaxUnshipped is not null)
+        {
+            // A last commit: the last checkpoint covers the last event, and the shipped cursors are written down
+            // (the local store is the witness of what was shipped: events verify --data-dir).
+            Post(new QueueItem(QueueItemKind.Checkpoint, null, null));
+        }
+
         _channel.Writer.TryComplete();
         _writer.Notify(urgent: true);
         if (_status.Failing)
@@ -358,8 +418,18 @@ public sealed class EventStore : IAsyncDisposable
             // The loop ends by cancellation.
         }
 
+        try
+        {
+            await _checkpointLoop;
+        }
+        catch (OperationCanceledException)
+        {
+            // The loop ends by cancellation.
+        }
+
         _writer.Dispose();
         _reader.Dispose();
+        _signer?.Dispose();
         _lifetime.Dispose();
     }
 
@@ -371,6 +441,16 @@ public sealed class EventStore : IAsyncDisposable
         while (await timer.WaitForNextTickAsync(_lifetime.Token))
         {
             Post(new QueueItem(QueueItemKind.Compact, null, null));
+        }
+    }
+
+    private async Task RunCheckpointLoopAsync(TimeSpan interval)
+    {
+        await Task.Yield();
+        using var timer = new PeriodicTimer(interval, _options.TimeProvider);
+        while (await timer.WaitForNextTickAsync(_lifetime.Token))
+        {
+            Post(new QueueItem(QueueItemKind.Checkpoint, null, null));
         }
     }
 
@@ -445,6 +525,8 @@ public sealed class EventStore : IAsyncDisposable
             o.CompactionInterval <= TimeSpan.Zero ? "CompactionInterval must be positive" :
             o.CompactionChunk < 1 ? "CompactionChunk must be at least 1" :
             o.TimeProvider is null ? "TimeProvider is required" :
+            o.Checkpoints is { EveryEvents: < 1 } ? "Checkpoints.EveryEvents must be at least 1" :
+            o.Checkpoints is { } c && c.Interval <= TimeSpan.Zero ? "Checkpoints.Interval must be positive" :
             null;
         if (problem is not null)
         {

@@ -34,6 +34,25 @@ public sealed class EventStoreOptions
     /// </summary>
     public long? MaxUnshipped { get; init; }
 
+    /// <summary>Signed checkpoints of the chain (Ed25519); null: none.</summary>
+    public CheckpointOptions? Checkpoints { get; init; }
+
     /// <summary>Clock for event time stamps, retention cut-offs and the compaction timer.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+}
+
+/// <summary>When and with which key the store signs checkpoints of its chain.</summary>
+public sealed class CheckpointOptions
+{
+    /// <summary>The Ed25519 private key (PEM); null: <c>checkpoint.key</c> in the data directory, created on first use.</summary>
+    public string? KeyFile { get; init; }
+
+    /// <summary>The replica id the checkpoints name; null: the one in the data directory (<c>replica.id</c>, created on first use).</summary>
+    public string? ReplicaId { get; init; }
+
+    /// <summary>A checkpoint after this many new events (in the commit that reaches the count).</summary>
+    public int EveryEvents { get; init; } = 1000;
+
+    /// <summary>A checkpoint this often when there are new events (and one when the store closes).</summary>
+    public TimeSpan Interval { get; init; } = TimeSpan.FromMinutes(1);
 }

@@ -70,7 +70,38 @@ internal static class CentralSchema
             last_seq bigint NOT NULL
         );
         INSERT INTO proxyguard_sequence (id, last_seq) VALUES (1, 0) ON CONFLICT DO NOTHING;
+        CREATE TABLE IF NOT EXISTS proxyguard_checkpoints (
+            replica_id        text NOT NULL,
+            n                 bigint NOT NULL,
+            signed_replica_id text NOT NULL,
+            local_id          bigint NOT NULL,
+            event_hash        bytea NOT NULL,
+            time_us           bigint NOT NULL,
+            previous          bytea NOT NULL,
+            key_id            bytea NOT NULL,
+            signature         bytea NOT NULL,
+            PRIMARY KEY (replica_id, n)
+        );
         """;
+
+    public const string CheckpointColumns = "signed_replica_id, n, local_id, event_hash, time_us, previous, key_id, signature";
+
+    public const string SelectCheckpointCursor = "SELECT coalesce(max(n), 0) FROM proxyguard_checkpoints WHERE replica_id = $1";
+
+    /// <summary>
+    /// After central retention: of each replica's checkpoints at or before its anchor (their events are deleted), only
+    /// the newest is kept.
+    /// </summary>
+    public const string PruneCheckpoints = """
+        DELETE FROM proxyguard_checkpoints c USING proxyguard_replicas r
+        WHERE c.replica_id = r.replica_id AND c.local_id <= r.anchor_id
+          AND c.n < (SELECT max(k.n) FROM proxyguard_checkpoints k WHERE k.replica_id = r.replica_id AND k.local_id <= r.anchor_id)
+        """;
+
+    /// <summary>One checkpoint; shipped again after a lost reply, it is stored once.</summary>
+    public const string ShipCheckpoint =
+        "INSERT INTO proxyguard_checkpoints (replica_id, " + CheckpointColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) " +
+        "ON CONFLICT (replica_id, n) DO NOTHING";
 
     /// <summary>Registers a replica on its first shipment: its chain starts after its local anchor.</summary>
     public const string Register = """

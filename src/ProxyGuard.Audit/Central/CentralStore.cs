@@ -31,6 +31,7 @@ public sealed class CentralStore : IAsyncDisposable
     private long _lagMicros;
     private long _shippedTotal;
     private long _nextRetention;
+    private long _checkpointCursor = -1;
 
     private CentralStore(CentralStoreOptions options, EventStore local)
     {
@@ -150,6 +151,7 @@ public sealed class CentralStore : IAsyncDisposable
             shipped += rows.Count;
         }
 
+        await ShipCheckpointsAsync(cursor, ct);
         await SequenceAsync(ct);
         return shipped;
     }
@@ -169,6 +171,18 @@ public sealed class CentralStore : IAsyncDisposable
 
         try
         {
+            if (_local.Signer is not null)
+            {
+                try
+                {
+                    await _local.CheckpointAsync(ct); // the last event gets a checkpoint, shipped with it
+                }
+                catch (EventStoreException)
+                {
+                    // The local store is failing: ship what is committed anyway.
+                }
+            }
+
             await ShipOnceAsync(ct);
         }
         catch (Exception ex) when (IsStoreError(ex) || ex is EventStoreException or OperationCanceledException)
@@ -211,6 +225,8 @@ public sealed class CentralStore : IAsyncDisposable
                     cursor = rows[^1].Id;
                     full = rows.Count >= _options.ShipBatch;
                 }
+
+                await ShipCheckpointsAsync(cursor.Value, ct);
 
                 await SequenceAsync(ct);
                 await RetainIfDueAsync(ct);
@@ -276,6 +292,14 @@ public sealed class CentralStore : IAsyncDisposable
         select.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _options.ReplicaId });
         var shipped = (long)(await select.ExecuteScalarAsync(ct))!;
         _local.MarkShipped(shipped);
+        if (_local.Signer is not null)
+        {
+            await using var checkpoints = new NpgsqlCommand(CentralSchema.SelectCheckpointCursor, connection);
+            checkpoints.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _options.ReplicaId });
+            _checkpointCursor = (long)(await checkpoints.ExecuteScalarAsync(ct))!;
+            _local.MarkCheckpointsShipped(_checkpointCursor);
+        }
+
         return shipped;
     }
 
@@ -368,6 +392,42 @@ public sealed class CentralStore : IAsyncDisposable
         Interlocked.Add(ref _shippedTotal, n);
     }
 
+    /// <summary>Ships the local checkpoints not yet shipped whose event is shipped (up to <paramref name="shippedThrough"/>).</summary>
+    private async Task ShipCheckpointsAsync(long shippedThrough, CancellationToken ct)
+    {
+        if (_local.Signer is null || _checkpointCursor < 0)
+        {
+            return;
+        }
+
+        var pending = _local.Reader.ReadCheckpoints(_checkpointCursor, shippedThrough, 100);
+        if (pending.Count == 0)
+        {
+            return;
+        }
+
+        await using var connection = await _source.OpenConnectionAsync(ct);
+        await using var tx = await connection.BeginTransactionAsync(ct);
+        foreach (var c in pending)
+        {
+            await using var ship = new NpgsqlCommand(CentralSchema.ShipCheckpoint, connection, tx);
+            ship.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _options.ReplicaId });
+            ship.Parameters.Add(new NpgsqlParameter<string> { TypedValue = c.ReplicaId });
+            ship.Parameters.Add(new NpgsqlParameter<long> { TypedValue = c.Number });
+            ship.Parameters.Add(new NpgsqlParameter<long> { TypedValue = c.EventId });
+            ship.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = c.EventHash });
+            ship.Parameters.Add(new NpgsqlParameter<long> { TypedValue = c.TimeMicros });
+            ship.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = c.Previous });
+            ship.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = c.KeyId });
+            ship.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = c.Signature });
+            await ship.ExecuteNonQueryAsync(ct);
+        }
+
+        await tx.CommitAsync(ct);
+        _checkpointCursor = pending[^1].Number;
+        _local.MarkCheckpointsShipped(_checkpointCursor);
+    }
+
     /// <summary>Takes the sequencer lock if free and numbers what is ingested (in bounded transactions).</summary>
     private async Task SequenceAsync(CancellationToken ct)
     {
@@ -432,6 +492,12 @@ public sealed class CentralStore : IAsyncDisposable
                 retainCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = cutoff });
                 retainCommand.Parameters.Add(new NpgsqlParameter<int> { TypedValue = RetentionChunk });
                 deleted = (long)(await retainCommand.ExecuteScalarAsync(ct))!;
+            }
+
+            if (deleted > 0)
+            {
+                await using var prune = new NpgsqlCommand(CentralSchema.PruneCheckpoints, connection, tx);
+                await prune.ExecuteNonQueryAsync(ct);
             }
 
             await tx.CommitAsync(ct);

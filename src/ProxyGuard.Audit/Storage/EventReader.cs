@@ -75,6 +75,56 @@ internal sealed class EventReader : IDisposable
         return rows;
     }
 
+    /// <summary>Stored checkpoints numbered above <paramref name="after"/> that cover events up to <paramref name="maxEventId"/>, in number order.</summary>
+    public List<Chain.Checkpoint> ReadCheckpoints(long after, long maxEventId, int limit)
+    {
+        var rows = new List<Chain.Checkpoint>();
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT " + EventSchema.CheckpointColumns + " FROM checkpoints WHERE n > $after AND event_id <= $max ORDER BY n LIMIT $limit";
+            command.Parameters.AddWithValue("$after", after);
+            command.Parameters.AddWithValue("$max", maxEventId);
+            command.Parameters.AddWithValue("$limit", limit);
+            using var reader = command.ExecuteReader();
+            while (reader.Read())
+            {
+                rows.Add(new Chain.Checkpoint(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), (byte[])reader.GetValue(3),
+                    reader.GetInt64(4), (byte[])reader.GetValue(5), (byte[])reader.GetValue(6), (byte[])reader.GetValue(7)));
+            }
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode == 1 && ex.Message.Contains("no such table", StringComparison.Ordinal))
+        {
+            // A store written before checkpoints existed.
+        }
+        catch (SqliteException ex)
+        {
+            throw new EventStoreException("cannot read checkpoints: " + EventWriter.OneLine(ex), ex);
+        }
+
+        return rows;
+    }
+
+    /// <summary>A value of the meta table (0 when absent).</summary>
+    public long ReadMeta(string key)
+    {
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT coalesce((SELECT value FROM meta WHERE key = $key), 0)";
+            command.Parameters.AddWithValue("$key", key);
+            return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (SqliteException ex)
+        {
+            throw new EventStoreException("cannot read the event store's metadata: " + EventWriter.OneLine(ex), ex);
+        }
+    }
+
     /// <summary>The chain anchor: the id and hash of the last event retention deleted (0 and zeros when none).</summary>
     public (long Id, byte[] Hash) ReadAnchor()
     {

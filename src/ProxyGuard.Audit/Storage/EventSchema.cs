@@ -50,7 +50,31 @@ internal static class EventSchema
             hash BLOB NOT NULL
         ) WITHOUT ROWID;
         INSERT OR IGNORE INTO chain (key, id, hash) VALUES ('anchor', 0, zeroblob(32));
+        INSERT OR IGNORE INTO meta (key, value) VALUES ('checkpoints_shipped', 0);
+        CREATE TABLE IF NOT EXISTS checkpoints (
+            n          INTEGER PRIMARY KEY,
+            replica_id TEXT NOT NULL,
+            event_id   INTEGER NOT NULL,
+            event_hash BLOB NOT NULL,
+            time_us    INTEGER NOT NULL,
+            previous   BLOB NOT NULL,
+            key_id     BLOB NOT NULL,
+            signature  BLOB NOT NULL
+        );
         """;
+
+    public const string CheckpointColumns = "replica_id, n, event_id, event_hash, time_us, previous, key_id, signature";
+
+    public const string InsertCheckpoint =
+        "INSERT INTO checkpoints (" + CheckpointColumns + ") VALUES ($replica, $n, $event, $eventHash, $time, $previous, $keyId, $signature)";
+
+    /// <summary>Keeps, of the checkpoints at or before the chain's anchor (their events are deleted), only the newest.</summary>
+    public const string PruneCheckpoints =
+        "DELETE FROM checkpoints WHERE n < (SELECT max(n) FROM checkpoints WHERE event_id <= (SELECT id FROM chain WHERE key = 'anchor'))";
+
+    public const string SelectCheckpointsShipped = "SELECT coalesce((SELECT value FROM meta WHERE key = 'checkpoints_shipped'), 0)";
+
+    public const string UpdateCheckpointsShipped = "UPDATE meta SET value = $n WHERE key = 'checkpoints_shipped'";
 
     /// <summary>Version 1 to 2: the grant and hash columns, and an anchor after the existing (unhashed) events.</summary>
     public const string MigrateFrom1 = """

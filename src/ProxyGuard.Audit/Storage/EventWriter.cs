@@ -54,6 +54,16 @@ internal sealed class EventWriter : IDisposable
     private SqliteCommand? _begin;
     private SqliteCommand? _commit;
     private SqliteCommand? _updateShipped;
+    private SqliteCommand? _insertCheckpoint;
+    private SqliteCommand? _pruneCheckpoints;
+    private SqliteCommand? _updateCheckpointsShipped;
+    private readonly CheckpointSigner? _signer;
+    private long _checkpointNumber;
+    private long _checkpointEventId;
+    private byte[] _checkpointHash = EventChain.Genesis;
+    private long _checkpointTicks = Stopwatch.GetTimestamp();
+    private long _persistedCheckpointsShipped;
+    private bool _checkpointDue;
     private readonly ArrayBufferWriter<byte> _scratch = new(1024);
     private byte[] _lastHash = EventChain.Genesis;
     private long _persistedShipped;
@@ -64,8 +74,10 @@ internal sealed class EventWriter : IDisposable
     private bool _abandoned;
 
     /// <param name="taken">Called once for every event taken off the queue (frees its queue slot).</param>
-    public EventWriter(string connectionString, ChannelReader<QueueItem> queue, EventStoreOptions options, StoreStatus status, Action taken)
+    /// <param name="signer">Signs checkpoints of the chain (null: none).</param>
+    public EventWriter(string connectionString, ChannelReader<QueueItem> queue, EventStoreOptions options, StoreStatus status, Action taken, CheckpointSigner? signer = null)
     {
+        _signer = signer;
         _connectionString = connectionString;
         _queue = queue;
         _taken = taken;
@@ -200,6 +212,15 @@ internal sealed class EventWriter : IDisposable
                 _commitWaiters.Add(item.Completion!);
                 return true;
 
+            case QueueItemKind.Checkpoint:
+                _checkpointDue = true;
+                if (item.Completion is not null)
+                {
+                    _commitWaiters.Add(item.Completion);
+                }
+
+                return true;
+
             case QueueItemKind.Compact:
                 if (item.Completion is not null)
                 {
@@ -256,7 +277,7 @@ internal sealed class EventWriter : IDisposable
         {
             try
             {
-                if (_batch.Count > 0)
+                if (_batch.Count > 0 || _checkpointDue)
                 {
                     EnsureOpen();
                     WriteBatch();
@@ -339,6 +360,14 @@ internal sealed class EventWriter : IDisposable
                 }
             }
 
+            var checkpoint = SignCheckpoint(id, hash);
+            var checkpointsShipped = Math.Min(_status.CheckpointsShipped, checkpoint?.Number ?? _checkpointNumber);
+            if (checkpointsShipped != _persistedCheckpointsShipped)
+            {
+                _updateCheckpointsShipped!.Parameters[0].Value = checkpointsShipped;
+                _updateCheckpointsShipped.ExecuteNonQuery();
+            }
+
             _updateLastId!.Parameters[0].Value = id;
             _updateLastId.ExecuteNonQuery();
             var shipped = _status.MaxUnshipped is null ? _persistedShipped : Math.Min(_status.Shipped, id);
@@ -356,6 +385,16 @@ internal sealed class EventWriter : IDisposable
             _commit!.ExecuteNonQuery();
             _lastId = id;
             _lastHash = hash;
+            _persistedCheckpointsShipped = checkpointsShipped;
+            _checkpointDue = false;
+            if (checkpoint is not null)
+            {
+                _checkpointNumber = checkpoint.Number;
+                _checkpointEventId = checkpoint.EventId;
+                _checkpointHash = checkpoint.Hash();
+                _checkpointTicks = Stopwatch.GetTimestamp();
+            }
+
             _persistedShipped = shipped;
             _status.LastId = id;
             _status.UpdateOutbox();
@@ -369,6 +408,38 @@ internal sealed class EventWriter : IDisposable
             TryRollback();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Inside the open transaction: signs and stores a checkpoint of <paramref name="id"/> (the newest event) when
+    /// checkpoints are on, there are events since the last one, and one is due (asked for, enough events, or the
+    /// interval passed); prunes the checkpoints of deleted events. Returns it, or null.
+    /// </summary>
+    private Checkpoint? SignCheckpoint(long id, byte[] hash)
+    {
+        if (_signer is null || _options.Checkpoints is not { } settings || id <= _checkpointEventId)
+        {
+            return null;
+        }
+
+        if (!_checkpointDue && id - _checkpointEventId < settings.EveryEvents && Stopwatch.GetElapsedTime(_checkpointTicks) < settings.Interval)
+        {
+            return null;
+        }
+
+        var checkpoint = _signer.Sign(_checkpointNumber + 1, id, hash, PreparedEvent.ToMicros(_options.TimeProvider.GetUtcNow()), _checkpointHash);
+        var p = _insertCheckpoint!.Parameters;
+        p[0].Value = checkpoint.ReplicaId;
+        p[1].Value = checkpoint.Number;
+        p[2].Value = checkpoint.EventId;
+        p[3].Value = checkpoint.EventHash;
+        p[4].Value = checkpoint.TimeMicros;
+        p[5].Value = checkpoint.Previous;
+        p[6].Value = checkpoint.KeyId;
+        p[7].Value = checkpoint.Signature;
+        _insertCheckpoint.ExecuteNonQuery();
+        _pruneCheckpoints!.ExecuteNonQuery();
+        return checkpoint;
     }
 
     private void RunCompactionStep()
@@ -442,6 +513,13 @@ internal sealed class EventWriter : IDisposable
                 _status.Shipped = _persistedShipped;
             }
 
+            _persistedCheckpointsShipped = Convert.ToInt64(Scalar(connection, EventSchema.SelectCheckpointsShipped), CultureInfo.InvariantCulture);
+            if (!_shippedLoaded)
+            {
+                _status.CheckpointsShipped = _persistedCheckpointsShipped;
+            }
+
+            LoadNewestCheckpoint(connection);
             _shippedLoaded = true;
             _status.LastId = _lastId;
             _status.UpdateOutbox();
@@ -468,6 +546,22 @@ internal sealed class EventWriter : IDisposable
         _updateShipped = connection.CreateCommand();
         _updateShipped.CommandText = EventSchema.UpdateShipped;
         _updateShipped.Parameters.Add(new SqliteParameter("$shipped", SqliteType.Integer));
+        _insertCheckpoint = connection.CreateCommand();
+        _insertCheckpoint.CommandText = EventSchema.InsertCheckpoint;
+        foreach (var (name, type) in new[]
+        {
+            ("$replica", SqliteType.Text), ("$n", SqliteType.Integer), ("$event", SqliteType.Integer), ("$eventHash", SqliteType.Blob),
+            ("$time", SqliteType.Integer), ("$previous", SqliteType.Blob), ("$keyId", SqliteType.Blob), ("$signature", SqliteType.Blob),
+        })
+        {
+            _insertCheckpoint.Parameters.Add(new SqliteParameter(name, type));
+        }
+
+        _pruneCheckpoints = connection.CreateCommand();
+        _pruneCheckpoints.CommandText = EventSchema.PruneCheckpoints;
+        _updateCheckpointsShipped = connection.CreateCommand();
+        _updateCheckpointsShipped.CommandText = EventSchema.UpdateCheckpointsShipped;
+        _updateCheckpointsShipped.Parameters.Add(new SqliteParameter("$n", SqliteType.Integer));
         _db = connection.Handle;
         Check(raw.sqlite3_prepare_v2(connection.Handle, EventSchema.Insert, out var insert));
         _insertStatement = insert;
@@ -475,6 +569,28 @@ internal sealed class EventWriter : IDisposable
         _commit.Prepare();
         _updateLastId.Prepare();
         _updateShipped.Prepare();
+    }
+
+    /// <summary>The number, event and hash of the newest stored checkpoint (the next one links to it).</summary>
+    private void LoadNewestCheckpoint(SqliteConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT " + EventSchema.CheckpointColumns + " FROM checkpoints ORDER BY n DESC LIMIT 1";
+        using var reader = command.ExecuteReader();
+        if (reader.Read())
+        {
+            var newest = new Checkpoint(reader.GetString(0), reader.GetInt64(1), reader.GetInt64(2), (byte[])reader.GetValue(3),
+                reader.GetInt64(4), (byte[])reader.GetValue(5), (byte[])reader.GetValue(6), (byte[])reader.GetValue(7));
+            _checkpointNumber = newest.Number;
+            _checkpointEventId = newest.EventId;
+            _checkpointHash = newest.Hash();
+        }
+        else
+        {
+            _checkpointNumber = 0;
+            _checkpointEventId = 0;
+            _checkpointHash = EventChain.Genesis;
+        }
     }
 
     /// <summary>The hash the next event chains to: the newest event's, else the retention anchor's when it is the newest id.</summary>
@@ -538,6 +654,10 @@ internal sealed class EventWriter : IDisposable
         _updateLastId?.Dispose();
         _updateShipped?.Dispose();
         _updateShipped = null;
+        _insertCheckpoint?.Dispose();
+        _pruneCheckpoints?.Dispose();
+        _updateCheckpointsShipped?.Dispose();
+        _insertCheckpoint = _pruneCheckpoints = _updateCheckpointsShipped = null;
         _begin?.Dispose();
         _commit?.Dispose();
         _updateLastId = _begin = _commit = null;

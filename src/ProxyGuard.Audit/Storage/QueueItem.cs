@@ -5,6 +5,7 @@ internal enum QueueItemKind
     Event,
     Flush,
     Compact,
+    Checkpoint,
 }
 
 /// <summary>An entry of the writer's queue: an event (optionally awaited until committed) or a control marker.</summary>

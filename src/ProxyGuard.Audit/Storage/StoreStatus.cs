@@ -33,6 +33,8 @@ internal sealed class StoreStatus
     public bool Failing => _failing || _stopped || _outboxFull;
 
     /// <summary>The largest committed id.</summary>
+    private long _checkpointsShipped;
+
     public long LastId
     {
         get => Interlocked.Read(ref _lastId);
@@ -47,6 +49,13 @@ internal sealed class StoreStatus
     {
         get => Interlocked.Read(ref _shipped);
         set => Interlocked.Exchange(ref _shipped, value);
+    }
+
+    /// <summary>Central store with checkpoints: every checkpoint up to this number is in the central database.</summary>
+    public long CheckpointsShipped
+    {
+        get => Interlocked.Read(ref _checkpointsShipped);
+        set => Interlocked.Exchange(ref _checkpointsShipped, value);
     }
 
     /// <summary>Central store only: the most committed events that may wait unshipped before the store refuses new ones.</summary>

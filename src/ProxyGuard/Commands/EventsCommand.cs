@@ -60,7 +60,7 @@ internal static class EventsCommand
             }
         });
 
-        var command = new Command("events", "Pull audit events from a running proxy.") { admin, after, since, follow, decision, client, host, json, token, dataDir, CreateVerify() };
+        var command = new Command("events", "Pull audit events from a running proxy.") { admin, after, since, follow, decision, client, host, json, token, dataDir, CreateVerify(), CreateCheckpointKey() };
         command.SetAction(async (parse, ct) =>
         {
             var endpoint = AdminEndpoint.Parse(parse.GetValue(admin)!, "--admin");
@@ -222,10 +222,12 @@ internal static class EventsCommand
     /// <summary><c>proxyguard events verify</c>: checks the hash chains of a local store or of the central store.</summary>
     private static Command CreateVerify()
     {
-        var dataDir = new Option<string?>("--data-dir") { Description = "Check the local store in this data directory (default .proxyguard unless --events-store is given)." };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Check the local store in this data directory (default .proxyguard unless --events-store is given); with --events-store, also compare that replica's central events with it." };
         var store = new Option<string?>("--events-store") { Description = "Check every replica in the central store: postgres://USER@HOST[:PORT]/DB (default: PROXYGUARD_EVENTS_STORE when --data-dir is not given)." };
         var passwordFile = new Option<string?>("--events-store-password-file") { Description = "File holding the central store's password." };
-        var verify = new Command("verify", "Check the events' hash chains and name the first break (exit 1 on a break).") { dataDir, store, passwordFile };
+        var publicKey = new Option<string?>("--public-key") { Description = "Also check the signed checkpoints against these Ed25519 public keys (a PEM file; several keys during a rotation)." }.NotEmpty();
+        var replica = new Option<string?>("--replica-id") { Description = "With --events-store and --data-dir: the replica that data directory belongs to (default: its replica.id, else the replica its checkpoints name)." }.NotEmpty();
+        var verify = new Command("verify", "Check the events' hash chains and name the first break (exit 1 on a break).") { dataDir, store, passwordFile, publicKey, replica };
         verify.SetAction(async (parse, ct) =>
         {
             var url = parse.GetValue(store);
@@ -238,17 +240,13 @@ internal static class EventsCommand
             IReadOnlyList<ChainReport> reports;
             try
             {
-                if (url is not null && dir is not null)
-                {
-                    throw new ArgumentException("events verify: give --data-dir or --events-store, not both");
-                }
-
+                var keys = parse.GetValue(publicKey) is { } keyFile ? CheckpointKeys.Load(keyFile) : null;
                 if (url is not null)
                 {
                     var (connectionString, display) = ProxyGuard.Audit.Central.CentralConnection.Parse(
                         url, parse.GetValue(passwordFile) ?? Environment.GetEnvironmentVariable("PROXYGUARD_EVENTS_STORE_PASSWORD_FILE"),
                         Environment.GetEnvironmentVariable, "--events-store");
-                    reports = await ChainVerifier.VerifyCentralAsync(connectionString, display, ct);
+                    reports = await ChainVerifier.VerifyCentralAsync(connectionString, display, ct, keys, dir, parse.GetValue(replica));
                     if (reports.Count == 0)
                     {
                         Console.WriteLine($"no replica has shipped events to {display} yet");
@@ -256,7 +254,7 @@ internal static class EventsCommand
                 }
                 else
                 {
-                    reports = [ChainVerifier.VerifyLocal(dir ?? ".proxyguard")];
+                    reports = [ChainVerifier.VerifyLocal(dir ?? ".proxyguard", keys)];
                 }
             }
             catch (ArgumentException ex)
@@ -273,13 +271,56 @@ internal static class EventsCommand
             foreach (var report in reports)
             {
                 Console.WriteLine(report.Intact
-                    ? $"ok: {report.Source}: {report.Checked} events, chain intact"
+                    ? $"ok: {report.Source}: {report.Checked} events, chain intact{CheckpointSummary(report)}"
                     : $"BROKEN: {report.Source}: at id {report.BreakId}: {report.Problem} ({report.Checked} events verified before it)");
             }
 
             return reports.All(r => r.Intact) ? ExitCodes.Ok : ExitCodes.Failed;
         });
         return verify;
+    }
+
+    private static string CheckpointSummary(ChainReport report) =>
+        !report.CheckpointsChecked ? string.Empty
+        : report.NewestCheckpoint is { } newest
+            ? string.Create(CultureInfo.InvariantCulture, $", {report.Checkpoints} signed checkpoints verified (newest: {newest.Number}, event {newest.EventId}, {newest.Time:yyyy-MM-dd HH:mm:ss}Z)")
+            : ", no signed checkpoint yet";
+
+    /// <summary><c>proxyguard events checkpoint-key</c>: prints (or writes) the public key of a data directory's checkpoint key.</summary>
+    private static Command CreateCheckpointKey()
+    {
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory holding checkpoint.key.", DefaultValueFactory = _ => ".proxyguard" }.NotEmpty();
+        var key = new Option<string?>("--key") { Description = "The private key file instead of DATA_DIR/checkpoint.key." }.NotEmpty();
+        var output = new Option<string?>("--out", "-o") { Description = "Write the public key (PEM) to this file instead of standard output." }.NotEmpty();
+        var command = new Command("checkpoint-key", "Print the public key that verifies this replica's signed checkpoints (events verify --public-key).") { dataDir, key, output };
+        command.SetAction(async (parse, ct) =>
+        {
+            var path = parse.GetValue(key) ?? Path.Combine(parse.GetValue(dataDir)!, CheckpointSigner.DefaultFileName);
+            string pem;
+            try
+            {
+                using var signer = CheckpointSigner.Load(path, string.Empty, create: false);
+                pem = signer.PublicKeyPem;
+            }
+            catch (EventStoreException ex)
+            {
+                await Console.Error.WriteLineAsync("proxyguard: " + RunCommand.OneLine(ex.Message) + " (the proxy creates it when run with --events-checkpoints)");
+                return ExitCodes.Failed;
+            }
+
+            if (parse.GetValue(output) is { } file)
+            {
+                await File.WriteAllTextAsync(file, pem, ct);
+                await Console.Error.WriteLineAsync($"wrote the checkpoint public key to {file}");
+            }
+            else
+            {
+                Console.Write(pem);
+            }
+
+            return ExitCodes.Ok;
+        });
+        return command;
     }
 
     /// <summary>

@@ -42,7 +42,11 @@ internal static class RunCommand
         {
             Description = "Share the policy's budgets with the other replicas through PostgreSQL (postgres://USER[:PASSWORD]@HOST:PORT/DB; default: PROXYGUARD_BUDGET_STORE).",
         };
-        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint, readable, eventsStore, passwordFile, replicaId, centralRetain, outboxMax, budgetStore };
+        var checkpoints = new Option<bool>("--events-checkpoints") { Description = "Sign checkpoints of the event chain with an Ed25519 key (DATA_DIR/checkpoint.key, created on first start; default: PROXYGUARD_EVENTS_CHECKPOINTS=on)." };
+        var checkpointKey = new Option<string?>("--events-checkpoint-key") { Description = "The checkpoint signing key (PEM, mode 0600) instead of DATA_DIR/checkpoint.key; implies --events-checkpoints." }.NotEmpty();
+        var checkpointEvery = new Option<long>("--events-checkpoint-every") { Description = "A checkpoint after this many new events.", DefaultValueFactory = _ => 1000 }.WholeNumber("a number of events");
+        var checkpointInterval = new Option<string>("--events-checkpoint-interval") { Description = "A checkpoint this often while events arrive (and one at shutdown).", DefaultValueFactory = _ => "60s" };
+        var command = new Command("run", "Run the proxy.") { policy, listen, admin, caDir, dataDir, resolve, jsonLogs, retain, maxEvents, maxSize, otlpEndpoint, readable, eventsStore, passwordFile, replicaId, centralRetain, outboxMax, budgetStore, checkpoints, checkpointKey, checkpointEvery, checkpointInterval };
         command.SetAction(async (parse, ct) =>
         {
             Dictionary<string, IPAddress> pins;
@@ -81,6 +85,22 @@ internal static class RunCommand
                         MaxEvents = retention.MaxEvents,
                         MaxBytes = retention.MaxBytes,
                         MaxUnshipped = parse.GetValue(outboxMax),
+                    };
+                }
+
+                var checkpointOptions = ParseCheckpoints(
+                    parse.GetValue(checkpoints) || string.Equals(Environment.GetEnvironmentVariable("PROXYGUARD_EVENTS_CHECKPOINTS"), "on", StringComparison.OrdinalIgnoreCase),
+                    parse.GetValue(checkpointKey), parse.GetValue(checkpointEvery), parse.GetValue(checkpointInterval)!,
+                    parse.GetValue(replicaId) ?? Environment.GetEnvironmentVariable("PROXYGUARD_REPLICA_ID"));
+                if (checkpointOptions is not null)
+                {
+                    retention = new EventStoreOptions
+                    {
+                        RetainFor = retention.RetainFor,
+                        MaxEvents = retention.MaxEvents,
+                        MaxBytes = retention.MaxBytes,
+                        MaxUnshipped = retention.MaxUnshipped,
+                        Checkpoints = checkpointOptions,
                     };
                 }
             }
@@ -158,6 +178,33 @@ internal static class RunCommand
             RetainFor = age == TimeSpan.Zero ? null : age,
             MaxEvents = maxCount == 0 ? null : maxCount,
             MaxBytes = bytes == 0 ? null : bytes,
+        };
+    }
+
+    /// <summary>Signed checkpoints: null when off (neither the switch nor a key file was given).</summary>
+    internal static CheckpointOptions? ParseCheckpoints(bool on, string? keyFile, long every, string interval, string? replicaId)
+    {
+        if (!on && keyFile is null)
+        {
+            return null;
+        }
+
+        if (every is < 1 or > int.MaxValue)
+        {
+            throw new ArgumentException("--events-checkpoint-every: must be at least 1");
+        }
+
+        if (!PolicyValues.TryParseDuration(interval, out var period) || period <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"--events-checkpoint-interval: expected a positive duration such as 60s or 5m, got '{interval}'");
+        }
+
+        return new CheckpointOptions
+        {
+            KeyFile = keyFile is null ? null : Path.GetFullPath(keyFile),
+            ReplicaId = string.IsNullOrEmpty(replicaId) ? null : replicaId,
+            EveryEvents = (int)every,
+            Interval = period,
         };
     }
 

@@ -80,29 +80,103 @@ public sealed class RedTeamRound5StoreTests : IClassFixture<AuditFixture>
     }
 
     /// <summary>
-    /// FINDING R5-6 (medium, tamper evidence, open): the newest events of a replica can be removed centrally without a
-    /// trace. <c>verify</c> compares the chain's head with <c>shipped_through</c>, which lives in the same database: an
+    /// FINDING R5-6 (medium, tamper evidence, fixed): the newest events of a replica could be removed centrally without
+    /// a trace. <c>verify</c> compares the chain's head with <c>shipped_through</c>, which lives in the same database: an
     /// insider deletes the last events and lowers <c>shipped_through</c> to match (or deletes the replica's events and
     /// its registration together), and verify says "chain intact". The replica does not ship them again while it runs
-    /// (it only rereads the cursor after a failure). Only a witness outside the database can tell: the replica's own
-    /// store, or signed checkpoints of the chain head (not implemented). Expected here: a central check against the
-    /// replica's local store names the missing tail.
+    /// (it only rereads the cursor after a failure). Only a witness outside the database can tell. Fixed: verify with
+    /// the replica's data directory (<c>--events-store URL --data-dir DIR</c>) compares the central chain with what the
+    /// replica's own store says it shipped (seen failing before the fix: exit 0, "chain intact").
     /// </summary>
-    [RequiresPostgresFact(Skip = "open R5-6: a truncated tail with a lowered shipped cursor is invisible to events verify (needs a witness outside the database: signed checkpoints or a local/central comparison)")]
+    [RequiresPostgresFact]
     public async Task Truncating_a_replicas_newest_events_and_its_shipped_cursor_is_reported()
     {
         await using var pg = await PostgresServer.StartAsync();
-        await ShipTenEventsAsync("r5-6", pg, "r5-six");
+        var dataDirectory = await ShipTenEventsAsync("r5-6", pg, "r5-six");
+        var withWitness = new[] { "events", "verify", "--events-store", pg.Url, "--data-dir", dataDirectory, "--replica-id", "r5-six" };
+        await AssertVerifyAsync(withWitness, 0, "ok: replica r5-six: 10 events, chain intact", "ok: replica r5-six against its local store");
+
         await PostgresAsync(pg, "DELETE FROM proxyguard_events WHERE replica_id = 'r5-six' AND local_id > 7", 3);
         await PostgresAsync(pg, "UPDATE proxyguard_replicas SET shipped_through = 7 WHERE replica_id = 'r5-six'", 1);
-        await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url], 1, "BROKEN: replica r5-six");
+        await AssertVerifyAsync(withWitness, 1, "BROKEN: replica r5-six against its local store", "events 8..10 were deleted centrally");
+
+        // The other form: every event of the replica and its registration deleted.
+        await PostgresAsync(pg, "DELETE FROM proxyguard_events WHERE replica_id = 'r5-six'", 7);
+        await PostgresAsync(pg, "DELETE FROM proxyguard_replicas WHERE replica_id = 'r5-six'", 1);
+        await AssertVerifyAsync(withWitness, 1, "BROKEN: replica r5-six against its local store", "holds no event and no registration");
+    }
+
+    /// <summary>
+    /// R5-6 with signed checkpoints and only the public key (no access to the replica): the insider truncates the tail
+    /// and lowers the cursor as above; a shipped checkpoint still vouches for the deleted events. Forged, changed and
+    /// renumbered checkpoint rows fail their signature; deleting the covering checkpoints as well is a truncation of the
+    /// checkpoint chain, which the replica's local store (the witness) reports.
+    /// </summary>
+    [RequiresPostgresFact]
+    public async Task A_truncated_tail_is_reported_by_signed_checkpoints_and_deleted_checkpoints_by_the_replicas_store()
+    {
+        await using var pg = await PostgresServer.StartAsync();
+        var dataDirectory = await ShipTenEventsAsync("r5-6cp", pg, "r5-six-cp", "--events-checkpoints", "--events-checkpoint-every", "4");
+        var publicKey = Path.Combine(_f.Dir.Path, "r5-6cp.pub");
+        var export = await Cli.RunAsync(_f.Dir.Path, ["events", "checkpoint-key", "--data-dir", dataDirectory, "--out", publicKey]);
+        Assert.True(export.ExitCode == 0, export.All);
+        Assert.DoesNotContain("PRIVATE", await File.ReadAllTextAsync(publicKey), StringComparison.Ordinal);
+        var withKey = new[] { "events", "verify", "--events-store", pg.Url, "--public-key", publicKey };
+        await AssertVerifyAsync(withKey, 0, "ok: replica r5-six-cp: 10 events, chain intact", "signed checkpoints verified", "event 10,");
+
+        await PostgresAsync(pg, "DELETE FROM proxyguard_events WHERE replica_id = 'r5-six-cp' AND local_id > 7", 3);
+        await PostgresAsync(pg, "UPDATE proxyguard_replicas SET shipped_through = 7 WHERE replica_id = 'r5-six-cp'", 1);
+        await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url], 0, "chain intact"); // the chain alone cannot tell
+        await AssertVerifyAsync(withKey, 1, "BROKEN: replica r5-six-cp: at id 8", "signed checkpoint");
+
+        // A checkpoint row changed to cover only what is left fails its signature.
+        await PostgresAsync(pg,
+            "UPDATE proxyguard_checkpoints SET local_id = 7, event_hash = (SELECT hash FROM proxyguard_events WHERE replica_id = 'r5-six-cp' AND local_id = 7) " +
+            "WHERE replica_id = 'r5-six-cp' AND n = (SELECT max(n) FROM proxyguard_checkpoints WHERE replica_id = 'r5-six-cp')", 1);
+        await AssertVerifyAsync(withKey, 1, "BROKEN: replica r5-six-cp", "does not match its signature");
+
+        // Deleting every checkpoint past event 7: the public key alone no longer sees the tail (the checkpoint chain was
+        // truncated too), but the replica's store says which checkpoints it shipped.
+        await PostgresAsync(pg, "DELETE FROM proxyguard_checkpoints WHERE replica_id = 'r5-six-cp' AND local_id >= 7", -1);
+        await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url, "--public-key", publicKey, "--data-dir", dataDirectory], 1,
+            "BROKEN: replica r5-six-cp against its local store");
+    }
+
+    /// <summary>
+    /// FINDING R5-7 (low, fixed): the central cursor (<c>seq</c>) was in no hash, so swapping two events' cursor values
+    /// reordered a replica's events in <c>/api/events</c> unnoticed. Verify now requires the cursor to increase with the
+    /// replica's local id (seen failing before the fix: exit 0).
+    /// </summary>
+    [RequiresPostgresFact]
+    public async Task Reordering_a_replicas_events_in_the_central_cursor_is_reported()
+    {
+        await using var pg = await PostgresServer.StartAsync();
+        await ShipTenEventsAsync("r5-7", pg, "r5-seven");
+        var central = new[] { "events", "verify", "--events-store", pg.Url };
+        await AssertVerifyAsync(central, 0, "ok: replica r5-seven: 10 events, chain intact");
+
+        // Swap the cursor values of events 3 and 4 (through negative values: seq is unique).
+        await PostgresAsync(pg,
+            "UPDATE proxyguard_events SET seq = -seq WHERE replica_id = 'r5-seven' AND local_id IN (3, 4); " +
+            "UPDATE proxyguard_events e SET seq = -(SELECT o.seq FROM proxyguard_events o WHERE o.replica_id = e.replica_id AND o.local_id = 7 - e.local_id) " +
+            "WHERE replica_id = 'r5-seven' AND local_id IN (3, 4)", 4);
+        await AssertVerifyAsync(central, 1, "BROKEN: replica r5-seven: at id 4", "reordered");
+
+        // Swapped back, the chain is intact again; moving the newest event far ahead in the cursor leaves a hole.
+        await PostgresAsync(pg,
+            "UPDATE proxyguard_events SET seq = -seq WHERE replica_id = 'r5-seven' AND local_id IN (3, 4); " +
+            "UPDATE proxyguard_events e SET seq = -(SELECT o.seq FROM proxyguard_events o WHERE o.replica_id = e.replica_id AND o.local_id = 7 - e.local_id) " +
+            "WHERE replica_id = 'r5-seven' AND local_id IN (3, 4)", 4);
+        await AssertVerifyAsync(central, 0, "ok: replica r5-seven: 10 events, chain intact");
+        await PostgresAsync(pg, "UPDATE proxyguard_events SET seq = seq + 1000 WHERE replica_id = 'r5-seven' AND local_id = 10", 1);
+        await AssertVerifyAsync(central, 1, "ok: replica r5-seven: 10 events, chain intact", "BROKEN: central cursor", "renumbered");
     }
 
     /// <summary>Starts a replica, sends ten requests through it, waits until they are shipped, stops it; returns its data directory.</summary>
-    private async Task<string> ShipTenEventsAsync(string name, PostgresServer pg, string replicaId)
+    private async Task<string> ShipTenEventsAsync(string name, PostgresServer pg, string replicaId, params string[] extra)
     {
         var proxy = await ProxyProcess.StartAsync(Path.Combine(_f.Dir.Path, name), _f.Policy,
-            ["--resolve", "origin.test=127.0.0.1", "--events-store", pg.Url, "--replica-id", replicaId], AuditFixture.Environment);
+            ["--resolve", "origin.test=127.0.0.1", "--events-store", pg.Url, "--replica-id", replicaId, .. extra], AuditFixture.Environment);
         try
         {
             for (var i = 0; i < 10; i++)
@@ -164,7 +238,11 @@ public sealed class RedTeamRound5StoreTests : IClassFixture<AuditFixture>
         await using var connection = new NpgsqlConnection(pg.ConnectionString);
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(sql, connection);
-        Assert.Equal(rows, await command.ExecuteNonQueryAsync());
+        var affected = await command.ExecuteNonQueryAsync();
+        if (rows >= 0)
+        {
+            Assert.Equal(rows, affected);
+        }
     }
 }
 

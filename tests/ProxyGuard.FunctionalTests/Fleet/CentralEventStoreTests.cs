@@ -136,6 +136,9 @@ public sealed class CentralEventStoreTests : IClassFixture<AuditFixture>
             Assert.Empty(follower.Violations);
             Assert.Equal(keys, follower.Seen.Take(all.Count).ToList());
             Assert.True(follower.Failures > 0, "the follower met the outage (503 or refused) at least once");
+
+            // Every replica's chain, its order in the cursor and the cursor itself verify after the faults.
+            await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url], 0, "chain intact");
             _output.WriteLine($"{all.Count} events, {required.Count} required, follower retried {follower.Failures} times; {total.Elapsed.TotalSeconds:F1}s");
         }
         finally
