@@ -128,6 +128,7 @@ internal sealed partial class ScanSession
 
                 if (status == DecompressStatus.Ok && Charge(inflated.Length))
                 {
+                    RunKnownValues(inflated.Span);
                     ScanDocument(inflated.Span, null, depth + 1, childMap);
                     return true;
                 }

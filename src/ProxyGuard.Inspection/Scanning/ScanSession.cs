@@ -253,6 +253,11 @@ internal sealed partial class ScanSession : IDisposable
             return;
         }
 
+        if (depth == 0)
+        {
+            RunKnownValues(bytes);
+        }
+
         char[]? chars = null;
         try
         {
