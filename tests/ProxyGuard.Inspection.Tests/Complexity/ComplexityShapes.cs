@@ -52,6 +52,7 @@ public static class ComplexityShapes
         Body("escape every 400 chars", "text/plain", new string('a', 397) + "%41"),
         Body("escape every 400 chars, spaced", "text/plain", "a " + new string('a', 395) + "%41"),
         Body("html entities", "text/html", "&#65;&#x41;&amp;"),
+        Body("ampersands (fuzz: 16 KiB of &)", "text/plain", "&"),
         Body("base64 of text, one run", "text/plain", "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQg"),
         Body("base64 of base64 of text", "text/plain", Convert.ToBase64String(Encoding.ASCII.GetBytes("aGVsbG8gd29ybGQgaGVsbG8gd29ybGQg"))),
         Body("short base64 runs", "text/plain", "aGVsbG8gd29ybGQgaGVsbG8= "),
