@@ -53,6 +53,7 @@ public sealed class ContentScanner
         }
 
         using var session = new ScanSession(_core, host, location, deadline, cancellationToken);
+        session.RunKnownValues(value);
         session.ScanLayer(value, 0, null);
         if (location == ScanLocation.Host && session.Error is null && value.Length <= MaxHostLength)
         {
@@ -78,6 +79,7 @@ public sealed class ContentScanner
 
         using var session = new ScanSession(_core, host, ScanLocation.Query, deadline, cancellationToken);
         var raw = rawQuery.AsSpan();
+        session.RunKnownValues(raw);
         session.ScanLayer(raw, 0, null);
         if (session.Error is null)
         {

@@ -127,6 +127,72 @@ public sealed class PolicyTests
         Assert.False(exempt.ScanText(value, ScanLocation.Header, "db.example").Blocked);
     }
 
+    /// <summary>
+    /// vault-secret finds every form the shared real-value matcher (the secret gate's) knows: the two cannot disagree.
+    /// The anchors alone missed HTML references, quoted-printable, base64 wrapped at 76 columns and two-level escapes.
+    /// </summary>
+    [Fact]
+    public void KnownSecretIsFoundInEveryFormTheSharedMatcherKnows()
+    {
+        var value = "pA5s+w/0rd:" + Corpus.Expand("{A:20}", 9) + "&=%";
+        var scanner = new ContentScanner(new ScannerOptions { KnownSecrets = [new KnownSecret("db", value)] });
+        var matcher = new Matching.RealValueMatcher([new Matching.KnownValue(0, Encoding.UTF8.GetBytes(value))]);
+        var base64 = Convert.ToBase64String(Encoding.UTF8.GetBytes("{\"note\":\"the key is " + value + " and it rotates weekly, do not share it\"}"));
+        (string Name, string Form)[] forms =
+        [
+            ("base64 wrapped at 76", string.Join("\n", base64.Chunk(76).Select(c => new string(c)))),
+            ("base64 wrapped at 76, CRLF", string.Join("\r\n", base64.Chunk(76).Select(c => new string(c)))),
+            ("HTML hex references", string.Concat(value.Select(c => $"&#x{(int)c:x2};"))),
+            ("HTML decimal references", string.Concat(value.Select(c => $"&#{(int)c};"))),
+            ("JSON \\u00XX", string.Concat(value.Select(c => $"\\u{(int)c:x4}"))),
+            ("percent twice", string.Concat(value.Select(c => $"%25{(int)c:X2}"))),
+            ("quoted-printable", string.Concat(value.Select(c => $"={(int)c:X2}"))),
+            ("JSON in JSON", "{\"a\":\"{\\\"p\\\":\\\"" + value.Replace("/", "\\\\/", StringComparison.Ordinal) + "\\\"}\"}"),
+        ];
+        var failures = new List<string>();
+        foreach (var (name, form) in forms)
+        {
+            var bytes = Encoding.UTF8.GetBytes("data: " + form + "\n");
+            if (!matcher.TryFindFirst(bytes, out _))
+            {
+                // Only forms the shared matcher knows are in scope.
+                failures.Add($"{name}: the shared matcher does not find it");
+                continue;
+            }
+
+            if (!scanner.ScanBody(bytes, null, "text/plain", "h").Findings.Any(f => f.Detector == "vault-secret"))
+            {
+                failures.Add($"{name}: body");
+            }
+
+            if (!form.Contains('\n', StringComparison.Ordinal) && !scanner.ScanText(form, ScanLocation.Header, "h").Findings.Any(f => f.Detector == "vault-secret"))
+            {
+                failures.Add($"{name}: header");
+            }
+
+            if (!form.Contains('\n', StringComparison.Ordinal) && !scanner.ScanQuery("q=" + form.Replace("&", "%26", StringComparison.Ordinal), "h").Findings.Any(f => f.Detector == "vault-secret")
+                && !scanner.ScanQuery("q=" + form, "h").Findings.Any(f => f.Detector == "vault-secret"))
+            {
+                failures.Add($"{name}: query");
+            }
+        }
+
+        Assert.True(failures.Count == 0, string.Join("; ", failures));
+
+        // The finding's shape is unchanged: detector id and location, never the value; exemptions still apply.
+        var result = scanner.ScanBody(Encoding.UTF8.GetBytes(forms[2].Form), null, "text/html", "h");
+        var finding = Assert.Single(result.Findings);
+        Assert.Equal(new Finding("vault-secret", ScanLocation.Body, ContentAction.Deny), finding);
+        Assert.DoesNotContain(value, finding.ToString(), StringComparison.Ordinal);
+        var exempt = new ContentScanner(new ScannerOptions
+        {
+            KnownSecrets = [new KnownSecret("db", value)],
+            Exemptions = [new Exemption(["vault-secret"], Hosts("db.example"))],
+        });
+        Assert.False(exempt.ScanBody(Encoding.UTF8.GetBytes(forms[2].Form), null, "text/html", "db.example").Blocked);
+        Assert.True(exempt.ScanBody(Encoding.UTF8.GetBytes(forms[2].Form), null, "text/html", "other.example").Blocked);
+    }
+
     [Fact]
     public void QueryValuesAreDecodedAndJoined()
     {

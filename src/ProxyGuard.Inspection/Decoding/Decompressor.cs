@@ -29,6 +29,35 @@ internal static class Decompressor
     public static bool IsZlib(ReadOnlySpan<byte> data) =>
         data.Length >= 2 && (data[0] & 0x0F) == 8 && (data[0] >> 4) <= 7 && ((data[0] << 8) | data[1]) % 31 == 0;
 
+    /// <summary>
+    /// False when the zlib stream at <paramref name="data"/> (a valid zlib header) is certainly refused by the inflater
+    /// at its first block: block type 3 (reserved), or a stored block whose length and its complement disagree. A cheap,
+    /// exact pre-check: it saves creating an inflater for most zlib-looking bytes and never rejects a stream the
+    /// inflater would accept.
+    /// </summary>
+    public static bool MayBeZlibStream(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 3)
+        {
+            return true;
+        }
+
+        var blockType = (data[2] >> 1) & 3;
+        if (blockType == 3)
+        {
+            return false;
+        }
+
+        if (blockType == 0 && data.Length >= 7)
+        {
+            var length = data[3] | (data[4] << 8);
+            var complement = data[5] | (data[6] << 8);
+            return length == (~complement & 0xFFFF);
+        }
+
+        return true;
+    }
+
     /// <summary>Decompresses <paramref name="input"/> (array segment) with the given coding: gzip, deflate, br.</summary>
     public static DecompressStatus Decompress(byte[] input, int offset, int count, string coding, long limit, out PooledBytes output, Budgets.ResourceLease? lease = null)
     {

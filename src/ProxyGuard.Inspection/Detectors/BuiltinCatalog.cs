@@ -24,7 +24,7 @@ internal static class BuiltinCatalog
             infos.Add(new DetectorInfo(detector.Id, detector.Description));
         }
 
-        infos.Add(new DetectorInfo(KnownSecretDetector.DetectorId, "A real secret value known to the vault (raw, base64, base64url, URL-encoded, anywhere)."));
+        infos.Add(new DetectorInfo(KnownSecretDetector.DetectorId, KnownSecretDetector.Summary));
         return infos;
     }
 

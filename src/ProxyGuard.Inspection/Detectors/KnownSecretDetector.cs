@@ -1,18 +1,23 @@
 namespace ProxyGuard.Inspection.Detectors;
 
 /// <summary>
-/// <c>vault-secret</c>: a real secret value known to the vault. The scanner compiles each value into literal anchors
-/// (raw, and the stable cores of its base64/base64url encodings at the three byte alignments); URL-encoded and
-/// JSON-escaped forms are found through the decoders. A base64 hit is widened to the whole base64 run.
+/// <c>vault-secret</c>: a real secret value known to the vault. Every form the shared real-value matcher finds (the
+/// one the secret gate and the scrubbers use) is a finding: the scanner runs it over each document it scans
+/// (<see cref="Scanning.ScannerCore.ValueMatcher"/>). This detector adds literal anchors (raw, and the stable cores of
+/// the base64/base64url encodings at the three byte alignments) for the layers the scanner builds itself (escape
+/// windows, joined query values and host labels). A base64 hit is widened to the whole base64 run.
 /// </summary>
 internal sealed class KnownSecretDetector : Detector
 {
     public const string DetectorId = "vault-secret";
 
+    public const string Summary = "A real secret value known to the vault, anywhere, in every form the secret gate finds (raw, "
+        + "base64/base64url incl. wrapped, URL, JSON, HTML and quoted-printable escapes, two levels of escaping).";
+
     private readonly bool _encoded;
 
     public KnownSecretDetector(bool encoded, string[] anchors)
-        : base(DetectorId, "A real secret value known to the vault (raw, base64, base64url, URL-encoded, anywhere).", anchors, [])
+        : base(DetectorId, Summary, anchors, [])
     {
         _encoded = encoded;
     }

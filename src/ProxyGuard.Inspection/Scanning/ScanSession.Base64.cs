@@ -67,8 +67,9 @@ internal sealed partial class ScanSession
             var sampleLength = Base64.Decode(candidate[..Math.Min(candidate.Length, SampleChars)], sample);
             var head = sample[..sampleLength];
             var compressed = Decompressor.IsGzip(head) ? "gzip" : Decompressor.IsZlib(head) ? "deflate" : null;
-            if (compressed is null && !Base64.LooksLikeText(head))
+            if (compressed is null ? !Base64.LooksLikeText(head) : compressed == "deflate" && !Decompressor.MayBeZlibStream(head))
             {
+                // Neither text nor a compressed stream the inflater could accept (as if the attempt had failed).
                 continue;
             }
 
@@ -127,6 +128,7 @@ internal sealed partial class ScanSession
 
                 if (status == DecompressStatus.Ok && Charge(inflated.Length))
                 {
+                    RunKnownValues(inflated.Span);
                     ScanDocument(inflated.Span, null, depth + 1, childMap);
                     return true;
                 }

@@ -103,6 +103,7 @@ internal sealed partial class ScanSession
         {
             using (inflated)
             {
+                RunKnownValues(inflated.Span);
                 ScanDocument(inflated.Span, part.ContentType, depth, map);
             }
         }

@@ -19,6 +19,17 @@ internal sealed partial class ScanSession : IDisposable
     public const string LimitError = "decompression limit exceeded";
     public const string DepthError = "decode depth limit exceeded";
     public const string CapacityError = "the proxy's decompression budget is spent";
+    public const string InflationsError = "too many compressed payloads to decode";
+
+    /// <summary>
+    /// Decompressions (each creates and disposes an inflater, some microseconds even for a payload that turns out
+    /// corrupt) one scan may start: this many, plus one per <see cref="BytesPerInflation"/> characters of the layers
+    /// scanned so far (the input and what was decoded from it).
+    /// A body with a zlib-looking base64 run every few bytes would otherwise pay for an inflater every few bytes
+    /// (fuzz/regressions/scan-slow); past the allowance the scan stops with an error, which blocks.
+    /// </summary>
+    private const int BaseInflations = 64;
+    private const int BytesPerInflation = 1024;
 
     /// <summary>Units of work (about one per character scanned or decoded) between two looks at the clock and the token.</summary>
     private const long CheckEvery = 16 * 1024;
@@ -48,6 +59,8 @@ internal sealed partial class ScanSession : IDisposable
     private int _anchorPass;
     private Budgets.ResourceLease? _decodeLease;
     private bool _decodeLeaseTaken;
+    private long _inflations;
+    private long _layerChars;
 
     public ScanSession(ScannerCore core, string host, ScanLocation location, CancellationToken cancellation = default)
         : this(core, host, location, default, cancellation)
@@ -180,6 +193,13 @@ internal sealed partial class ScanSession : IDisposable
     /// <summary>Runs one decompression step under the scan's limits and the process-wide budget.</summary>
     public DecompressStatus Decompress(byte[] array, int offset, int count, string coding, out PooledBytes output)
     {
+        if (++_inflations > BaseInflations + (_layerChars / BytesPerInflation))
+        {
+            output = default;
+            Fail(InflationsError, ScanErrorKind.DecodeLimit);
+            return DecompressStatus.LimitExceeded;
+        }
+
         var status = Decompressor.Decompress(array, offset, count, coding, DecompressLimit(count), out output, DecodeLease());
         if (status == DecompressStatus.BudgetExhausted)
         {
@@ -233,6 +253,11 @@ internal sealed partial class ScanSession : IDisposable
             return;
         }
 
+        if (depth == 0)
+        {
+            RunKnownValues(bytes);
+        }
+
         char[]? chars = null;
         try
         {
@@ -284,6 +309,7 @@ internal sealed partial class ScanSession : IDisposable
     public void ScanLayer(ReadOnlySpan<char> text, int depth, LayerMap? map)
     {
         Tick(text.Length);
+        _layerChars += text.Length;
         if (Error is not null || text.IsEmpty)
         {
             return;
@@ -324,6 +350,7 @@ internal sealed partial class ScanSession : IDisposable
     private void ScanLayerBytes(ReadOnlySpan<byte> bytes, int depth, LayerMap? map, ref char[]? chars)
     {
         Tick(bytes.Length);
+        _layerChars += bytes.Length;
         if (Error is not null)
         {
             return;

@@ -79,6 +79,7 @@ internal sealed class ScannerCore
 
         if (vaultEnabled)
         {
+            ValueMatcher = BuildValueMatcher(options.KnownSecrets);
             var (raw, encoded) = BuildSecretAnchors(options.KnownSecrets);
             if (raw.Length > 0)
             {
@@ -226,7 +227,47 @@ internal sealed class ScannerCore
 
     public AnchorTable? HostTable => _hostTable.Value;
 
+    /// <summary>
+    /// The shared real-value matcher over the known secrets (the one the secret gate and the scrubbers use), or null
+    /// when <c>vault-secret</c> is off or no secret is known: every form it finds is a <c>vault-secret</c> finding.
+    /// </summary>
+    public Matching.RealValueMatcher? ValueMatcher { get; }
+
     public Dictionary<string, int> DetectorIndexById { get; }
+
+    /// <summary>The shared matcher over the values of <paramref name="secrets"/> that get anchors (at least 4 bytes); null when none.</summary>
+    internal static Matching.RealValueMatcher? BuildValueMatcher(IReadOnlyList<KnownSecret> secrets)
+    {
+        var values = new List<Matching.KnownValue>();
+        for (var i = 0; i < secrets.Count; i++)
+        {
+            if (!string.IsNullOrEmpty(secrets[i].Value))
+            {
+                var bytes = Encoding.UTF8.GetBytes(secrets[i].Value);
+                if (bytes.Length >= 4)
+                {
+                    values.Add(new Matching.KnownValue(i, bytes));
+                }
+            }
+        }
+
+        if (values.Count == 0)
+        {
+            return null;
+        }
+
+        var matcher = new Matching.RealValueMatcher(values);
+        foreach (var value in values)
+        {
+            // The matcher keeps its own copies.
+            if (System.Runtime.InteropServices.MemoryMarshal.TryGetArray(value.Value, out var segment))
+            {
+                Array.Clear(segment.Array!);
+            }
+        }
+
+        return matcher.IsEmpty ? null : matcher;
+    }
 
     /// <summary>
     /// Literal anchors for each known secret: its raw form (UTF-8 bytes read as Latin-1, like bodies) and its

@@ -52,6 +52,7 @@ public static class ComplexityShapes
         Body("escape every 400 chars", "text/plain", new string('a', 397) + "%41"),
         Body("escape every 400 chars, spaced", "text/plain", "a " + new string('a', 395) + "%41"),
         Body("html entities", "text/html", "&#65;&#x41;&amp;"),
+        Body("ampersands (fuzz: 16 KiB of &)", "text/plain", "&"),
         Body("base64 of text, one run", "text/plain", "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQg"),
         Body("base64 of base64 of text", "text/plain", Convert.ToBase64String(Encoding.ASCII.GetBytes("aGVsbG8gd29ybGQgaGVsbG8gd29ybGQg"))),
         Body("short base64 runs", "text/plain", "aGVsbG8gd29ybGQgaGVsbG8= "),
@@ -89,6 +90,11 @@ public static class ComplexityShapes
         new("multipart base64 lines", size => Multipart(size, "text/plain", "base64", "aGVsbG8gd29ybGQg\n")),
         new("multipart nested", size => NestedMultipart(size)),
         new("gzip of %41", size => Bytes(size, "%41", "text/plain", "gzip")),
+
+        // fuzz/regressions/scan-slow: a multipart body without its boundary whose base64 run decodes to a zlib
+        // header every 32 bytes, and a UTF-16 text body of short base64-looking runs.
+        new(MultipartZlibHeaderRuns, size => Bytes(size, "?/a\u000f\u00b9G\u0000@/a\u000f\u00b9WEeyJ9eyJEeyJ9eyJ9ey", "multipart/mixed; boundary=\"a b\"", null)),
+        new(Utf16TextRuns, size => Bytes(size, "VVjVVVVVVVVVVVVV\u0000aaIG-gl29ybVVVVVVVVVVV", "text/plain; charset=utf-16", null)),
         new("gzip of \\u0041", size => Bytes(size, "\\u0041", "application/json", "gzip")),
         new("header %41", size => Text(size, "%41", ScanLocation.Header)),
         new("header \\u0041", size => Text(size, "\\u0041", ScanLocation.Header)),
@@ -101,6 +107,10 @@ public static class ComplexityShapes
         new("query empty pairs", size => Query(size, "&")),
         new("query base64 values", size => Query(size, "v=aGVsbG8gd29ybGQgaGVsbG8gd29ybGQg&")),
     ];
+
+    public const string MultipartZlibHeaderRuns = "multipart, no boundary, zlib-header base64 runs";
+
+    public const string Utf16TextRuns = "utf-16 text, short base64-looking runs";
 
     public static Shape Find(string name) => All.First(s => s.Name == name);
 
