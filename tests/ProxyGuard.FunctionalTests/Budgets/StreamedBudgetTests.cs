@@ -218,6 +218,34 @@ public sealed class StreamedBudgetTests : IClassFixture<PolicyOrigin>
         Assert.Equal("websocket-lifetime", e.GetProperty("reason").GetString());
     }
 
+    /// <summary>
+    /// Across replicas (PostgreSQL budget store): streamed uploads through two replicas are counted through the leases
+    /// as they flow, and together they never put more than the limit through to the origin.
+    /// </summary>
+    [RequiresPostgresFact]
+    public async Task Across_two_replicas_streamed_uploads_together_never_pass_the_limit()
+    {
+        const int limit = 200_000;
+        await using var postgres = await PostgresServer.StartAsync();
+        using var dir = new TempDir();
+        var environment = new Dictionary<string, string> { ["PROXYGUARD_BUDGET_SYNC_MS"] = "100" };
+        await using var first = await ProxyProcess.StartAsync(dir.File("replica-0"), _o.Policy(Policy(limit)), ["--budget-store", postgres.Url], environment);
+        await using var second = await ProxyProcess.StartAsync(dir.File("replica-1"), _o.Policy(Policy(limit)), ["--budget-store", postgres.Url], environment);
+
+        var one = await ChunkedUploadAsync(first, _o.HttpUrl("/count/r55-fleet-0"), 5 * 1024 * 1024);
+        Assert.True(one.StartsWith("HTTP/1.1 429", StringComparison.Ordinal), one);
+        var two = await ChunkedUploadAsync(second, _o.HttpUrl("/count/r55-fleet-1"), 5 * 1024 * 1024);
+        Assert.True(two.StartsWith("HTTP/1.1 429", StringComparison.Ordinal), two);
+
+        var e = await first.WaitForEventAsync(ev => ev.GetProperty("path").GetString()!.Contains("r55-fleet-0", StringComparison.Ordinal), 10000);
+        Assert.Equal("budget-exceeded", e.GetProperty("reason").GetString());
+        var forwarded = e.GetProperty("requestBytes").GetInt64();
+        Assert.True(forwarded > limit / 2, $"the first upload was cut off after {forwarded} bytes, far from the limit");
+        var total = _o.Origin.Uploaded.GetValueOrDefault("r55-fleet-0") + _o.Origin.Uploaded.GetValueOrDefault("r55-fleet-1");
+        Assert.True(total <= limit, $"the origin received {total} bytes through two replicas");
+        Assert.False(_o.Origin.UploadsComplete.ContainsKey("r55-fleet-0") || _o.Origin.UploadsComplete.ContainsKey("r55-fleet-1"));
+    }
+
     private Uri Target(string marker) => new($"wss://localhost:{_o.Origin.HttpsPort}/ws/{marker}");
 
     private static ClientWebSocket NewSocket(string version)
