@@ -7,6 +7,7 @@ using System.Text;
 using System.Text.Json;
 using ProxyGuard.FunctionalTests.Infrastructure;
 using ProxyGuard.FunctionalTests.Policy;
+using Xunit.Abstractions;
 
 namespace ProxyGuard.FunctionalTests.Budgets;
 
@@ -24,10 +25,12 @@ public sealed class StreamedBudgetTests : IClassFixture<PolicyOrigin>
     private const int ReadTolerance = 64 * 1024;
 
     private readonly PolicyOrigin _o;
+    private readonly ITestOutputHelper _output;
 
-    public StreamedBudgetTests(PolicyOrigin origin)
+    public StreamedBudgetTests(PolicyOrigin origin, ITestOutputHelper output)
     {
         _o = origin;
+        _output = output;
     }
 
     private static string Policy(long bytes) => $"""
@@ -60,6 +63,7 @@ public sealed class StreamedBudgetTests : IClassFixture<PolicyOrigin>
         Assert.Equal("deny", e.GetProperty("decision").GetString());
         Assert.Equal("budget-exceeded", e.GetProperty("reason").GetString());
         Assert.Equal("uploads", e.GetProperty("rule").GetString());
+        _output.WriteLine($"1000-byte budget, 5 MiB chunked: proxy forwarded {e.GetProperty("requestBytes").GetInt64()} bytes, origin received {_o.Origin.Uploaded.GetValueOrDefault("r55-chunked")}");
         Assert.Equal(1, await CutoffsAsync(proxy, "uploads", "upload"));
 
         // The next streamed upload gets at most what is left (it is refused outright when nothing is).
@@ -105,6 +109,7 @@ public sealed class StreamedBudgetTests : IClassFixture<PolicyOrigin>
         var forwarded = e.GetProperty("requestBytes").GetInt64();
         Assert.InRange(forwarded, limit - 50_000 - ReadTolerance + 1, limit - 50_000);
         var received = _o.Origin.Uploaded.GetValueOrDefault("r55-h2-big");
+        _output.WriteLine($"HTTP/2, 250000 bytes left, 5 MiB without a length: proxy forwarded {forwarded}, origin received {received}");
         Assert.InRange(received, 0, forwarded);
         Assert.False(_o.Origin.UploadsComplete.ContainsKey("r55-h2-big"), "the upload reached the origin complete");
     }
@@ -242,6 +247,7 @@ public sealed class StreamedBudgetTests : IClassFixture<PolicyOrigin>
         var forwarded = e.GetProperty("requestBytes").GetInt64();
         Assert.True(forwarded > limit / 2, $"the first upload was cut off after {forwarded} bytes, far from the limit");
         var total = _o.Origin.Uploaded.GetValueOrDefault("r55-fleet-0") + _o.Origin.Uploaded.GetValueOrDefault("r55-fleet-1");
+        _output.WriteLine($"two replicas, 200000-byte budget: first upload forwarded {forwarded}; origin received {_o.Origin.Uploaded.GetValueOrDefault("r55-fleet-0")} + {_o.Origin.Uploaded.GetValueOrDefault("r55-fleet-1")}");
         Assert.True(total <= limit, $"the origin received {total} bytes through two replicas");
         Assert.False(_o.Origin.UploadsComplete.ContainsKey("r55-fleet-0") || _o.Origin.UploadsComplete.ContainsKey("r55-fleet-1"));
     }
