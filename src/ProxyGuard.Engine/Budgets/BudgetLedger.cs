@@ -119,9 +119,9 @@ internal sealed class BudgetLedger
     /// <see cref="Charge"/>, asking the shared store for a lease when one lacks units (one store round trip, at most
     /// <see cref="LeaseWait"/>; past it, this replica's share decides).
     /// </summary>
-    public async ValueTask<BudgetCharge> ChargeAsync(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, bool streamed = false, string? client = null)
+    public async ValueTask<BudgetCharge> ChargeAsync(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, bool streamed = false, string? client = null, bool bytesOnly = false)
     {
-        var charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed, client: client);
+        var charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed, client: client, bytesOnly: bytesOnly);
         var deadline = Stopwatch.GetTimestamp() + (long)(LeaseWait.TotalSeconds * Stopwatch.Frequency);
 
         // The store either grants what is asked (charge again: admitted, unless concurrent requests took it first),
@@ -134,10 +134,10 @@ internal sealed class BudgetLedger
                 break;
             }
 
-            charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed, client: client);
+            charge = Charge(budgets, uploadBytes, countAnyway, streamed: streamed, client: client, bytesOnly: bytesOnly);
         }
 
-        return charge.Outcome == BudgetOutcome.NeedLease ? Charge(budgets, uploadBytes, countAnyway, BudgetPass.Fallback, streamed, client) : charge;
+        return charge.Outcome == BudgetOutcome.NeedLease ? Charge(budgets, uploadBytes, countAnyway, BudgetPass.Fallback, streamed, client, bytesOnly) : charge;
     }
 
     public long NowMs => _nowMs();
@@ -164,9 +164,10 @@ internal sealed class BudgetLedger
     /// counts an exceeded request too, since it is forwarded. <paramref name="streamed"/>: the request has a body whose
     /// size is not known yet (counted when it ends, or a WebSocket); it still needs room (at least one byte) in every
     /// upload limit, so that a spent upload budget refuses it. <paramref name="client"/>: whose share a new key counts
-    /// in (null: no share, the table's bound only).
+    /// in (null: no share, the table's bound only). <paramref name="bytesOnly"/>: only the upload-byte limits count
+    /// (more bytes of a request already counted, while its body or WebSocket flows).
     /// </summary>
-    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, BudgetPass pass = BudgetPass.Leased, bool streamed = false, string? client = null)
+    public BudgetCharge Charge(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, bool countAnyway = false, BudgetPass pass = BudgetPass.Leased, bool streamed = false, string? client = null, bool bytesOnly = false)
     {
         while (true)
         {
@@ -215,7 +216,7 @@ internal sealed class BudgetLedger
                 foreach (var e in entries)
                 {
                     var slot = e.Meter.SlotOf(now);
-                    var cost = e.Limit.Quantity == BudgetQuantity.Requests ? 1 : streamed ? Math.Max(1, uploadBytes) : uploadBytes;
+                    var cost = e.Limit.Quantity == BudgetQuantity.Requests ? (bytesOnly ? 0 : 1) : streamed ? Math.Max(1, uploadBytes) : uploadBytes;
                     e.Meter.Limit = e.Limit.Amount;
                     e.Meter.LastDemandMs = now;
                     if (cost <= 0)
@@ -257,7 +258,7 @@ internal sealed class BudgetLedger
                 {
                     foreach (var e in entries)
                     {
-                        var cost = e.Limit.Quantity == BudgetQuantity.Requests ? 1 : uploadBytes;
+                        var cost = e.Limit.Quantity == BudgetQuantity.Requests ? (bytesOnly ? 0 : 1) : uploadBytes;
                         if (cost > 0)
                         {
                             e.Meter.Add(e.Meter.SlotOf(now), cost);
@@ -272,40 +273,6 @@ internal sealed class BudgetLedger
                 for (var i = 0; i < locked; i++)
                 {
                     Monitor.Exit(entries[i].Meter);
-                }
-            }
-        }
-    }
-
-    /// <summary>Counts bytes learned after the request (a streamed body without a length): never refuses, may go over.</summary>
-    public void ChargeAfter(IReadOnlyList<(BudgetSpec Budget, string Key)> budgets, long uploadBytes, string? client = null)
-    {
-        if (uploadBytes <= 0)
-        {
-            return;
-        }
-
-        foreach (var (budget, key) in budgets)
-        {
-            foreach (var limit in budget.Limits)
-            {
-                if (limit.Quantity != BudgetQuantity.UploadBytes)
-                {
-                    continue;
-                }
-
-                while (GetOrCreate(MeterId(budget, limit), key, limit, client, out _) is { } meter)
-                {
-                    lock (meter)
-                    {
-                        if (meter.Dead)
-                        {
-                            continue;
-                        }
-
-                        meter.Add(meter.SlotOf(_nowMs()), uploadBytes);
-                        break;
-                    }
                 }
             }
         }

@@ -79,6 +79,9 @@ internal sealed class ProxyExchange
 
     public long RequestBytes { get; set; }
 
+    /// <summary>The upload budgets that count a streamed body or a WebSocket's frames while they flow (null: none apply).</summary>
+    public Budgets.StreamedUpload? Upload { get; set; }
+
     public long ResponseBytes { get; set; }
 
     /// <summary>

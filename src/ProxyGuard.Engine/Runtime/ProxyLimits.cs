@@ -31,6 +31,12 @@ internal sealed record ProxyLimits
     /// <summary>Idle time of a pass-through or TCP tunnel in either direction.</summary>
     public TimeSpan TunnelIdleTimeout { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>Time a relayed WebSocket may carry no frame in either direction before the proxy closes it (1001).</summary>
+    public TimeSpan WebSocketIdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Longest a relayed WebSocket may stay open, busy or not, before the proxy closes it (1001).</summary>
+    public TimeSpan WebSocketMaxLifetime { get; init; } = TimeSpan.FromHours(24);
+
     /// <summary>Concurrent connections per client (client id, or source address without clients): past it, 429.</summary>
     public int MaxConnectionsPerClient { get; init; } = 512;
 
@@ -101,6 +107,8 @@ internal sealed record ProxyLimits
             MaxRequestLineSize = Int("MAX_REQUEST_LINE_SIZE", MaxRequestLineSize),
             IdleTimeout = Seconds("IDLE_TIMEOUT", IdleTimeout),
             TunnelIdleTimeout = Seconds("TUNNEL_IDLE_TIMEOUT", TunnelIdleTimeout),
+            WebSocketIdleTimeout = Seconds("WEBSOCKET_IDLE_TIMEOUT", WebSocketIdleTimeout),
+            WebSocketMaxLifetime = Seconds("WEBSOCKET_MAX_LIFETIME", WebSocketMaxLifetime),
             MaxConnectionsPerClient = Int("MAX_CONNECTIONS_PER_CLIENT", MaxConnectionsPerClient),
             CertificateCacheSize = Int("CERTIFICATE_CACHE_SIZE", CertificateCacheSize),
             UpstreamConnectTimeout = Seconds("UPSTREAM_CONNECT_TIMEOUT", UpstreamConnectTimeout),

@@ -18,6 +18,8 @@ internal sealed class ProxyMetrics
         Connects = factory.CreateCounter("proxyguard_connects_total", "CONNECT requests decided, by decision, rule and reason.", "decision", "rule", "reason");
         Findings = factory.CreateCounter("proxyguard_content_findings_total", "Content findings, by detector and action.", "detector", "action");
         SecretInjections = factory.CreateCounter("proxyguard_secret_injections_total", "Secret substitutions, by secret name.", "secret");
+        BudgetCutoffs = factory.CreateCounter("proxyguard_budget_cutoffs_total",
+            "Streamed uploads and WebSockets cut off mid-transfer because a policy budget's upload bytes were spent, by budget and kind (upload, websocket).", "budget", "kind");
         UpstreamErrors = factory.CreateCounter("proxyguard_upstream_errors_total", "Upstream failures, by kind.", "kind");
         RequestDuration = factory.CreateHistogram("proxyguard_request_duration_seconds", "Time from request head to response end.",
             new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
@@ -114,6 +116,8 @@ internal sealed class ProxyMetrics
     }
 
     public Counter Requests { get; }
+
+    public Counter BudgetCutoffs { get; }
 
     /// <summary>Counts one request decision (the labels carry the same verdict, rule and reason as the header and event).</summary>
     public void CountRequest(Policy.Decisions.Decision decision) =>

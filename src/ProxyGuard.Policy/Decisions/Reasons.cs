@@ -96,6 +96,10 @@ public static class Reasons
     // Limits and audit.
     public static readonly Reason WebSocketBufferFull = new("websocket-buffer-full", DecisionStage.Limits, 503, false,
         "the process-wide bound on buffered WebSocket message bytes is reached; the connection is closed (1013)");
+    public static readonly Reason WebSocketIdle = new("websocket-idle", DecisionStage.Limits, 0, false,
+        "a note: no WebSocket frame moved either way for the idle timeout, so the proxy closed both sides (1001)");
+    public static readonly Reason WebSocketLifetime = new("websocket-lifetime", DecisionStage.Limits, 0, false,
+        "a note: the WebSocket reached the longest lifetime the proxy allows, so the proxy closed both sides (1001)");
     public static readonly Reason TooManyConnections = new("too-many-connections", DecisionStage.Limits, 429, false, "the per-client or per-address connection limit");
     public static readonly Reason OverCapacity = new("over-capacity", DecisionStage.Limits, 503, false,
         "a process-wide budget (buffered request bodies, decompression output, concurrent scans) is spent; new requests are refused until it frees, retry shortly");

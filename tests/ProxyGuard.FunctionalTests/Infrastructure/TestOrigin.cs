@@ -37,6 +37,12 @@ public sealed class TestOrigin : IAsyncDisposable
     /// <summary>Raw header block of every request that reached the origin.</summary>
     public ConcurrentQueue<IReadOnlyDictionary<string, string>> ReceivedHeaders { get; } = new();
 
+    /// <summary>Body bytes each <c>POST /count/{name}</c> delivered, counted as they arrive (also when the upload is cut off).</summary>
+    public ConcurrentDictionary<string, long> Uploaded { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>Names of the <c>/count/{name}</c> uploads whose body arrived complete.</summary>
+    public ConcurrentDictionary<string, bool> UploadsComplete { get; } = new(StringComparer.Ordinal);
+
     public string? GitRoot { get; set; }
 
     /// <summary>When set, git requests must carry Basic auth with this password (any user).</summary>
@@ -115,7 +121,27 @@ public sealed class TestOrigin : IAsyncDisposable
 
             await context.Response.WriteAsync($"{total} {Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant()}");
         });
-        app.Map("/ws", async (HttpContext context) =>
+        app.MapPost("/count/{name}", async (HttpContext context, string name) =>
+        {
+            var buffer = new byte[64 * 1024];
+            self!.Uploaded.TryAdd(name, 0);
+            try
+            {
+                int n;
+                while ((n = await context.Request.Body.ReadAsync(buffer)) > 0)
+                {
+                    self.Uploaded.AddOrUpdate(name, n, (_, v) => v + n);
+                }
+            }
+            catch (Exception e) when (e is IOException or Microsoft.AspNetCore.Http.BadHttpRequestException or OperationCanceledException)
+            {
+                return; // cut off before the end: not complete
+            }
+
+            self.UploadsComplete[name] = true;
+            await context.Response.WriteAsync(self.Uploaded[name].ToString(System.Globalization.CultureInfo.InvariantCulture));
+        });
+        async Task EchoWebSocketAsync(HttpContext context)
         {
             if (!context.WebSockets.IsWebSocketRequest)
             {
@@ -136,7 +162,10 @@ public sealed class TestOrigin : IAsyncDisposable
 
                 await socket.SendAsync(buffer.AsMemory(0, result.Count), result.MessageType, result.EndOfMessage, CancellationToken.None);
             }
-        });
+        }
+
+        app.Map("/ws", EchoWebSocketAsync);
+        app.Map("/ws/{**rest}", EchoWebSocketAsync); // a path per test: events name it
         app.Map("/git/{**rest}", (HttpContext context) => GitCgi.HandleAsync(context, self!));
         app.MapFallback(async (HttpContext context) => await context.Response.WriteAsync("origin ok\n"));
 

@@ -12,6 +12,7 @@ internal static class WebSocketCodes
 
     public const int MaxControlPayload = 125;
 
+    public const ushort GoingAway = 1001;
     public const ushort ProtocolError = 1002;
     public const ushort InvalidPayload = 1007;
     public const ushort PolicyViolation = 1008;

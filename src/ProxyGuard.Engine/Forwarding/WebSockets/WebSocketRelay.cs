@@ -26,13 +26,27 @@ internal sealed class WebSocketRelay
     private readonly ResourceBudget _budget;
     private readonly long _maxMessage;
 
-    public WebSocketRelay(ProxyExchange exchange, ProxyMetrics? metrics, ResourceBudget budget)
+    public WebSocketRelay(ProxyExchange exchange, ProxyMetrics? metrics, ResourceBudget budget, TimeSpan? idleTimeout = null, TimeSpan? maxLifetime = null)
     {
         _exchange = exchange;
         _metrics = metrics;
         _budget = budget;
         _maxMessage = exchange.Snapshot.Policy.Content.MaxBody;
+        IdleTimeout = idleTimeout ?? new ProxyLimits().WebSocketIdleTimeout;
+        MaxLifetime = maxLifetime ?? new ProxyLimits().WebSocketMaxLifetime;
     }
+
+    /// <summary>How long no frame may move either way before the proxy closes both sides (1001).</summary>
+    public TimeSpan IdleTimeout { get; }
+
+    /// <summary>How long the WebSocket may live at most before the proxy closes both sides (1001).</summary>
+    public TimeSpan MaxLifetime { get; }
+
+    /// <summary>The request's upload budgets, counting the client's frames (null: none apply).</summary>
+    public Budgets.StreamedUpload? Upload => _exchange.Upload;
+
+    /// <summary>Why the proxy closed an idle or too old WebSocket (a note on the event), if it did.</summary>
+    public WebSocketStop? TimeoutStop { get; internal set; }
 
     /// <summary>Why the client's side was stopped (a refusal the request's event records), if it was.</summary>
     public WebSocketStop? ClientStop { get; internal set; }
@@ -200,7 +214,7 @@ internal sealed class WebSocketRelay
 
     /// <summary>The client-side stop as the refusal the request's event records.</summary>
     public Denial? Refusal(Policy.PolicyMode mode) => ClientStop is { } stop
-        ? new Denial(stop.Reason == Reasons.ContentFinding || stop.Reason == Reasons.Undecodable
+        ? new Denial(stop.Reason == Reasons.ContentFinding || stop.Reason == Reasons.Undecodable || stop.Reason == Reasons.BudgetExceeded
             ? Decision.Refuse(stop.Rule ?? "content", stop.Reason, mode)
             : Decision.Enforce(stop.Rule ?? "websocket", stop.Reason), stop.Message)
         : null;

@@ -8,6 +8,9 @@ namespace ProxyGuard.Engine.Forwarding.WebSockets;
 /// other and write the re-framed frames. Writes to the client are serialised with the proxy's own close frames, which
 /// are therefore always sent between frames. When a direction stops, its peer gets a close frame with the stop's
 /// code, the other peer too, and the stream then fails so the forwarder ends both copies at once.
+/// The client's bytes are counted against the policy's upload budgets before they are passed on (a spent budget
+/// closes both sides with 1008), and a watch closes both sides with 1001 when no byte has moved either way for the
+/// idle timeout, or when the connection has lived for the lifetime cap.
 /// </summary>
 internal sealed class WebSocketRelayStream : Stream
 {
@@ -24,12 +27,66 @@ internal sealed class WebSocketRelayStream : Stream
     private bool _readEnded;
     private bool _disposed;
 
+    // The idle and lifetime watch: the timer cancels _watch; the read path then closes both sides.
+    private readonly CancellationTokenSource _watch = new();
+    private readonly Timer? _timer;
+    private readonly long _idleMs;
+    private readonly long _deadline;
+    private long _lastActivity = Environment.TickCount64;
+    private WebSocketStop? _timedOut;
+
     public WebSocketRelayStream(Stream client, WebSocketRelay relay, WebSocketFrameFilter fromClient, WebSocketFrameFilter fromUpstream)
     {
         _client = client;
         _relay = relay;
         _fromClient = fromClient;
         _fromUpstream = fromUpstream;
+        _idleMs = (long)relay.IdleTimeout.TotalMilliseconds;
+        _deadline = Environment.TickCount64 + (long)relay.MaxLifetime.TotalMilliseconds;
+        var period = TimeSpan.FromMilliseconds(Math.Clamp(Math.Min(relay.IdleTimeout.TotalMilliseconds, relay.MaxLifetime.TotalMilliseconds) / 4, 100, 10_000));
+        _timer = new Timer(static state => ((WebSocketRelayStream)state!).CheckWatch(), this, period, period);
+    }
+
+    /// <summary>Runs on the timer: past the idle timeout or the lifetime cap, wakes the read path to close both sides.</summary>
+    private void CheckWatch()
+    {
+        var now = Environment.TickCount64;
+        WebSocketStop? stop = null;
+        if (now - Volatile.Read(ref _lastActivity) >= _idleMs)
+        {
+            stop = new WebSocketStop(WebSocketCodes.GoingAway, Policy.Decisions.Reasons.WebSocketIdle,
+                $"no WebSocket frame moved either way for {_relay.IdleTimeout.TotalSeconds:0.###} s: closed by the proxy", "websocket");
+        }
+        else if (now >= _deadline)
+        {
+            stop = new WebSocketStop(WebSocketCodes.GoingAway, Policy.Decisions.Reasons.WebSocketLifetime,
+                $"the WebSocket was open for {_relay.MaxLifetime.TotalSeconds:0.###} s, the longest the proxy allows: closed by the proxy", "websocket");
+        }
+
+        if (stop is null || Interlocked.CompareExchange(ref _timedOut, stop, null) is not null)
+        {
+            return;
+        }
+
+        try
+        {
+            _timer?.Dispose();
+            _watch.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // the relay ended meanwhile
+        }
+    }
+
+    private void Touch() => Volatile.Write(ref _lastActivity, Environment.TickCount64);
+
+    /// <summary>Stops the client's side: the close to the client, then one to the upstream after what was decided before.</summary>
+    private async Task StopClientSideAsync(WebSocketStop stop, CancellationToken cancellationToken)
+    {
+        await CloseClientAsync(stop, cancellationToken);
+        _fromClient.EmitClose(stop.CloseCode, CloseReason(stop));
+        _stopped = true;
     }
 
     public override bool CanRead => true;
@@ -73,29 +130,59 @@ internal sealed class WebSocketRelayStream : Stream
                 return 0;
             }
 
-            if (buffer.IsEmpty)
+            if (Volatile.Read(ref _timedOut) is { } timedOut && _watch.IsCancellationRequested)
             {
-                // The forwarder's zero-byte read: wait for data without holding a buffer.
-                _ = await _client.ReadAsync(Memory<byte>.Empty, cancellationToken);
-                return 0;
+                // Idle or too old: both sides get a close (1001), the event a note.
+                _relay.TimeoutStop ??= timedOut;
+                await StopClientSideAsync(timedOut, cancellationToken);
+                continue;
             }
 
-            var read = await _client.ReadAsync(_chunk, cancellationToken);
+            int read;
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _watch.Token))
+            {
+                try
+                {
+                    if (buffer.IsEmpty)
+                    {
+                        // The forwarder's zero-byte read: wait for data without holding a buffer.
+                        _ = await _client.ReadAsync(Memory<byte>.Empty, linked.Token);
+                        return 0;
+                    }
+
+                    read = await _client.ReadAsync(_chunk, linked.Token);
+                }
+                catch (OperationCanceledException) when (_watch.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    continue; // the watch fired: closed above
+                }
+            }
+
             if (read == 0)
             {
                 _readEnded = true;
                 return 0;
             }
 
+            Touch();
             _relay.ClientBytes += read;
+            if (_relay.Upload is { } upload && !await upload.TakeAsync(read))
+            {
+                // An upload budget is spent: these bytes never go; what was decided before does, then the close.
+                var budget = upload.Exceeded?.Budget?.Name;
+                var spent = new WebSocketStop(WebSocketCodes.PolicyViolation, Policy.Decisions.Reasons.BudgetExceeded,
+                    $"budget '{budget}' is spent: the WebSocket was closed", budget);
+                _relay.ClientStop ??= spent;
+                await StopClientSideAsync(spent, cancellationToken);
+                continue;
+            }
+
             if (!_fromClient.Feed(_chunk.AsSpan(0, read)))
             {
                 // What was decided before the stop still goes; then the close, to both sides.
                 var stop = _fromClient.Stop!;
                 _relay.ClientStop ??= stop;
-                await CloseClientAsync(stop, cancellationToken);
-                _fromClient.EmitClose(stop.CloseCode, CloseReason(stop));
-                _stopped = true;
+                await StopClientSideAsync(stop, cancellationToken);
             }
         }
     }
@@ -105,6 +192,11 @@ internal sealed class WebSocketRelayStream : Stream
         if (_clientClosedByProxy)
         {
             return;
+        }
+
+        if (!buffer.IsEmpty)
+        {
+            Touch();
         }
 
         _relay.UpstreamBytes += buffer.Length;
@@ -248,6 +340,8 @@ internal sealed class WebSocketRelayStream : Stream
         if (disposing && !_disposed)
         {
             _disposed = true;
+            _timer?.Dispose();
+            _watch.Dispose();
             _fromClient.Dispose();
             _fromUpstream.Dispose();
             _client.Dispose();
@@ -262,6 +356,12 @@ internal sealed class WebSocketRelayStream : Stream
         if (!_disposed)
         {
             _disposed = true;
+            if (_timer is not null)
+            {
+                await _timer.DisposeAsync();
+            }
+
+            _watch.Dispose();
             _fromClient.Dispose();
             _fromUpstream.Dispose();
             await _client.DisposeAsync();

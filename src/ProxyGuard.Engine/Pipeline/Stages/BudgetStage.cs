@@ -9,7 +9,8 @@ namespace ProxyGuard.Engine.Pipeline.Stages;
 /// The policy's budgets: counts the request (and its body's bytes) against every budget whose match applies, and
 /// refuses it with <c>budget-exceeded</c> (the budget's name as the rule) when one of them is spent. Runs last before
 /// forwarding, so that only requests that would go upstream are counted. A body streamed without a length (not
-/// buffered for scanning) is counted when the request ends. The ledger is in memory; with a shared store a request
+/// buffered for scanning) and a WebSocket's frames from the client are counted while they flow, and cut off at the
+/// limit (see <see cref="StreamedUpload"/>). The ledger is in memory; with a shared store a request
 /// waits for the store only when this replica's lease for a budget lacks units (one round trip, bounded).
 /// </summary>
 internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
@@ -47,24 +48,49 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
             later = true; // a streamed body without a length (chunked, or HTTP/2 without content-length): counted when it ends
         }
 
-        // A streamed body (or a WebSocket) is counted later, but still needs room now: a spent upload budget refuses it.
-        var charge = await ledger.ChargeAsync(applicable, bytes, countAnyway: policy.Mode == PolicyMode.Audit, streamed: later || view.Upgrade, client: client);
-        if (later)
+        // A streamed body (or a WebSocket) is counted while it flows, but still needs room now: a spent upload budget refuses it.
+        var audit = policy.Mode == PolicyMode.Audit;
+        var charge = await ledger.ChargeAsync(applicable, bytes, countAnyway: audit, streamed: later || view.Upgrade, client: client);
+        if ((later || view.Upgrade) && CountsBytes(applicable)
+            && (charge.Outcome == BudgetOutcome.Admitted || (audit && charge.Outcome == BudgetOutcome.Exceeded)))
         {
-            exchange.Hold(new ChargeWhenDone(ledger, applicable, client, exchange));
+            if (later)
+            {
+                exchange.Upload = new StreamedUpload(ledger, applicable, client, audit);
+                exchange.Http!.Request.Body = new BudgetedBodyStream(exchange.Http.Request.Body, exchange.Upload);
+            }
+            else if (view.Upgrade)
+            {
+                exchange.Upload = new StreamedUpload(ledger, applicable, client, audit); // the relay counts the client's frames
+            }
         }
 
         return charge.Outcome switch
         {
-            BudgetOutcome.Exceeded => exchange.Refuse(new Denial(
-                Decision.Refuse(charge.Budget!.Name, Reasons.BudgetExceeded, policy.Mode),
-                $"budget '{charge.Budget.Name}' allows {Describe(charge.Limit!)} for {charge.Key}, and that is spent; it frees as the window moves on")),
+            BudgetOutcome.Exceeded => exchange.Refuse(Spent(charge, policy.Mode)),
             BudgetOutcome.Full when charge.OverShare => exchange.Refuse(Denial.Of(Reasons.OverCapacity, charge.Budget!.Name,
                 $"this client holds its share of the budget keys the proxy tracks ({ledger.HeldBy(client)} of {ledger.MaxKeys}) and none of them is idle; retry shortly")),
             BudgetOutcome.Full => exchange.Refuse(Denial.Of(Reasons.OverCapacity, charge.Budget!.Name,
                 $"the proxy tracks as many budget keys as it may ({ledger.MaxKeys}) and none is idle; retry shortly")),
             _ => null,
         };
+    }
+
+    /// <summary>
+    /// The refusal for a spent budget (<see cref="BudgetOutcome.Exceeded"/>); <paramref name="cutOff"/>: it stopped a
+    /// transfer under way (a streamed body or a WebSocket) rather than a request before it went.
+    /// </summary>
+    public static Denial Spent(BudgetCharge charge, PolicyMode mode, bool cutOff = false)
+    {
+        if (charge.Outcome != BudgetOutcome.Exceeded)
+        {
+            return Denial.Of(Reasons.OverCapacity, charge.Budget?.Name ?? "budgets",
+                "the proxy tracks as many budget keys as it may and none is idle, so the upload could not be counted and was cut off; retry shortly");
+        }
+
+        return new Denial(
+            Decision.Refuse(charge.Budget!.Name, Reasons.BudgetExceeded, mode),
+            $"budget '{charge.Budget.Name}' allows {Describe(charge.Limit!)} for {charge.Key}, and that is spent{(cutOff ? " (the upload was cut off when it reached the limit)" : "")}; it frees as the window moves on");
     }
 
     /// <summary>The budgets (with their keys) that count this request: the rule that allowed it, its client and host.</summary>
@@ -89,21 +115,10 @@ internal sealed class BudgetStage(BudgetLedger? ledger) : IRequestStage
             ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip).ToString()
             : "(source address)");
 
+    private static bool CountsBytes(List<(BudgetSpec Budget, string Key)> applicable) =>
+        applicable.Exists(a => a.Budget.Limits.Any(l => l.Quantity == BudgetQuantity.UploadBytes));
+
     public static string Describe(BudgetLimit limit) => limit.Quantity == BudgetQuantity.Requests
         ? $"{limit.Amount} requests per {BudgetLimit.WindowText(limit.Window)}"
         : $"{limit.Amount} upload bytes per {BudgetLimit.WindowText(limit.Window)}";
-
-    /// <summary>Counts a streamed body's bytes when the request ends (released with the exchange's other holds).</summary>
-    private sealed class ChargeWhenDone(BudgetLedger ledger, List<(BudgetSpec Budget, string Key)> budgets, string client, ProxyExchange exchange) : IDisposable
-    {
-        private int _done;
-
-        public void Dispose()
-        {
-            if (Interlocked.Exchange(ref _done, 1) == 0)
-            {
-                ledger.ChargeAfter(budgets, exchange.RequestBytes, client);
-            }
-        }
-    }
 }

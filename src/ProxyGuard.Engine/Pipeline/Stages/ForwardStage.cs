@@ -69,14 +69,14 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         WebSocketRelay? relay = null;
         if (view.Upgrade)
         {
-            relay = new WebSocketRelay(exchange, services.Metrics, services.Budgets.WebSockets);
+            relay = new WebSocketRelay(exchange, services.Metrics, services.Budgets.WebSockets, services.Limits.WebSocketIdleTimeout, services.Limits.WebSocketMaxLifetime);
             relay.Install(context);
         }
 
         var error = ForwarderError.None;
         try
         {
-            error = await forwarder.SendAsync(context, target.DestinationPrefix, client, target.Scheme == "https" ? Https : Http, transformer);
+            error = await forwarder.SendAsync(context, target.DestinationPrefix, client, ConfigFor(target.Scheme == "https" ? Https : Http, relay), transformer);
         }
         finally
         {
@@ -96,6 +96,29 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
 
         exchange.RequestBytes = countingBody.Count + (relay?.ClientBytes ?? 0);
         exchange.ResponseBytes = countingResponse.Count + (relay?.UpstreamBytes ?? 0);
+        if (exchange.Upload is { Exceeded: { } spent })
+        {
+            // The streamed body or the WebSocket went past an upload budget: cut off there (in audit mode: recorded only).
+            var cutOff = BudgetStage.Spent(spent, exchange.Snapshot.Policy.Mode, cutOff: true);
+            if (exchange.Refuse(cutOff) is { } refusal)
+            {
+                services.Metrics.BudgetCutoffs.WithLabels(refusal.Rule, relay is null ? "upload" : "websocket").Inc();
+                if (!context.Response.HasStarted)
+                {
+                    context.Response.Clear();
+                }
+
+                return refusal;
+            }
+        }
+
+        if (relay?.TimeoutStop is { } timeout && relay.ClientStop is null)
+        {
+            // Closed idle or too old (both sides got 1001): the event says why; the forwarder's error is that close.
+            exchange.Note = timeout.Reason;
+            return null;
+        }
+
         if (relay?.Refusal(exchange.Snapshot.Policy.Mode) is { } frameRefusal)
         {
             // A message the client sent was refused: both sides were closed (1008 and the like) and the event records it.
@@ -144,6 +167,15 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         context.Response.Clear();
         return exchange.Refuse(failure);
     }
+
+    /// <summary>
+    /// The forwarder's idle timeout also ends an upgraded connection, abruptly; for a WebSocket it is set past the relay's
+    /// own idle timeout, so that the relay closes it first, with close frames and a note on the event.
+    /// </summary>
+    private static ForwarderRequestConfig ConfigFor(ForwarderRequestConfig config, WebSocketRelay? relay) =>
+        relay is null || config.ActivityTimeout is not { } activity || activity > relay.IdleTimeout
+            ? config
+            : config with { ActivityTimeout = relay.IdleTimeout + TimeSpan.FromSeconds(30) };
 
     /// <summary>
     /// True when forwarding failed before any byte of the request was written: the name did not resolve, the address
