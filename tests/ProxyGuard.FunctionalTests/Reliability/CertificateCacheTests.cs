@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using ProxyGuard.Engine.Certificates;
 using ProxyGuard.FunctionalTests.Infrastructure;
 
 namespace ProxyGuard.FunctionalTests.Reliability;
@@ -70,6 +71,31 @@ public sealed class CertificateCacheTests
 
         Assert.Equal(minted + 10, await MetricAsync(proxy, "proxyguard_certificates_minted_total"));
         Assert.InRange(await MetricAsync(proxy, "proxyguard_certificate_cache_entries"), 1, Bound);
+    }
+
+    [Fact]
+    public void Evicted_leaves_request_a_full_collection_every_n_evictions_so_their_native_state_is_freed()
+    {
+        using var dir = new TempDir();
+        using var ca = CertificateAuthority.LoadOrCreate(Path.Combine(dir.Path, "ca"), out _);
+        var collections = 0;
+        using var cache = new LeafCertificateCache(ca, capacity: 4, logger: null, time: null, collectAfter: 8, collect: () => collections++);
+        for (var i = 0; i < 4; i++)
+        {
+            cache.Get(Name(i));
+        }
+
+        Assert.Equal(0, collections); // filling the cache evicts nothing
+        for (var i = 4; i < 4 + 17; i++)
+        {
+            cache.Get(Name(i));
+        }
+
+        // 17 evictions: one collection after the 8th and one after the 16th.
+        Assert.Equal(2, collections);
+        Assert.Equal(2, cache.Collections);
+        Assert.Equal(4, cache.Count);
+        Assert.Equal(21, cache.Minted);
     }
 
     private static async Task<double> MetricAsync(ProxyProcess proxy, string name)
