@@ -31,6 +31,12 @@ public static class Program
             return;
         }
 
+        if (args is ["policy-load", .. var loads])
+        {
+            PolicyScaleProbe.Load(loads.Length > 0 ? int.Parse(loads[0], System.Globalization.CultureInfo.InvariantCulture) : 6);
+            return;
+        }
+
         if (args is ["scrub"])
         {
             ScrubProbe.Run();

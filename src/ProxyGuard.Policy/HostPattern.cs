@@ -15,6 +15,8 @@ internal static class HostPattern
 
     internal readonly record struct Parsed(Kind Kind, string Value, IPNetwork Network);
 
+    private static readonly System.Buffers.SearchValues<char> s_digitsAndDots = System.Buffers.SearchValues.Create("0123456789.");
+
     /// <summary>
     /// Parses <paramref name="raw"/>; on failure returns false with an error message. <paramref name="hasPortsKey"/>: the
     /// list sits next to a <c>ports</c> key (a rule), so a port or path written into a host is pointed there; elsewhere
@@ -47,7 +49,7 @@ internal static class HostPattern
 
         // A port written into the host ('*.npmjs.org:443', 'example.com:8443', '[::1]:443'), before anything reads the
         // colon as IPv6.
-        var portAt = raw.StartsWith('[') ? raw.IndexOf("]:", StringComparison.Ordinal) + 1 : raw.Count(c => c == ':') == 1 ? raw.IndexOf(':', StringComparison.Ordinal) : 0;
+        var portAt = raw.StartsWith('[') ? raw.IndexOf("]:", StringComparison.Ordinal) + 1 : raw.AsSpan().Count(':') == 1 ? raw.IndexOf(':', StringComparison.Ordinal) : 0;
         if (portAt > 0)
         {
             var port = raw[(portAt + 1)..];
@@ -60,7 +62,7 @@ internal static class HostPattern
 
         // A path written into a host name ('api.example.com/v1'); a '/' after an IP address is a CIDR.
         var slash = raw.IndexOf('/', StringComparison.Ordinal);
-        if (slash > 0 && !raw[..slash].Contains(':', StringComparison.Ordinal) && !raw[..slash].All(c => char.IsAsciiDigit(c) || c == '.'))
+        if (slash > 0 && !raw.AsSpan(0, slash).Contains(':') && raw.AsSpan(0, slash).ContainsAnyExcept(s_digitsAndDots))
         {
             error = hasPortsKey
                 ? $"invalid host pattern '{raw}': a host pattern has no path; write the host ('{raw[..slash]}') and put the path in 'paths' (e.g. paths: [\"{raw[slash..]}/**\"])"
@@ -173,21 +175,23 @@ internal static class HostPattern
             }
         }
 
-        var bytes = address.GetAddressBytes();
-        var masked = (byte[])bytes.Clone();
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out var length);
+        bytes = bytes[..length];
+        Span<byte> masked = stackalloc byte[length];
+        bytes.CopyTo(masked);
         for (var bit = prefix; bit < masked.Length * 8; bit++)
         {
             masked[bit / 8] &= (byte)~(0x80 >> (bit % 8));
         }
 
-        var baseAddress = new IPAddress(masked);
-        if (!bytes.AsSpan().SequenceEqual(masked))
+        if (!bytes.SequenceEqual(masked))
         {
-            error = $"invalid CIDR '{raw}': host bits are set (did you mean '{baseAddress}/{prefix}'?)";
+            error = $"invalid CIDR '{raw}': host bits are set (did you mean '{new IPAddress(masked)}/{prefix}'?)";
             return false;
         }
 
-        network = new IPNetwork(baseAddress, prefix);
+        network = new IPNetwork(address, prefix);
         return true;
     }
 
@@ -206,22 +210,40 @@ internal static class HostPattern
             return true;
         }
 
-        var parts = text.Split('.');
-        if (parts.Length != 4)
+        // Four dot-separated decimal parts of 1-3 digits, no leading zero, each at most 255 (no Split: this runs for
+        // every address in a policy).
+        Span<byte> octets = stackalloc byte[4];
+        var rest = text.AsSpan();
+        for (var i = 0; i < 4; i++)
         {
-            return false;
-        }
-
-        foreach (var part in parts)
-        {
-            if (part.Length is 0 or > 3 || !part.All(char.IsAsciiDigit) || (part.Length > 1 && part[0] == '0')
-                || int.Parse(part, System.Globalization.CultureInfo.InvariantCulture) > 255)
+            var dot = rest.IndexOf('.');
+            if ((dot >= 0) != (i < 3))
             {
                 return false;
             }
+
+            var part = dot >= 0 ? rest[..dot] : rest;
+            if (part.Length is 0 or > 3 || part.ContainsAnyExceptInRange('0', '9') || (part.Length > 1 && part[0] == '0'))
+            {
+                return false;
+            }
+
+            var value = 0;
+            foreach (var digit in part)
+            {
+                value = (value * 10) + (digit - '0');
+            }
+
+            if (value > 255)
+            {
+                return false;
+            }
+
+            octets[i] = (byte)value;
+            rest = dot >= 0 ? rest[(dot + 1)..] : [];
         }
 
-        address = IPAddress.Parse(text);
+        address = new IPAddress(octets);
         return true;
     }
 

@@ -23,6 +23,9 @@ internal static partial class YamlTreeReader
     /// </summary>
     public const int MaxDepth = 64;
 
+    /// <summary>Keys of a mapping checked for duplicates by a linear search; past this, with a dictionary.</summary>
+    private const int SmallMapping = 8;
+
     public static YNode? Read(string text, string file, List<PolicyDiagnostic> diagnostics)
     {
         var parser = new Parser(new StringReader(text));
@@ -163,7 +166,10 @@ internal static partial class YamlTreeReader
                 CheckTag(map.Tag, line, column, state);
                 var before = state.Expanded;
                 var entries = new List<KeyValuePair<YScalar, YNode>>();
-                var seen = new Dictionary<string, YScalar>(StringComparer.Ordinal);
+
+                // Duplicate keys: a linear search while the mapping is small (a rule has a handful of keys; no
+                // dictionary per mapping), a dictionary once it grows, so a mapping of many keys stays linear.
+                Dictionary<string, YScalar>? seen = null;
                 while (!parser.Accept<MappingEnd>(out _))
                 {
                     var keyNode = ReadNode(parser, state);
@@ -174,14 +180,25 @@ internal static partial class YamlTreeReader
                         continue;
                     }
 
-                    if (seen.TryGetValue(key.Value, out var first))
+                    if (FindKey(entries, seen, key.Value) is { } first)
                     {
                         state.Error(key.Line, key.Column, $"duplicate key '{key.Value}' (first defined at line {first.Line})");
                         continue;
                     }
 
-                    seen[key.Value] = key;
                     entries.Add(new KeyValuePair<YScalar, YNode>(key, value));
+                    if (seen is not null)
+                    {
+                        seen[key.Value] = key;
+                    }
+                    else if (entries.Count > SmallMapping)
+                    {
+                        seen = new Dictionary<string, YScalar>(entries.Count * 2, StringComparer.Ordinal);
+                        foreach (var entry in entries)
+                        {
+                            seen[entry.Key.Value] = entry.Key;
+                        }
+                    }
                 }
 
                 parser.MoveNext();
@@ -195,6 +212,24 @@ internal static partial class YamlTreeReader
             default:
                 throw new YamlException(ev.Start, ev.End, $"unexpected YAML event {ev.GetType().Name}");
         }
+    }
+
+    private static YScalar? FindKey(List<KeyValuePair<YScalar, YNode>> entries, Dictionary<string, YScalar>? seen, string key)
+    {
+        if (seen is not null)
+        {
+            return seen.GetValueOrDefault(key);
+        }
+
+        foreach (var entry in entries)
+        {
+            if (string.Equals(entry.Key.Value, key, StringComparison.Ordinal))
+            {
+                return entry.Key;
+            }
+        }
+
+        return null;
     }
 
     private static void CheckTag(TagName tag, int line, int column, State state)
