@@ -39,7 +39,13 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
     /// Expected: a local store that is behind the central cursor for its id (or a different chain under the same id) is
     /// refused loudly (the replica does not start, or does not ship and reports it), never marked as shipped.
     /// </summary>
-    [RequiresPostgresFact(Skip = "open R7F-1: a fresh data directory under a known replica id marks its first events as shipped; they never reach the central store and verify says intact")]
+    /// <remarks>
+    /// Fixed: a data directory keeps an incarnation (a random value) and the central store binds a replica id to the
+    /// incarnation that registered it. The attack is kept as written up to the second start; what the design changes is
+    /// that the second data directory is refused at start with a one-line reason instead of answering requests whose
+    /// events would be lost. The first life's events still verify, and the data directory ships under an id of its own.
+    /// </remarks>
+    [RequiresPostgresFact]
     public async Task A_fresh_data_directory_under_a_known_replica_id_does_not_silently_lose_its_first_events()
     {
         await using var pg = await PostgresServer.StartAsync();
@@ -57,14 +63,19 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
             await StopAsync(first);
         }
 
-        // Its data directory is gone (a new pod on a fresh volume); the id stays. Three requests are answered.
-        await using var second = await StartReplicaAsync("r7f1-second", pg, replica);
+        // Its data directory is gone (a new pod on a fresh volume); the id stays. The replica does not start, so no
+        // request is answered whose event would be taken as already shipped.
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => StartReplicaAsync("r7f1-second", pg, replica));
+        _output.WriteLine(refused.Message);
+        Assert.Contains("cannot start: replica id r7f-one is registered in the central event store by another data directory", refused.Message, StringComparison.Ordinal);
+
+        // The same data directory under an id of its own ships every answered request.
+        await using var second = await StartReplicaAsync("r7f1-second", pg, "r7f-one-b");
         for (var i = 0; i < 3; i++)
         {
             Assert.Equal(200, (await Traffic.GetAsync(second, $"http://localhost:{_f.Origin.HttpPort}/echo/r7f1-new/{i}")).Status);
         }
 
-        // Every answered request has its event in the central store, readable through the replica's API.
         var seen = 0;
         try
         {
@@ -76,12 +87,43 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
         }
         finally
         {
-            var verify = await Cli.RunAsync(_f.Dir.Path, "events", "verify", "--events-store", pg.Url);
             _output.WriteLine($"new events in /api/events: {seen} of 3; central rows for {replica}: {await CentralCountAsync(pg, replica)}");
-            _output.WriteLine($"$ proxyguard events verify --events-store ... (exit {verify.ExitCode})\n{verify.All}");
         }
 
         Assert.Equal(3, seen);
+        await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url], 0, "ok: replica r7f-one: 5 events, chain intact");
+    }
+
+    /// <summary>
+    /// R7F-1, two live replicas given one id (one value for every pod of a Deployment): the second is refused at start
+    /// while the first runs and ships; no event of the first is dropped for a copy of its local id.
+    /// </summary>
+    [RequiresPostgresFact]
+    public async Task Two_live_replicas_with_one_id_the_second_is_refused_and_no_event_is_lost()
+    {
+        await using var pg = await PostgresServer.StartAsync();
+        const string replica = "r7f-twin";
+        await using var first = await StartReplicaAsync("r7f1-twin-a", pg, replica);
+        Assert.Equal(200, (await Traffic.GetAsync(first, $"http://localhost:{_f.Origin.HttpPort}/echo/r7f1-twin/0")).Status);
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(() => StartReplicaAsync("r7f1-twin-b", pg, replica));
+        _output.WriteLine(refused.Message);
+        Assert.Contains("replica id r7f-twin is registered in the central event store by another data directory", refused.Message, StringComparison.Ordinal);
+
+        for (var i = 1; i < 4; i++)
+        {
+            Assert.Equal(200, (await Traffic.GetAsync(first, $"http://localhost:{_f.Origin.HttpPort}/echo/r7f1-twin/{i}")).Status);
+        }
+
+        await Traffic.WaitUntilAsync(async () =>
+            (await first.EventsAsync()).Count(e => e.GetProperty("path").GetString()?.StartsWith("/echo/r7f1-twin/", StringComparison.Ordinal) == true) == 4,
+            "the 4 events in /api/events", timeoutSeconds: 15);
+
+        // A restart of the first on its own data directory is not a second incarnation.
+        await StopAsync(first);
+        await using var again = await StartReplicaAsync("r7f1-twin-a", pg, replica);
+        Assert.Equal(200, (await Traffic.GetAsync(again, $"http://localhost:{_f.Origin.HttpPort}/echo/r7f1-twin/4")).Status);
+        await Traffic.WaitUntilAsync(async () => await CentralCountAsync(pg, replica) >= 5, "5 events shipped");
     }
 
     /// <summary>
@@ -92,7 +134,7 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
     /// that is not there; the same query on a replica without a central store answers 200 with no events. Expected: the
     /// same answer as the local store (200, no events) or a 400 naming the filter; never "unreachable".
     /// </summary>
-    [RequiresPostgresFact(Skip = "open R7F-2: a NUL in an events filter answers 503 'central event store unreachable' instead of 200/400")]
+    [RequiresPostgresFact]
     public async Task A_nul_in_an_events_filter_is_not_reported_as_the_central_store_being_unreachable()
     {
         await using var pg = await PostgresServer.StartAsync();
@@ -154,7 +196,12 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
     /// other replicas shows nothing active either. Expected: grants are fleet-wide with a central store (created,
     /// listed and revoked through any replica), or a revoke on a replica that does not hold the grant says so plainly.
     /// </summary>
-    [RequiresPostgresFact(Skip = "open R7F-4: grants are per replica; a revoke through another replica answers 404 and the grant keeps working")]
+    /// <remarks>
+    /// Fixed: with a central store, grants are kept in PostgreSQL and each replica reads the active ones about once a
+    /// second. What the design changes: the request through the granting replica is refused within the stated bound
+    /// (2 s) rather than at once, and the other replica lists the grant and answers the revoke with 200.
+    /// </remarks>
+    [RequiresPostgresFact]
     public async Task A_grant_revoked_through_another_replica_stops_working_everywhere()
     {
         await using var pg = await PostgresServer.StartAsync();
@@ -173,13 +220,43 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
         var id = JsonDocument.Parse(created).RootElement.GetProperty("id").GetString();
         Assert.Equal(200, (await Traffic.GetAsync(a, url)).Status);
 
-        // The operator revokes through the other replica.
+        // The other replica sees the grant, and honours it within the same bound.
         using var adminB = b.AdminClient();
+        var listed = await (await adminB.GetAsync("api/grants")).Content.ReadAsStringAsync();
+        Assert.Contains(id!, listed, StringComparison.Ordinal);
+        Assert.True(await StatusWithinAsync(b, url, 200, TimeSpan.FromSeconds(2)), "the grant works through the other replica within 2 s");
+
+        // The operator revokes through the other replica.
         using var revoke = await adminB.DeleteAsync($"api/grants/{id}");
         _output.WriteLine($"DELETE /api/grants/{id} on the other replica -> {(int)revoke.StatusCode} {await revoke.Content.ReadAsStringAsync()}");
-        var after = (await Traffic.GetAsync(a, url)).Status;
-        _output.WriteLine($"request through the granting replica after the revoke: {after}");
-        Assert.Equal(403, after);
+        Assert.Equal(HttpStatusCode.OK, revoke.StatusCode);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var refused = await StatusWithinAsync(a, url, 403, TimeSpan.FromSeconds(2));
+        _output.WriteLine($"request through the granting replica after the revoke: {(refused ? "403" : "still allowed")} after {started.ElapsedMilliseconds} ms");
+        Assert.True(refused, "the granting replica still honours the revoked grant after 2 s");
+        Assert.Equal(403, (await Traffic.GetAsync(b, url)).Status);
+        using var revokeAgain = await adminA.DeleteAsync($"api/grants/{id}");
+        Assert.Equal(HttpStatusCode.NotFound, revokeAgain.StatusCode);
+    }
+
+    /// <summary>True once a request through <paramref name="proxy"/> answers <paramref name="status"/> within <paramref name="bound"/>.</summary>
+    private static async Task<bool> StatusWithinAsync(ProxyProcess proxy, string url, int status, TimeSpan bound)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            if ((await Traffic.GetAsync(proxy, url)).Status == status)
+            {
+                return true;
+            }
+
+            if (clock.Elapsed > bound)
+            {
+                return false;
+            }
+
+            await Task.Delay(50);
+        }
     }
 
     /// <summary>
