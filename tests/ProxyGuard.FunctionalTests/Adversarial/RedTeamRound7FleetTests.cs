@@ -149,6 +149,20 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
             var body = await response.Content.ReadAsStringAsync();
             _output.WriteLine($"GET /api/events?{filter} -> {(int)response.StatusCode} {body}");
             Assert.True(response.StatusCode is HttpStatusCode.OK or HttpStatusCode.BadRequest, $"{filter}: {(int)response.StatusCode} {body}");
+
+            // Fixed as a 400 naming the filter, the same on a replica without a central store.
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.Contains("must not contain control characters", body, StringComparison.Ordinal);
+        }
+
+        await using (var local = await ProxyProcess.StartAsync(Path.Combine(_f.Dir.Path, "r7f2-local"), _f.Policy, ["--resolve", "origin.test=127.0.0.1"], AuditFixture.Environment))
+        {
+            using var localAdmin = local.AdminClient();
+            foreach (var filter in new[] { "client=%00", "host=a%00b", "decision=allow%00", "client=a%1Bb" })
+            {
+                using var response = await localAdmin.GetAsync($"api/events?{filter}");
+                Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"local store, {filter}: {(int)response.StatusCode}");
+            }
         }
 
         // Control: the store is reachable and the cursor serves the event.
