@@ -127,6 +127,75 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
     }
 
     /// <summary>
+    /// R7F-1 when PostgreSQL is down at start: the second data directory under a known id starts (the check cannot run)
+    /// and answers requests, but once PostgreSQL is back it ships nothing and marks nothing as shipped: its events stay
+    /// in its outbox, <c>/healthz</c> stays degraded, and the id's central chain is the first data directory's alone.
+    /// </summary>
+    [RequiresPostgresFact]
+    public async Task A_second_data_directory_found_when_the_store_comes_back_ships_nothing_and_stays_degraded()
+    {
+        await using var pg = await PostgresServer.StartAsync();
+        const string replica = "r7f-late";
+        await using (var first = await StartReplicaAsync("r7f1-late-a", pg, replica))
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                Assert.Equal(200, (await Traffic.GetAsync(first, $"http://localhost:{_f.Origin.HttpPort}/echo/r7f1-late/{i}")).Status);
+            }
+
+            await Traffic.WaitUntilAsync(async () => await CentralCountAsync(pg, replica) >= 3, "3 events shipped");
+            await StopAsync(first);
+        }
+
+        await pg.StopAsync();
+        await using var second = await StartReplicaAsync("r7f1-late-b", pg, replica);
+        Assert.Equal(200, (await Traffic.GetAsync(second, $"http://localhost:{_f.Origin.HttpPort}/echo/r7f1-late-b/0")).Status);
+        await pg.StartAgainAsync();
+
+        await Task.Delay(TimeSpan.FromSeconds(4)); // several shipping rounds after PostgreSQL is back
+        Assert.Equal(3, await CentralCountAsync(pg, replica));
+        using var admin = second.AdminClient();
+        var health = await (await admin.GetAsync("healthz")).Content.ReadAsStringAsync();
+        _output.WriteLine(health);
+        Assert.Contains("degraded: events-store-unreachable (1 events waiting to ship)", health, StringComparison.Ordinal);
+        await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url], 0, "ok: replica r7f-late: 3 events, chain intact");
+    }
+
+    /// <summary>
+    /// R7F-4 while PostgreSQL is unreachable: grant calls answer 503 (nothing created or revoked), and a replica drops
+    /// the grants it cached once it could not read them again for 5 s (fail closed); they work again when it can.
+    /// </summary>
+    [RequiresPostgresFact]
+    public async Task Fleet_grants_fail_closed_while_the_central_store_is_unreachable()
+    {
+        await using var pg = await PostgresServer.StartAsync();
+        await using var a = await StartReplicaAsync("r7f4-down", pg, "r7f-four-down", ["--resolve", "granted.r7f.test=127.0.0.1"]);
+        var url = $"http://granted.r7f.test:{_f.Origin.HttpPort}/echo/r7f4-down";
+        using var admin = a.AdminClient();
+        var body = $$"""{"client":"*","host":"granted.r7f.test:{{_f.Origin.HttpPort}}","for":"30m","reason":"r7f-4 outage"}""";
+        using (var create = await admin.PostAsync("api/grants", new StringContent(body, System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.Created, create.StatusCode);
+        }
+
+        Assert.Equal(200, (await Traffic.GetAsync(a, url)).Status);
+        await pg.StopAsync();
+        using (var list = await admin.GetAsync("api/grants"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, list.StatusCode);
+        }
+
+        using (var create = await admin.PostAsync("api/grants", new StringContent(body, System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, create.StatusCode);
+        }
+
+        Assert.True(await StatusWithinAsync(a, url, 403, TimeSpan.FromSeconds(9)), "the cached grant is dropped within 5 s of the store being unreachable");
+        await pg.StartAgainAsync();
+        Assert.True(await StatusWithinAsync(a, url, 200, TimeSpan.FromSeconds(5)), "the grant works again once the store answers");
+    }
+
+    /// <summary>
     /// FINDING R7F-2 (low, the API misreports a bad filter as an outage): <c>/api/events?client=%00</c> (a NUL in any
     /// filter: <c>client</c>, <c>host</c>, <c>decision</c>) on a replica with a central store is passed to PostgreSQL,
     /// which cannot hold a NUL in text and fails the query (22021). The replica answers <c>503</c> "the central event
