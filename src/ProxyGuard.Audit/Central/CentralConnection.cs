@@ -11,6 +11,8 @@ public static class CentralConnection
 {
     public const string ReplicaIdFileName = "replica.id";
 
+    public const string IncarnationFileName = "replica.incarnation";
+
     private static readonly Dictionary<string, string> QueryKeys = new(StringComparer.OrdinalIgnoreCase)
     {
         ["sslmode"] = "SSL Mode",
@@ -130,6 +132,43 @@ public static class CentralConnection
         }
 
         return id;
+    }
+
+    /// <summary>
+    /// This data directory's incarnation: a random value created (0600) on first use and kept in the data directory.
+    /// The central store binds a replica id to the incarnation that registered it, so a new, lost or restored data
+    /// directory (or a second live replica) under a known id is refused instead of adopting that id's shipped cursor.
+    /// </summary>
+    public static string Incarnation(string dataDirectory)
+    {
+        var path = Path.Combine(dataDirectory, IncarnationFileName);
+        if (!File.Exists(path))
+        {
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+
+            try
+            {
+                using var stream = new FileStream(path, options);
+                using var writer = new StreamWriter(stream);
+                writer.Write("i-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12)) + "\n");
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Created by a concurrent start: read it below.
+            }
+        }
+
+        var value = File.ReadAllText(path).Trim();
+        if (value.Length is < 8 or > 64 || value.Any(c => !(char.IsAsciiLetterOrDigit(c) || c == '-')))
+        {
+            throw new ArgumentException($"{path}: not a replica incarnation; delete the file only if this data directory never shipped under its replica id");
+        }
+
+        return value;
     }
 
     private static string ValidReplicaId(string id, string source)

@@ -48,6 +48,7 @@ internal static class CentralSchema
             anchor_hash     bytea NOT NULL,
             last_seen       timestamptz NOT NULL DEFAULT now()
         );
+        ALTER TABLE proxyguard_replicas ADD COLUMN IF NOT EXISTS incarnation text;
         CREATE TABLE IF NOT EXISTS proxyguard_ingest (
             arrival    bigserial,
             replica_id text NOT NULL,
@@ -103,13 +104,19 @@ internal static class CentralSchema
         "INSERT INTO proxyguard_checkpoints (replica_id, " + CheckpointColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) " +
         "ON CONFLICT (replica_id, n) DO NOTHING";
 
-    /// <summary>Registers a replica on its first shipment: its chain starts after its local anchor.</summary>
+    /// <summary>
+    /// Registers a replica on its first shipment: its chain starts after its local anchor, under its data directory's
+    /// incarnation ($4). A row registered before incarnations existed is claimed by the first incarnation whose local
+    /// store reaches the shipped cursor ($5 is the local store's newest id).
+    /// </summary>
     public const string Register = """
-        INSERT INTO proxyguard_replicas (replica_id, shipped_through, anchor_id, anchor_hash)
-        VALUES ($1, $2, $2, $3) ON CONFLICT (replica_id) DO NOTHING;
+        INSERT INTO proxyguard_replicas (replica_id, shipped_through, anchor_id, anchor_hash, incarnation)
+        VALUES ($1, $2, $2, $3, $4)
+        ON CONFLICT (replica_id) DO UPDATE SET incarnation = excluded.incarnation
+        WHERE proxyguard_replicas.incarnation IS NULL AND excluded.incarnation IS NOT NULL AND proxyguard_replicas.shipped_through <= $5;
         """;
 
-    public const string SelectShipped = "SELECT shipped_through FROM proxyguard_replicas WHERE replica_id = $1";
+    public const string SelectShipped = "SELECT shipped_through, incarnation, last_seen FROM proxyguard_replicas WHERE replica_id = $1";
 
     /// <summary>One shipped batch, as arrays; duplicates (a batch shipped again after a lost reply) are ignored.</summary>
     public const string Ship = """

@@ -185,7 +185,7 @@ public sealed class CentralStore : IAsyncDisposable
 
             await ShipOnceAsync(ct);
         }
-        catch (Exception ex) when (IsStoreError(ex) || ex is EventStoreException or OperationCanceledException)
+        catch (Exception ex) when (IsStoreError(ex) || ex is EventStoreException or ReplicaConflictException or OperationCanceledException)
         {
             _lastError = OneLine(ex);
         }
@@ -238,7 +238,7 @@ public sealed class CentralStore : IAsyncDisposable
             {
                 break;
             }
-            catch (Exception ex) when (IsStoreError(ex) || ex is EventStoreException)
+            catch (Exception ex) when (IsStoreError(ex) || ex is EventStoreException or ReplicaConflictException)
             {
                 // Whether the failed batch committed is unknown: read the shipped cursor again on reconnect.
                 cursor = null;
@@ -285,12 +285,27 @@ public sealed class CentralStore : IAsyncDisposable
             register.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _options.ReplicaId });
             register.Parameters.Add(new NpgsqlParameter<long> { TypedValue = anchorId });
             register.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = anchorHash });
+            register.Parameters.Add(new NpgsqlParameter { Value = (object?)_options.Incarnation ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+            register.Parameters.Add(new NpgsqlParameter<long> { TypedValue = _local.LastId });
             await register.ExecuteNonQueryAsync(ct);
         }
 
-        await using var select = new NpgsqlCommand(CentralSchema.SelectShipped, connection);
-        select.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _options.ReplicaId });
-        var shipped = (long)(await select.ExecuteScalarAsync(ct))!;
+        long shipped;
+        await using (var select = new NpgsqlCommand(CentralSchema.SelectShipped, connection))
+        {
+            select.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _options.ReplicaId });
+            await using var reader = await select.ExecuteReaderAsync(ct);
+            if (!await reader.ReadAsync(ct))
+            {
+                throw new EventStoreException($"replica {_options.ReplicaId} is not registered in the central event store {_options.Display}");
+            }
+
+            shipped = reader.GetInt64(0);
+            var incarnation = reader.IsDBNull(1) ? null : reader.GetString(1);
+            var lastSeen = reader.GetDateTime(2).ToUniversalTime().ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture);
+            CheckRegistration(shipped, incarnation, lastSeen);
+        }
+
         _local.MarkShipped(shipped);
         if (_local.Signer is not null)
         {
@@ -301,6 +316,49 @@ public sealed class CentralStore : IAsyncDisposable
         }
 
         return shipped;
+    }
+
+    /// <summary>
+    /// R7F-1: the shipped cursor PostgreSQL holds for this replica id is taken only when this data directory is the one
+    /// that registered the id and its store reaches that cursor; anything else would mark unshipped local events as
+    /// shipped. Refused with a one-line reason (at start, the replica does not start; later, it does not ship).
+    /// </summary>
+    private void CheckRegistration(long shipped, string? incarnation, string lastSeen)
+    {
+        if (_options.Incarnation is { } mine && incarnation != mine)
+        {
+            throw new ReplicaConflictException(
+                $"replica id {_options.ReplicaId} is registered in the central event store by another data directory (last seen {lastSeen}): " +
+                "two live replicas share the id, or this data directory is new, lost or restored; give this replica its own --replica-id " +
+                "(or none: an id is then kept in the data directory)");
+        }
+
+        if (shipped > _local.LastId)
+        {
+            throw new ReplicaConflictException(
+                $"replica id {_options.ReplicaId}: the central event store says events up to {shipped.ToString(CultureInfo.InvariantCulture)} were shipped, " +
+                $"but this data directory's newest event is {_local.LastId.ToString(CultureInfo.InvariantCulture)} (restored or replaced data directory, " +
+                "or an edited central cursor); nothing is marked as shipped");
+        }
+    }
+
+    /// <summary>
+    /// At start: registers (or checks) this replica once, within <paramref name="timeout"/>. Throws
+    /// <see cref="ReplicaConflictException"/> when the id belongs to another data directory; an unreachable store is
+    /// not an error here (the shipping loop retries, and checks again when it connects).
+    /// </summary>
+    public async Task CheckRegistrationAsync(TimeSpan timeout, CancellationToken ct)
+    {
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        bounded.CancelAfter(timeout);
+        try
+        {
+            await RegisterAsync(bounded.Token);
+        }
+        catch (Exception ex) when (!ct.IsCancellationRequested && ex is not ReplicaConflictException && (IsStoreError(ex) || ex is EventStoreException or OperationCanceledException))
+        {
+            _lastError = OneLine(ex);
+        }
     }
 
     private async Task ShipAsync(List<StoredEvent> rows, CancellationToken ct)

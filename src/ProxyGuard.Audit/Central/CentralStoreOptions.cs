@@ -12,6 +12,12 @@ public sealed class CentralStoreOptions
     /// <summary>This replica's id: its events are keyed (replica id, local id) centrally.</summary>
     public required string ReplicaId { get; init; }
 
+    /// <summary>
+    /// The data directory's incarnation (<see cref="CentralConnection.Incarnation"/>): the central store refuses a
+    /// second incarnation under one replica id. Null skips that check (tests of the store alone).
+    /// </summary>
+    public string? Incarnation { get; init; }
+
     /// <summary>Central retention: events older than this are deleted from the central store; null keeps them.</summary>
     public TimeSpan? RetainFor { get; init; } = TimeSpan.FromDays(30);
 

@@ -79,6 +79,16 @@ internal static class AdminEndpoints
                 return Results.Json(new { error = "limit must be a positive integer" }, statusCode: 400);
             }
 
+            // A control character (NUL included) or a broken UTF-16 pair never occurs in a stored event (those are
+            // escaped when recorded) and PostgreSQL refuses a NUL in text: refused here, the same with either store.
+            foreach (var name in (ReadOnlySpan<string>)["decision", "client", "host"])
+            {
+                if (!IsFilterText(q[name].ToString()))
+                {
+                    return Results.Json(new { error = $"{name} must not contain control characters" }, statusCode: 400);
+                }
+            }
+
             var query = new EventQuery(after, Math.Clamp(limit, 1, MaxPage), Empty(q["decision"]), Empty(q["client"]), Empty(q["host"]));
             EventPage page;
             if (services.Audit.Central is { } central)
@@ -147,7 +157,17 @@ internal static class AdminEndpoints
     /// </summary>
     private static void MapGrants(RouteGroupBuilder api, GrantRegistry grants)
     {
-        api.MapGet("/grants", () => Results.Json(new { grants = grants.List().Select(GrantJson), max = grants.MaxActive }));
+        api.MapGet("/grants", async () =>
+        {
+            try
+            {
+                return Results.Json(new { grants = (await grants.ListAsync()).Select(GrantJson), max = grants.MaxActive });
+            }
+            catch (InvalidOperationException ex)
+            {
+                return Results.Json(new { error = ex.Message }, statusCode: 503);
+            }
+        });
 
         api.MapPost("/grants", async (HttpContext context) =>
         {
@@ -196,7 +216,16 @@ internal static class AdminEndpoints
         api.MapDelete("/grants/{id}", async (string id, HttpContext context) =>
         {
             var by = context.Request.Query["via"] == "cli" ? "cli" : "admin-api";
-            var grant = await grants.RevokeAsync(id, by);
+            Grant? grant;
+            try
+            {
+                grant = await grants.RevokeAsync(id, by);
+            }
+            catch (InvalidOperationException ex)
+            {
+                return Results.Json(new { error = ex.Message }, statusCode: 503);
+            }
+
             return grant is null
                 ? Results.Json(new { error = $"no active grant '{id}'" }, statusCode: 404)
                 : Results.Json(GrantJson(grant) with { State = "revoked" });
@@ -256,6 +285,30 @@ internal static class AdminEndpoints
     /// A decimal integer of any size; values above the page maximum (including those beyond 2^31-1
     /// or 2^63-1) become the maximum, as documented. Anything else (sign, space, empty) is malformed.
     /// </summary>
+    /// <summary>False when <paramref name="value"/> holds a control character or an unpaired surrogate.</summary>
+    private static bool IsFilterText(string value)
+    {
+        for (var i = 0; i < value.Length; i++)
+        {
+            var c = value[i];
+            if (char.IsControl(c))
+            {
+                return false;
+            }
+
+            if (char.IsHighSurrogate(c) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(c))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
     private static bool TryParseLimit(string text, out int limit)
     {
         limit = 0;

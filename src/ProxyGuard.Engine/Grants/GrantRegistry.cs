@@ -33,6 +33,11 @@ internal sealed class GrantRegistry : IDisposable
     private readonly SemaphoreSlim _sweeping = new(1, 1);
     private readonly ITimer _sweep;
     private GrantSet _current = GrantSet.Empty;
+    private CentralGrants? _central;
+    private long _centralReadAt;
+
+    /// <summary>With a central store: the cached grants are dropped when they could not be read again for this long.</summary>
+    public static readonly TimeSpan CentralStaleAfter = TimeSpan.FromSeconds(5);
 
     private GrantRegistry(SqliteConnection db, AuditSink audit, ILogger logger, TimeProvider time, int maxActive)
     {
@@ -52,7 +57,7 @@ internal sealed class GrantRegistry : IDisposable
     public int MaxActive => _maxActive;
 
     [System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA2000", Justification = "The connection is owned by the returned registry.")]
-    public static GrantRegistry Open(string dataDirectory, AuditSink audit, ILogger logger, int maxActive, TimeProvider? time = null)
+    public static GrantRegistry Open(string dataDirectory, AuditSink audit, ILogger logger, int maxActive, TimeProvider? time = null, string? centralConnectionString = null)
     {
         var path = Path.GetFullPath(Path.Combine(dataDirectory, FileName));
         if (FilePermissions.CheckPrivateFile(path, "grants database") is { } refusal)
@@ -103,12 +108,39 @@ internal sealed class GrantRegistry : IDisposable
         }
 
         var registry = new GrantRegistry(db, audit, logger, time ?? TimeProvider.System, maxActive);
+        if (centralConnectionString is not null)
+        {
+            // R7F-4: with a central store the grants are the fleet's, in PostgreSQL; grants.db is not read.
+            registry._central = new CentralGrants(centralConnectionString);
+            registry._centralReadAt = registry.Now.UtcTicks;
+            return registry;
+        }
+
         registry.Load();
         return registry;
     }
 
     /// <summary>Active grants, oldest first.</summary>
     public IReadOnlyList<Grant> List() => [.. Current.Grants.Select(g => g.Grant).Where(g => g.Until > Now)];
+
+    /// <summary>Active grants, oldest first; with a central store, the fleet's as PostgreSQL holds them now.</summary>
+    /// <exception cref="InvalidOperationException">The central grant store cannot be reached.</exception>
+    public async Task<IReadOnlyList<Grant>> ListAsync()
+    {
+        if (_central is not { } central)
+        {
+            return List();
+        }
+
+        try
+        {
+            return await central.ActiveAsync(Now.ToUnixTimeMilliseconds());
+        }
+        catch (Exception ex) when (CentralGrants.IsStoreError(ex))
+        {
+            throw new InvalidOperationException("the central grant store is unreachable; retry", ex);
+        }
+    }
 
     /// <summary>Creates a grant; returns it, or the one-line reason it was refused (<paramref name="status"/> 400, 409 or 503).</summary>
     public async Task<(Grant? Grant, string? Error, int Status)> AddAsync(
@@ -122,6 +154,11 @@ internal sealed class GrantRegistry : IDisposable
         }
 
         var grant = compiled!.Grant;
+        if (_central is { } central)
+        {
+            return await AddCentralAsync(central, compiled, by);
+        }
+
         lock (_lock)
         {
             if (_current.Grants.Count(g => g.Grant.Until > Now) >= _maxActive)
@@ -162,9 +199,36 @@ internal sealed class GrantRegistry : IDisposable
     }
 
     /// <summary>Revokes an active grant; null when no active grant has this id.</summary>
+    /// <exception cref="InvalidOperationException">The central grant store cannot be reached: nothing was revoked.</exception>
     public async Task<Grant?> RevokeAsync(string id, string by)
     {
         Grant? grant;
+        if (_central is { } central)
+        {
+            try
+            {
+                grant = await central.RevokeAsync(id, by, Now.ToUnixTimeMilliseconds());
+            }
+            catch (Exception ex) when (CentralGrants.IsStoreError(ex))
+            {
+                throw new InvalidOperationException("the central grant store is unreachable; the grant was not revoked, retry", ex);
+            }
+
+            if (grant is null)
+            {
+                return null;
+            }
+
+            lock (_lock)
+            {
+                Publish(_current.Grants.Where(g => g.Grant.Id != id));
+            }
+
+            EngineLog.GrantEnded(_logger, grant.Id, "revoked", by);
+            await _audit.RecordRequiredAsync(Event(grant, "revoked", by));
+            return grant;
+        }
+
         lock (_lock)
         {
             grant = _current.Grants.Select(g => g.Grant).FirstOrDefault(g => g.Id == id);
@@ -187,6 +251,20 @@ internal sealed class GrantRegistry : IDisposable
     {
         if (!await _sweeping.WaitAsync(0))
         {
+            return;
+        }
+
+        if (_central is { } central)
+        {
+            try
+            {
+                await SweepCentralAsync(central);
+            }
+            finally
+            {
+                _sweeping.Release();
+            }
+
             return;
         }
 
@@ -229,12 +307,92 @@ internal sealed class GrantRegistry : IDisposable
     public void Dispose()
     {
         _sweep.Dispose();
+        _central?.Dispose();
         lock (_lock)
         {
             _db.Dispose();
         }
 
         _sweeping.Dispose();
+    }
+
+    /// <summary>Central grants: creation is recorded first (an unrecorded grant is never active), then stored fleet-wide.</summary>
+    private async Task<(Grant? Grant, string? Error, int Status)> AddCentralAsync(CentralGrants central, CompiledGrant compiled, string by)
+    {
+        var grant = compiled.Grant;
+        try
+        {
+            if (await central.CountActiveAsync(Now.ToUnixTimeMilliseconds()) >= _maxActive)
+            {
+                return (null, $"too many active grants (at most {_maxActive}); revoke one or put lasting access in the policy", 409);
+            }
+        }
+        catch (Exception ex) when (CentralGrants.IsStoreError(ex))
+        {
+            return (null, "the central grant store is unreachable, so the grant was not created", 503);
+        }
+
+        if (!await _audit.RecordRequiredAsync(Event(grant, "created", by)))
+        {
+            return (null, "the audit store cannot record the grant, so it was not created", 503);
+        }
+
+        try
+        {
+            await central.InsertAsync(grant);
+        }
+        catch (Exception ex) when (CentralGrants.IsStoreError(ex))
+        {
+            // Recorded as created but never stored: record its end so the audit trail says it never took effect.
+            await _audit.RecordRequiredAsync(Event(grant, "revoked", "proxyguard"));
+            return (null, "the central grant store is unreachable, so the grant was not created", 503);
+        }
+
+        lock (_lock)
+        {
+            Publish([.. _current.Grants.Where(g => g.Grant.Id != grant.Id), compiled]);
+        }
+
+        EngineLog.GrantCreated(_logger, grant.Id, grant.Client, Grant.FormatHost(grant.Host, grant.Port), grant.Until.ToString("O", CultureInfo.InvariantCulture), by);
+        return (grant, null, 201);
+    }
+
+    /// <summary>
+    /// Central grants, once a second: ends the expired ones (each recorded by the one replica whose update ended it) and
+    /// reads the active set again, so a revocation through any replica takes effect here within about a second. When
+    /// the store cannot be read for <see cref="CentralStaleAfter"/>, the cached grants are dropped (fail closed).
+    /// </summary>
+    private async Task SweepCentralAsync(CentralGrants central)
+    {
+        var now = Now;
+        try
+        {
+            var expired = await central.ExpireAsync(now.ToUnixTimeMilliseconds());
+            var active = await central.ActiveAsync(now.ToUnixTimeMilliseconds());
+            var compiled = active.Select(Grant.Compile).OfType<CompiledGrant>().ToList();
+            lock (_lock)
+            {
+                Publish(compiled);
+            }
+
+            Interlocked.Exchange(ref _centralReadAt, now.UtcTicks);
+            foreach (var g in expired)
+            {
+                EngineLog.GrantEnded(_logger, g.Id, "expired", "proxyguard");
+                await _audit.RecordRequiredAsync(Event(g, "expired", "proxyguard"));
+            }
+        }
+        catch (Exception ex) when (CentralGrants.IsStoreError(ex))
+        {
+            EngineLog.GrantSweepFailed(_logger, "central grant store: " + ex.Message.ReplaceLineEndings(" "));
+            if (now.UtcTicks - Interlocked.Read(ref _centralReadAt) > CentralStaleAfter.Ticks)
+            {
+                lock (_lock)
+                {
+                    Publish([]);
+                }
+            }
+        }
     }
 
     private void Load()

@@ -103,7 +103,9 @@ internal sealed class ProxyServer : IAsyncDisposable
         Directory.CreateDirectory(options.DataDirectory);
         var installationKey = SnapshotBuilder.LoadInstallationKey(options.DataDirectory);
         var store = EventStore.Open(options.DataDirectory, options.Events);
-        var central = options.Central is { } centralOptions ? CentralStore.Create(centralOptions(options.DataDirectory), store) : null;
+        var centralSettings = options.Central?.Invoke(options.DataDirectory);
+        var central = centralSettings is not null ? CentralStore.Create(centralSettings, store) : null;
+        var centralConnection = centralSettings?.ConnectionString;
         var secrets = new SecretResolver(SecretResolverOptions.FromEnvironment());
         var metrics = new ProxyMetrics();
         var budgets = new ProcessBudgets(limits);
@@ -132,6 +134,17 @@ internal sealed class ProxyServer : IAsyncDisposable
         try
         {
             await runtime.LoadInitialAsync(options.ValidatedPolicy, ct);
+            if (central is not null)
+            {
+                try
+                {
+                    await central.CheckRegistrationAsync(TimeSpan.FromSeconds(10), ct);
+                }
+                catch (ReplicaConflictException conflict)
+                {
+                    throw new EventStoreException(conflict.Message, conflict);
+                }
+            }
         }
         catch
         {
@@ -191,7 +204,8 @@ internal sealed class ProxyServer : IAsyncDisposable
         }
 
         metrics.TrackUsageBudgets(ledger, budgetSync);
-        var grants = Grants.GrantRegistry.Open(options.DataDirectory, audit, loggerFactory.CreateLogger("ProxyGuard.Grants"), limits.MaxGrants);
+        var grants = Grants.GrantRegistry.Open(
+            options.DataDirectory, audit, loggerFactory.CreateLogger("ProxyGuard.Grants"), limits.MaxGrants, centralConnectionString: centralConnection);
         var services = new ProxyServices(runtime, certificates, connector, audit, metrics, limits, loggerFactory)
         {
             Refusals = refusals, Budgets = budgets, Grants = grants, Ledger = ledger, BudgetSync = budgetSync,

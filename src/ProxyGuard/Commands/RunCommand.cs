@@ -227,6 +227,7 @@ internal static class RunCommand
             ConnectionString = connectionString,
             Display = display,
             ReplicaId = CentralConnection.ReplicaId(dataDirectory, replicaId),
+            Incarnation = CentralConnection.Incarnation(dataDirectory),
             RetainFor = age == TimeSpan.Zero ? null : age,
         };
     }
