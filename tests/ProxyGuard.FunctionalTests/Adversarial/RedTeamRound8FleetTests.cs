@@ -55,8 +55,9 @@ public sealed class RedTeamRound8FleetTests : IClassFixture<AuditFixture>
     /// FINDING R8F-2 (high, the witness lags): the local store is meant to write down what it has shipped (events and
     /// checkpoints) with each commit, but only a clean shutdown brought it up to date here: after ten events and two
     /// checkpoints were shipped and the replica was SIGKILLed (OOM kill, node loss, eviction past the grace period),
-    /// its data directory said shipped = 0 and checkpoints_shipped = 0 (from reading the writer: the marker only moves
-    /// while the outbox holds unshipped events, so a replica whose shipping keeps up never moves it). Measured: the
+    /// its data directory said shipped = 0 and checkpoints_shipped = 0 (from reading the writer: the marker is written
+    /// inside the next event commit with what was shipped by then, so a burst shipped after its last commit, as here,
+    /// stays unrecorded until a clean shutdown). Measured: the
     /// insider deleted all ten events and both checkpoints and set the shipped cursor to 0. In general the insider deletes exactly the events
     /// and checkpoints past what the witness recorded and lowers the shipped cursor; <c>events verify --events-store
     /// --public-key --data-dir</c> says both chains are intact and exits 0, although the local store still holds the
