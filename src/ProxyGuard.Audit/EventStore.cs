@@ -102,6 +102,7 @@ public sealed class EventStore : IAsyncDisposable
         if (n > _status.CheckpointsShipped)
         {
             _status.CheckpointsShipped = n;
+            RecordShipped();
         }
     }
 
@@ -112,6 +113,16 @@ public sealed class EventStore : IAsyncDisposable
         {
             _status.Shipped = id;
             _status.UpdateOutbox();
+            RecordShipped();
+        }
+    }
+
+    /// <summary>Asks the writer to persist the shipped markers now (one small commit per shipping round), not with the next event.</summary>
+    private void RecordShipped()
+    {
+        if (Volatile.Read(ref _disposed) == 0)
+        {
+            Post(new QueueItem(QueueItemKind.Shipped, null, null));
         }
     }
 

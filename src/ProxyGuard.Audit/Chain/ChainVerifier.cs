@@ -511,6 +511,15 @@ public static class ChainVerifier
                     : $"events {_expected}..{newest} are missing (deleted; {newest} is {what})");
             }
 
+            // With public keys every replica's events must be vouched for: checkpointing signs one with a replica's first
+            // event (and retention keeps the newest checkpoint at its anchor), so events without any checkpoint were
+            // written unsigned, or their checkpoints were deleted or moved to another name.
+            if (Problem is null && _checkpointsChecked && _checkpoints == 0 && _checked > 0)
+            {
+                Fail(_expected - _checked, $"no signed checkpoint vouches for this replica's {_checked} events: its checkpoints were deleted " +
+                    "or renamed, or it ran without --events-checkpoints (verify it without --public-key to check the unsigned chain only)");
+            }
+
             if (Problem is null && _newestCheckpoint is { } signed && signed.EventId >= _expected)
             {
                 Fail(_expected, $"events {_expected}..{signed.EventId} are missing (deleted): signed checkpoint {signed.Number} " +

@@ -6,6 +6,9 @@ internal enum QueueItemKind
     Flush,
     Compact,
     Checkpoint,
+
+    /// <summary>The shipper confirmed more events or checkpoints: write the local "what was shipped" markers now.</summary>
+    Shipped,
 }
 
 /// <summary>An entry of the writer's queue: an event (optionally awaited until committed) or a control marker.</summary>

@@ -36,7 +36,9 @@ public sealed class RedTeamRound8FleetTests : IClassFixture<AuditFixture>
     /// reported with the witness, round 5). Expected: with <c>--public-key</c>, a replica that has shipped events but
     /// has no stored checkpoint is a break (or at least not "ok"), or the registration records that the replica signs.
     /// </summary>
-    [RequiresPostgresFact(Skip = "open R8F-1: deleting every checkpoint row of a replica passes verify --public-key")]
+    /// <remarks>Fixed: with public keys, a replica whose events no signed checkpoint vouches for is a break (checkpointing
+    /// signs one with a replica's first event, and retention keeps the newest at the anchor).</remarks>
+    [RequiresPostgresFact]
     public async Task Deleting_every_checkpoint_of_a_replica_is_not_accepted_by_verify_with_the_public_key()
     {
         await using var pg = await PostgresServer.StartAsync();
@@ -65,7 +67,13 @@ public sealed class RedTeamRound8FleetTests : IClassFixture<AuditFixture>
     /// the end of the central chain are reported when the replica is not running to ship them (or at least printed as
     /// "not shipped"), instead of the comparison stopping at the lagging shipped marker.
     /// </summary>
-    [RequiresPostgresFact(Skip = "open R8F-2: after a SIGKILL the witness's shipped marker lags and the deleted tail passes verify --data-dir")]
+    /// <remarks>
+    /// Fixed: every shipping round that confirms events or checkpoints asks the writer for a small commit of the markers
+    /// (before, they waited for the next event's commit). The replica is still killed right after the shipment, once its
+    /// store shows the markers (before the fix they stayed at 0 until a clean shutdown, so the wait below timed out);
+    /// then the insider's truncation past what the witness holds is reported.
+    /// </remarks>
+    [RequiresPostgresFact]
     public async Task After_a_sigkill_the_replicas_store_still_reports_a_centrally_deleted_tail()
     {
         await using var pg = await PostgresServer.StartAsync();
@@ -75,11 +83,11 @@ public sealed class RedTeamRound8FleetTests : IClassFixture<AuditFixture>
 
         var (shipped, checkpointsShipped, localCheckpoints) = await LocalMetaAsync(dataDirectory);
         _output.WriteLine($"witness after SIGKILL: shipped={shipped} checkpoints_shipped={checkpointsShipped} local checkpoints={localCheckpoints}");
-        Assert.True(shipped < 10 || checkpointsShipped < localCheckpoints, "the witness was up to date; the attack needs a lagging marker");
+        Assert.Equal(10, shipped);
 
-        await PostgresAsync(pg, $"DELETE FROM proxyguard_events WHERE replica_id = 'r8f-two' AND local_id > {shipped}", -1);
-        await PostgresAsync(pg, $"DELETE FROM proxyguard_checkpoints WHERE replica_id = 'r8f-two' AND (n > {checkpointsShipped} OR local_id > {shipped})", -1);
-        await PostgresAsync(pg, $"UPDATE proxyguard_replicas SET shipped_through = {shipped} WHERE replica_id = 'r8f-two'", 1);
+        await PostgresAsync(pg, "DELETE FROM proxyguard_events WHERE replica_id = 'r8f-two' AND local_id > 3", 7);
+        await PostgresAsync(pg, "DELETE FROM proxyguard_checkpoints WHERE replica_id = 'r8f-two' AND local_id > 3", -1);
+        await PostgresAsync(pg, "UPDATE proxyguard_replicas SET shipped_through = 3 WHERE replica_id = 'r8f-two'", 1);
         await AssertVerifyAsync(full, 1, "BROKEN: replica r8f-two");
     }
 
@@ -127,6 +135,11 @@ public sealed class RedTeamRound8FleetTests : IClassFixture<AuditFixture>
 
             await Traffic.WaitUntilAsync(async () => await CentralCountAsync(pg, "proxyguard_events", replicaId) >= 10, "10 events shipped");
             await Traffic.WaitUntilAsync(async () => await CentralCountAsync(pg, "proxyguard_checkpoints", replicaId) >= 1, "a checkpoint shipped");
+            if (kill)
+            {
+                // The witness: the replica's store records what was shipped (R8F-2) before it is killed.
+                await Traffic.WaitUntilAsync(async () => (await LocalMetaAsync(proxy.DataDirectory)).Shipped >= 10, "the shipped marker written locally");
+            }
         }
         finally
         {
