@@ -68,9 +68,11 @@ internal sealed class ProxyTransformer : HttpTransformer
         // No WebSocket extension is offered upstream (permessage-deflate would hide frames from the inspection).
         proxyRequest.Headers.Remove(HeaderNames.SecWebSocketExtensions);
 
-        // A host a secret is bound to may hold the real value (it received it substituted): asked for byte ranges, it
-        // would hand it back in slices shorter than any form the scrubber matches. The whole resource is asked for.
-        if (_boundHost)
+        // A host a secret is bound to may hold the real value (it received it substituted), and so may any host that
+        // publishes what a bound API stored (a gist, a raw file, a CDN): asked for byte ranges, it would hand the value
+        // back in slices shorter than any form the scrubber matches. While secrets are configured, the whole resource
+        // is asked for, from every host.
+        if (!_substitutor.IsEmpty)
         {
             proxyRequest.Headers.Remove(HeaderNames.Range);
             proxyRequest.Headers.Remove(HeaderNames.IfRange);
@@ -184,12 +186,14 @@ internal sealed class ProxyTransformer : HttpTransformer
     private bool DecodeBody(HttpContext httpContext, HttpResponseMessage? proxyResponse)
     {
         var content = proxyResponse?.Content;
-        if (content is null || HttpMethods.IsHead(httpContext.Request.Method) || content.Headers.ContentEncoding.Count == 0)
+        // Every field as received (not only those the typed header parsed), all joined: what the client would decode.
+        if (content is null || HttpMethods.IsHead(httpContext.Request.Method)
+            || !content.Headers.NonValidated.TryGetValues(HeaderNames.ContentEncoding, out var fields))
         {
             return true;
         }
 
-        var codings = content.Headers.ContentEncoding
+        var codings = fields
             .SelectMany(c => c.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
             .Select(c => c.ToLowerInvariant())
             .Where(c => c != "identity")
@@ -206,7 +210,7 @@ internal sealed class ProxyTransformer : HttpTransformer
             };
             if (decoder is null)
             {
-                Refusal = $"the upstream used Content-Encoding: {string.Join(", ", content.Headers.ContentEncoding)}";
+                Refusal = "the upstream used a Content-Encoding the proxy cannot decode";
                 return false;
             }
 

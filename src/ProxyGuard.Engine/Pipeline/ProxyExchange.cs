@@ -74,6 +74,9 @@ internal sealed class ProxyExchange
     /// <summary>Names of the secrets substituted (each once).</summary>
     public List<string> Injected { get; } = [];
 
+    /// <summary>True once the request's event was handed to the audit store (set by the audit stage, the one recorder).</summary>
+    public bool Recorded { get; set; }
+
     /// <summary>The audit queue slot reserved for this request's event (null offline, or when the store refused).</summary>
     public EventReservation? Reservation { get; set; }
 

@@ -71,6 +71,19 @@ internal sealed class ProxyRequestDelegate
 
             await DenyAsync(exchange, denial);
         }
+        catch (Exception ex) when (!exchange.Recorded)
+        {
+            // Every request gets its event, whichever stage failed and however: one that already reached the upstream
+            // (a failure while answering) above all. The failure itself is left to the host (logged, 500 or reset).
+            var reason = ex is OperationCanceledException && context.RequestAborted.IsCancellationRequested ? Reasons.ClientCanceled : Reasons.ProxyError;
+            var status = context.Response.HasStarted ? context.Response.StatusCode : StatusCodes.Status500InternalServerError;
+            var mode = exchange.Snapshot.Policy.Mode;
+            var decision = exchange.Decision is null
+                ? new Decision(Verdict.Deny, "proxy", reason, DecisionStage.Upstream, mode) // before the rules decided: not forwarded
+                : AuditStage.Final(exchange, Decision.Allow("proxy", reason, DecisionStage.Upstream, mode));
+            await _audit.RecordAsync(exchange, decision, status);
+            throw;
+        }
         finally
         {
             exchange.ReleaseHeld(); // every budget lease the stages took, on every path

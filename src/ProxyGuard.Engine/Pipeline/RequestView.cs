@@ -35,11 +35,39 @@ internal sealed class RequestView
     /// <summary>The buffered body, when it had to be read (scanning or substitution); null otherwise.</summary>
     public ReadOnlyMemory<byte>? Body { get; private set; }
 
+    /// <summary>The media type. A request with more than one <c>Content-Type</c> field never gets this far (strict HTTP refuses it).</summary>
     public string? ContentType => Header("Content-Type");
 
-    public string? ContentEncoding => Header("Content-Encoding");
+    /// <summary>
+    /// Every content-coding, from all <c>Content-Encoding</c> fields in order (RFC 9110 5.3: two fields are one list),
+    /// empty members dropped; null when there is none. What the upstream decodes is what the scan decodes.
+    /// </summary>
+    public string? ContentEncoding => ListHeader("Content-Encoding");
 
-    /// <summary>The first value of a header (case-insensitive name), or null.</summary>
+    /// <summary>
+    /// A list header read as the upstream reads it: all its fields joined, their empty members dropped
+    /// (<c>Content-Encoding: identity</c> then <c>Content-Encoding: gzip</c> is <c>identity, gzip</c>); null when none is left.
+    /// </summary>
+    public string? ListHeader(string name)
+    {
+        List<string>? members = null;
+        foreach (var (key, value) in Headers)
+        {
+            if (!key.Equals(name, StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+
+            foreach (var member in value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                (members ??= []).Add(member);
+            }
+        }
+
+        return members is null ? null : string.Join(", ", members);
+    }
+
+    /// <summary>The first value of a header (case-insensitive name), or null. For a header that must be single (strict HTTP refuses a repeat).</summary>
     public string? Header(string name)
     {
         foreach (var (key, value) in Headers)

@@ -39,6 +39,8 @@ public static class Reasons
         "CONNECT is only accepted as the first request of a new connection");
     public static readonly Reason AmbiguousLength = new("ambiguous-length", DecisionStage.Protocol, 400, false,
         "Transfer-Encoding with Content-Length, on HTTP/1.0, or a Content-Length that is not one canonical number");
+    public static readonly Reason AmbiguousHeader = new("ambiguous-header", DecisionStage.Protocol, 400, false,
+        "a header that must appear once (Host, Content-Type, Content-Range) appears in more than one field, which servers may read differently");
     public static readonly Reason H2cNotAllowed = new("h2c-not-allowed", DecisionStage.Protocol, 403, false, "Upgrade: h2c or HTTP2-Settings");
     public static readonly Reason BadTarget = new("bad-target", DecisionStage.Protocol, 400, false, "the request target inside a tunnel is not a path");
     public static readonly Reason NotAProxyRequest = new("not-a-proxy-request", DecisionStage.Protocol, 400, false,
@@ -114,9 +116,11 @@ public static class Reasons
     public static readonly Reason ResponseUndecodable = new("response-undecodable", DecisionStage.Upstream, 502, false,
         "secrets must be scrubbed from the response, but its coding (an unknown Content-Encoding, a Transfer-Encoding other than chunked) cannot be decoded; or a WebSocket upgrade negotiated an extension the proxy did not offer");
     public static readonly Reason ResponsePartial = new("response-partial", DecisionStage.Upstream, 502, false,
-        "a host a secret is bound to answered with part of a resource (206): slices of a stored value would pass the scrubber unseen (Range and If-Range are removed from requests to such hosts)");
+        "a host a secret is bound to answered with part of a resource (206): slices of a stored value would pass the scrubber unseen (Range and If-Range are removed from every request while secrets are configured)");
     public static readonly Reason ClientCanceled = new("client-canceled", DecisionStage.Upstream, 502, false, "the client went away before the exchange finished");
     public static readonly Reason ClientError = new("client-error", DecisionStage.Upstream, 502, false, "reading from or writing to the client failed");
+    public static readonly Reason ProxyError = new("proxy-error", DecisionStage.Upstream, 502, false,
+        "the proxy failed while handling the exchange (an internal error); the request may already have reached the upstream");
 
     private static readonly FrozenDictionary<string, Reason> ByName = typeof(Reasons)
         .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)

@@ -136,7 +136,13 @@ internal sealed class ScrubbingStream : Stream
 
         _completed = true;
         Feed(ReadOnlySpan<byte>.Empty, true);
-        _inner.Write(_pending.WrittenSpan[_pendingOffset..]);
+        // Nothing held back, nothing written: an empty write is still a write to a body that may not exist
+        // (Kestrel throws for a 204, 205 or 304 response, and the exchange would fail after forwarding).
+        if (PendingCount > 0)
+        {
+            _inner.Write(_pending.WrittenSpan[_pendingOffset..]);
+        }
+
         ResetPending();
     }
 
@@ -149,7 +155,11 @@ internal sealed class ScrubbingStream : Stream
 
         _completed = true;
         Feed(ReadOnlySpan<byte>.Empty, true);
-        await _inner.WriteAsync(_pending.WrittenMemory[_pendingOffset..], cancellationToken);
+        if (PendingCount > 0)
+        {
+            await _inner.WriteAsync(_pending.WrittenMemory[_pendingOffset..], cancellationToken);
+        }
+
         ResetPending();
     }
 

@@ -173,6 +173,24 @@ public sealed class Round7Origin : IAsyncDisposable
                 return Raw("HTTP/1.1 205 Reset Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             case "304":
                 return Raw("HTTP/1.1 304 Not Modified\r\nETag: \"r7\"\r\nConnection: close\r\n\r\n");
+            case "partial":
+                return [.. Raw($"HTTP/1.1 206 Partial Content\r\nContent-Type: application/json\r\nContent-Range: bytes 0-{Document.Length - 1}/{Document.Length + 100}\r\nContent-Length: {Document.Length}\r\nConnection: close\r\n\r\n"), .. Document];
+            case "interim204":
+                return Raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                    + "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            case "split-gzip":
+            {
+                // The stored document, gzip-compressed, its coding split over two fields (the first empty or identity).
+                var first = head.Contains("/split-gzip/empty", StringComparison.Ordinal) ? "Content-Encoding:" : "Content-Encoding: identity";
+                using var compressed = new MemoryStream();
+                using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
+                {
+                    gzip.Write(Document);
+                }
+
+                return [.. Raw($"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{first}\r\nContent-Encoding: gzip\r\nContent-Length: {compressed.Length}\r\nConnection: close\r\n\r\n"), .. compressed.ToArray()];
+            }
+
             case "hints":
                 return Raw($"HTTP/1.1 100 Continue\r\nX-Leak: {Known}\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </{Known}>; rel=preload\r\nX-Leak: {Known}\r\n\r\n"
                     + "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
@@ -289,7 +307,7 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
     /// through, and the slices concatenate to the value. Here the origin plays the store and answers as
     /// <c>localhost</c>, which no secret is bound to.
     /// </summary>
-    [Fact(Skip = "open R7-1: byte ranges from a host the secret is not bound to hand a stored value back in slices")]
+    [Fact]
     public async Task Byte_ranges_from_a_host_the_value_is_not_bound_to_do_not_hand_it_back_in_slices()
     {
         using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
@@ -324,7 +342,7 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
     /// answer 204. Suggested fix: skip the final write of the scrubbing stream when nothing is pending (and record the
     /// event when a stage throws after forwarding).
     /// </summary>
-    [Theory(Skip = "open R7-2: a 204/205/304 response with secrets configured throws after forwarding; the request has no event")]
+    [Theory]
     [InlineData("204")]
     [InlineData("205")]
     [InlineData("304")]
@@ -360,7 +378,7 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
     /// one comma-separated list, so the proxy's reading is the wrong one. (One field <c>identity, gzip</c> is decoded
     /// and refused: the bug is the field split.) curl sends the two fields as given, over HTTP/1.1 and HTTP/2.
     /// </summary>
-    [Theory(Skip = "open R7-3: a Content-Encoding split over two header fields is not decoded before the scan")]
+    [Theory]
     [InlineData("--http1.1", "Content-Encoding: identity")]
     [InlineData("--http2", "Content-Encoding: identity")]
     [InlineData("--http1.1", "Content-Encoding;")]
@@ -376,6 +394,110 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
         Assert.False(decoded.Contains(AwsKey, StringComparison.Ordinal),
             $"the AWS key reached the origin gzip-compressed (status {result.Stdout.Trim()}; origin saw {arrived.Head?.Split("\r\n").FirstOrDefault(l => l.StartsWith("Content-Encoding", StringComparison.OrdinalIgnoreCase))})");
         Assert.Equal("403", result.Stdout.Trim());
+    }
+
+    /// <summary>
+    /// R7-2, the rest of the class: every answer that may not carry a body (a HEAD, with or without the upstream
+    /// sending one anyway; a 204 after a 100 Continue and a 103 Early Hints) reaches the client with its status, over
+    /// HTTP/2 and HTTP/1.1, and the request has its event with that status.
+    /// </summary>
+    [Theory]
+    [InlineData("HEAD", "ok", "2.0", 200)]
+    [InlineData("HEAD", "204", "2.0", 204)]
+    [InlineData("HEAD", "ok", "1.1", 200)]
+    [InlineData("GET", "interim204", "2.0", 204)]
+    [InlineData("GET", "interim204", "1.1", 204)]
+    public async Task Bodiless_answers_to_head_and_after_interim_responses_reach_the_client_and_are_recorded(string method, string mode, string version, int expected)
+    {
+        var path = $"/{mode}/{Guid.NewGuid():N}";
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath, Version.Parse(version));
+        using var request = new HttpRequestMessage(new HttpMethod(method), _f.Url(path));
+        int? code = null;
+        string? failure = null;
+        try
+        {
+            using var response = await client.SendAsync(request);
+            code = (int)response.StatusCode;
+            Assert.Empty(await response.Content.ReadAsByteArrayAsync());
+        }
+        catch (HttpRequestException ex)
+        {
+            failure = ex.InnerException?.Message ?? ex.Message;
+        }
+
+        Assert.Contains(_f.Origin.Received, r => r.Target == path);
+        var recorded = await WaitForEventOrNullAsync(e => e.GetProperty("kind").GetString() == "request" && e.GetProperty("path").GetString() == path);
+        Assert.True(code == expected && recorded?.GetProperty("status").GetInt32() == expected,
+            $"client got {code?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? failure}; request event {recorded?.ToString() ?? "none"}");
+        Assert.Equal("allow", recorded!.Value.GetProperty("decision").GetString());
+    }
+
+    /// <summary>
+    /// R7-3, the single headers: a request with <c>Content-Type</c> in two fields (one server reads the first, another
+    /// the last, the scan one of them) is refused as ambiguous and never forwarded, over HTTP/1.1 and HTTP/2.
+    /// </summary>
+    [Theory]
+    [InlineData("--http1.1")]
+    [InlineData("--http2")]
+    public async Task A_content_type_in_two_header_fields_is_refused_as_ambiguous(string version)
+    {
+        var path = $"/upload/{Guid.NewGuid():N}";
+        var earlier = (await _f.Proxy.EventsAsync()).Select(e => e.GetRawText()).ToHashSet(StringComparer.Ordinal);
+        var result = await Curl(version, "-X", "POST", "-H", "Content-Type: text/plain", "-H", "Content-Type: multipart/form-data; boundary=x",
+            "--data-binary", "--x\r\n\r\nhello\r\n--x--\r\n", _f.Url(path));
+        Assert.Equal("400", result.Stdout.Trim());
+        Assert.DoesNotContain(_f.Origin.Received, r => r.Target == path);
+        // Refused before the target is read, so the event has no path: it is the new request event with this reason.
+        var recorded = await _f.Proxy.WaitForEventAsync(e => !earlier.Contains(e.GetRawText()) && e.GetProperty("kind").GetString() == "request"
+            && e.GetProperty("reason").GetString() == "ambiguous-header");
+        Assert.Equal("deny", recorded.GetProperty("decision").GetString());
+    }
+
+    /// <summary>
+    /// R7-3 on the way back: a response whose coding is split over two fields (<c>identity</c> or an empty field, then
+    /// <c>gzip</c>) is decoded whole and scrubbed; the client (curl decoding what it is told) never sees the value.
+    /// </summary>
+    [Theory]
+    [InlineData("--http1.1", "identity")]
+    [InlineData("--http2", "empty")]
+    public async Task A_response_coding_split_over_two_header_fields_is_decoded_and_scrubbed(string version, string first)
+    {
+        var result = await Cli.RunProgramAsync("curl",
+            ["-sS", version, "--compressed", "--max-time", "30", "--proxy", _f.Proxy.ProxyUrl, "--cacert", _f.Proxy.CaPath, "-w", "\n%{http_code}", _f.Url($"/split-gzip/{first}")],
+            _f.Dir.Path, null);
+        Assert.DoesNotContain(_f.Value, result.All, StringComparison.Ordinal);
+        Assert.EndsWith("200", result.Stdout.Trim(), StringComparison.Ordinal);
+        Assert.Contains("\"stored\"", result.Stdout, StringComparison.Ordinal); // decoded, not passed through compressed
+    }
+
+    /// <summary>
+    /// R7-1, the class: while a secret is configured, <c>Range</c> and <c>If-Range</c> never reach any host (bound or
+    /// not), so the whole resource is answered and scrubbed; and a 206 nobody asked for, from a host no secret is bound
+    /// to, is scrubbed like any body.
+    /// </summary>
+    [Fact]
+    public async Task Range_and_if_range_reach_no_host_and_an_unasked_partial_answer_is_scrubbed()
+    {
+        using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
+        var path = $"/range/{Guid.NewGuid():N}";
+        using (var request = new HttpRequestMessage(HttpMethod.Get, _f.Url(path)))
+        {
+            request.Headers.Range = new System.Net.Http.Headers.RangeHeaderValue(0, 7);
+            request.Headers.TryAddWithoutValidation("If-Range", "\"r7\"");
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.DoesNotContain(_f.Value, await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        var head = _f.Origin.Received.Single(r => r.Target == path).Head;
+        Assert.DoesNotContain("\r\nRange:", head, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("\r\nIf-Range:", head, StringComparison.OrdinalIgnoreCase);
+
+        using var partial = await client.GetAsync(_f.Url("/partial/unasked"));
+        Assert.Equal(HttpStatusCode.PartialContent, partial.StatusCode);
+        var text = await partial.Content.ReadAsStringAsync();
+        Assert.Contains("\"stored\"", text, StringComparison.Ordinal);
+        Assert.DoesNotContain(_f.Value, text, StringComparison.Ordinal);
     }
 
     /// <summary>

@@ -36,6 +36,7 @@ internal sealed class AuditStage(ProxyServices services)
 
     public async ValueTask<bool> RecordAsync(ProxyExchange exchange, Decision decision, int status)
     {
+        exchange.Recorded = true; // once: a failure after this point does not record the request again
         services.Metrics.CountRequest(decision);
         var e = AuditEventFactory.Request(exchange, decision, status);
         if (exchange.Reservation is { } reservation)

@@ -85,8 +85,10 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
             // After a protocol upgrade (101, or 200 to an HTTP/2 extended CONNECT) the connection (HTTP/2: the stream)
             // belongs to the upgraded stream: nothing was written through the scrubber and nothing may be written to
             // the response any more.
+            // A response that has no body (HEAD; 1xx, 204, 205, 304) never gets one: whatever the scrubber holds is dropped.
             var upgraded = context.Response.StatusCode == StatusCodes.Status101SwitchingProtocols || relay?.Accepted == true;
-            if (!substitutor.IsEmpty && !upgraded && ((error == ForwarderError.None && transformer.Refusal is null) || context.Response.HasStarted))
+            if (!substitutor.IsEmpty && !upgraded && !IsBodiless(context)
+                && ((error == ForwarderError.None && transformer.Refusal is null) || context.Response.HasStarted))
             {
                 await context.Response.Body.DisposeAsync();
             }
@@ -167,6 +169,11 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         context.Response.Clear();
         return exchange.Refuse(failure);
     }
+
+    /// <summary>True when the response may not carry a body: an answer to HEAD, or a 1xx, 204, 205 or 304 status.</summary>
+    internal static bool IsBodiless(HttpContext context) =>
+        HttpMethods.IsHead(context.Request.Method)
+        || context.Response.StatusCode is < 200 or StatusCodes.Status204NoContent or StatusCodes.Status205ResetContent or StatusCodes.Status304NotModified;
 
     /// <summary>
     /// The forwarder's idle timeout also ends an upgraded connection, abruptly; for a WebSocket it is set past the relay's

@@ -97,6 +97,9 @@ internal sealed class StrictHttpStage : IRequestStage
             : null;
     }
 
+    /// <summary>Request headers that must appear in one field at most (RFC 9110: not lists).</summary>
+    private static readonly string[] SingleHeaders = [HeaderNames.Host, HeaderNames.ContentType, HeaderNames.ContentRange]; // Content-Length: below
+
     private static Denial? Check(HttpRequest request)
     {
         var headers = request.Headers;
@@ -111,6 +114,17 @@ internal sealed class StrictHttpStage : IRequestStage
         {
             return Denial.Of(Reasons.AmbiguousLength, "protocol",
                 "Transfer-Encoding together with Content-Length, or on an HTTP/1.0 request, is ambiguous");
+        }
+
+        // A header that must be single, sent twice: one server reads the first field, another the last, the proxy's
+        // scan one of them. (List headers such as Content-Encoding are read as all their fields joined, as servers do.)
+        foreach (var name in SingleHeaders)
+        {
+            if (headers.TryGetValue(name, out var values) && values.Count > 1)
+            {
+                return Denial.Of(Reasons.AmbiguousHeader, "protocol",
+                    $"the {name} header appears in more than one field, which servers may read differently");
+            }
         }
 
         if (headers[HeaderNames.ContentLength] is { Count: > 0 } contentLength && !IsCanonicalLength(contentLength))
