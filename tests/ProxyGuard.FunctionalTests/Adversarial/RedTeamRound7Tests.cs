@@ -555,6 +555,7 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
                 Assert.Equal(3, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
                 var refused = responses.First(r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
                 Assert.Contains("over-capacity", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+                Assert.Equal("upstream-connections", refused.Headers.TryGetValues("X-ProxyGuard-Rule", out var rule) ? rule.Single() : null);
             }
             finally
             {
