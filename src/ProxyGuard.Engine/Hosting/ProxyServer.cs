@@ -24,6 +24,7 @@ using ProxyGuard.Engine.Pipeline;
 using ProxyGuard.Engine.Network;
 using ProxyGuard.Engine.Runtime;
 using ProxyGuard.Policy;
+using ProxyGuard.Policy.Decisions;
 using ProxyGuard.Secrets;
 using Yarp.ReverseProxy.Forwarder;
 
@@ -162,6 +163,7 @@ internal sealed class ProxyServer : IAsyncDisposable
 
         var connector = new UpstreamConnector(options.Resolve, () => runtime.Current.Policy.Network.AllowDestinations, limits.UpstreamConnectTimeout);
         var trust = new UpstreamTrust(() => runtime.Current.UpstreamRoots);
+        var upstreamConnections = new ConnectionCounter(limits.MaxUpstreamConnections);
         var client = new HttpMessageInvoker(new SocketsHttpHandler
         {
             UseProxy = false,
@@ -175,9 +177,22 @@ internal sealed class ProxyServer : IAsyncDisposable
             SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = trust.Validate },
             ConnectCallback = async (context, token) =>
             {
-                var host = context.DnsEndPoint.Host.Trim('[', ']');
-                var socket = await connector.ConnectAsync(host, context.DnsEndPoint.Port, token);
-                return new NetworkStream(socket, ownsSocket: true);
+                // A process-wide bound on open upstream connections (R7-6): past it the request is refused
+                // (503 over-capacity) instead of opening one more; the slot is given back when the connection closes.
+                var slot = upstreamConnections.TryAcquire("upstream")
+                    ?? throw new DestinationBlockedException(Reasons.OverCapacity.Name,
+                        $"the proxy's bound on open upstream connections ({limits.MaxUpstreamConnections}) is reached; retry shortly");
+                try
+                {
+                    var host = context.DnsEndPoint.Host.Trim('[', ']');
+                    var socket = await connector.ConnectAsync(host, context.DnsEndPoint.Port, token);
+                    return new SlotNetworkStream(socket, slot);
+                }
+                catch
+                {
+                    slot.Dispose();
+                    throw;
+                }
             },
         });
 

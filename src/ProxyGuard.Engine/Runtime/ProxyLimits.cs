@@ -40,6 +40,25 @@ internal sealed record ProxyLimits
     /// <summary>Concurrent connections per client (client id, or source address without clients): past it, 429.</summary>
     public int MaxConnectionsPerClient { get; init; } = 512;
 
+    /// <summary>
+    /// Forwarded requests in flight per client (client id, and source address), across all its connections and HTTP/2
+    /// streams: each can hold an upstream connection and the proxy's buffers until its response is read. Past it, 429.
+    /// Unset (0): twice <see cref="MaxConnectionsPerClient"/>, so HTTP/1.1 clients (one request per connection) are
+    /// never limited by it, and HTTP/2 clients keep room to multiplex (1024 with the defaults, ten connections' worth
+    /// of streams) while stalled streams cannot multiply the connection limit (R7-6).
+    /// </summary>
+    public int MaxRequestsInFlightPerClient { get; init; }
+
+    /// <summary>The effective <see cref="MaxRequestsInFlightPerClient"/>.</summary>
+    public int RequestsInFlightPerClient =>
+        MaxRequestsInFlightPerClient > 0 ? MaxRequestsInFlightPerClient : (int)Math.Min(int.MaxValue, 2L * MaxConnectionsPerClient);
+
+    /// <summary>
+    /// Upstream connections open at once across the process (pooled idle ones included). Past it, a request that needs
+    /// a new connection is refused (<c>503 over-capacity</c>) rather than opening one.
+    /// </summary>
+    public int MaxUpstreamConnections { get; init; } = 4096;
+
     /// <summary>Leaf certificates kept in the LRU cache.</summary>
     public int CertificateCacheSize { get; init; } = 10_000;
 
@@ -110,6 +129,8 @@ internal sealed record ProxyLimits
             WebSocketIdleTimeout = Seconds("WEBSOCKET_IDLE_TIMEOUT", WebSocketIdleTimeout),
             WebSocketMaxLifetime = Seconds("WEBSOCKET_MAX_LIFETIME", WebSocketMaxLifetime),
             MaxConnectionsPerClient = Int("MAX_CONNECTIONS_PER_CLIENT", MaxConnectionsPerClient),
+            MaxRequestsInFlightPerClient = Int("MAX_REQUESTS_IN_FLIGHT_PER_CLIENT", MaxRequestsInFlightPerClient),
+            MaxUpstreamConnections = Int("MAX_UPSTREAM_CONNECTIONS", MaxUpstreamConnections),
             CertificateCacheSize = Int("CERTIFICATE_CACHE_SIZE", CertificateCacheSize),
             UpstreamConnectTimeout = Seconds("UPSTREAM_CONNECT_TIMEOUT", UpstreamConnectTimeout),
             MaxBufferedBodyBytes = Int("BUFFERED_BODY_BYTES", MaxBufferedBodyBytes),

@@ -24,6 +24,7 @@ internal sealed class ProxyServices
         Limits = limits;
         LoggerFactory = loggerFactory;
         Connections = new ConnectionCounter(limits.MaxConnectionsPerClient);
+        RequestsInFlight = new ConnectionCounter(limits.RequestsInFlightPerClient);
     }
 
     public PolicyRuntime Runtime { get; }
@@ -41,6 +42,9 @@ internal sealed class ProxyServices
     public ILoggerFactory LoggerFactory { get; }
 
     public ConnectionCounter Connections { get; }
+
+    /// <summary>Forwarded requests in flight per client (<see cref="ProxyLimits.RequestsInFlightPerClient"/>).</summary>
+    public ConnectionCounter RequestsInFlight { get; }
 
     /// <summary>Whether the proxy listener serves (the readiness probe reads it).</summary>
     public ServingState Serving { get; } = new();

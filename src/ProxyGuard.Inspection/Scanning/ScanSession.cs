@@ -219,7 +219,12 @@ internal sealed partial class ScanSession : IDisposable
         return Math.Max(0, Math.Min(ratioLimit, _core.Options.MaxDecodedBytes - _decoded));
     }
 
-    /// <summary>Decompresses one content-coding step, charging the budget. Sets <see cref="Error"/> on failure.</summary>
+    /// <summary>
+    /// Decompresses one content-coding step, charging the budget. Sets <see cref="Error"/> on failure. The input must
+    /// be exactly one complete compressed stream (<see cref="CompressedExtent"/>): bytes after its end would reach the
+    /// upstream without being scanned (R7-4), so they make the body undecodable; a gzip header's free-text fields are
+    /// added after the output so that they are scanned too.
+    /// </summary>
     public bool TryDecompress(byte[] array, int offset, int count, string coding, out PooledBytes output)
     {
         var status = Decompress(array, offset, count, coding, out output);
@@ -230,6 +235,30 @@ internal sealed partial class ScanSession : IDisposable
                 {
                     output.Dispose();
                     return false;
+                }
+
+                if (CompressedExtent.Check(array, offset, count, coding, out var headerText) is { } extentError)
+                {
+                    output.Dispose();
+                    Fail("undecodable content-encoding: " + coding + ": " + extentError, ScanErrorKind.Undecodable);
+                    return false;
+                }
+
+                if (!headerText.IsEmpty)
+                {
+                    if (!Charge(headerText.Length + 1))
+                    {
+                        output.Dispose();
+                        return false;
+                    }
+
+                    var joined = ScratchArrays<byte>.Rent(output.Length + 1 + headerText.Length);
+                    output.Span.CopyTo(joined);
+                    joined[output.Length] = (byte)'\n';
+                    headerText.Span.CopyTo(joined.AsSpan(output.Length + 1));
+                    var length = output.Length + 1 + headerText.Length;
+                    output.Dispose();
+                    output = new PooledBytes(joined, length);
                 }
 
                 return true;

@@ -507,14 +507,18 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
     /// scanned as raw bytes, yet it is forwarded. A store that keeps the body as sent (an object store's PUT with a
     /// <c>Content-Encoding</c>, an artifact or paste upload) keeps the key in clear after the gzip member, for anyone
     /// who reads the object back.
+    /// FIXED: a compressed body must be exactly one complete stream (gzip: one member ending at its trailer);
+    /// anything after it makes the body undecodable (403), and a gzip header's text fields are scanned.
     /// </summary>
-    [Theory(Skip = "open R7-4: bytes after the end of a gzip or zlib stream are forwarded without being scanned")]
+    [Theory]
     [InlineData("gzip")]
     [InlineData("deflate")]
+    [InlineData("br")]
     public async Task Bytes_after_the_end_of_a_compressed_body_are_scanned(string coding)
     {
         var path = $"/upload/{Guid.NewGuid():N}";
-        var compressed = coding == "gzip" ? Gzip(Encoding.UTF8.GetBytes("hello ")) : Zlib(Encoding.UTF8.GetBytes("hello "));
+        var hello = Encoding.UTF8.GetBytes("hello ");
+        var compressed = coding switch { "gzip" => Gzip(hello), "deflate" => Zlib(hello), _ => Brotli(hello) };
         var payload = (byte[])[.. compressed, .. Encoding.UTF8.GetBytes("\naws_access_key_id = " + AwsKey + "\n")];
         using var client = ProxyClients.Create(_f.Proxy.ProxyUrl, _f.Proxy.CaPath);
         using var content = new ByteArrayContent(payload);
@@ -569,8 +573,10 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
     /// 26 MiB (about 0.4 MiB a stream). With the defaults (512 connections per client, 100 streams each) that is 51,200
     /// upstream connections for one client, more than the process's file descriptors, and on the order of 20 GiB.
     /// (By hand with curl: 400 stalled streams on 4 connections held 289 upstream connections, RSS +50 MiB.)
+    /// FIXED: a client's forwarded requests in flight are bounded (twice its connection limit by default) across all
+    /// its connections and streams; past it a new stream is answered 429 too-many-connections with an event.
     /// </summary>
-    [Fact(Skip = "open R7-6: stalled HTTP/2 streams hold an upstream connection each, beyond the client's connection limit")]
+    [Fact]
     public async Task A_client_cannot_hold_more_upstream_connections_than_its_connection_limit_with_streams()
     {
         await using var proxy = await ProxyProcess.StartAsync(_f.Dir.File("proxy-r7-6"), $"""
@@ -615,6 +621,7 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
             var grown = (proxy.RssBytes() - rssBefore) / (1024 * 1024);
             Assert.True(held <= 8,
                 $"one client (limit 4 connections) held {held} upstream connections with {responses.Count(r => r.IsSuccessStatusCode)} unread streams on one HTTP/2 connection; proxy RSS +{grown} MiB");
+            Assert.Contains(responses, r => r.StatusCode == HttpStatusCode.TooManyRequests); // refused with a reason, not left hanging
         }
         finally
         {
@@ -623,6 +630,78 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
                 response.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// R7-6, the process-wide side: however the streams are spread over clients, the proxy keeps no more upstream
+    /// connections open than its bound (here 3); a request that would need one more is refused with
+    /// <c>503 over-capacity</c>, and the slots come back once the stalled streams are reset.
+    /// </summary>
+    [Fact]
+    public async Task The_proxy_holds_no_more_upstream_connections_than_its_process_wide_bound()
+    {
+        await using var proxy = await ProxyProcess.StartAsync(_f.Dir.File("proxy-r7-6-process"), $"""
+            version: 1
+            default: deny
+            network:
+              allow_destinations: [127.0.0.0/8]
+            tls:
+              upstream_ca_files: [{_f.OriginCaPath}]
+            rules:
+              - name: unbound
+                hosts: [localhost]
+                ports: [{_f.Origin.Port}]
+                action: allow
+            """, null, new Dictionary<string, string> { ["PROXYGUARD_LIMIT_MAX_UPSTREAM_CONNECTIONS"] = "3" });
+        var baseline = _f.Origin.Open;
+        var responses = new List<HttpResponseMessage>();
+        using (var client = ProxyClients.Create(proxy.ProxyUrl, proxy.CaPath, HttpVersion.Version20))
+        {
+            try
+            {
+                foreach (var i in Enumerable.Range(0, 10))
+                {
+                    responses.Add(await client.GetAsync(_f.Url($"/endless/r7-6-process-{i}"), HttpCompletionOption.ResponseHeadersRead)
+                        .WaitAsync(TimeSpan.FromSeconds(30)));
+                }
+
+                var held = 0;
+                for (var i = 0; i < 10; i++)
+                {
+                    held = Math.Max(held, _f.Origin.Open - baseline);
+                    await Task.Delay(100);
+                }
+
+                var statuses = string.Join(",", responses.Select(r => (int)r.StatusCode));
+                Assert.True(held <= 3, $"the proxy held {held} upstream connections with a process-wide bound of 3 ({statuses})");
+                Assert.Equal(3, responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+                var refused = responses.First(r => r.StatusCode == HttpStatusCode.ServiceUnavailable);
+                Assert.Contains("over-capacity", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+                Assert.Equal("upstream-connections", refused.Headers.TryGetValues("X-ProxyGuard-Rule", out var rule) ? rule.Single() : null);
+            }
+            finally
+            {
+                foreach (var response in responses)
+                {
+                    response.Dispose();
+                }
+            }
+        }
+
+        // The stalled streams are gone (the client closed): their upstream connections close and their slots return.
+        using var again = ProxyClients.Create(proxy.ProxyUrl, proxy.CaPath, HttpVersion.Version20);
+        var status = HttpStatusCode.ServiceUnavailable;
+        for (var attempt = 0; attempt < 50 && status != HttpStatusCode.OK; attempt++)
+        {
+            using var response = await again.GetAsync(_f.Url($"/plain/r7-6-after-{attempt}"));
+            status = response.StatusCode;
+            if (status != HttpStatusCode.OK)
+            {
+                await Task.Delay(200);
+            }
+        }
+
+        Assert.Equal(HttpStatusCode.OK, status);
     }
 
     /// <summary>
@@ -700,6 +779,17 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
         using (var gzip = new GZipStream(output, CompressionLevel.Fastest, leaveOpen: true))
         {
             gzip.Write(data);
+        }
+
+        return output.ToArray();
+    }
+
+    private static byte[] Brotli(byte[] data)
+    {
+        using var output = new MemoryStream();
+        using (var brotli = new BrotliStream(output, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            brotli.Write(data);
         }
 
         return output.ToArray();

@@ -55,6 +55,14 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
             }
         }
 
+        // Every forwarded request holds an upstream connection (HTTP/1.1 upstreams: one each) and buffers until its
+        // response is read: a client's requests in flight, over all its connections and HTTP/2 streams, are bounded
+        // (R7-6), released when the request ends (completed, reset or aborted).
+        if (exchange.Connection is { RemoteAddress: not null } requester && !TakeInFlightSlots(exchange, requester))
+        {
+            return exchange.Refuse(TooManyRequestsInFlight);
+        }
+
         Apply(exchange);
 
         var decodeLease = substitutor.IsEmpty ? null : services.Budgets.Decoding.TryReserve(0) is { } lease ? exchange.Hold(lease) : null;
@@ -184,6 +192,37 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
             ? config
             : config with { ActivityTimeout = relay.IdleTimeout + TimeSpan.FromSeconds(30) };
 
+    /// <summary>The rule name of a refusal by the process-wide bound on upstream connections.</summary>
+    internal const string UpstreamConnectionsName = "upstream-connections";
+
+    internal static Denial TooManyRequestsInFlight { get; } = Denial.Of(Reasons.TooManyConnections, "limits",
+        "this client has too many requests in flight (unread responses hold upstream connections); finish or cancel some and retry");
+
+    /// <summary>Takes an in-flight slot for the client's address and, when known, its client id; false past either limit.</summary>
+    private bool TakeInFlightSlots(ProxyExchange exchange, Connect.ProxyConnectionFeature connection)
+    {
+        // The slots are handed to the exchange, which releases them when the request ends.
+#pragma warning disable CA2000
+        if (services.RequestsInFlight.TryAcquire(Connect.ConnectMiddleware.AddressKey(connection)) is not { } address)
+        {
+            return false;
+        }
+
+        exchange.Hold(address);
+        if (connection.Tunnel?.ClientId is { } clientId)
+        {
+            if (services.RequestsInFlight.TryAcquire("client:" + clientId) is not { } client)
+            {
+                return false;
+            }
+
+            exchange.Hold(client);
+        }
+#pragma warning restore CA2000
+
+        return true;
+    }
+
     /// <summary>
     /// True when forwarding failed before any byte of the request was written: the name did not resolve, the address
     /// was refused, the connection or the TLS handshake with the upstream failed.
@@ -259,6 +298,9 @@ internal sealed class ForwardStage(ProxyServices services, IHttpForwarder forwar
         {
             switch (e)
             {
+                case DestinationBlockedException { Reason: "over-capacity" } full:
+                    // The process-wide bound on upstream connections (R7-6): named like the other budgets.
+                    return Denial.Of(Reasons.OverCapacity, UpstreamConnectionsName, full.Message);
                 case DestinationBlockedException blocked:
                     services.Metrics.UpstreamErrors.WithLabels(blocked.Reason).Inc();
                     return Denial.Of(Reasons.Find(blocked.Reason) ?? Reasons.PrivateDestination, "network", blocked.Message);
