@@ -64,7 +64,12 @@ internal sealed partial class ScanSession
                 }
 
                 default:
-                    if (part.ContentEncoding is not null || MediaType.IsMultipart(part.ContentType) || MediaType.IsForm(part.ContentType))
+                    if (part.ContentEncoding is null && !_inWide && WideText.Detect(partBytes, part.ContentType, out _, out _, out _) != WideEncoding.None)
+                    {
+                        // A UTF-16/32 part: transcoded and scanned like a body of its own.
+                        TryScanWide(partBytes, part.ContentType, depth + 1, LayerMap.Shift(map, part.BodyStart));
+                    }
+                    else if (part.ContentEncoding is not null || MediaType.IsMultipart(part.ContentType) || MediaType.IsForm(part.ContentType))
                     {
                         var copy = ScratchArrays<byte>.Rent(partBytes.Length);
                         try

@@ -304,6 +304,11 @@ internal sealed partial class ScanSession : IDisposable
                 return;
             }
 
+            if (TryScanWide(bytes, contentType, depth, map))
+            {
+                return;
+            }
+
             if (MediaType.IsForm(contentType))
             {
                 ScanUnescaped(Widen(bytes, ref chars), depth + 1, map, json: false, plusAsSpace: true);

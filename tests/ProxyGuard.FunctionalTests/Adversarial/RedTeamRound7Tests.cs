@@ -532,14 +532,14 @@ public sealed class RedTeamRound7Tests : IClassFixture<Round7Fixture>
     }
 
     /// <summary>
-    /// FINDING R7-5 (medium, a credential leaves through an allowed host unscanned): bodies in UTF-16 or UTF-32. The
+    /// FINDING R7-5 (medium, fixed: the scanner transcodes UTF-16/32 bodies and parts): bodies in UTF-16 or UTF-32. The
     /// built-in detectors look at the body's bytes as UTF-8/ASCII text; a JSON body written in UTF-16 (with its byte
     /// order mark), or text declared <c>charset=utf-16le</c>, has a zero byte between the characters of the key and no
     /// detector fires. The server reads it as meant: Python's <c>json.loads</c> on bytes (so Flask's
     /// <c>get_json()</c> and <c>requests</c>' <c>.json()</c>) detects UTF-16 and UTF-32, and ASP.NET transcodes a
     /// request whose charset says UTF-16. (R6-2 is the same gap in the real-value matcher; this is the detectors'.)
     /// </summary>
-    [Theory(Skip = "open R7-5: a cloud key in a UTF-16 or UTF-32 body is not found by the built-in detectors")]
+    [Theory]
     [InlineData("application/json", "utf-16")]
     [InlineData("text/plain; charset=utf-16le", "utf-16le")]
     [InlineData("application/json", "utf-32")]

@@ -95,6 +95,14 @@ public static class ComplexityShapes
         // header every 32 bytes, and a UTF-16 text body of short base64-looking runs.
         new(MultipartZlibHeaderRuns, size => Bytes(size, "?/a\u000f\u00b9G\u0000@/a\u000f\u00b9WEeyJ9eyJEeyJ9eyJ9ey", "multipart/mixed; boundary=\"a b\"", null)),
         new(Utf16TextRuns, size => Bytes(size, "VVjVVVVVVVVVVVVV\u0000aaIG-gl29ybVVVVVVVVVVV", "text/plain; charset=utf-16", null)),
+        new("utf-16le with a mark, %41", size => Wide(size, "%41", "text/plain", Encoding.Unicode, bom: true)),
+        new("utf-16be with a mark, base64 of text", size => Wide(size, "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQg ", "text/plain", Encoding.BigEndianUnicode, bom: true)),
+        new("utf-16 by charset, both orders, near-miss AKIA", size => Wide(size, "AKIA", "application/json; charset=utf-16", Encoding.Unicode, bom: false)),
+        new("utf-16le by zero bytes, \\u0041", size => Wide(size, "\\u0041", "application/json", Encoding.Unicode, bom: false)),
+        new("utf-32 with a mark, json \\u0041", size => Wide(size, "\\u0041", "application/json", Encoding.UTF32, bom: true)),
+        new("utf-16le form %41", size => Wide(size, "a=%41&", "application/x-www-form-urlencoded; charset=utf-16le", Encoding.Unicode, bom: false)),
+        new("utf-16 zero-byte lookalike binary", size => Bytes(size, "A\u0000\u0000\u00d8", "application/octet-stream", null)),
+        new("multipart utf-16le parts", size => Multipart(size, "text/plain; charset=utf-16le", null, "A\u0000%\u00004\u00001\u0000")),
         new("gzip of \\u0041", size => Bytes(size, "\\u0041", "application/json", "gzip")),
         new("header %41", size => Text(size, "%41", ScanLocation.Header)),
         new("header \\u0041", size => Text(size, "\\u0041", ScanLocation.Header)),
@@ -147,6 +155,13 @@ public static class ComplexityShapes
         }
 
         return scanner => scanner.ScanBody(body, coding, contentType, Host);
+    }
+
+    private static Scan Wide(int size, string unit, string contentType, Encoding encoding, bool bom)
+    {
+        var text = Encoding.Latin1.GetString(Repeat(unit, size / encoding.GetByteCount("a")));
+        byte[] body = bom ? [.. encoding.GetPreamble(), .. encoding.GetBytes(text)] : encoding.GetBytes(text);
+        return scanner => scanner.ScanBody(body, null, contentType, Host);
     }
 
     private static Scan Text(int size, string unit, ScanLocation location)

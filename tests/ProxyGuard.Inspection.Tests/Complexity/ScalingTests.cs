@@ -50,6 +50,19 @@ public sealed class ScalingTests(ITestOutputHelper output)
         Assert.True(nanoseconds < 2e9, $"256 KiB of %41 took {nanoseconds / 1e6:F0} ms of CPU");
     }
 
+    [Fact]
+    public void TheAmpersandShapeIsFastInAbsoluteTerms()
+    {
+        // fuzz/regressions/scan-slow/ampersands: 1 MiB of '&' took about 240 ms of CPU in a Debug build (the real-value
+        // matcher decoded at every '&'); skipping runs of '&' makes it about 5 ms. 20 ms leaves room for a loaded CI machine.
+        var scan = ComplexityShapes.Find("ampersands (fuzz: 16 KiB of &)").Build(1024 * 1024);
+        var scanner = ComplexityShapes.ByteScanner();
+        scan(scanner);
+        var nanoseconds = Measure(scan, scanner, 1, 3);
+        output.WriteLine($"1 MiB of &: {nanoseconds / 1e6:F1} ms CPU");
+        Assert.True(nanoseconds < 20e6, $"1 MiB of & took {nanoseconds / 1e6:F1} ms of CPU (limit 20)");
+    }
+
     private void AssertLinear(string name, ContentScanner scanner)
     {
         var shape = ComplexityShapes.Find(name);
