@@ -93,7 +93,8 @@ public sealed class RedTeamRound8MatcherTests
     }
 
     /// <summary>
-    /// FINDING R8-1 (medium, the real value reaches the sandbox or leaves unrecognised): the value escaped first and then
+    /// FINDING R8-1 (medium, fixed: the matcher also holds the UTF-16 patterns of the value's common JSON and .reg escaped
+    /// spellings; the real value reached the sandbox or left unrecognised): the value escaped first and then
     /// written as UTF-16. R6-2 made the value's own UTF-16 bytes a pattern (raw, per-byte JSON escapes, base64), but a
     /// value holding <c>"</c> or <c>\</c> that is escaped before it is written in UTF-16 has other code units: a JSON
     /// document saved as UTF-16 (Windows PowerShell 5.1's <c>Out-File</c> and <c>&gt;</c> default, <c>ConvertTo-Json</c>
@@ -104,21 +105,80 @@ public sealed class RedTeamRound8MatcherTests
     /// escaped form is the value itself). Probed with the shared test value; UTF-16 of the percent- and HTML-escaped
     /// value were not probed.
     /// </summary>
-    [Theory(Skip = "open R8-1: the value escaped (JSON, .reg) and then written as UTF-16 is not recognised")]
+    [Theory]
     [InlineData("json-le")]
     [InlineData("json-be")]
     [InlineData("reg-le")]
+    [InlineData("json-minimal-le")]
+    [InlineData("json-ascii-be")]
     public void A_value_escaped_then_written_as_utf16_is_recognised_and_scrubbed(string kind)
     {
         var substitutor = Substitutor();
-        var text = kind == "reg-le"
-            ? "Windows Registry Editor Version 5.00\r\n\r\n[HKEY_CURRENT_USER\\Software\\Agent]\r\n\"Token\"=\"" + Value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"\r\n"
-            : "{\"token\":\"" + Json(Value) + "\"}";
-        var body = kind == "json-be" ? Encoding.BigEndianUnicode.GetBytes(text) : Encoding.Unicode.GetBytes(text);
+        var body = EscapedUtf16(kind);
         var found = substitutor.FindRealValue(body) is not null;
         var scrubbed = substitutor.ScrubBody(body) ?? body;
         var survives = substitutor.FindRealValue(scrubbed) is not null;
         Assert.True(found && !survives, $"{kind}: found={found} survives={survives}");
+    }
+
+    /// <summary>
+    /// A document holding the value escaped and then written as UTF-16: System.Text.Json's default (LE, BE), a
+    /// <c>.reg</c> export, JSON with the fewest escapes (Newtonsoft, PowerShell 7) and with non-ASCII as <c>\uxxxx</c>
+    /// (Python's <c>ensure_ascii</c>).
+    /// </summary>
+    private static byte[] EscapedUtf16(string kind)
+    {
+        var minimal = Value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal);
+        var text = kind switch
+        {
+            "reg-le" => "Windows Registry Editor Version 5.00\r\n\r\n[HKEY_CURRENT_USER\\Software\\Agent]\r\n\"Token\"=\"" + minimal + "\"\r\n",
+            "json-minimal-le" => "{\"token\":\"" + minimal + "\"}",
+            "json-ascii-be" => "{\"token\":\"" + minimal.Replace("\u00e9", "\\u00e9", StringComparison.Ordinal) + "\"}",
+            _ => "{\"token\":\"" + Json(Value) + "\"}",
+        };
+        return kind.EndsWith("-be", StringComparison.Ordinal) ? Encoding.BigEndianUnicode.GetBytes(text) : Encoding.Unicode.GetBytes(text);
+    }
+
+    /// <summary>
+    /// R8-1's forms streamed (as the response path writes them) in two writes split at every offset, and in chunks of 1
+    /// to 5 bytes, come out exactly as the whole-body scrub, which replaced the value.
+    /// </summary>
+    [Theory]
+    [InlineData("json-le")]
+    [InlineData("json-be")]
+    [InlineData("reg-le")]
+    public void A_value_escaped_then_written_as_utf16_split_at_every_offset_is_scrubbed_like_the_whole_body(string kind)
+    {
+        var substitutor = Substitutor();
+        var bytes = EscapedUtf16(kind);
+        var whole = substitutor.ScrubBody(bytes);
+        Assert.NotNull(whole);
+        Assert.Null(substitutor.FindRealValue(whole));
+        for (var at = 0; at <= bytes.Length; at++)
+        {
+            AssertStreamed(substitutor, bytes, whole, [at], $"{kind} split at {at}");
+        }
+
+        for (var size = 1; size <= 5; size++)
+        {
+            AssertStreamed(substitutor, bytes, whole, [.. Enumerable.Range(1, bytes.Length / size).Select(k => k * size)], $"{kind} chunks of {size}");
+        }
+    }
+
+    private static void AssertStreamed(Substitutor substitutor, byte[] bytes, byte[] whole, int[] cuts, string what)
+    {
+        using var sink = new Support.WriteOnlySink();
+        using (var stream = substitutor.CreateScrubbingStream(sink, leaveOpen: true))
+        {
+            var from = 0;
+            foreach (var cut in cuts.Append(bytes.Length))
+            {
+                stream.Write(bytes, from, Math.Max(0, Math.Min(cut, bytes.Length) - from));
+                from = Math.Max(from, Math.Min(cut, bytes.Length));
+            }
+        }
+
+        Assert.True(whole.AsSpan().SequenceEqual(sink.Data.ToArray()), $"{what}: streamed and whole-body scrubs differ");
     }
 
     /// <summary>A value with a character outside the BMP, as UTF-16 surrogates: raw LE/BE and PowerShell-style base64.</summary>

@@ -22,7 +22,7 @@ public readonly record struct ValueMatch(int Start, int Length, int Owner)
 /// <summary>
 /// The one matcher of real secret values, shared by the content scanner (<c>vault-secret</c>), the
 /// request leak check and the response scrubber. It finds each value:
-/// raw, as UTF-8 and as UTF-16LE/BE (R6-2); JSON-escaped (<c>\" \\ \/ \b \f \n \r \t</c>, <c>\uXXXX</c> in either hex case,
+/// raw, as UTF-8 and as UTF-16LE/BE (R6-2), also JSON- or <c>.reg</c>-escaped and then written as UTF-16 (R8-1); JSON-escaped (<c>\" \\ \/ \b \f \n \r \t</c>, <c>\uXXXX</c> in either hex case,
 /// surrogate pairs, JavaScript <c>\u{...}</c>, CSS <c>\41 </c>, and non-ASCII bytes escaped one by one as <c>\u00XX</c> or
 /// octal <c>\ooo</c>), in any mix of escaped and plain characters;
 /// percent-encoded (either hex case, <c>+</c> for space, any mix incl. fully encoded, <c>%uXXXX</c>, overlong UTF-8 such as
@@ -1220,11 +1220,18 @@ public sealed class RealValueMatcher
     /// either end is left out (it may be the only byte of the form at a chunk's edge, and the two orders then share
     /// their patterns for an ASCII value): a match leaves that one zero byte in place. Nothing for a value of one
     /// character (too short to tell from binary).
+    /// R8-1: also the UTF-16 forms of the value's common escaped spellings, when they differ from the value (it holds
+    /// <c>"</c>, <c>\</c>, a control or a non-ASCII character): a JSON document or a <c>.reg</c> export saved as UTF-16 has
+    /// the escaped text's code units, which no view decodes. The spellings: JSON with the fewest escapes (<c>\" \\</c>,
+    /// controls; also a <c>.reg</c> file's <c>\" \\</c>), the same with non-ASCII as <c>\uxxxx</c> (lower and upper hex),
+    /// with <c>&lt; &gt; &amp; '</c> as <c>\u003c</c> (JavaScriptSerializer, Windows PowerShell's <c>ConvertTo-Json</c>), and
+    /// System.Text.Json's default escaping.
     /// </summary>
     internal static List<byte[]> Utf16Forms(ReadOnlySpan<byte> value)
     {
         var forms = new List<byte[]>();
         var chars = ArrayPool<char>.Shared.Rent(value.Length);
+        var escaped = ArrayPool<char>.Shared.Rent((value.Length * 6) + 6);
         try
         {
             if (System.Text.Unicode.Utf8.ToUtf16(value, chars, out _, out var written, replaceInvalidSequences: false) != OperationStatus.Done || written < 2)
@@ -1232,20 +1239,24 @@ public sealed class RealValueMatcher
                 return forms;
             }
 
-            foreach (var encoding in (ReadOnlySpan<System.Text.Encoding>)[System.Text.Encoding.Unicode, System.Text.Encoding.BigEndianUnicode])
+            var raw = chars.AsSpan(0, written);
+            AddUtf16(forms, raw);
+            foreach (var spelling in (ReadOnlySpan<JsonSpelling>)[
+                JsonSpelling.Minimal, JsonSpelling.Minimal | JsonSpelling.NonAsciiLower, JsonSpelling.Minimal | JsonSpelling.NonAsciiUpper,
+                JsonSpelling.Minimal | JsonSpelling.HtmlLower, JsonSpelling.Minimal | JsonSpelling.HtmlLower | JsonSpelling.NonAsciiLower,
+                JsonSpelling.Reg])
             {
-                var bytes = encoding.GetBytes(chars, 0, written);
-                var start = bytes[0] == 0 ? 1 : 0;
-                var end = bytes[^1] == 0 ? bytes.Length - 1 : bytes.Length;
-                var form = bytes[start..end];
-                Array.Clear(bytes);
-                if (forms.Exists(f => f.AsSpan().SequenceEqual(form)))
+                var length = EscapeJson(raw, escaped, spelling);
+                if (!escaped.AsSpan(0, length).SequenceEqual(raw))
                 {
-                    Array.Clear(form);
-                    continue;
+                    AddUtf16(forms, escaped.AsSpan(0, length));
                 }
+            }
 
-                forms.Add(form);
+            if (System.Text.Encodings.Web.JavaScriptEncoder.Default.Encode(raw, escaped, out _, out var encoded) == OperationStatus.Done
+                && !escaped.AsSpan(0, encoded).SequenceEqual(raw))
+            {
+                AddUtf16(forms, escaped.AsSpan(0, encoded));
             }
 
             return forms;
@@ -1254,7 +1265,86 @@ public sealed class RealValueMatcher
         {
             chars.AsSpan(0, value.Length).Clear();
             ArrayPool<char>.Shared.Return(chars);
+            escaped.AsSpan(0, (value.Length * 6) + 6).Clear();
+            ArrayPool<char>.Shared.Return(escaped);
         }
+    }
+
+    /// <summary>The UTF-16LE and UTF-16BE patterns of <paramref name="text"/> (an ASCII end's zero byte left out), deduplicated.</summary>
+    private static void AddUtf16(List<byte[]> forms, ReadOnlySpan<char> text)
+    {
+        foreach (var encoding in (ReadOnlySpan<System.Text.Encoding>)[System.Text.Encoding.Unicode, System.Text.Encoding.BigEndianUnicode])
+        {
+            var bytes = new byte[encoding.GetByteCount(text)];
+            encoding.GetBytes(text, bytes);
+            var start = bytes[0] == 0 ? 1 : 0;
+            var end = bytes[^1] == 0 ? bytes.Length - 1 : bytes.Length;
+            var form = bytes[start..end];
+            Array.Clear(bytes);
+            if (forms.Exists(f => f.AsSpan().SequenceEqual(form)))
+            {
+                Array.Clear(form);
+                continue;
+            }
+
+            forms.Add(form);
+        }
+    }
+
+    [Flags]
+    private enum JsonSpelling
+    {
+        Minimal = 1,
+        NonAsciiLower = 2,
+        NonAsciiUpper = 4,
+        HtmlLower = 8,
+        Reg = 16,
+    }
+
+    /// <summary>
+    /// R8-1: <paramref name="text"/> escaped as <paramref name="spelling"/> says into <paramref name="destination"/> (at least
+    /// six characters per character); returns the length written.
+    /// </summary>
+    private static int EscapeJson(ReadOnlySpan<char> text, Span<char> destination, JsonSpelling spelling)
+    {
+        var at = 0;
+        foreach (var c in text)
+        {
+            string? shortForm = c switch
+            {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                _ when spelling == JsonSpelling.Reg => null,
+                '\b' => "\\b",
+                '\f' => "\\f",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                _ => null,
+            };
+            if (shortForm is not null)
+            {
+                shortForm.AsSpan().CopyTo(destination[at..]);
+                at += shortForm.Length;
+                continue;
+            }
+
+            var unicode = spelling != JsonSpelling.Reg && (c < 0x20
+                || (c > 0x7E && (spelling & (JsonSpelling.NonAsciiLower | JsonSpelling.NonAsciiUpper)) != 0)
+                || ((spelling & JsonSpelling.HtmlLower) != 0 && c is '<' or '>' or '&' or '\''));
+            if (!unicode)
+            {
+                destination[at++] = c;
+                continue;
+            }
+
+            destination[at++] = '\\';
+            destination[at++] = 'u';
+            ((int)c).TryFormat(destination[at..], out var digits, (spelling & JsonSpelling.NonAsciiUpper) != 0 ? "X4" : "x4", System.Globalization.CultureInfo.InvariantCulture);
+            at += digits;
+        }
+
+        return at;
     }
 
     /// <summary>
