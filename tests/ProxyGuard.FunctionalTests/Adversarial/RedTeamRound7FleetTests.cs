@@ -253,7 +253,7 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
     /// too (they name another replica), leaves them (the old name keeps checkpoints without a registration), or deletes
     /// them (a replica with events and no signed checkpoint). An unsigned chain is unkeyed SHA-256: anyone who can write
     /// the database can recompute it under any name, so covering the id in the hash would not stop an insider; that
-    /// limit is documented (operations.md, tamper evidence). The unsigned rename is still accepted below, on purpose.
+    /// limit is documented (operations.md, tamper evidence).
     /// </remarks>
     [RequiresPostgresFact]
     public async Task Renaming_a_replica_centrally_is_reported_by_verify()
@@ -282,8 +282,9 @@ public sealed class RedTeamRound7FleetTests : IClassFixture<AuditFixture>
 
         await PostgresAsync(pg, "UPDATE proxyguard_events SET replica_id = 'r7f-forged' WHERE replica_id = 'r7f-three'", 4);
         await PostgresAsync(pg, "UPDATE proxyguard_replicas SET replica_id = 'r7f-forged' WHERE replica_id = 'r7f-three'", 1);
-        await AssertVerifyAsync(verify, 0, "ok: replica r7f-forged"); // the unsigned chain cannot tell (see remarks)
-        await AssertVerifyAsync(signed, 1, "BROKEN: replica r7f-three"); // checkpoints left behind under the old name
+        // The checkpoints left under the old name have no registration: reported even without the key.
+        await AssertVerifyAsync(verify, 1, "BROKEN: replica r7f-three", "registration");
+        await AssertVerifyAsync(signed, 1, "BROKEN: replica r7f-three");
 
         await PostgresAsync(pg, "UPDATE proxyguard_checkpoints SET replica_id = 'r7f-forged' WHERE replica_id = 'r7f-three'", -1);
         await AssertVerifyAsync(signed, 1, "BROKEN: replica r7f-forged", "signed for replica 'r7f-three'");
