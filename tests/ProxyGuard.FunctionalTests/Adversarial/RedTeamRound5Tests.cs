@@ -138,7 +138,10 @@ public sealed class RedTeamRound5StoreTests : IClassFixture<AuditFixture>
         // Deleting every checkpoint past event 7: the public key alone no longer sees the tail (the checkpoint chain was
         // truncated too), but the replica's store says which checkpoints it shipped.
         await PostgresAsync(pg, "DELETE FROM proxyguard_checkpoints WHERE replica_id = 'r5-six-cp' AND local_id >= 7", -1);
+        // (Since R8F-1 the public key alone also reports a replica left without any checkpoint.)
         await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url, "--public-key", publicKey, "--data-dir", dataDirectory], 1,
+            "BROKEN: replica r5-six-cp");
+        await AssertVerifyAsync(["events", "verify", "--events-store", pg.Url, "--data-dir", dataDirectory], 1,
             "BROKEN: replica r5-six-cp against its local store");
     }
 
